@@ -1,0 +1,370 @@
+"""The command line: the click group, its options, and nothing else.
+
+Each command lives in `runner/commands/<name>.py` as a typed `main(app, ...) -> int`;
+this module only declares options and hands over. Errors become messages and exit codes
+in `runner.error_handler`, in one place.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import __version__
+from runner.app import App
+from runner.error_handler import Exit, handle_errors
+from runner.output import Output
+
+pass_app = click.make_pass_decorator(App)
+json_option = click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
+
+
+def _app(ctx: click.Context, json_: bool) -> App:
+    app = ctx.ensure_object(App)
+    if json_:
+        app.out.json_mode = True
+    return app
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".runner",
+    show_default=True,
+    envvar="RUNNER_STATE_DIR",
+    help="Where runs, the ledger and keys are kept (never mounted into a step).",
+)
+@click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path, json_: bool, debug: bool, color: Any) -> None:
+    """Run GitHub-Actions-style missions, each step sealed in its own hardened container."""
+    app = ctx.ensure_object(App)
+    app.state_dir = state_dir
+    app.debug = debug
+    app.out.json_mode = json_
+    app.out.color = color
+
+
+# -- validate / plan ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[Path, ...], json_: bool) -> None:
+    """Check missions (default: every file in .missions/) and print every problem."""
+    from runner.commands import validate as command
+
+    ctx.exit(command.main(_app(ctx, json_), paths))
+
+
+@cli.command()
+@click.argument("mission", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file to decide with.")
+@json_option
+@click.pass_context
+def plan(ctx: click.Context, mission: Path, fmt: str, policy: Path | None, json_: bool) -> None:
+    """Print a mission's expanded DAG: levels, matrix instances, images, tools, decisions."""
+    from runner.commands import plan as command
+
+    ctx.exit(command.main(_app(ctx, json_), mission, fmt=fmt, policy=policy))
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint=what)
+        pairs[name] = rest
+    return pairs
+
+
+@cli.command()
+@click.argument("missions", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--event", default="manual", show_default=True, help="Event that selects missions.")
+@click.option("--job", "jobs", multiple=True, help="Run only these jobs (and what they need).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=VALUE", help="A mission input.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="NAME[=ENV_VAR]",
+    help="Pass a secret from the invoker's environment (never a value).",
+)
+@click.option(
+    "--secret-file", type=click.Path(dir_okay=False, path_type=Path), help="A dotenv file."
+)
+@click.option(
+    "--policy", type=click.Path(path_type=Path), help="Policy file (default: policies/default.yml)."
+)
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs running at once.")
+@click.option("--retry-seed", type=int, help="Make retry jitter reproducible.")
+@click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report."
+)
+@json_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    missions: tuple[Path, ...],
+    event: str,
+    jobs: tuple[str, ...],
+    inputs: tuple[str, ...],
+    secrets: tuple[str, ...],
+    secret_file: Path | None,
+    policy: Path | None,
+    max_parallel: int | None,
+    retry_seed: int | None,
+    junit: Path | None,
+    json_: bool,
+) -> None:
+    """Run missions: validate, check the policy, then each step in its own container."""
+    from runner.commands import run as command
+
+    ctx.exit(
+        command.main(
+            _app(ctx, json_),
+            missions,
+            event=event,
+            jobs=jobs,
+            inputs=_pairs(inputs, "--input"),
+            secrets=secrets,
+            secret_file=secret_file,
+            policy=policy,
+            max_parallel=max_parallel,
+            retry_seed=retry_seed,
+            junit=junit,
+        )
+    )
+
+
+# -- policy -------------------------------------------------------------------------------
+
+
+@cli.group()
+def policy() -> None:
+    """Check missions against the default-deny policy; compare policies."""
+
+
+@policy.command("check")
+@click.argument("missions", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Policy file.")
+@click.option("--explain", is_flag=True, help="Say which rule allowed or why it denied.")
+@json_option
+@click.pass_context
+def policy_check(
+    ctx: click.Context,
+    missions: tuple[Path, ...],
+    policy_path: Path | None,
+    explain: bool,
+    json_: bool,
+) -> None:
+    """Print the policy decisions for each job, without running anything."""
+    from runner.commands import policy_check as command
+
+    ctx.exit(command.main(_app(ctx, json_), missions, policy=policy_path, explain=explain))
+
+
+@policy.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def policy_diff(ctx: click.Context, old: Path, new: Path, json_: bool) -> None:
+    """Print the RFC 6902 JSON Patch from OLD to NEW and what it grants and revokes."""
+    from runner.commands import policy_diff as command
+
+    ctx.exit(command.main(_app(ctx, json_), old, new))
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """Verify, inspect and export the signed audit ledger."""
+
+
+@audit.command("verify")
+@click.option(
+    "--trusted-keys",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("policies/keys"),
+    show_default=True,
+)
+@click.option(
+    "--anchor",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A checkpoint kept outside the runner's reach that the ledger must extend.",
+)
+@json_option
+@click.pass_context
+def audit_verify(ctx: click.Context, trusted_keys: Path, anchor: Path | None, json_: bool) -> None:
+    """Prove the ledger intact: every line, link, signature and checkpoint."""
+    from runner.commands import audit_verify as command
+
+    ctx.exit(command.main(_app(ctx, json_), trusted_keys=trusted_keys, anchor=anchor))
+
+
+@audit.command("show")
+@click.option("--run", "run_id", help="Only this run's entries.")
+@json_option
+@click.pass_context
+def audit_show(ctx: click.Context, run_id: str | None, json_: bool) -> None:
+    """Print ledger entries."""
+    from runner.commands import audit_show as command
+
+    ctx.exit(command.main(_app(ctx, json_), run_id=run_id))
+
+
+@audit.command("checkpoint")
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the latest checkpoint to FILE (an anchor).",
+)
+@json_option
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, export_to: Path | None, json_: bool) -> None:
+    """Seal the ledger with a signed checkpoint; optionally export it as an anchor."""
+    from runner.commands import audit_checkpoint as command
+
+    ctx.exit(command.main(_app(ctx, json_), export_to=export_to))
+
+
+@audit.command("prove")
+@click.argument("seq", type=click.IntRange(min=0))
+@json_option
+@click.pass_context
+def audit_prove(ctx: click.Context, seq: int, json_: bool) -> None:
+    """Print an inclusion proof of entry SEQ against the latest checkpoint."""
+    from runner.commands import audit_prove as command
+
+    ctx.exit(command.main(_app(ctx, json_), seq))
+
+
+@audit.command("export")
+@click.argument("run_id", metavar="RUN")
+@click.option("--format", "fmt", type=click.Choice(["slsa"]), default="slsa", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of stdout.",
+)
+@click.pass_context
+def audit_export(ctx: click.Context, run_id: str, fmt: str, output: Path | None) -> None:
+    """Export a run as an in-toto Statement with SLSA v1 provenance in a DSSE envelope."""
+    from runner.commands import audit_export as command
+
+    ctx.exit(command.main(ctx.ensure_object(App), run_id, fmt=fmt, output=output))
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the Ed25519 signing key."""
+
+
+@keys.command("init")
+@json_option
+@click.pass_context
+def keys_init(ctx: click.Context, json_: bool) -> None:
+    """Make a signing key (.runner/keys/) and trust its public half (policies/keys/)."""
+    from runner.commands import keys as command
+
+    ctx.exit(command.init(_app(ctx, json_)))
+
+
+@keys.command("rotate")
+@json_option
+@click.pass_context
+def keys_rotate(ctx: click.Context, json_: bool) -> None:
+    """Replace the signing key; the ledger records it, signed by the old and the new."""
+    from runner.commands import keys as command
+
+    ctx.exit(command.rotate(_app(ctx, json_)))
+
+
+# -- runs, logs, images, gc ---------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def runs(ctx: click.Context, json_: bool) -> None:
+    """List past runs."""
+    from runner.commands import runs as command
+
+    ctx.exit(command.main(_app(ctx, json_)))
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--job", help="Only this job's lines.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@json_option
+@click.pass_context
+def logs(ctx: click.Context, run_id: str, job: str | None, follow: bool, json_: bool) -> None:
+    """Replay a run's redacted event log."""
+    from runner.commands import logs as command
+
+    ctx.exit(command.main(_app(ctx, json_), run_id, job=job, follow=follow))
+
+
+@cli.group()
+def images() -> None:
+    """Build the images in containers/."""
+
+
+@images.command("build")
+@click.argument("names", nargs=-1)
+@json_option
+@click.pass_context
+def images_build(ctx: click.Context, names: tuple[str, ...], json_: bool) -> None:
+    """Build containers/<name>/Dockerfile images (all by default), tagged by content hash."""
+    from runner.commands import images_build as command
+
+    ctx.exit(command.main(_app(ctx, json_), names))
+
+
+@cli.command()
+@click.option("--older-than", help="Prune runs older than this (e.g. 7d, 12h).")
+@click.option("--keep", type=click.IntRange(min=0), help="Keep this many newest runs.")
+@json_option
+@click.pass_context
+def gc(ctx: click.Context, older_than: str | None, keep: int | None, json_: bool) -> None:
+    """Remove containers and volumes of dead runs; prune old runs (never the ledger)."""
+    from runner.commands import gc as command
+
+    ctx.exit(command.main(_app(ctx, json_), older_than=older_than, keep=keep))
+
+
+def main() -> None:
+    app = App(state_dir=Path(".runner"), out=Output())
+    code = 0
+    try:
+        with handle_errors(app.out, debug="--debug" in sys.argv, state_dir=lambda: app.state_dir):
+            result = cli.main(obj=app, standalone_mode=False, prog_name="runner")
+            code = result if isinstance(result, int) else 0
+    except Exit as exc:
+        code = exc.code
+    sys.exit(code)

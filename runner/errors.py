@@ -1,0 +1,81 @@
+"""The exceptions runner raises on purpose, each carrying its SPEC 8 exit code.
+
+    RunnerError                    1  base; never raised bare
+    ├── MissionFailed              1  a job failed and did not continue-on-error
+    ├── VerificationFailed         1  `audit verify` or a `verify:` check found a problem
+    ├── InvalidInput               2  bad input of any kind: usage, YAML, schema, semantics
+    │   ├── InvalidMission         2  carries the findings of `validate`
+    │   └── InvalidPolicy          2  a policy file that is unreadable, unknown keys, bad values
+    ├── PolicyDenied               3  a capability no policy entry grants
+    ├── EngineUnavailable          4  no Docker engine (or other infrastructure) answers
+    └── Interrupted              130  SIGINT / SIGTERM
+
+Third-party errors are translated where they happen (`raise EngineUnavailable(...) from
+exc`); `runner.cli.main` turns any of these into one message and its exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from runner.findings import Finding
+
+
+class RunnerError(Exception):
+    """Base of every error runner reports to its user."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\n  hint: {self.hint}"
+
+
+class MissionFailed(RunnerError):
+    exit_code = 1
+
+
+class VerificationFailed(RunnerError):
+    exit_code = 1
+
+
+class InvalidInput(RunnerError):
+    exit_code = 2
+
+
+class InvalidMission(InvalidInput):
+    """A mission (or workflow) that did not pass validation; `findings` says why."""
+
+    def __init__(
+        self, message: str, findings: Sequence[Finding] = (), *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = tuple(findings)
+
+
+class InvalidPolicy(InvalidInput):
+    """A policy that cannot be trusted to mean what it says: the run must not proceed."""
+
+    def __init__(
+        self, message: str, findings: Sequence[Finding] = (), *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = tuple(findings)
+
+
+class PolicyDenied(RunnerError):
+    exit_code = 3
+
+
+class EngineUnavailable(RunnerError):
+    exit_code = 4
+
+
+class Interrupted(RunnerError):
+    exit_code = 130

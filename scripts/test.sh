@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, starts a Docker
+# engine if none answers, builds the local base images, then lint, types and pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k ledger).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+scripts/ensure-docker.sh
+scripts/base-images.sh
+.venv/bin/ruff check runner tests bench
+.venv/bin/ruff format --check runner tests bench
+.venv/bin/mypy
+# pytest exits 5 when it collected nothing: that fails here like any other failure.
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,47 @@
+"""Shared fixtures. Each test runs with its own state dir and home; the real `.runner/`
+and the real home directory are never written by a test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("RUNNER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RUNNER_SIGNING_KEY", raising=False)
+    monkeypatch.setenv("CI", "true")
+
+
+@pytest.fixture
+def docker_client() -> Iterator[object]:
+    """A client of the real engine. No engine is a failure, never a skip: CI has one."""
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
+    """Run the test with the working directory in a fresh repository folder."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    old = Path.cwd()
+    os.chdir(repo)
+    try:
+        yield repo
+    finally:
+        os.chdir(old)
