@@ -1,0 +1,157 @@
+"""Bare Docker SDK baseline of a hardened step (SPEC 9), for `runner run`'s benchmarks.
+
+    .venv/bin/python bench/bench_container.py [--image IMAGE] [-n 20] [--total 64] [--threads 32]
+
+`bare_sdk_step` is one create+start+wait+remove of the same hardened container a step gets
+(`runner.hardening.container_config`, without a workspace), through the SDK's ordinary
+high-level calls; `bare_sdk_throughput` is containers per second with a thread pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from runner.backend import LABEL_RUN, ContainerSpec
+from runner.docker_backend import DockerBackend
+from runner.hardening import container_config
+from runner.workspace import Workspace
+
+BENCH_LABEL = "runner.bench"
+MiB = 1024 * 1024
+
+
+def hardened_config(image: str, cmd: list[str], run_id: str = "bench") -> dict[str, Any]:
+    spec = ContainerSpec(
+        image=image,
+        command=cmd,
+        env={},
+        labels={LABEL_RUN: run_id, BENCH_LABEL: "1"},
+        memory_bytes=1024 * MiB,
+        cpus=1.0,
+        pids=256,
+    )
+    return container_config(spec)
+
+
+def bare_sdk_step(client: docker.DockerClient, image: str, cmd: list[str]) -> float:
+    """Seconds for one create+start+wait+remove of a hardened container (exit code 0 required)."""
+    config = hardened_config(image, cmd)
+    started = time.perf_counter()
+    container = client.containers.create(**config)
+    try:
+        container.start()
+        code = container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+    elapsed = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"benchmark step {cmd} exited {code}")
+    return elapsed
+
+
+def bare_sdk_throughput(
+    client: docker.DockerClient, image: str, n: int, threads: int, cmd: list[str] | None = None
+) -> float:
+    """Containers per second: `n` hardened steps on `threads` threads."""
+    command = cmd or ["true"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda _: bare_sdk_step(client, image, command), range(n)))
+    return n / (time.perf_counter() - started)
+
+
+def backend_step(backend: DockerBackend, image: str, cmd: list[str]) -> float:
+    """The same step through runner's DockerBackend (low-level API, no extra inspect)."""
+    spec = ContainerSpec(
+        image=image,
+        command=cmd,
+        env={},
+        labels={LABEL_RUN: "bench", BENCH_LABEL: "1"},
+        memory_bytes=1024 * MiB,
+        cpus=1.0,
+        pids=256,
+    )
+    started = time.perf_counter()
+    cid = backend.create(spec)
+    try:
+        backend.start(cid)
+        code = backend.wait(cid, None)
+    finally:
+        backend.remove(cid)
+    if code != 0:
+        raise RuntimeError(f"benchmark step {cmd} exited {code}")
+    return time.perf_counter() - started
+
+
+def workspace_cost(backend: DockerBackend, repo: Path, exec_allowed: bool) -> float:
+    """Seconds to prepare and close one job's workspace volume holding a copy of `repo`."""
+    started = time.perf_counter()
+    space = Workspace(
+        backend,
+        "bench" + uuid.uuid4().hex[:8],
+        "job",
+        repo,
+        exec_allowed=exec_allowed,
+        labels={LABEL_RUN: "bench", BENCH_LABEL: "1"},
+    )
+    space.prepare()
+    space.close()
+    return time.perf_counter() - started
+
+
+def bench_client(pool_size: int = 64) -> docker.DockerClient:
+    return docker.from_env(max_pool_size=pool_size, timeout=300)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default="runner-base/busybox:latest")
+    parser.add_argument("-n", type=int, default=20, help="sequential steps for the median")
+    parser.add_argument("--total", type=int, default=64, help="containers for the throughput")
+    parser.add_argument("--threads", type=int, default=32)
+    args = parser.parse_args(argv)
+    client = bench_client()
+    try:
+        bare_sdk_step(client, args.image, ["true"])  # warm-up
+        samples = [bare_sdk_step(client, args.image, ["true"]) for _ in range(args.n)]
+        median_ms = statistics.median(samples) * 1000
+        rate = bare_sdk_throughput(client, args.image, args.total, args.threads)
+        backend = DockerBackend(client)
+        ours = [backend_step(backend, args.image, ["true"]) for _ in range(args.n)]
+        repo = Path(__file__).resolve().parent.parent
+        spaces = [workspace_cost(backend, repo, False) for _ in range(5)]
+    finally:
+        leftovers = client.containers.list(all=True, filters={"label": BENCH_LABEL})
+        for container in leftovers:
+            container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": BENCH_LABEL}):
+            volume.remove(force=True)
+        client.close()
+    run = uuid.uuid4().hex[:6]
+    print(f"bench {run}: image {args.image}")
+    print(
+        f"bare SDK hardened step: median {median_ms:.1f} ms over {args.n} "
+        f"(min {min(samples) * 1000:.1f}, max {max(samples) * 1000:.1f})"
+    )
+    print(
+        f"bare SDK throughput: {rate:.2f} containers/s ({args.total} containers, {args.threads} threads)"
+    )
+    print(f"DockerBackend step (no workspace): median {statistics.median(ours) * 1000:.1f} ms")
+    print(
+        f"workspace prepare+close (copy of this repository, noexec overlay): "
+        f"median {statistics.median(spaces) * 1000:.1f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

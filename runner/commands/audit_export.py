@@ -1,0 +1,31 @@
+"""`runner audit export RUN --format slsa`: signed in-toto/SLSA provenance of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.app import App
+from runner.errors import InvalidInput
+from runner.ledger import ENTRIES, ledger_dir, load_signer
+from runner.provenance import export
+
+
+def main(app: App, run_id: str, *, fmt: str, output: Path | None) -> int:
+    if fmt != "slsa":
+        raise InvalidInput(f"unknown export format {fmt!r}; the format is slsa")
+    directory = ledger_dir(app.state_dir)
+    if not (directory / ENTRIES).exists():
+        raise InvalidInput(f"no audit ledger at {directory}")
+    signer = load_signer(app.state_dir, app.root, create=False, say=app.out.line)
+    envelope = export(directory, run_id, signer)
+    text = json.dumps(envelope, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        app.out.raw(text)
+        return 0
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from None
+    app.out.error(f"wrote SLSA provenance of run {run_id} to {output}")
+    return 0

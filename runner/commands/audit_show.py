@@ -1,0 +1,63 @@
+"""`runner audit show`: print ledger entries (all, or one run's)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runner import canonical
+from runner.app import App
+from runner.errors import InvalidInput
+from runner.ledger import ENTRIES, iter_entries, ledger_dir
+from runner.provenance import iso_time
+
+_ENVELOPE = ("v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures")
+
+
+def main(app: App, *, run_id: str | None) -> int:
+    directory = ledger_dir(app.state_dir)
+    if not (directory / ENTRIES).exists():
+        raise InvalidInput(f"no audit ledger at {directory}", hint="run a mission first")
+    needle = json.dumps(run_id).encode() if run_id is not None else None
+    shown: list[Any] = []
+    for offset, line in iter_entries(directory):
+        if needle is not None and needle not in line:
+            continue
+        try:
+            entry = canonical.loads(line)
+        except canonical.CanonicalError as exc:
+            if run_id is None:
+                _unparseable(app, shown, offset, str(exc))
+            continue
+        if not isinstance(entry, dict) or (run_id is not None and entry.get("run_id") != run_id):
+            continue
+        if app.out.json_mode:
+            shown.append(entry)
+        else:
+            app.out.line(_summary(entry))
+            shown.append(None)
+    if app.out.json_mode:
+        app.out.json(shown)
+    elif not shown:
+        app.out.line(f"no entries for run {run_id}" if run_id else "the ledger is empty")
+    return 0
+
+
+def _unparseable(app: App, shown: list[Any], offset: int, reason: str) -> None:
+    if app.out.json_mode:
+        shown.append({"unparseable": True, "offset": offset, "reason": reason})
+    else:
+        app.out.line(app.out.paint(f"  (unparseable line at byte {offset}: {reason})", "red"))
+        shown.append(None)
+
+
+def _summary(entry: dict[str, Any]) -> str:
+    rest = " ".join(
+        f"{key}={json.dumps(value, ensure_ascii=False)}"
+        for key, value in entry.items()
+        if key not in _ENVELOPE
+    )
+    if len(rest) > 120:
+        rest = rest[:117] + "..."
+    when = iso_time(entry.get("ts")) or "?"
+    return f"{entry.get('seq')!s:>6} {when} {entry.get('type')!s:<16} {entry.get('run_id') or '-'} {rest}"

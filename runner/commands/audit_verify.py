@@ -1,0 +1,76 @@
+"""`runner audit verify`: prove the ledger intact against keys trusted from outside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.app import App
+from runner.errors import InvalidInput, VerificationFailed
+from runner.keys import load_trusted
+from runner.ledger import ENTRIES, ledger_dir, read_origin
+from runner.ledger_verify import Report, verify_ledger
+
+NOTHING = "verifying nothing proves nothing"
+
+
+def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
+    directory = ledger_dir(app.state_dir)
+    if not (directory / ENTRIES).exists():
+        message = f"no audit ledger at {directory}: there is nothing to verify, and {NOTHING}"
+        if app.out.json_mode:
+            app.out.json(
+                {"ok": False, "entries": 0, "checkpoints": 0, "findings": [], "error": message}
+            )
+            return 1
+        raise VerificationFailed(
+            message, hint="check --state-dir (or RUNNER_STATE_DIR), or run a mission first"
+        )
+    anchor_text = None
+    if anchor is not None:
+        try:
+            anchor_text = anchor.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read the anchor {anchor}: {exc}") from None
+    trusted = load_trusted(trusted_keys)
+    report = verify_ledger(
+        directory, trusted, anchor=anchor_text, anchor_name=str(anchor or "anchor")
+    )
+    if app.out.json_mode:
+        document = report.serialize()
+        document["origin"] = read_origin(directory)
+        document["trusted_keys"] = [key.key_id for key in trusted]
+        app.out.json(document)
+    else:
+        _human(app, directory, report, len(trusted), trusted_keys)
+    return 0 if report.ok else 1
+
+
+def _human(app: App, directory: Path, report: Report, trusted: int, keys_dir: Path) -> None:
+    out = app.out
+    out.line(
+        f"ledger {directory} ({read_origin(directory)}): {report.entries} entries, "
+        f"{report.checkpoints} checkpoints, {report.sealed} sealed by a trusted checkpoint"
+    )
+    for finding in report.findings:
+        out.line(out.paint(str(finding), "yellow" if finding.code.is_warning else "red"))
+    if not report.ok:
+        out.line(out.paint("TAMPERED: the ledger does not verify (see the errors above)", "red"))
+        return
+    anchored = "and extends the anchor" if report.anchored else "but is not anchored"
+    out.line(
+        out.paint(
+            f"intact: every line, link, seq and checkpoint verified against {trusted} trusted "
+            f"key(s) from {keys_dir}, {anchored}",
+            "green",
+        )
+    )
+    if report.sealed < report.entries:
+        out.line(
+            f"not proven: entries {report.sealed}..{report.entries - 1} are not sealed by a "
+            "checkpoint yet"
+        )
+    if not report.anchored:
+        out.line(
+            "not proven: without an anchor (--anchor FILE), someone holding the signing key "
+            "could rewrite or truncate the whole ledger, checkpoints included, undetected"
+        )

@@ -1,0 +1,58 @@
+"""`runner keys init | rotate`: the Ed25519 key that signs the ledger's checkpoints."""
+
+from __future__ import annotations
+
+from runner import keys
+from runner.app import App
+from runner.errors import InvalidInput
+from runner.ledger import Ledger
+
+
+def init(app: App) -> int:
+    root, state_dir = app.root, app.state_dir
+    signer = keys.env_signer()
+    created = False
+    if signer is None:
+        signer = keys.local_signer(state_dir)
+    if signer is None:
+        signer = keys.load_signer(state_dir, root, create=True, say=app.out.line)
+        created = True
+    else:
+        public = keys.public_path(root, signer.public)
+        if not public.exists():
+            keys.write_public(root, signer.public)
+            app.out.line(f"trusted the key's public half: wrote {public}")
+        app.out.line(f"signing key {signer.public.key_id} already set up ({signer.source})")
+    if app.out.json_mode:
+        app.out.json(
+            {
+                "created": created,
+                "key_id": signer.public.key_id,
+                "private": signer.source,
+                "public": str(keys.public_path(root, signer.public)),
+            }
+        )
+    return 0
+
+
+def rotate(app: App) -> int:
+    root, state_dir = app.root, app.state_dir
+    if keys.env_signer() is not None:
+        raise InvalidInput(
+            f"the signing key comes from {keys.ENV_VAR}: rotate it where that secret is kept",
+            hint="or unset it to rotate the key in .runner/keys/",
+        )
+    old = keys.local_signer(state_dir)
+    if old is None:
+        raise InvalidInput("no signing key to rotate", hint="run `runner keys init`")
+    with Ledger.open(state_dir, signer=old) as ledger:
+        new = keys.rotate(ledger, state_dir, root, old)
+    public = keys.public_path(root, new.public)
+    if app.out.json_mode:
+        app.out.json({"old": old.public.key_id, "new": new.public.key_id, "public": str(public)})
+        return 0
+    app.out.line(f"rotated {old.public.key_id} -> {new.public.key_id}")
+    app.out.line("  the ledger records it (key.rotated), signed by both keys")
+    app.out.line(f"  new public key {public}: commit it; keep the old .pub (it verifies history)")
+    app.out.line("  the old private key was deleted")
+    return 0
