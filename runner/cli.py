@@ -76,7 +76,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], json_: bool) -> None:
 @click.pass_context
 def plan(ctx: click.Context, mission: Path, fmt: str, policy: Path | None, json_: bool) -> None:
     """Print a mission's expanded DAG: levels, matrix instances, images, tools, decisions."""
-    from runner.commands import plan as command
+    import runner.commands.plan as command
 
     ctx.exit(command.main(_app(ctx, json_), mission, fmt=fmt, policy=policy))
 

@@ -1,12 +1,5 @@
-"""The append-only, hash-chained, Merkle-checkpointed audit ledger.
-
-    <state_dir>/ledger/entries.jsonl   one canonical-JSON entry a line, seq = line index
-    <state_dir>/ledger/checkpoints     signed notes (checkpoint.py), each + a blank line
-    <state_dir>/ledger/origin          the log's origin name, made when the ledger is
-    <state_dir>/ledger/lock            flock'd around every append and checkpoint
-    <state_dir>/ledger/frontier.json   cache: Merkle frontier at the last checkpoint
-    <state_dir>/ledger/policy.json     cache: where the last policy.changed entry is
-    <state_dir>/ledger/quarantine/     torn tails cut off after a crash, kept as they were
+"""The append-only, hash-chained, Merkle-checkpointed audit ledger: the writer.
+(The files and their readers are in runner/ledger_files.py.)
 
 An entry is the caller's fields plus `v`, `log`, `seq`, `ts` (unix milliseconds), `type`,
 `run_id`, `kid` (the signing key's id), `prev` (hex leaf hash of the previous entry, 64
@@ -16,8 +9,8 @@ newline): stored bytes are hashed, never a re-serialisation. The leaves chain th
 
 Appending: take the flock, read only what other writers added since this process last
 looked (the caches make that a few lines), cut off a torn tail (quarantine, truncate,
-record a `recovery` entry), write the whole line with one `write`, `fsync`, and only then
-return. A failed write is truncated away and raised; a failed `fsync` leaves the ledger
+record a `recovery` entry), write the whole line, `fdatasync` it, and only then
+return. A failed write is truncated away and raised; a failed sync leaves the ledger
 object unusable (the page cache can no longer be trusted). A checkpoint is signed every
 1,000 entries, on `checkpoint()` and on `close()` when entries were added.
 
@@ -41,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,18 +46,25 @@ from runner import canonical
 from runner import checkpoint as notes
 from runner.errors import EngineUnavailable, InvalidInput
 from runner.keys import Signer, load_signer
+from runner.ledger_files import (
+    CHECKPOINTS,
+    ENTRIES,
+    FRONTIER,
+    GENESIS,
+    LOCK,
+    ORIGIN,
+    POLICY,
+    QUARANTINE,
+    first_entry_origin,
+    iter_entries,
+    last_checkpoint,
+    last_policy,
+    ledger_dir,
+    read_origin,
+    torn_note_tail,
+)
 from runner.merkle import Frontier, leaf_hash
 
-ENTRIES = "entries.jsonl"
-CHECKPOINTS = "checkpoints"
-ORIGIN = "origin"
-LOCK = "lock"
-FRONTIER = "frontier.json"
-POLICY = "policy.json"
-QUARANTINE = "quarantine"
-CHECKPOINT_EVERY = 1000
-GENESIS = "0" * 64
-VERSION = 1
 ENVELOPE = frozenset({"v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures"})
 ENTRY_TYPES = frozenset(
     {
@@ -81,10 +82,28 @@ ENTRY_TYPES = frozenset(
         "gc.pruned",
     }
 )
-__all__ = ["Appended", "Ledger", "LedgerUnavailable", "last_policy", "load_signer"]
+__all__ = [
+    "CHECKPOINTS",
+    "ENTRIES",
+    "GENESIS",
+    "ORIGIN",
+    "Appended",
+    "Ledger",
+    "LedgerUnavailable",
+    "iter_entries",
+    "last_checkpoint",
+    "last_policy",
+    "ledger_dir",
+    "load_signer",
+    "make_line",
+    "read_origin",
+]
+
+CHECKPOINT_EVERY = 1000
+VERSION = 1  # the `v` of every entry
+_CHUNK = 1 << 20
 
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
-_CHUNK = 1 << 20
 
 
 class LedgerUnavailable(EngineUnavailable):
@@ -96,10 +115,6 @@ class Appended:
     seq: int
     leaf: str  # hex leaf hash
     offset: int  # byte offset of the line in entries.jsonl
-
-
-def ledger_dir(state_dir: Path) -> Path:
-    return state_dir / "ledger"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -140,13 +155,6 @@ def default_origin(state_dir: Path) -> str:
     repo = state_dir.resolve().parent.name or "repo"
     repo = re.sub(r"[^A-Za-z0-9._-]", "-", repo)
     return f"runner/{repo}/{secrets.token_hex(8)}"
-
-
-def read_origin(directory: Path) -> str | None:
-    try:
-        return (directory / ORIGIN).read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def _now_ms() -> int:
@@ -201,6 +209,9 @@ class Ledger:
         self._checkpointed = -1  # size of the last checkpoint this process knows of
         self._broken: str | None = None
         self._closed = False
+        # flock excludes other processes, not this one's threads: the executor appends
+        # from a thread per job, so appends in one process also take this lock.
+        self._mutex = threading.RLock()
 
     # -- opening ----------------------------------------------------------------------
 
@@ -219,7 +230,8 @@ class Ledger:
             with _flock(lock_fd):
                 existing = read_origin(directory)
                 if existing is None:
-                    existing = origin or default_origin(state_dir)
+                    # a lost origin file is remade from the entries it named
+                    existing = first_entry_origin(directory) or origin or default_origin(state_dir)
                     if not existing.isprintable() or not existing.strip():
                         raise InvalidInput(f"ledger origin {existing!r} is not printable text")
                     _write_durable(directory / ORIGIN, (existing + "\n").encode())
@@ -359,7 +371,7 @@ class Ledger:
             raise InvalidInput(f"ledger entry fields {sorted(clash)} are reserved")
         canonical.dumps({"fields": fields, "run_id": run_id})  # refuse floats before locking
         self._usable()
-        with _flock(self._lock_fd):
+        with self._mutex, _flock(self._lock_fd):
             self._catch_up()
             appended = self._append_locked(type, run_id, fields, cosigners)
             if self._size % CHECKPOINT_EVERY == 0 and self.signer is not None:
@@ -423,7 +435,7 @@ class Ledger:
         """Sign and store a checkpoint of the current tree; return the note. When the last
         stored checkpoint already covers this tree and this key, that note is returned."""
         self._usable()
-        with _flock(self._lock_fd):
+        with self._mutex, _flock(self._lock_fd):
             self._catch_up()
             return self._checkpoint_locked()
 
@@ -445,7 +457,7 @@ class Ledger:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             end = os.fstat(fd).st_size
-            torn = _torn_note_tail(fd, end)
+            torn = torn_note_tail(fd, end)
             if torn < end:
                 self._quarantine_checkpoints(fd, torn, end)
             try:
@@ -493,7 +505,7 @@ class Ledger:
             return
         try:
             if self._broken is None and self.signer is not None:
-                with _flock(self._lock_fd):
+                with self._mutex, _flock(self._lock_fd):
                     self._catch_up()
                     last = self._last_note()
                     if self._size and (last is None or last.checkpoint.size != self._size):
@@ -526,122 +538,3 @@ def _flock(fd: int) -> Iterator[None]:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def _torn_note_tail(fd: int, end: int) -> int:
-    """Where the checkpoints file's complete notes end (== end when nothing is torn)."""
-    if end == 0:
-        return 0
-    window = min(end, 1 << 16)
-    tail = os.pread(fd, window, end - window)
-    if tail.endswith(b"\n\n") and _ends_note(tail, len(tail)):
-        return end
-    pos = len(tail)
-    while True:
-        pos = tail.rfind(b"\n\n", 0, pos - 1)
-        if pos < 0:
-            return end - window if window < end else 0
-        if _ends_note(tail, pos + 2):
-            return end - window + pos + 2
-        pos += 1
-
-
-def _ends_note(data: bytes, stop: int) -> bool:
-    """Whether data[:stop] ends with "<signature line>\\n\\n"."""
-    line_start = data.rfind(b"\n", 0, stop - 2) + 1
-    return data[line_start : stop - 2].startswith(notes.SIG_PREFIX.encode())
-
-
-# -- reading ------------------------------------------------------------------------------
-
-
-def last_checkpoint(directory: Path) -> notes.SignedNote | None:
-    """The last complete, well-formed note in the checkpoints file (not verified)."""
-    path = directory / CHECKPOINTS
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        end = _torn_note_tail(fd, os.fstat(fd).st_size)
-        window = min(end, 1 << 16)
-        tail = os.pread(fd, window, end - window)
-    finally:
-        os.close(fd)
-    if not tail:
-        return None
-    pos = len(tail) - 2
-    start = 0
-    while True:
-        found = tail.rfind(b"\n\n", 0, pos)
-        if found < 0:
-            break
-        if _ends_note(tail, found + 2):
-            start = found + 2
-            break
-        pos = found
-    try:
-        return notes.parse(tail[start:-1].decode("utf-8"))
-    except (UnicodeDecodeError, notes.CheckpointError):
-        return None
-
-
-def iter_entries(directory: Path) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line without newline) of every complete line, streaming."""
-    path = directory / ENTRIES
-    offset = 0
-    with open(path, "rb", buffering=_CHUNK) as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                return
-            yield offset, line[:-1]
-            offset += len(line)
-
-
-def last_policy(ledger_dir: Path) -> dict[str, Any] | None:
-    """The policy document last recorded (`policy` of the last policy.changed entry)."""
-    entries = ledger_dir / ENTRIES
-    if not entries.exists():
-        return None
-    with open(entries, "rb") as handle:
-        try:
-            cached = json.loads((ledger_dir / POLICY).read_text(encoding="utf-8"))
-            handle.seek(int(cached["offset"]))
-            line = handle.readline()
-            if line.endswith(b"\n") and leaf_hash(line[:-1]).hex() == cached["leaf"]:
-                found = _policy_of(line[:-1])
-                if found is not None and _no_later_policy(handle):
-                    return found
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        handle.seek(0)
-        result: dict[str, Any] | None = None
-        for line in handle:
-            found = _policy_of(line.rstrip(b"\n"))
-            if found is not None:
-                result = found
-        return result
-
-
-def _no_later_policy(handle: Any) -> bool:
-    """No policy.changed line after the handle's position (a chunked byte search)."""
-    needle = b'"type":"policy.changed"'
-    carry = b""
-    while chunk := handle.read(_CHUNK):
-        if needle in carry + chunk:
-            return False
-        carry = chunk[-len(needle) :]
-    return True
-
-
-def _policy_of(line: bytes) -> dict[str, Any] | None:
-    if b'"type":"policy.changed"' not in line:
-        return None
-    try:
-        entry = canonical.loads(line)
-    except canonical.CanonicalError:
-        return None
-    if not isinstance(entry, dict) or entry.get("type") != "policy.changed":
-        return None
-    document = entry.get("policy")
-    return document if isinstance(document, dict) else None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import hashlib
 import multiprocessing
 import os
@@ -34,7 +33,8 @@ from typing import Any
 
 from runner import canonical, checkpoint
 from runner.keys import PublicKey, TrustedKeys
-from runner.ledger import CHECKPOINTS, ENTRIES, GENESIS, read_origin
+from runner.ledger_files import CHECKPOINTS, ENTRIES, GENESIS, first_entry_origin, read_origin
+from runner.ledger_findings import Code, Collector, LedgerFinding, Report
 from runner.merkle import (
     Frontier,
     ProofError,
@@ -43,124 +43,7 @@ from runner.merkle import (
     verify_consistency,
 )
 
-
-class Code(enum.Enum):
-    UNPARSEABLE = "UNPARSEABLE"
-    SEQ_MISMATCH = "SEQ_MISMATCH"
-    CHAIN_BREAK = "CHAIN_BREAK"
-    BAD_SIGNATURE = "BAD_SIGNATURE"
-    UNTRUSTED_KEY = "UNTRUSTED_KEY"
-    REVOKED_KEY = "REVOKED_KEY"
-    CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"
-    TRUNCATED = "TRUNCATED"
-    FOREIGN_ENTRY = "FOREIGN_ENTRY"
-    INCOMPLETE_TAIL = "INCOMPLETE_TAIL"
-    UNSEALED_TAIL = "UNSEALED_TAIL"
-    UNANCHORED = "UNANCHORED"
-
-    @property
-    def is_warning(self) -> bool:
-        return self in _WARNINGS
-
-    def serialize(self) -> str:
-        return self.value
-
-
-_WARNINGS = frozenset({Code.INCOMPLETE_TAIL, Code.UNSEALED_TAIL, Code.UNANCHORED})
-
-
-@dataclass(frozen=True)
-class LedgerFinding:
-    code: Code
-    seq: int | None  # the first bad entry's seq (line index), None when not about one
-    offset: int | None  # byte offset in `file`
-    message: str
-    file: str = ENTRIES
-    count: int = 1  # how many times this code was found
-
-    @property
-    def severity(self) -> str:
-        return "warning" if self.code.is_warning else "error"
-
-    def __str__(self) -> str:
-        where = []
-        if self.seq is not None:
-            where.append(f"seq {self.seq}")
-        if self.offset is not None:
-            where.append(f"{self.file} byte {self.offset}")
-        more = f" ({self.count - 1} more)" if self.count > 1 else ""
-        place = f" [{', '.join(where)}]" if where else ""
-        return f"{self.severity}: {self.code.value}{place}: {self.message}{more}"
-
-    def serialize(self) -> dict[str, Any]:
-        return {
-            "code": self.code.value,
-            "severity": self.severity,
-            "seq": self.seq,
-            "offset": self.offset,
-            "file": self.file,
-            "count": self.count,
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    entries: int
-    checkpoints: int
-    findings: tuple[LedgerFinding, ...]
-    root: str  # hex root of all complete entries
-    sealed: int  # entries covered by a good, trusted checkpoint
-    anchored: bool
-
-    @property
-    def ok(self) -> bool:
-        return not any(not f.code.is_warning for f in self.findings)
-
-    def codes(self) -> set[Code]:
-        return {f.code for f in self.findings}
-
-    def serialize(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "checkpoints": self.checkpoints,
-            "sealed": self.sealed,
-            "anchored": self.anchored,
-            "root": self.root,
-            "findings": [f.serialize() for f in self.findings],
-        }
-
-
-@dataclass
-class _Collector:
-    first: dict[Code, LedgerFinding] = field(default_factory=dict)
-    counts: dict[Code, int] = field(default_factory=dict)
-
-    def add(
-        self,
-        code: Code,
-        seq: int | None,
-        offset: int | None,
-        message: str,
-        file: str = ENTRIES,
-    ) -> None:
-        self.counts[code] = self.counts.get(code, 0) + 1
-        known = self.first.get(code)
-        earlier = (
-            known is not None and seq is not None and known.seq is not None and seq < known.seq
-        )
-        if known is None or earlier:
-            self.first[code] = LedgerFinding(code, seq, offset, message, file)
-
-    def findings(self) -> tuple[LedgerFinding, ...]:
-        result = [
-            LedgerFinding(f.code, f.seq, f.offset, f.message, f.file, self.counts[f.code])
-            for f in self.first.values()
-        ]
-        order = list(Code)
-        result.sort(key=lambda f: (f.code.is_warning, order.index(f.code)))
-        return tuple(result)
+__all__ = ["Code", "LedgerFinding", "Report", "verify_ledger"]
 
 
 @dataclass(frozen=True)
@@ -179,7 +62,7 @@ def _check_note(
     file: str,
     origin: str | None,
     trusted: TrustedKeys,
-    found: _Collector,
+    found: Collector,
 ) -> _Note | None:
     if text is None:
         found.add(Code.UNPARSEABLE, None, offset, "checkpoint is not UTF-8 text", file)
@@ -223,7 +106,7 @@ def _check_note(
 
 
 def _read_notes(
-    directory: Path, origin: str | None, trusted: TrustedKeys, found: _Collector
+    directory: Path, origin: str | None, trusted: TrustedKeys, found: Collector
 ) -> list[_Note]:
     path = directory / CHECKPOINTS
     if not path.exists():
@@ -286,7 +169,7 @@ def _key_entry(
     offset: int,
     trusted: TrustedKeys,
     events: _KeyEvents,
-    found: _Collector,
+    found: Collector,
 ) -> None:
     kind = entry.get("type")
     names = ("old", "new") if kind == "key.rotated" else ("key", "by")
@@ -318,7 +201,10 @@ def _key_entry(
         )
         return
     how = "rotated" if kind == "key.rotated" else "revoked"
-    events.retired.setdefault(keys[0].raw, (seq, how))
+    # The entry's own (signed) seq, so that a line deleted before it does not move it.
+    declared = entry.get("seq")
+    at = declared if type(declared) is int else seq
+    events.retired.setdefault(keys[0].raw, (at, how))
 
 
 def verify_ledger(
@@ -329,8 +215,8 @@ def verify_ledger(
     anchor_name: str = "anchor",
 ) -> Report:
     """Check everything in `directory` (a ledger dir); see the module docstring."""
-    found = _Collector()
-    origin = read_origin(directory)
+    found = Collector()
+    origin = read_origin(directory) or first_entry_origin(directory)
     if not len(trusted):
         found.add(
             Code.UNTRUSTED_KEY,
@@ -440,7 +326,7 @@ def _check_anchor(
     ranges: list[Range],
     notes: list[_Note],
     latest: int,
-    found: _Collector,
+    found: Collector,
 ) -> None:
     if anchor.size > count:
         found.add(
@@ -574,7 +460,7 @@ def _stream(
     trusted: TrustedKeys,
     captures: set[int],
     ranges: list[Range],
-    found: _Collector,
+    found: Collector,
 ) -> tuple[int, dict[int, bytes], list[bytes], _KeyEvents]:
     """The one pass over entries.jsonl. Returns (complete entries, root at each capture
     size and at the end, roots of `ranges`, key rotations/revocations)."""

@@ -39,7 +39,7 @@ from runner.ledger import Ledger, last_policy, load_signer
 from runner.mission import Mission
 from runner.plan import instances, select_jobs
 from runner.policy import Decision, Policy, decide, denials_message, granted
-from runner.redact import Redactor
+from runner.redact import Redactor, redact_structure
 from runner.results import RunResult, Status
 from runner.sink import Event, Sink
 from runner.verify_checks import evaluate_checks
@@ -338,9 +338,9 @@ def _cleanup(backend: Any, run_id: str) -> None:
 
 def _write_run_json(run_dir: Path, result: RunResult, redactor: Redactor | None = None) -> None:
     document = result.serialize()
-    text = json.dumps(document, indent=2, sort_keys=True)
     if redactor is not None:
-        text = redactor(text)
+        document = redact_structure(document, redactor)
+    text = json.dumps(document, indent=2, sort_keys=True)
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, run_dir / "run.json")

@@ -25,7 +25,7 @@ from typing import Any
 from runner import __version__, canonical
 from runner.errors import InvalidInput, VerificationFailed
 from runner.keys import Signer, TrustedKeys
-from runner.ledger import iter_entries
+from runner.ledger_files import iter_entries
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

@@ -47,6 +47,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner.credentials import (
+    ANY_GATE,
+    CREDENTIAL_RULES,
+    PENDING,
+    RESTS,
+    RULES,
+    lower,
+    masked_span,
+)
+
 MASK = "***"
 MIN_FORM = 3  # derived forms (lines, encodings) shorter than this are not registered
 MIN_B64_FRAGMENT = 8  # aligned base64 fragments of a value inside a longer stream
@@ -77,167 +87,6 @@ SENSITIVE_KEYS = (
 def is_sensitive_key(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in SENSITIVE_KEYS)
-
-
-# -- credential formats -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CredentialRule:
-    """A credential format: `pattern` (a group `v` is the part masked, else the whole
-    match), `triggers` (literal starts; a tail that is a prefix of one is held back) and
-    `pending` (a regex, anchored at the end, for a started but unfinished credential)."""
-
-    name: str
-    pattern: str
-    triggers: tuple[str, ...]
-    pending: str
-    rest: str = ""  # how a match held for longer than MAX_HOLD goes on in the next chunks
-    ignore_case: bool = False  # matched against a lower-case copy: the pattern is lower case
-    gates: tuple[str, ...] = ()  # every match holds one of these (default: the triggers)
-
-    def __post_init__(self) -> None:
-        if not self.gates:
-            object.__setattr__(self, "gates", self.triggers)
-
-
-_KEYWORDS = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
-_TOKEN_CHARS = r"[A-Za-z0-9._~+/=-]"
-_PEM_LABEL = r"[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?"
-
-CREDENTIAL_RULES: tuple[CredentialRule, ...] = (
-    CredentialRule(
-        "private-key-block",
-        rf"-----BEGIN {_PEM_LABEL}-----.*?(?:-----END {_PEM_LABEL}-----|\Z)",
-        ("-----BEGIN ",),
-        r"-----BEGIN [A-Z0-9 -]*",
-        rf".*?(?:-----END {_PEM_LABEL}-----|\Z)",
-    ),
-    CredentialRule(
-        "aws-access-key-id",
-        r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}",
-        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
-        r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{0,15}",
-    ),
-    CredentialRule(
-        "github-token",
-        r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        r"gh[pousr]_[A-Za-z0-9]*|github_pat_[A-Za-z0-9_]*",
-    ),
-    CredentialRule(
-        "gitlab-token",
-        r"glpat-[A-Za-z0-9_-]{20,}",
-        ("glpat-",),
-        r"glpat-[A-Za-z0-9_-]*",
-        r"[A-Za-z0-9_-]*",
-    ),
-    CredentialRule(
-        "slack-token",
-        r"xox[baprs]-[A-Za-z0-9-]{10,}",
-        ("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"),
-        r"xox[baprs]-[A-Za-z0-9-]*",
-        r"[A-Za-z0-9-]*",
-    ),
-    CredentialRule(
-        "jwt",
-        r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
-        ("eyJ",),
-        r"eyJ[A-Za-z0-9_-]*(?:\.(?:e(?:y(?:J[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?)?)?)?)?",
-        r"[A-Za-z0-9_.-]*",
-    ),
-    CredentialRule(
-        "authorization-header",
-        r"authorization[\"']?[ \t]*[:=][ \t]*(?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?"
-        r"(?P<v>[^\s\"',;]+)",
-        ("authorization",),
-        r"authorization[\"']?[ \t]*[:=]?[ \t]*(?:[a-z]+[ \t]*)?[^\s\"',;]*",
-        r"[^\s\"',;]*",
-        ignore_case=True,
-    ),
-    CredentialRule(
-        "bearer-token",
-        rf"bearer[ \t]+(?P<v>{_TOKEN_CHARS}{{16,}})",
-        ("bearer",),
-        rf"bearer[ \t]*{_TOKEN_CHARS}*",
-        rf"{_TOKEN_CHARS}*",
-        ignore_case=True,
-    ),
-    CredentialRule(
-        "url-password", r"://[^/\s:@]{1,256}:(?P<v>[^/\s@]{1,256})@", ("://",), r"://[^/\s@]*"
-    ),
-    CredentialRule(
-        "sensitive-assignment",
-        # A quoted key (JSON, YAML) has its quoted string values masked, never a number,
-        # boolean or null, so that redacted JSON stays JSON; a bare key (shell, logs,
-        # YAML) has any value masked.
-        rf"{_KEYWORDS}[A-Za-z0-9_.-]{{0,64}}"
-        r"(?:[\"'][ \t]*[:=][ \t]*(?:\"(?P<v>[^\"\n]+)\"|'(?P<v2>[^'\n]+)')"
-        r"|[ \t]*[:=][ \t]*(?:\"(?P<v3>[^\"\n]+)\"|'(?P<v4>[^'\n]+)'"
-        r"|(?P<v5>[^\s\"',;&\[\]{}()<>]+)))",
-        (
-            "password",
-            "passwd",
-            "passphrase",
-            "secret",
-            "token",
-            "api_key",
-            "api-key",
-            "apikey",
-            "access_key",
-            "access-key",
-            "accesskey",
-            "private_key",
-            "private-key",
-            "privatekey",
-            "credential",
-        ),
-        rf"{_KEYWORDS}[A-Za-z0-9_.-]*[\"']?[ \t]*(?:[:=][ \t]*(?:\"[^\"\n]*|'[^'\n]*|[^\s\"',;&]*))?",
-        r"[^\s\"',;&]*",
-        ignore_case=True,
-        gates=("pass", "secret", "token", "key", "credential"),
-    ),
-)
-
-
-def _prefixes(words: Iterable[str]) -> list[str]:
-    return sorted({w[:n] for w in words for n in range(1, len(w))}, key=len, reverse=True)
-
-
-# Rules with ignore_case are matched against an ASCII-lowered copy (same length, so the
-# spans are the original's): a case-sensitive regex with a literal start is scanned many
-# times faster by `re` than a case-insensitive one.
-_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
-
-
-def _lower(text: str) -> str:
-    """A lower-case copy of the same length (str.lower, unless it changes the length)."""
-    lowered = text.lower()
-    return lowered if len(lowered) == len(text) else text.translate(_ASCII_LOWER)
-
-
-_RULES = tuple(re.compile(rule.pattern, re.DOTALL) for rule in CREDENTIAL_RULES)
-_RESTS = tuple(re.compile(rule.rest, re.DOTALL) for rule in CREDENTIAL_RULES)
-
-
-_ANY_GATE = tuple(
-    re.compile(
-        "|".join(re.escape(g) for r in CREDENTIAL_RULES if r.ignore_case == case for g in r.gates)
-    )
-    for case in (False, True)
-)
-
-
-def _compile_pending(ignore_case: bool) -> re.Pattern[str]:
-    parts = []
-    for rule in CREDENTIAL_RULES:
-        if rule.ignore_case == ignore_case:
-            parts.append(rule.pending)
-            parts.extend(re.escape(p) for p in _prefixes(rule.triggers))
-    return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)
-
-
-_PENDING = (_compile_pending(False), _compile_pending(True))
 
 
 # -- secret forms -----------------------------------------------------------------------
@@ -395,14 +244,6 @@ def _held_secret_tail(table: _Table, text: str) -> int:
     return size
 
 
-def _masked_span(match: re.Match[str]) -> tuple[int, int]:
-    """The value of a `key: value` match (inside its quotes), else the whole match."""
-    for name in ("v", "v2", "v3", "v4", "v5"):
-        if name in match.re.groupindex and match.start(name) >= 0:
-            return match.span(name)
-    return match.span()
-
-
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
@@ -442,13 +283,13 @@ class StreamRedactor:
         if not size:
             return ""
         table = self._redactor.table
-        lowered = _lower(text)
+        lowered = lower(text)
         spans = _secret_spans(table, text)
         spans.extend(self._carried)  # a mask begun before, credentials found before
         resume = list(self._resume)
         continuing = False
         if self._continuing is not None:
-            rest = _RESTS[self._continuing].match(text)
+            rest = RESTS[self._continuing].match(text)
             rest_end = rest.end() if rest is not None else 0
             spans.append((0, rest_end))
             resume = [max(r, rest_end) for r in resume]
@@ -461,8 +302,8 @@ class StreamRedactor:
         maybe = (True, True)
         if size < 4096:
             maybe = (
-                _ANY_GATE[0].search(text) is not None,
-                _ANY_GATE[1].search(lowered) is not None,
+                ANY_GATE[0].search(text) is not None,
+                ANY_GATE[1].search(lowered) is not None,
             )
         for index, rule in enumerate(CREDENTIAL_RULES):
             if not maybe[rule.ignore_case]:
@@ -470,19 +311,19 @@ class StreamRedactor:
             hay = lowered if rule.ignore_case else text
             if not any(gate in hay for gate in rule.gates):
                 continue  # the rule cannot match: skip its (much slower) regex scan
-            for match in _RULES[index].finditer(hay, resume[index]):
+            for match in RULES[index].finditer(hay, resume[index]):
                 if not final and match.end() == size:
                     touching.append((index, match))  # it may grow with the next chunk
                     cut = min(cut, match.start())
                     break
-                span = _masked_span(match)
+                span = masked_span(match)
                 found.append((index, match.start(), match.end(), span))
         if not final:
             if continuing:
                 cut = min(cut, max(0, size - PENDING_WINDOW))  # its end may be split
             # No pending form spans a newline: only the unfinished last line can hold one.
             window = max(0, size - PENDING_WINDOW, text.rfind("\n", 0, size) + 1)
-            for hay, pending_re in zip((text, lowered), _PENDING, strict=True):
+            for hay, pending_re in zip((text, lowered), PENDING, strict=True):
                 pending = pending_re.search(hay, window) if window < size else None
                 if pending is not None:
                     cut = min(cut, pending.start())

@@ -11,7 +11,7 @@ from runner.canonical import CanonicalError
 
 
 def test_dumps_sorts_keys_compactly_and_writes_utf8() -> None:
-    value = {"b": [1, True, None], "a": {"z": "é\n\"", "y": -3}}
+    value = {"b": [1, True, None], "a": {"z": 'é\n"', "y": -3}}
     assert canonical.dumps(value) == '{"a":{"y":-3,"z":"é\\n\\""},"b":[1,true,null]}'.encode()
 
 
@@ -67,8 +67,10 @@ def test_is_canonical_detects_other_spellings_of_the_same_value() -> None:
 _scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 

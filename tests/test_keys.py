@@ -109,7 +109,7 @@ def test_trusted_keys_accept_pem_and_refuse_junk(tmp_path: Path) -> None:
     trusted = load_trusted(directory)
     assert signer.public in trusted and len(trusted) == 1
     (directory / "junk.pub").write_text("hello\n")
-    with pytest.raises(InvalidInput, match="junk.pub"):
+    with pytest.raises(InvalidInput, match=r"junk\.pub"):
         load_trusted(directory)
     assert len(load_trusted(tmp_path / "missing")) == 0
 

@@ -289,3 +289,38 @@ def test_load_signer_is_available_from_the_ledger_module() -> None:
     from runner.keys import load_signer
 
     assert ledger.load_signer is load_signer
+
+
+def test_threads_sharing_one_ledger_append_in_turn(tmp_path: Path, signer: Signer) -> None:
+    import threading
+
+    state = tmp_path / "state"
+    led = Ledger.open(state, signer=signer)
+
+    def work(worker: int) -> None:
+        for i in range(40):
+            led.append("step.finished", f"t{worker}", {"i": i})
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    led.close()
+    got = entries(state)
+    assert [e["seq"] for e in got] == list(range(320))
+    assert sorted((e["run_id"], e["i"]) for e in got) == sorted(
+        (f"t{w}", i) for w in range(8) for i in range(40)
+    )
+    check_clean(state, signer)
+
+
+def test_a_lost_origin_file_is_remade_from_the_entries(tmp_path: Path, signer: Signer) -> None:
+    state = tmp_path / "state"
+    with Ledger.open(state, signer=signer, origin="runner/a/1") as led:
+        led.append("step.finished", "r", {})
+    (state / "ledger" / "origin").unlink()
+    with Ledger.open(state, signer=signer) as led:
+        assert led.origin == "runner/a/1"
+        led.append("step.finished", "r", {})
+    check_clean(state, signer)

@@ -398,3 +398,22 @@ def test_checking_in_chunks_and_in_worker_processes_finds_the_same(
     if parallel:
         monkeypatch.setattr(ledger_verify, "PARALLEL_MIN_BYTES", 0)
     assert verify(state, signer).serialize() == whole
+
+
+def test_the_anchor_is_proven_consistent_with_the_latest_checkpoint(
+    state: Path, signer: Signer
+) -> None:
+    data = (state / "ledger" / "checkpoints").read_bytes()
+    first = next(t for _, t, _ in checkpoint.split_notes(data) if t)[:-1]  # size 10
+    items = parsed(state)
+    items[25]["note"] = "forged"
+    write_lines(state, rechain(items))
+    report = verify(state, signer, anchor=first)
+    mismatch = finding(report, Code.CHECKPOINT_MISMATCH)
+    assert mismatch.seq == 9 and mismatch.file == "anchor" and mismatch.count == 2
+    assert "not consistent with the anchor" in mismatch.message
+
+
+def test_a_lost_origin_file_falls_back_to_the_entries(state: Path, signer: Signer) -> None:
+    (state / "ledger" / "origin").unlink()
+    assert verify(state, signer).codes() == {Code.UNANCHORED}

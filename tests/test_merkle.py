@@ -307,8 +307,8 @@ def test_inclusion_edge_cases() -> None:
     verify_inclusion(0, 1, single, [], single)
     for index, size in [(0, 0), (1, 0), (2, 1), (1, 1)]:
         assert _inclusion_fails(index, size, [], single, single)
-    assert _inclusion_fails(0, 1, b"", [], single)
-    assert _inclusion_fails(0, 1, single, [], b"")
+    assert _inclusion_fails(0, 1, [], single, b"")
+    assert _inclusion_fails(0, 1, [], b"", single)
 
 
 def test_odd_node_is_carried_not_duplicated() -> None:

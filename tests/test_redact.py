@@ -265,6 +265,8 @@ CREDENTIAL_PIECES = [
     "password=hunter2",
     'token: "quoted value"',
     "api_key='v'",
+    '{"secret_n": 5, "token": "q"}',
+    '"password":',
     "pass",
     "tok",
     "://",

@@ -97,6 +97,7 @@ def test_outputs_env_matrix_and_needs(tmp_path: Path, shared_state: Path) -> Non
         on: [manual]
         jobs:
           a:
+            tools: [sh, cat]
             steps:
               - id: make
                 run: |

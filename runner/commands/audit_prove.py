@@ -10,7 +10,7 @@ from runner import canonical, checkpoint
 from runner.app import App
 from runner.errors import InvalidInput, VerificationFailed
 from runner.keys import PUB_DIR, load_trusted
-from runner.ledger import ENTRIES, iter_entries, last_checkpoint, ledger_dir
+from runner.ledger_files import ENTRIES, iter_entries, last_checkpoint, ledger_dir
 from runner.merkle import (
     ProofError,
     inclusion_ranges,

@@ -8,7 +8,7 @@ from typing import Any
 from runner import canonical
 from runner.app import App
 from runner.errors import InvalidInput
-from runner.ledger import ENTRIES, iter_entries, ledger_dir
+from runner.ledger_files import ENTRIES, iter_entries, ledger_dir
 from runner.provenance import iso_time
 
 _ENVELOPE = ("v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures")

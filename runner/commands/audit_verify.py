@@ -7,7 +7,7 @@ from pathlib import Path
 from runner.app import App
 from runner.errors import InvalidInput, VerificationFailed
 from runner.keys import load_trusted
-from runner.ledger import ENTRIES, ledger_dir, read_origin
+from runner.ledger_files import ENTRIES, ledger_dir, read_origin
 from runner.ledger_verify import Report, verify_ledger
 
 NOTHING = "verifying nothing proves nothing"

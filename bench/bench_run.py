@@ -1,0 +1,256 @@
+"""`runner run` against the bare Docker SDK, measured in the same process run (SPEC 9).
+
+    .venv/bin/python bench/bench_run.py                 # overhead + fan-out (~2 min)
+    .venv/bin/python bench/bench_run.py --scale --flood # also 1,000 sleeping steps, 1 GiB output
+
+overhead  one job of N steps (`true`) through `runner run`, whole run wall time / N
+          (workspace, ledger, event log, policy and loading included), against the median
+          bare SDK create+start+wait+remove of the same hardened container, same image
+fan-out   200 one-step jobs at --max-parallel 32, against 200 bare SDK steps on 32 threads
+scale     1,000 jobs sleeping at once (--max-parallel 1000): all complete; runner's peak
+          RSS per running step
+flood     one step printing 1 GiB: runner's peak RSS, wall time, lines delivered
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_container import bare_sdk_step, bare_sdk_throughput, bench_client  # noqa: E402
+
+POLICY = """\
+version: 1
+images: [base]
+tools: [sh, "true", sleep, head, "yes"]
+limits: {timeout-minutes: 60, memory: 256m, cpus: 1, pids: 64}
+"""
+TOOLS = """\
+sh: {paths: [/bin/sh], interpreter: true}
+"true": {paths: [/bin/true]}
+sleep: {paths: [/bin/sleep]}
+head: {paths: [/usr/bin/head]}
+"yes": {paths: [/usr/bin/yes]}
+"""
+
+
+def repo_with(root: Path, mission: str) -> Path:
+    (root / ".missions").mkdir(parents=True, exist_ok=True)
+    (root / "policies").mkdir(exist_ok=True)
+    (root / "containers").mkdir(exist_ok=True)
+    (root / "policies" / "default.yml").write_text(POLICY)
+    (root / "containers" / "tools.yml").write_text(TOOLS)
+    (root / ".missions" / "bench.yml").write_text(mission)
+    (root / "README").write_text("a small repository\n")
+    return root
+
+
+def runner(repo: Path, state: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    """Wall seconds of a whole `runner run` (a subprocess) and its JSON result."""
+    env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--json", *args],
+        cwd=repo, env=env, capture_output=True, text=True, check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"runner run failed ({done.returncode}): {done.stderr[-2000:]}")
+    return elapsed, json.loads(done.stdout)
+
+
+def python_startup() -> float:
+    """What a bare `python -m runner --version` costs: not part of a step's overhead."""
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "runner", "--version"], capture_output=True, check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def steps_mission(n: int) -> str:
+    steps = "\n".join("      - run: \"true\"" for _ in range(n))
+    return f"name: bench\non: [manual]\njobs:\n  one:\n    tools: [sh, \"true\"]\n    steps:\n{steps}\n"
+
+
+def fanout_mission(n: int) -> str:
+    jobs = "\n".join(
+        f"  j{i}:\n    tools: [sh, \"true\"]\n    steps: [{{run: \"true\"}}]" for i in range(n)
+    )
+    return f"name: fan\non: [manual]\njobs:\n{jobs}\n"
+
+
+def bench_overhead(client: docker.DockerClient, work: Path, n: int) -> None:
+    repo = repo_with(work / "overhead", steps_mission(n))
+    state = work / "state"
+    _, warm = runner(repo, state)  # builds the toolset image; cached afterwards
+    image = warm["jobs"]["one"]["image"]
+    startup = python_startup()
+    bare_sdk_step(client, image, ["sh", "-e", "-c", "true"])
+    walls, bares = [], []
+    for _ in range(3):
+        wall, result = runner(repo, state)
+        walls.append((wall - startup) / n)
+        bares.extend(bare_sdk_step(client, image, ["sh", "-e", "-c", "true"]) for _ in range(n))
+    per_step = statistics.median(walls)
+    bare = statistics.median(bares)
+    step_ms = statistics.median(s["duration_ms"] for s in result["jobs"]["one"]["steps"])
+    print(f"overhead: image {image}")
+    print(f"  bare SDK hardened step      median {bare * 1000:7.1f} ms  ({len(bares)} samples)")
+    print(
+        f"  runner run, per step        median {per_step * 1000:7.1f} ms  "
+        f"(whole run / {n} steps, 3 runs, minus {startup * 1000:.0f} ms interpreter start)"
+    )
+    print(f"  runner step (event to event) median {step_ms:7.1f} ms")
+    print(f"  ratio runner / bare          {per_step / bare:7.2f}x   (target <= 1.15x)")
+
+
+def bench_fanout(client: docker.DockerClient, work: Path, jobs: int, parallel: int) -> None:
+    repo = repo_with(work / "fanout", fanout_mission(jobs))
+    state = work / "state"
+    runner(repo_with(work / "fanout-warm", fanout_mission(1)), state)
+    wall, result = runner(repo, state, "--max-parallel", str(parallel))
+    image = result["jobs"]["j0"]["image"]
+    ours = jobs / wall
+    bare = bare_sdk_throughput(client, image, jobs, parallel, ["sh", "-e", "-c", "true"])
+    print(f"fan-out: {jobs} one-step jobs, --max-parallel {parallel}")
+    print(f"  bare SDK, {parallel} threads   {bare:6.2f} containers/s")
+    print(f"  runner run               {ours:6.2f} jobs/s  ({wall:.1f} s for the whole run)")
+    print(f"  ratio runner / bare      {ours / bare * 100:6.1f} %   (target >= 80 %)")
+
+
+class PeakRss:
+    """Samples a process's VmRSS (and running containers) until it exits."""
+
+    def __init__(self, pid: int, label: str | None = None) -> None:
+        self.pid, self.label = pid, label
+        self.peak_kib = 0
+        self.peak_running = 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while True:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            if self.label:
+                out = subprocess.run(
+                    ["docker", "ps", "-q", "--filter", f"label={self.label}"],
+                    capture_output=True, text=True, check=False,
+                ).stdout
+                self.peak_running = max(self.peak_running, len(out.split()))
+            time.sleep(0.5)
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)
+
+
+def watched_run(repo: Path, state: Path, *args: str, label: bool = False) -> tuple[float, PeakRss, str]:
+    env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "--json", *args],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    rss = PeakRss(proc.pid, f"runner.state-dir={state.resolve()}" if label else None)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - started
+    rss.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"runner run failed ({proc.returncode}): {err[-2000:]}")
+    return wall, rss, out
+
+
+def bench_scale(work: Path, jobs: int, sleep_s: int) -> None:
+    mission = "name: scale\non: [manual]\njobs:\n" + "\n".join(
+        f"  s{i}:\n    tools: [sh, sleep]\n    steps: [{{run: sleep {sleep_s}}}]" for i in range(jobs)
+    )
+    repo = repo_with(work / "scale", mission + "\n")
+    state = work / "state"
+    wall, rss, out = watched_run(repo, state, "--max-parallel", str(jobs), label=True)
+    result = json.loads(out)
+    ok = sum(j["status"] == "success" for j in result["jobs"].values())
+    per = rss.peak_kib / 1024 / max(rss.peak_running, 1)
+    print(f"scale: {jobs} jobs each sleeping {sleep_s} s, --max-parallel {jobs}")
+    print(f"  completed {ok}/{jobs} in {wall:.0f} s; peak running containers {rss.peak_running}")
+    print(
+        f"  runner peak RSS {rss.peak_kib / 1024:.0f} MiB = {per:.2f} MiB per running step "
+        "(target < 5 MiB)"
+    )
+
+
+def bench_flood(work: Path, gib: float) -> None:
+    size = int(gib * 1024**3)
+    mission = textwrap.dedent(
+        f"""\
+        name: flood
+        on: [manual]
+        jobs:
+          loud:
+            tools: [sh, "yes", head]
+            steps:
+              - run: yes "a line of output that is about sixty bytes long, repeated" | head -c {size}
+        """
+    )
+    repo = repo_with(work / "flood", mission)
+    state = work / "state"
+    wall, rss, out = watched_run(repo, state)
+    result = json.loads(out)
+    events = state / "runs" / result["run_id"] / "events.jsonl"
+    lines = sum(1 for line in events.open("rb") if b'"kind":"output"' in line)
+    expected = size // 61
+    print(f"flood: one step printing {gib:g} GiB")
+    print(f"  wall {wall:.1f} s ({size / wall / 1024**2:.0f} MiB/s); runner peak RSS "
+          f"{rss.peak_kib / 1024:.0f} MiB (target < 150 MiB)")
+    print(f"  output lines recorded {lines:,} of ~{expected:,} printed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20, help="steps in the overhead job")
+    parser.add_argument("--jobs", type=int, default=200, help="jobs in the fan-out")
+    parser.add_argument("--parallel", type=int, default=32)
+    parser.add_argument("--scale", action="store_true", help="also 1,000 sleeping steps")
+    parser.add_argument("--scale-jobs", type=int, default=1000)
+    parser.add_argument("--sleep", type=int, default=240)
+    parser.add_argument("--flood", action="store_true", help="also a step printing 1 GiB")
+    parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-fanout", action="store_true")
+    args = parser.parse_args(argv)
+    client = bench_client()
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        work = Path(tmp)
+        if not args.skip_overhead:
+            bench_overhead(client, work, args.n)
+        if not args.skip_fanout:
+            bench_fanout(client, work, args.jobs, args.parallel)
+        if args.scale:
+            bench_scale(work, args.scale_jobs, args.sleep)
+        if args.flood:
+            bench_flood(work, args.gib)
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""`runner plan MISSION`: the expanded DAG, level by level, with the policy's verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.app import App
+from runner.loader import load_mission
+from runner.mission import Mission
+from runner.plan import instances, levels
+from runner.policy import Decision, decide, load_policy
+
+
+def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
+    """The plan as data: what `--json` prints and the text and dot views render."""
+    by_job: dict[str, list[Decision]] = {}
+    for decision in decisions:
+        by_job.setdefault(decision.job, []).append(decision)
+    expanded = instances(mission)
+    grouped = levels(mission)
+    out_levels: list[dict[str, Any]] = []
+    for depth, job_ids in enumerate(grouped):
+        entries = []
+        for job_id in job_ids:
+            job = mission.jobs[job_id]
+            for inst in expanded[job_id]:
+                mine = by_job.get(inst.key, [])
+                image = next((d.value for d in mine if d.capability == "image"), job.container)
+                entries.append(
+                    {
+                        "key": inst.key,
+                        "job": job_id,
+                        "needs": list(job.needs),
+                        "matrix": dict(inst.matrix),
+                        "dynamic_matrix": inst.dynamic,
+                        "image": image or "base",
+                        "tools": "all" if job.tools == "all" else list(job.tools),
+                        "steps": len(job.steps),
+                        "allowed": all(d.allowed for d in mine),
+                        "decisions": [d.serialize() for d in mine],
+                    }
+                )
+        out_levels.append({"level": depth, "jobs": entries})
+    return {
+        "mission": mission.name,
+        "path": mission.path,
+        "levels": out_levels,
+        "widest": max((len(level["jobs"]) for level in out_levels), default=0),
+        "instances": sum(len(level["jobs"]) for level in out_levels),
+        "allowed": all(d.allowed for d in decisions),
+    }
+
+
+def render_text(plan: dict[str, Any]) -> list[str]:
+    lines = [
+        f"mission {plan['mission']} ({plan['path']}): {plan['instances']} job instance(s), "
+        f"{len(plan['levels'])} level(s), widest level {plan['widest']}"
+    ]
+    for level in plan["levels"]:
+        lines.append(f"level {level['level']}:")
+        for job in level["jobs"]:
+            tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
+            verdict = "allowed" if job["allowed"] else "DENIED"
+            needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
+            lines.append(
+                f"  {job['key']}  image: {job['image']}  tools: {tools}  "
+                f"steps: {job['steps']}  policy: {verdict}{needs}"
+            )
+            for decision in job["decisions"]:
+                if not decision["allowed"]:
+                    lines.append(
+                        f"    denied {decision['capability']} {decision['value']}: "
+                        f"{decision['reason']}"
+                    )
+    return lines
+
+
+def render_dot(plan: dict[str, Any]) -> list[str]:
+    lines = ["digraph mission {", "  rankdir=LR;", f"  label={json.dumps(plan['mission'])};"]
+    keys_of: dict[str, list[str]] = {}
+    for level in plan["levels"]:
+        lines.append("  { rank=same;")
+        for job in level["jobs"]:
+            keys_of.setdefault(job["job"], []).append(job["key"])
+            style = "" if job["allowed"] else ", color=red"
+            lines.append(f"    {json.dumps(job['key'])} [shape=box{style}];")
+        lines.append("  }")
+    for level in plan["levels"]:
+        for job in level["jobs"]:
+            for need in job["needs"]:
+                for source in keys_of.get(need, []):
+                    lines.append(f"  {json.dumps(source)} -> {json.dumps(job['key'])};")
+    lines.append("}")
+    return lines
+
+
+def main(app: App, path: Path, *, fmt: str, policy: Path | None) -> int:
+    mission, warnings = load_mission(path)
+    decisions = decide(mission, load_policy(policy, app.root), warnings)
+    plan = build(mission, decisions)
+    if app.out.json_mode:
+        app.out.json(plan)
+    else:
+        for line in render_dot(plan) if fmt == "dot" else render_text(plan):
+            app.out.line(line)
+    return 0
