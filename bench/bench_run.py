@@ -30,7 +30,7 @@ from typing import Any
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_container import bare_sdk_step, bare_sdk_throughput, bench_client  # noqa: E402
+from bench_container import bare_sdk_step, bare_sdk_throughput, bench_client
 
 POLICY = """\
 version: 1
@@ -64,7 +64,11 @@ def runner(repo: Path, state: Path, *args: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "runner", "run", "--json", *args],
-        cwd=repo, env=env, capture_output=True, text=True, check=False,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
@@ -77,19 +81,23 @@ def python_startup() -> float:
     samples = []
     for _ in range(3):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "runner", "--version"], capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "runner", "--version"], capture_output=True, check=True
+        )
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
 
 def steps_mission(n: int) -> str:
-    steps = "\n".join("      - run: \"true\"" for _ in range(n))
-    return f"name: bench\non: [manual]\njobs:\n  one:\n    tools: [sh, \"true\"]\n    steps:\n{steps}\n"
+    steps = "\n".join('      - run: "true"' for _ in range(n))
+    return (
+        f'name: bench\non: [manual]\njobs:\n  one:\n    tools: [sh, "true"]\n    steps:\n{steps}\n'
+    )
 
 
 def fanout_mission(n: int) -> str:
     jobs = "\n".join(
-        f"  j{i}:\n    tools: [sh, \"true\"]\n    steps: [{{run: \"true\"}}]" for i in range(n)
+        f'  j{i}:\n    tools: [sh, "true"]\n    steps: [{{run: "true"}}]' for i in range(n)
     )
     return f"name: fan\non: [manual]\njobs:\n{jobs}\n"
 
@@ -155,7 +163,9 @@ class PeakRss:
             if self.label:
                 out = subprocess.run(
                     ["docker", "ps", "-q", "--filter", f"label={self.label}"],
-                    capture_output=True, text=True, check=False,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 ).stdout
                 self.peak_running = max(self.peak_running, len(out.split()))
             time.sleep(0.5)
@@ -164,12 +174,18 @@ class PeakRss:
         self._thread.join(timeout=5)
 
 
-def watched_run(repo: Path, state: Path, *args: str, label: bool = False) -> tuple[float, PeakRss, str]:
+def watched_run(
+    repo: Path, state: Path, *args: str, label: bool = False
+) -> tuple[float, PeakRss, str]:
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "run", "--json", *args],
-        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     rss = PeakRss(proc.pid, f"runner.state-dir={state.resolve()}" if label else None)
     out, err = proc.communicate()
@@ -182,7 +198,8 @@ def watched_run(repo: Path, state: Path, *args: str, label: bool = False) -> tup
 
 def bench_scale(work: Path, jobs: int, sleep_s: int) -> None:
     mission = "name: scale\non: [manual]\njobs:\n" + "\n".join(
-        f"  s{i}:\n    tools: [sh, sleep]\n    steps: [{{run: sleep {sleep_s}}}]" for i in range(jobs)
+        f"  s{i}:\n    tools: [sh, sleep]\n    steps: [{{run: sleep {sleep_s}}}]"
+        for i in range(jobs)
     )
     repo = repo_with(work / "scale", mission + "\n")
     state = work / "state"
@@ -219,8 +236,10 @@ def bench_flood(work: Path, gib: float) -> None:
     lines = sum(1 for line in events.open("rb") if b'"kind":"output"' in line)
     expected = size // 61
     print(f"flood: one step printing {gib:g} GiB")
-    print(f"  wall {wall:.1f} s ({size / wall / 1024**2:.0f} MiB/s); runner peak RSS "
-          f"{rss.peak_kib / 1024:.0f} MiB (target < 150 MiB)")
+    print(
+        f"  wall {wall:.1f} s ({size / wall / 1024**2:.0f} MiB/s); runner peak RSS "
+        f"{rss.peak_kib / 1024:.0f} MiB (target < 150 MiB)"
+    )
     print(f"  output lines recorded {lines:,} of ~{expected:,} printed")
 
 

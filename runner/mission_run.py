@@ -31,8 +31,8 @@ from runner.app import App
 from runner.contexts import RunInfo
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.events import EventLog
-from runner.findings import Finding
 from runner.executor import Executor, default_parallelism
+from runner.findings import Finding
 from runner.inputs import resolve_inputs
 from runner.job_runner import RunState
 from runner.ledger import Ledger, last_policy, load_signer
