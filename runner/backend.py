@@ -108,6 +108,14 @@ class Backend(Protocol):
         `exec_allowed`."""
         ...
 
+    def read_files(
+        self, volume: str, directory: str, names: Sequence[str], limit: int
+    ) -> dict[str, bytes] | None:
+        """Regular files `names` of `directory` (workspace-relative) of workspace volume
+        `volume`, read without a container (missing ones left out); None when the engine
+        cannot do that, and the caller copies them out of a stopped container instead."""
+        ...
+
     def remove_volume(self, name: str) -> None:
         """Remove a volume made by `create_volume` (and its parts); missing is fine."""
         ...

@@ -26,6 +26,7 @@ import os
 import tarfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, cast
 
 import docker
@@ -34,6 +35,7 @@ import requests
 from docker.models import containers as _containers
 from docker.types import Mount
 
+from runner import volume_dir
 from runner.backend import LABEL_ROLE, NOBODY, ContainerSpec, NotFound
 from runner.errors import EngineUnavailable, InvalidInput, RunnerError
 from runner.hardening import container_config
@@ -115,6 +117,9 @@ class DockerBackend:
         self.api = client.api
         self._lock = threading.Lock()
         self._layouts: set[str] = set()
+        # a local engine's volume directories can be used in place (see runner.volume_dir)
+        self._local = str(self.api.base_url).startswith("http+docker://")
+        self._data_dirs: dict[str, Path] = {}  # workspace volume -> its data directory
 
     def close(self) -> None:
         self.client.close()
@@ -186,10 +191,37 @@ class DockerBackend:
         seeds: Sequence[bytes | IO[bytes]] = (),
     ) -> None:
         data = name + DATA_SUFFIX
-        image = self._layout_image(owner)
         with docker_errors(f"creating workspace volume {name}"):
             made = self.api.create_volume(data, labels={**labels, LABEL_ROLE: "workspace-data"})
             root = made["Mountpoint"]
+            local = volume_dir.usable(root) if self._local else None
+            if local is not None:
+                volume_dir.lay_out(local, owner)
+                for seed in seeds:
+                    volume_dir.extract(seed, local / "upper")
+                with self._lock:
+                    self._data_dirs[name] = local
+            else:
+                self._seed_through_helper(data, labels, owner, seeds)
+            flags = "nosuid,nodev" if exec_allowed else "noexec,nosuid,nodev"
+            options = f"{flags},lowerdir={root}/lower,upperdir={root}/upper,workdir={root}/work"
+            self.api.create_volume(
+                name,
+                driver="local",
+                driver_opts={"type": "overlay", "device": "overlay", "o": options},
+                labels={**labels, LABEL_ROLE: "workspace"},
+            )
+
+    def _seed_through_helper(
+        self,
+        data: str,
+        labels: Mapping[str, str],
+        owner: int,
+        seeds: Sequence[bytes | IO[bytes]],
+    ) -> None:
+        """A remote engine's volume: lay it out and seed it through a never-started helper."""
+        image = self._layout_image(owner)
+        with docker_errors(f"seeding volume {data}"):
             # the engine copies the image's /data (the layout, with owners) into the empty
             # volume when the container is created; the helper is never started
             helper = self.api.create_container(
@@ -207,14 +239,15 @@ class DockerBackend:
                     self.put_archive(helper, "/data/upper", seed)
             finally:
                 self.remove(helper)
-            flags = "nosuid,nodev" if exec_allowed else "noexec,nosuid,nodev"
-            options = f"{flags},lowerdir={root}/lower,upperdir={root}/upper,workdir={root}/work"
-            self.api.create_volume(
-                name,
-                driver="local",
-                driver_opts={"type": "overlay", "device": "overlay", "o": options},
-                labels={**labels, LABEL_ROLE: "workspace"},
-            )
+
+    def read_files(
+        self, volume: str, directory: str, names: Sequence[str], limit: int
+    ) -> dict[str, bytes] | None:
+        with self._lock:
+            local = self._data_dirs.get(volume)
+        if local is None:
+            return None
+        return volume_dir.read_files(local / "upper", directory, names, limit)
 
     def _layout_image(self, owner: int) -> str:
         """A file-less image but for /data/{lower,work,upper} (upper owned by `owner`):
@@ -236,6 +269,8 @@ class DockerBackend:
 
     def remove_volume(self, name: str) -> None:
         names = [name] if name.endswith(DATA_SUFFIX) else [name, name + DATA_SUFFIX]
+        with self._lock:
+            self._data_dirs.pop(name, None)
         with docker_errors(f"removing volume {name}"):
             for each in names:
                 try:

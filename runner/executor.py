@@ -224,7 +224,9 @@ class Executor:
             )
             return result
         needs = self.needs_context(instance.job)
-        runner = JobRunner(self.state, instance, image, grants, needs, stop=stop)
+        runner = JobRunner(
+            self.state, instance, image, grants, needs, stop=stop, total=len(self.plan[instance.id])
+        )
         return runner.run()
 
     def _record(

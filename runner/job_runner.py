@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import expressions
-from runner.backend import WORKSPACE_PATH, Backend, ContainerSpec, run_labels
+from runner.backend import Backend, ContainerSpec, run_labels
 from runner.contexts import RunInfo, implicit_success
 from runner.errors import InvalidInput, RunnerError
 from runner.hardening import container_config
@@ -34,11 +34,10 @@ from runner.retry import attempt_delay, step_rng
 from runner.sink import Sink
 from runner.step_output import OutputPump
 from runner.workflow_commands import check_env_names, parse_file_command
-from runner.workspace import RepoSnapshot, Workspace
+from runner.workspace import IO_DIR, WORKSPACE_DIR, RepoSnapshot, Workspace
 
 POLL_S = 0.25
-WORKSPACE_DIR = WORKSPACE_PATH
-IO_DIR = f"{WORKSPACE_PATH}/.runner/io"  # .runner/ is never copied from the repository
+MAX_IO_BYTES = 2 * 1024 * 1024
 SHELLS: dict[str, list[str]] = {
     "sh": ["sh", "-e", "-c"],
     "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"],
@@ -74,10 +73,6 @@ class RunState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class StepTimeout(Exception):
-    pass
-
-
 def _functions(success: bool, cancel: threading.Event) -> dict[str, Callable[..., Any]]:
     return {
         "success": lambda: success and not cancel.is_set(),
@@ -97,9 +92,11 @@ class JobRunner:
         needs: Mapping[str, Any],
         *,
         stop: threading.Event | None = None,
+        total: int = 1,
     ) -> None:
         self.state = state
         self.stop = stop if stop is not None else state.cancel
+        self.total = total
         self.instance = instance
         self.job: Job = instance.job
         self.image = image
@@ -116,7 +113,8 @@ class JobRunner:
         self._env_files: dict[str, str] = {}
         self._last_container: str | None = None
         self._failed = False
-        self._pending_artifacts: list[tuple[str, Path]] = []
+        self._reapers: list[threading.Thread] = []
+        self._reap_errors: list[str] = []
 
     # -- contexts --------------------------------------------------------------------
 
@@ -126,12 +124,7 @@ class JobRunner:
             {
                 "env": dict(env if env is not None else {}),
                 "matrix": dict(self.instance.matrix),
-                "strategy": {
-                    "fail-fast": True,
-                    "job-index": self.instance.index,
-                    "job-total": 1,
-                    "max-parallel": 1,
-                },
+                "strategy": self._strategy(),
                 "needs": dict(self.needs),
                 "steps": self._steps_ctx,
                 "job": {"status": "failure" if self._failed else "success", "container": {}},
@@ -143,6 +136,17 @@ class JobRunner:
             }
         )
         return ctx
+
+    def _strategy(self) -> dict[str, Any]:
+        strategy = self.job.strategy
+        fail_fast = strategy.fail_fast if strategy is not None else True
+        max_parallel = strategy.max_parallel if strategy is not None else None
+        return {
+            "fail-fast": fail_fast,
+            "job-index": self.instance.index,
+            "job-total": self.total,
+            "max-parallel": max_parallel if max_parallel is not None else self.total,
+        }
 
     def _interpolate(self, text: str, ctx: Mapping[str, Any]) -> str:
         return expressions.interpolate(text, ctx, _functions(not self._failed, self.state.cancel))
@@ -186,25 +190,25 @@ class JobRunner:
                 self.instance.key,
                 self.state.info.root,
                 exec_allowed=self.grants.exec,
-                image=self.image.ref,
                 labels=self._labels(),
                 uid=self.grants.limits.user,
                 snapshot=self.state.snapshot
                 if self.state.snapshot.uid == self.grants.limits.user
                 else None,
             )
-            self._pending_artifacts = self._consumed()
-            workspace.prepare()
+            workspace.prepare(self._consumed())
             for step in self.job.steps:
                 self._run_step(step, workspace, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
             self._finish_outputs()
-        except StepTimeout:
-            self._fail("timeout")
         except RunnerError as exc:
             self._fail(self.state.redactor(exc.message))
         finally:
+            for reaper in self._reapers:
+                reaper.join()
+            if self._reap_errors:
+                self._fail(self._reap_errors[0])
             if self._last_container is not None:
                 self.state.backend.remove(self._last_container)
             if workspace is not None:
@@ -329,9 +333,8 @@ class JobRunner:
             exit_code=sr.exit_code,
             duration_ms=round(sr.duration_s * 1000),
             attempts=sr.attempts,
+            log_sha256=sr.log_sha256,
         )
-        if sr.outcome is Status.FAILURE and reason == "timeout" and self.stop.is_set():
-            return
 
     def _skip(self, sr: StepResult, status: Status, reason: str) -> None:
         sr.status = sr.outcome = status
@@ -431,11 +434,10 @@ class JobRunner:
         backend = state.backend
         cid = backend.create(spec)
         previous, self._last_container = self._last_container, cid
-        if previous is not None:
-            backend.remove(previous)
-        while self._pending_artifacts:
-            dest, stored = self._pending_artifacts.pop()
-            workspace.place(cid, stored.read_bytes(), posixpath.dirname(dest) or ".")
+        if previous is not None:  # off the critical path; joined before the volume goes
+            reaper = threading.Thread(target=self._reap, args=(previous,), daemon=True)
+            reaper.start()
+            self._reapers.append(reaper)
         pump = OutputPump(state.sink, state.redactor, self.instance.key, step.index)
         backend.start(cid)
         reader = threading.Thread(target=self._pump, args=(cid, pump), daemon=True)
@@ -458,6 +460,7 @@ class JobRunner:
         reader.join(timeout=10)
         pump.close()
         sr.tail = list(pump.tail)
+        sr.log_sha256 = pump.digest.hexdigest()
         outputs: dict[str, str] = {}
         if reason:
             return (
@@ -467,13 +470,19 @@ class JobRunner:
                 outputs,
             )
         try:
-            outputs, env_values = self._read_io(cid, io_name)
+            outputs, env_values = self._read_io(cid, workspace.volume, io_name)
         except InvalidInput as exc:
             return Status.FAILURE, state.redactor(exc.message), code, outputs
         if code != 0:
             return Status.FAILURE, f"exit code {code}", code, outputs
         self._env_files.update(env_values)
         return Status.SUCCESS, "", code, outputs
+
+    def _reap(self, cid: str) -> None:
+        try:
+            self.state.backend.remove(cid)
+        except RunnerError as exc:
+            self._reap_errors.append(exc.message)
 
     def _pump(self, cid: str, pump: OutputPump) -> None:
         try:
@@ -482,28 +491,37 @@ class JobRunner:
         except RunnerError:
             return
 
-    def _read_io(self, cid: str, io_name: str) -> tuple[dict[str, str], dict[str, str]]:
-        """The step's output and env files, read from its stopped container."""
+    def _read_io(
+        self, cid: str, volume: str, io_name: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The step's output and env files: from the volume when the engine allows it,
+        else out of its stopped container."""
         files: dict[str, str] = {}
         wanted = {f"{io_name}.output": "output", f"{io_name}.env": "env"}
+        direct = self.state.backend.read_files(
+            volume, posixpath.relpath(IO_DIR, WORKSPACE_DIR), list(wanted), MAX_IO_BYTES
+        )
+        if direct is not None:
+            files = {wanted[name]: data.decode("utf-8", "replace") for name, data in direct.items()}
+            return self._parse_io(files)
         data = b"".join(self.state.backend.get_archive(cid, IO_DIR))
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar:
                 kind = wanted.get(posixpath.basename(member.name))
                 if kind is None or not member.isfile():
                     continue
-                if member.size > 2 * 1024 * 1024:
+                if member.size > MAX_IO_BYTES:
                     raise InvalidInput(f"the step's ${kind.upper()} file is larger than 2 MiB")
                 handle = tar.extractfile(member)
                 if handle is not None:
                     files[kind] = handle.read().decode("utf-8", "replace")
+        return self._parse_io(files)
+
+    def _parse_io(self, files: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         outputs = parse_file_command(files.get("output", ""), what="$RUNNER_OUTPUT")
         env_values = check_env_names(
             parse_file_command(files.get("env", ""), what="$RUNNER_ENV"), what="$RUNNER_ENV"
         )
-        for value in outputs.values():
-            if value in self.state.secrets.values():
-                self.state.redactor.add(value)
         return outputs, env_values
 
     # -- outputs and artifacts -------------------------------------------------------

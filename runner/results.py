@@ -37,6 +37,7 @@ class StepResult:
     outputs: dict[str, str] = field(default_factory=dict)
     outcome: Status = Status.PENDING  # before continue-on-error (GitHub's steps.x.outcome)
     tail: list[str] = field(default_factory=list)  # last output lines (redacted) for reports
+    log_sha256: str = ""  # digest of the last attempt's redacted output
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class StepResult:
             "attempts": self.attempts,
             "duration_ms": round(self.duration_s * 1000),
             "outputs": dict(self.outputs),
+            "log_sha256": self.log_sha256,
         }
 
 

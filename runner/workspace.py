@@ -231,7 +231,6 @@ class Workspace:
         uid: int = NOBODY,
         labels: Mapping[str, str] | None = None,
         snapshot: RepoSnapshot | None = None,
-        image: str | None = None,
     ) -> None:
         self.backend = backend
         self.repo = repo
@@ -240,7 +239,6 @@ class Workspace:
         self.labels = dict(labels or {LABEL_RUN: run_id, LABEL_JOB: job_key})
         self.volume = volume_name(run_id, job_key)
         self._snapshot = snapshot
-        self.image = image  # the job's image; the Docker backend seeds without it
         self._created = False
 
     def prepare(self, consumed: Sequence[tuple[str, Path]] = ()) -> None:

@@ -165,9 +165,12 @@ def test_artifact_paths_must_stay_inside(tmp_path: Path) -> None:
             space.collect("cid", bad)
 
 
-@pytest.fixture
-def backend() -> Iterator[DockerBackend]:
+@pytest.fixture(params=["in-place", "through-the-engine"])
+def backend(request: pytest.FixtureRequest) -> Iterator[DockerBackend]:
+    """Both ways a volume is seeded and read: in place (a local engine) and through a
+    never-started helper container and the archive API (a remote one)."""
     engine = connect()
+    engine._local = request.param == "in-place"
     yield engine
     engine.close()
 
@@ -213,8 +216,11 @@ def test_artifacts_out_and_into_the_next_job(
         run_id,
         producer,
         "find . | sort; test -d " + IO_DIR + " && echo io-ok; mkdir -p out/sub;"
-        " echo report > out/sub/report.txt; ln -s /etc/passwd out/evil; ln -s ../.. out/up",
+        " echo report > out/sub/report.txt; ln -s /etc/passwd out/evil; ln -s ../.. out/up;"
+        " echo k=v > .runner/io/0-1.output",
     )
+    direct = backend.read_files(producer.volume, ".runner/io", ["0-1.output"], 100)
+    assert direct == ({"0-1.output": b"k=v\n"} if backend._local else None)
     assert listing.split() == [
         ".", "./.gitignore", "./.runner", "./.runner/io", "./src", "./src/main.py",
         "./untracked.txt", "io-ok",
