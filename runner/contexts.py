@@ -6,6 +6,7 @@ and lists so that `runner.expressions` can index them.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import subprocess
@@ -104,6 +105,7 @@ def _invoker() -> str:
         return str(os.getuid())
 
 
+@functools.cache
 def _arch() -> str:
     machine = os.uname().machine
     return {"x86_64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}.get(machine, machine.upper())

@@ -67,6 +67,8 @@ class EventLog:
         self.path = path
         self._redactor = redactor
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._synced = 0  # every seq up to this one is on disk
         path.parent.mkdir(parents=True, exist_ok=True)
         self._seq = _reopen(path)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -88,13 +90,25 @@ class EventLog:
             written = os.write(self._fd, data)
             while written < len(data):  # only on a full disk or a signal; keep the line whole
                 written += os.write(self._fd, data[written:])
-            if kind != "output":
-                os.fsync(self._fd)
-            return self._seq
+            seq, fd = self._seq, self._fd
+        if kind != "output":
+            self._sync(fd, seq)
+        return seq
+
+    def _sync(self, fd: int, seq: int) -> None:
+        """Group commit: one fsync covers every line written before it, so threads whose
+        lines an earlier fsync already covered return at once; writers never wait on it."""
+        with self._sync_lock:
+            if self._synced >= seq:
+                return
+            with self._lock:
+                target = self._seq
+            os.fsync(fd)
+            self._synced = target
 
     def close(self) -> str:
         """Make everything durable, close, and return the file's SHA-256 (hex)."""
-        with self._lock:
+        with self._sync_lock, self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)
                 os.close(self._fd)

@@ -24,20 +24,27 @@ class Subscriber(Protocol):
 
 
 class Sink:
-    """Delivers each event to every subscriber, in order, one event at a time."""
+    """Delivers each event to every subscriber, in subscription order.
+
+    Each subscriber sees one event at a time, and the events of one thread in the order
+    they were emitted; but subscribers do not wait for each other: one thread syncing the
+    ledger does not hold up another thread's line in the event log or the live view.
+    """
 
     def __init__(self, subscribers: Sequence[Subscriber] = ()) -> None:
-        self._subscribers = list(subscribers)
-        self._lock = threading.Lock()
+        self._subscribers: list[tuple[Subscriber, threading.Lock]] = []
+        self._guard = threading.Lock()
+        for subscriber in subscribers:
+            self.subscribe(subscriber)
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.append(subscriber)
+        with self._guard:
+            self._subscribers = [*self._subscribers, (subscriber, threading.Lock())]
 
     def emit(self, kind: str, **fields: Any) -> None:
         event = Event(kind, fields)
-        with self._lock:
-            for subscriber in self._subscribers:
+        for subscriber, lock in self._subscribers:
+            with lock:
                 subscriber.handle(event)
 
 
