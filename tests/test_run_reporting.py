@@ -175,7 +175,7 @@ def test_job_selection_inputs_and_junit(tmp_path: Path) -> None:
     assert "hello alice" in events
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert sorted(s.get("name") for s in suites) == ["a", "b"]
-    failed = [s for s in suites if s.get("name") == "b"][0]
+    failed = next(s for s in suites if s.get("name") == "b")
     assert failed.get("failures") == "1"
     bad = subprocess.run(
         [*RUNNER, "run", "--input", "nope=1"],
