@@ -122,6 +122,11 @@ class Backend(Protocol):
 
     def image_digest(self, image: str) -> str: ...
 
+    def host_pid(self, cid: str) -> int | None:
+        """The host pid of a running container's first process, when the engine runs on
+        this host and the container still runs; else None."""
+        ...
+
     def list_labelled(
         self, label: str
     ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:

@@ -279,6 +279,17 @@ class DockerBackend:
                     if not _missing_ok(exc):
                         raise
 
+    def host_pid(self, cid: str) -> int | None:
+        if not self._local:
+            return None
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            try:
+                state = cast(Any, self.api).inspect_container(cid)["State"]
+            except docker.errors.NotFound:
+                return None
+        pid = int(state.get("Pid") or 0)
+        return pid if pid > 0 and state.get("Running") else None
+
     def image_digest(self, image: str) -> str:
         with docker_errors(f"inspecting image {image}"):
             return cast(str, cast(Any, self.api).inspect_image(image)["Id"])

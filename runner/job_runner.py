@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import expressions
+from runner import expressions, mount_check
 from runner.backend import Backend, ContainerSpec, run_labels
 from runner.contexts import RunInfo, implicit_success
 from runner.errors import InvalidInput, RunnerError
@@ -114,6 +114,7 @@ class JobRunner:
         self._last_container: str | None = None
         self._failed = False
         self._reapers: list[threading.Thread] = []
+        self._mounts_checked = False
         self._reap_errors: list[str] = []
 
     # -- contexts --------------------------------------------------------------------
@@ -282,7 +283,7 @@ class JobRunner:
             status, reason, code, outputs = self._attempt(
                 step, sr, env, ctx, workspace, attempt, step_deadline
             )
-            if status is Status.SUCCESS or self.stop.is_set():
+            if status is Status.SUCCESS or self.stop.is_set() or reason.startswith("refused"):
                 break
             if time.monotonic() >= deadline:
                 break
@@ -442,9 +443,10 @@ class JobRunner:
         backend.start(cid)
         reader = threading.Thread(target=self._pump, args=(cid, pump), daemon=True)
         reader.start()
+        refused = None if self._mounts_checked else self._check_mounts(cid)
         code: int | None = None
         reason = ""
-        while True:
+        while refused is None:
             if self.stop.is_set():
                 backend.kill(cid)
                 reason = "interrupted"
@@ -457,6 +459,9 @@ class JobRunner:
             code = backend.wait(cid, min(POLL_S, left))
             if code is not None:
                 break
+        if refused is not None:
+            backend.kill(cid)
+            reason = refused
         reader.join(timeout=10)
         pump.close()
         sr.tail = list(pump.tail)
@@ -477,6 +482,20 @@ class JobRunner:
             return Status.FAILURE, f"exit code {code}", code, outputs
         self._env_files.update(env_values)
         return Status.SUCCESS, "", code, outputs
+
+    def _check_mounts(self, cid: str) -> str | None:
+        """SPEC 6 against the kernel's view, once per job: a reason to refuse, or None."""
+        pid = self.state.backend.host_pid(cid)
+        if pid is None:
+            return None  # already gone (or a remote engine): the next step is checked
+        allowed = frozenset({WORKSPACE_DIR}) if self.grants.exec else frozenset()
+        found = mount_check.check_container(pid, self.grants.limits.user, allowed)
+        if found is None:
+            return None
+        self._mounts_checked = True
+        if found:
+            return "refused: " + "; ".join(found)
+        return None
 
     def _reap(self, cid: str) -> None:
         try:
