@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from runner.durable import fsync_dir
 from runner.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -157,14 +158,6 @@ def key_dir(state_dir: Path) -> Path:
     return state_dir / "keys"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     """Write a new file durably, with `mode` from the start (never briefly world-readable)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -173,7 +166,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
@@ -181,7 +174,7 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
     tmp.unlink(missing_ok=True)
     _write_new(tmp, data, mode)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def public_path(root: Path, key: PublicKey) -> Path:
@@ -278,7 +271,7 @@ def retire(state_dir: Path, old: Signer) -> None:
     path = key_dir(state_dir) / f"{old.name}.pem"
     if path.exists():
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def rotate(ledger: Ledger, state_dir: Path, root: Path, old: Signer) -> Signer:

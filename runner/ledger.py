@@ -44,6 +44,7 @@ from typing import Any
 
 from runner import canonical
 from runner import checkpoint as notes
+from runner.durable import fsync_dir
 from runner.errors import EngineUnavailable, InvalidInput
 from runner.keys import Signer, load_signer
 from runner.ledger_files import (
@@ -117,14 +118,6 @@ class Appended:
     offset: int  # byte offset of the line in entries.jsonl
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     """os.write until every byte is written (a short write is not an error)."""
     view = memoryview(data)
@@ -140,7 +133,7 @@ def _write_durable(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _write_cache(path: Path, document: Mapping[str, Any]) -> None:
@@ -255,7 +248,7 @@ class Ledger:
         created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _load_cache(self) -> None:
         """Start from the cached frontier if it checks out, else from the beginning."""
@@ -472,7 +465,7 @@ class Ledger:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         self._checkpointed = current.size
         self._save_cache()
         return note

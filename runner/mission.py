@@ -22,6 +22,18 @@ MatrixValue = Scalar | Mapping[str, "MatrixValue"] | tuple["MatrixValue", ...]
 ALL_TOOLS: Literal["all"] = "all"
 
 
+def nearest_position(positions: Mapping[str, tuple[int, int]], keypath: str) -> tuple[int, int]:
+    """(line, col) of `keypath` (`jobs.test.steps[1].run`), else of its nearest ancestor
+    that has one, else (1, 1)."""
+    key = keypath
+    while key:
+        if key in positions:
+            return positions[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return positions.get("", (1, 1))
+
+
 @dataclass(frozen=True)
 class InputSpec:
     name: str
@@ -152,13 +164,7 @@ class Mission:
 
     def where(self, keypath: str) -> tuple[int, int]:
         """(line, col) of `keypath`, or of its nearest ancestor that has a position."""
-        key = keypath
-        while key:
-            if key in self.positions:
-                return self.positions[key]
-            cut = max(key.rfind("."), key.rfind("["))
-            key = key[:cut] if cut > 0 else ""
-        return self.positions.get("", (1, 1))
+        return nearest_position(self.positions, keypath)
 
     def job_permissions(self, job: Job) -> Permissions:
         return job.permissions if job.permissions is not None else self.permissions

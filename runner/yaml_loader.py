@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import InvalidMission
 from runner.findings import Finding, sort_findings
+from runner.mission import nearest_position
 
 MAX_BYTES = 1024 * 1024
 ALIAS_BUDGET = 10_000  # nodes reached through aliases, in all
@@ -115,13 +116,7 @@ class YamlDocument:
 
     def at(self, keypath: str) -> tuple[int, int]:
         """(line, col) of keypath, else of its nearest ancestor that has one, else (1, 1)."""
-        key = keypath
-        while key:
-            if key in self.positions:
-                return self.positions[key]
-            cut = max(key.rfind("."), key.rfind("["))
-            key = key[:cut] if cut > 0 else ""
-        return self.positions.get("", (1, 1))
+        return nearest_position(self.positions, keypath)
 
     def key_at(self, keypath: str) -> tuple[int, int]:
         """(line, col) of the key of keypath (of the item for sequence items)."""

@@ -4,10 +4,14 @@ and the real home directory are never written by a test."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from runner.backend import LABEL_RUN
+from runner.docker_backend import DockerBackend, connect
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -32,6 +36,26 @@ def docker_client() -> Iterator[object]:
     client.ping()
     yield client
     client.close()
+
+
+@pytest.fixture
+def backend() -> Iterator[DockerBackend]:
+    """runner's Docker backend on the real engine."""
+    engine = connect()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def run_id(backend: DockerBackend) -> Iterator[str]:
+    """A fresh run id; whatever a test left labelled with it is removed afterwards."""
+    rid = "t" + uuid.uuid4().hex[:12]
+    yield rid
+    containers, volumes = backend.list_labelled(f"{LABEL_RUN}={rid}")
+    for cid in containers:
+        backend.remove(cid)
+    for name in volumes:
+        backend.remove_volume(name)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import tarfile
 import time
-import uuid
-from collections.abc import Iterator
 
 import docker
 import docker.errors
@@ -41,24 +39,6 @@ def test_docker_errors_translates_where_it_happens() -> None:
     assert type(caught.value) is RunnerError
     with pytest.raises(EngineUnavailable), docker_errors("doing y"):
         raise requests.exceptions.ConnectionError("refused")
-
-
-@pytest.fixture
-def backend() -> Iterator[DockerBackend]:
-    engine = connect()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture
-def run_id(backend: DockerBackend) -> Iterator[str]:
-    rid = "t" + uuid.uuid4().hex[:12]
-    yield rid
-    containers, volumes = backend.list_labelled(f"{LABEL_RUN}={rid}")
-    for cid in containers:
-        backend.remove(cid)
-    for name in volumes:
-        backend.remove_volume(name)
 
 
 def spec(run_id: str, command: list[str], **changes: object) -> ContainerSpec:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runner.backend import LABEL_RUN, ContainerSpec
-from runner.docker_backend import DockerBackend, connect
+from runner.docker_backend import DockerBackend
 from runner.workspace import Workspace
 
 pytestmark = pytest.mark.docker
@@ -18,24 +16,6 @@ pytestmark = pytest.mark.docker
 MiB = 1024 * 1024
 BUSYBOX = "runner-base/busybox:latest"
 DEBIAN = "debian:bookworm-slim"
-
-
-@pytest.fixture
-def backend() -> Iterator[DockerBackend]:
-    engine = connect()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture
-def run_id(backend: DockerBackend) -> Iterator[str]:
-    rid = "t" + uuid.uuid4().hex[:12]
-    yield rid
-    containers, volumes = backend.list_labelled(f"{LABEL_RUN}={rid}")
-    for cid in containers:
-        backend.remove(cid)
-    for name in volumes:
-        backend.remove_volume(name)
 
 
 def step(

@@ -7,8 +7,6 @@ import json
 import os
 import stat
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from click.testing import CliRunner
 from runner.app import App
 from runner.backend import LABEL_RUN, ContainerSpec
 from runner.cli import cli
-from runner.docker_backend import DockerBackend, connect
+from runner.docker_backend import DockerBackend
 from runner.errors import MissionFailed
 from runner.mount_check import check_container, parse_mountinfo, violations
 from runner.output import Output
@@ -58,26 +56,11 @@ def test_only_mounts_the_user_can_write_and_exec_are_violations() -> None:
     ]
 
 
-@pytest.fixture
-def backend() -> Iterator[DockerBackend]:
-    engine = connect()
-    run_id = "mc" + uuid.uuid4().hex[:10]
-    engine.run_id = run_id  # type: ignore[attr-defined]
-    yield engine
-    containers, volumes = engine.list_labelled(f"{LABEL_RUN}={run_id}")
-    for cid in containers:
-        engine.remove(cid)
-    for name in volumes:
-        engine.remove_volume(name)
-    engine.close()
-
-
 @pytest.mark.docker
 @pytest.mark.parametrize("exec_volume", [False, True])
 def test_a_real_container_is_checked_by_its_kernel_mounts(
-    backend: DockerBackend, exec_volume: bool
+    backend: DockerBackend, run_id: str, exec_volume: bool
 ) -> None:
-    run_id: str = backend.run_id  # type: ignore[attr-defined]
     volume = f"runner-{run_id}-ws"
     backend.create_volume(volume, {LABEL_RUN: run_id}, exec_allowed=exec_volume)
     cid = backend.create(

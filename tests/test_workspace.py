@@ -6,7 +6,6 @@ import hashlib
 import io
 import subprocess
 import tarfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -173,17 +172,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[DockerBackend]:
     engine._local = request.param == "in-place"
     yield engine
     engine.close()
-
-
-@pytest.fixture
-def run_id(backend: DockerBackend) -> Iterator[str]:
-    rid = "t" + uuid.uuid4().hex[:12]
-    yield rid
-    containers, volumes = backend.list_labelled(f"{LABEL_RUN}={rid}")
-    for cid in containers:
-        backend.remove(cid)
-    for name in volumes:
-        backend.remove_volume(name)
 
 
 def run_step(backend: DockerBackend, run_id: str, space: Workspace, script: str) -> tuple[str, str]:
