@@ -6,8 +6,10 @@ and lists so that `runner.expressions` can index them.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import getpass
+import hashlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -109,6 +111,31 @@ def _invoker() -> str:
 def _arch() -> str:
     machine = os.uname().machine
     return {"x86_64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}.get(machine, machine.upper())
+
+
+def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
+    """GitHub's hashFiles(): one SHA-256 over the SHA-256 of every matching file, in path
+    order ("" when none match). Patterns are globs over the repository's files (git's
+    view, as the workspace copy); `!pattern` excludes; `**/x` also matches a top-level x."""
+    from runner.workspace import repo_files
+
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+
+    def matches(path: str, globs: list[str]) -> bool:
+        return any(
+            fnmatch.fnmatchcase(path, g)
+            or (g.startswith("**/") and fnmatch.fnmatchcase(path, g[3:]))
+            for g in globs
+        )
+
+    chosen = [f for f in repo_files(root) if matches(f, include) and not matches(f, exclude)]
+    if not chosen:
+        return ""
+    outer = hashlib.sha256()
+    for name in sorted(chosen):
+        outer.update(hashlib.sha256((root / name).read_bytes()).digest())
+    return outer.hexdigest()
 
 
 def uses_status_function(condition: str) -> bool:

@@ -18,11 +18,12 @@ from typing import Any
 from runner import expressions
 from runner.contexts import implicit_success, uses_status_function
 from runner.errors import RunnerError
-from runner.job_runner import JobRunner, ResolvedImage, RunState
+from runner.job_runner import JobRunner
 from runner.mission import Job
 from runner.plan import JobInstance
 from runner.policy import Grants
 from runner.results import JobResult, Status
+from runner.run_state import ResolvedImage, RunState
 
 Resolve = Callable[[JobInstance, Grants], ResolvedImage]
 

@@ -10,10 +10,10 @@ from runner.backend import Backend
 from runner.catalog import load_catalog
 from runner.executor import Resolve
 from runner.images import client_of, resolve_container
-from runner.job_runner import ResolvedImage
 from runner.mission import Mission
 from runner.plan import JobInstance
 from runner.policy import Grants
+from runner.run_state import ResolvedImage
 from runner.toolsets import build_toolset
 
 

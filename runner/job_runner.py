@@ -8,78 +8,33 @@ calls outside the `Backend`.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import posixpath
-import tarfile
+import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import expressions, mount_check
-from runner.backend import Backend, ContainerSpec, run_labels
-from runner.contexts import RunInfo, implicit_success
+from runner import actions, artifacts, expressions
+from runner.backend import run_labels
+from runner.contexts import hash_files, implicit_success
 from runner.errors import InvalidInput, RunnerError
-from runner.hardening import container_config
-from runner.mission import Job, Mission, Step
+from runner.mission import Job, Step
 from runner.plan import JobInstance
 from runner.policy import Grants
-from runner.redact import Redactor
 from runner.results import JobResult, Status, StepResult
 from runner.retry import attempt_delay, step_rng
-from runner.sink import Sink
-from runner.step_output import OutputPump
-from runner.workflow_commands import check_env_names, parse_file_command
-from runner.workspace import IO_DIR, WORKSPACE_DIR, RepoSnapshot, Workspace
+from runner.run_state import ResolvedImage, RunState
+from runner.step_container import Attempt, AttemptResult, StepContainers
+from runner.workspace import WORKSPACE_DIR, Workspace
 
-POLL_S = 0.25
-MAX_IO_BYTES = 2 * 1024 * 1024
 SHELLS: dict[str, list[str]] = {
     "sh": ["sh", "-e", "-c"],
     "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"],
     "python": ["python3", "-c"],
     "python3": ["python3", "-c"],
 }
-
-
-@dataclass(frozen=True)
-class ResolvedImage:
-    ref: str  # what containers are created from
-    digest: str  # the image id (sha256:...)
-    manifest_digest: str = ""  # the toolset manifest's digest, when pruned
-    interpreter: bool = True  # an interpreter among the tools: deny memfd_create
-
-
-@dataclass
-class RunState:
-    """What all jobs of one run share."""
-
-    backend: Backend
-    sink: Sink
-    redactor: Redactor
-    info: RunInfo
-    mission: Mission
-    secrets: Mapping[str, str]
-    artifacts_dir: Path
-    state_dir: Path
-    snapshot: RepoSnapshot
-    cancel: threading.Event
-    retry_seed: int | None = None
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> record
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _functions(success: bool, cancel: threading.Event) -> dict[str, Callable[..., Any]]:
-    return {
-        "success": lambda: success and not cancel.is_set(),
-        "failure": lambda: not success,
-        "always": lambda: True,
-        "cancelled": cancel.is_set,
-    }
 
 
 class JobRunner:
@@ -111,11 +66,8 @@ class JobRunner:
         )
         self._steps_ctx: dict[str, Any] = {}
         self._env_files: dict[str, str] = {}
-        self._last_container: str | None = None
         self._failed = False
-        self._reapers: list[threading.Thread] = []
-        self._mounts_checked = False
-        self._reap_errors: list[str] = []
+        self.containers: StepContainers | None = None  # set once the workspace exists
 
     # -- contexts --------------------------------------------------------------------
 
@@ -149,8 +101,25 @@ class JobRunner:
             "max-parallel": max_parallel if max_parallel is not None else self.total,
         }
 
+    @property
+    def _containers(self) -> StepContainers:
+        assert self.containers is not None, "steps run only once the workspace exists"
+        return self.containers
+
+    def _functions(self, success: bool) -> dict[str, Callable[..., Any]]:
+        """The status functions (`success` = no earlier step failed) and hashFiles(),
+        which hashes the repository the workspace was copied from."""
+        cancel, root = self.state.cancel, self.state.info.root
+        return {
+            "success": lambda: success and not cancel.is_set(),
+            "failure": lambda: not success,
+            "always": lambda: True,
+            "cancelled": cancel.is_set,
+            "hashFiles": lambda *patterns: hash_files(root, patterns),
+        }
+
     def _interpolate(self, text: str, ctx: Mapping[str, Any]) -> str:
-        return expressions.interpolate(text, ctx, _functions(not self._failed, self.state.cancel))
+        return expressions.interpolate(text, ctx, self._functions(not self._failed))
 
     def _env(self, step: Step | None) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -177,9 +146,7 @@ class JobRunner:
         try:
             self.result.continue_on_error = (
                 expressions.truthy(
-                    expressions.evaluate_condition(
-                        coe, self.contexts(), _functions(True, self.state.cancel)
-                    )
+                    expressions.evaluate_condition(coe, self.contexts(), self._functions(True))
                 )
                 if isinstance(coe, str)
                 else bool(coe)
@@ -198,20 +165,25 @@ class JobRunner:
                 else None,
             )
             workspace.prepare(self._consumed())
+            self.containers = StepContainers(
+                self.state,
+                self.instance.key,
+                self.grants,
+                workspace.volume,
+                self._labels(),
+                self.stop,
+            )
             for step in self.job.steps:
-                self._run_step(step, workspace, deadline)
+                self._run_step(step, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
             self._finish_outputs()
         except RunnerError as exc:
             self._fail(self.state.redactor(exc.message))
         finally:
-            for reaper in self._reapers:
-                reaper.join()
-            if self._reap_errors:
-                self._fail(self._reap_errors[0])
-            if self._last_container is not None:
-                self.state.backend.remove(self._last_container)
+            problem = self.containers.close() if self.containers is not None else None
+            if problem is not None:
+                self._fail(problem)
             if workspace is not None:
                 workspace.close()
         if self.result.status is Status.RUNNING:
@@ -252,13 +224,13 @@ class JobRunner:
 
     # -- steps -----------------------------------------------------------------------
 
-    def _run_step(self, step: Step, workspace: Workspace, deadline: float) -> None:
+    def _run_step(self, step: Step, deadline: float) -> None:
         sink = self.state.sink
         sr = StepResult(index=step.index, name=step.display_name, id=step.id)
         self.result.steps.append(sr)
         env = self._env(step)
         ctx = self.contexts(env)
-        functions = _functions(not self._failed, self.state.cancel)
+        functions = self._functions(not self._failed)
         if self.stop.is_set():
             self._skip(sr, Status.CANCELLED, "interrupted")
             return
@@ -271,8 +243,7 @@ class JobRunner:
         retry = step.retry
         attempts = retry.max_attempts if retry else 1
         rng = step_rng(self.state.retry_seed, self.instance.key, step.index)
-        status, reason, code = Status.FAILURE, "", None
-        outputs: dict[str, str] = {}
+        outcome = AttemptResult(Status.FAILURE)
         for attempt in range(1, attempts + 1):
             sr.attempts = attempt
             step_deadline = deadline
@@ -280,12 +251,15 @@ class JobRunner:
                 step_deadline = min(
                     deadline, time.monotonic() + self._timeout_s(step.timeout_minutes)
                 )
-            status, reason, code, outputs = self._attempt(
-                step, sr, env, ctx, workspace, attempt, step_deadline
-            )
-            if status is Status.SUCCESS or self.stop.is_set() or reason.startswith("refused"):
+            try:
+                outcome = self._attempt(step, env, ctx, attempt, step_deadline)
+            except InvalidInput as exc:  # a step the runner cannot start: never retried
+                outcome = AttemptResult(Status.FAILURE, self.state.redactor(exc.message))
                 break
-            if time.monotonic() >= deadline:
+            reason = outcome.reason
+            if outcome.status is Status.SUCCESS or self.stop.is_set():
+                break
+            if reason.startswith("refused") or time.monotonic() >= deadline:
                 break
             kind = "timeout" if reason == "timeout" else "failure"
             if retry is None or attempt == attempts or kind not in retry.on:
@@ -301,11 +275,12 @@ class JobRunner:
             )
             if self.stop.wait(delay):
                 break
-        sr.exit_code = code
-        sr.outputs = outputs
-        sr.outcome = status
-        sr.reason = reason
+        status, reason, outputs = outcome.status, outcome.reason, outcome.outputs
+        sr.exit_code, sr.outputs, sr.outcome, sr.reason = outcome.exit_code, outputs, status, reason
+        sr.tail, sr.log_sha256 = outcome.tail, outcome.log_sha256
         sr.duration_s = time.monotonic() - started
+        if status is Status.SUCCESS:
+            self._env_files.update(outcome.env)
         continue_on_error = step.continue_on_error
         if isinstance(continue_on_error, str):
             continue_on_error = expressions.truthy(
@@ -358,14 +333,9 @@ class JobRunner:
             attempts=0,
         )
 
-    def _command(self, step: Step, ctx: Mapping[str, Any]) -> list[str]:
-        if step.uses is not None:
-            raise InvalidInput(
-                f"step {step.display_name!r} uses {step.uses!r}, which this runner cannot run; "
-                "vendor it as a local composite action (uses: ./actions/NAME) or use run:"
-            )
+    def _command(self, step: Step, ctx: Mapping[str, Any], default_shell: str) -> list[str]:
         script = self._interpolate(step.run or "", ctx)
-        shell = step.shell or self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+        shell = step.shell or default_shell
         if shell not in SHELLS:
             raise InvalidInput(
                 f"step {step.display_name!r}: shell {shell!r} is not supported "
@@ -384,164 +354,104 @@ class JobRunner:
     def _attempt(
         self,
         step: Step,
-        sr: StepResult,
         env: dict[str, str],
         ctx: Mapping[str, Any],
-        workspace: Workspace,
         attempt: int,
         deadline: float,
-    ) -> tuple[Status, str, int | None, dict[str, str]]:
-        state = self.state
-        io_name = f"{step.index}-{attempt}"
-        step_env = dict(state.info.step_environment())
-        step_env.update(env)
-        step_env.update(
-            {
-                "RUNNER_OUTPUT": f"{IO_DIR}/{io_name}.output",
-                "RUNNER_ENV": f"{IO_DIR}/{io_name}.env",
-                "GITHUB_OUTPUT": f"{IO_DIR}/{io_name}.output",
-                "GITHUB_ENV": f"{IO_DIR}/{io_name}.env",
-            }
-        )
-        limits = self.grants.limits
-        spec = ContainerSpec(
-            image=self.image.ref,
-            command=self._command(step, ctx),
-            env=step_env,
-            workdir=self._workdir(step),
-            labels=self._labels(),
-            user=limits.user,
-            network=self.grants.network,
-            workspace_volume=workspace.volume,
-            workspace_exec=self.grants.exec,
-            memory_bytes=limits.memory_bytes,
-            cpus=limits.cpus,
-            pids=limits.pids,
-            seccomp_deny_memfd=self.image.interpreter,
-        )
-        config_digest = hashlib.sha256(
-            json.dumps(container_config(spec), sort_keys=True, default=str).encode()
-        ).hexdigest()
-        state.sink.emit(
-            "step.started",
-            job=self.instance.key,
-            step=step.index,
-            name=sr.name,
-            attempt=attempt,
-            image=self.image.ref,
-            image_digest=self.image.digest,
-            config_digest=config_digest,
-        )
-        backend = state.backend
-        cid = backend.create(spec)
-        previous, self._last_container = self._last_container, cid
-        if previous is not None:  # off the critical path; joined before the volume goes
-            reaper = threading.Thread(target=self._reap, args=(previous,), daemon=True)
-            reaper.start()
-            self._reapers.append(reaper)
-        pump = OutputPump(state.sink, state.redactor, self.instance.key, step.index)
-        backend.start(cid)
-        reader = threading.Thread(target=self._pump, args=(cid, pump), daemon=True)
-        reader.start()
-        refused = None if self._mounts_checked else self._check_mounts(cid)
-        code: int | None = None
-        reason = ""
-        while refused is None:
-            if self.stop.is_set():
-                backend.kill(cid)
-                reason = "interrupted"
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                backend.kill(cid)
-                reason = "timeout"
-                break
-            code = backend.wait(cid, min(POLL_S, left))
-            if code is not None:
-                break
-        if refused is not None:
-            backend.kill(cid)
-            reason = refused
-        reader.join(timeout=10)
-        pump.close()
-        sr.tail = list(pump.tail)
-        sr.log_sha256 = pump.digest.hexdigest()
-        outputs: dict[str, str] = {}
-        if reason:
-            return (
-                (Status.CANCELLED if reason == "interrupted" else Status.FAILURE),
-                reason,
-                None,
-                outputs,
+    ) -> AttemptResult:
+        """One attempt of a step: a `run` step, or what its `uses:` means (runner.actions)."""
+        base_env = {**self.state.info.step_environment(), **env}
+        if step.uses is None:
+            default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+            return self._containers.run(
+                Attempt(
+                    step.index,
+                    step.display_name,
+                    attempt,
+                    self.image,
+                    self._command(step, ctx, default_shell),
+                    base_env,
+                    self._workdir(step),
+                ),
+                deadline,
             )
-        try:
-            outputs, env_values = self._read_io(cid, workspace.volume, io_name)
-        except InvalidInput as exc:
-            return Status.FAILURE, state.redactor(exc.message), code, outputs
-        if code != 0:
-            return Status.FAILURE, f"exit code {code}", code, outputs
-        self._env_files.update(env_values)
-        return Status.SUCCESS, "", code, outputs
+        kind = actions.kind_of(step.uses)
+        if kind is actions.ActionKind.CHECKOUT:
+            return AttemptResult(Status.SUCCESS, "built in: the workspace is the checkout")
+        if kind is actions.ActionKind.MARKETPLACE:
+            return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
+        with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
+        if kind is actions.ActionKind.DOCKER:
+            ref = step.uses.removeprefix("docker://")
+            image = ResolvedImage(ref, self.state.backend.image_digest(ref), interpreter=True)
+            command = shlex.split(with_.get("args", ""))
+            return self._containers.run(
+                Attempt(
+                    step.index,
+                    step.display_name,
+                    attempt,
+                    image,
+                    command,
+                    base_env,
+                    self._workdir(step),
+                ),
+                deadline,
+            )
+        return self._composite(step, with_, base_env, attempt, deadline)
 
-    def _check_mounts(self, cid: str) -> str | None:
-        """SPEC 6 against the kernel's view, once per job: a reason to refuse, or None."""
-        pid = self.state.backend.host_pid(cid)
-        if pid is None:
-            return None  # already gone (or a remote engine): the next step is checked
-        allowed = frozenset({WORKSPACE_DIR}) if self.grants.exec else frozenset()
-        found = mount_check.check_container(pid, self.grants.limits.user, allowed)
-        if found is None:
-            return None
-        self._mounts_checked = True
-        if found:
-            return "refused: " + "; ".join(found)
-        return None
-
-    def _reap(self, cid: str) -> None:
-        try:
-            self.state.backend.remove(cid)
-        except RunnerError as exc:
-            self._reap_errors.append(exc.message)
-
-    def _pump(self, cid: str, pump: OutputPump) -> None:
-        try:
-            for chunk in self.state.backend.stream_logs(cid):
-                pump.feed(chunk)
-        except RunnerError:
-            return
-
-    def _read_io(
-        self, cid: str, volume: str, io_name: str
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """The step's output and env files: from the volume when the engine allows it,
-        else out of its stopped container."""
-        files: dict[str, str] = {}
-        wanted = {f"{io_name}.output": "output", f"{io_name}.env": "env"}
-        direct = self.state.backend.read_files(
-            volume, posixpath.relpath(IO_DIR, WORKSPACE_DIR), list(wanted), MAX_IO_BYTES
-        )
-        if direct is not None:
-            files = {wanted[name]: data.decode("utf-8", "replace") for name, data in direct.items()}
-            return self._parse_io(files)
-        data = b"".join(self.state.backend.get_archive(cid, IO_DIR))
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar:
-                kind = wanted.get(posixpath.basename(member.name))
-                if kind is None or not member.isfile():
-                    continue
-                if member.size > MAX_IO_BYTES:
-                    raise InvalidInput(f"the step's ${kind.upper()} file is larger than 2 MiB")
-                handle = tar.extractfile(member)
-                if handle is not None:
-                    files[kind] = handle.read().decode("utf-8", "replace")
-        return self._parse_io(files)
-
-    def _parse_io(self, files: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        outputs = parse_file_command(files.get("output", ""), what="$RUNNER_OUTPUT")
-        env_values = check_env_names(
-            parse_file_command(files.get("env", ""), what="$RUNNER_ENV"), what="$RUNNER_ENV"
-        )
-        return outputs, env_values
+    def _composite(
+        self,
+        step: Step,
+        with_: Mapping[str, str],
+        env: dict[str, str],
+        attempt: int,
+        deadline: float,
+    ) -> AttemptResult:
+        """A local composite action: its steps in order, each in its own container."""
+        assert step.uses is not None
+        action = actions.load_composite(self.state.info.root, step.uses)
+        inputs = action.inputs(with_)
+        env = {**env, **{f"INPUT_{k.upper().replace(' ', '_')}": v for k, v in inputs.items()}}
+        inner_steps: dict[str, Any] = {}
+        failed = False
+        result = AttemptResult(Status.SUCCESS)
+        for number, inner in enumerate(action.steps, start=1):
+            ctx = {**self.contexts(env), "inputs": inputs, "steps": inner_steps}
+            functions = self._functions(not failed)
+            if not expressions.truthy(
+                expressions.evaluate_condition(implicit_success(inner.if_), ctx, functions)
+            ):
+                continue
+            inner_env = {**env, **{k: self._interpolate(v, ctx) for k, v in inner.env.items()}}
+            outcome = self._containers.run(
+                Attempt(
+                    step.index,
+                    f"{step.display_name} / {inner.display_name}",
+                    attempt * 100 + number,
+                    self.image,
+                    self._command(inner, ctx, "sh"),
+                    inner_env,
+                    self._workdir(inner),
+                ),
+                deadline,
+            )
+            env.update(outcome.env)
+            result.env.update(outcome.env)
+            result.tail, result.log_sha256 = outcome.tail, outcome.log_sha256
+            if inner.id:
+                inner_steps[inner.id] = {
+                    "outputs": outcome.outputs,
+                    "outcome": outcome.status.value,
+                }
+            if outcome.status is not Status.SUCCESS and not inner.continue_on_error:
+                failed = True
+                result.status, result.reason = outcome.status, f"{action.path}: {outcome.reason}"
+                result.exit_code = outcome.exit_code
+                if outcome.status is Status.CANCELLED:
+                    return result
+        ctx = {**self.contexts(env), "inputs": inputs, "steps": inner_steps}
+        result.outputs = {k: self._interpolate(v, ctx) for k, v in action.outputs.items()}
+        return result
 
     # -- outputs and artifacts -------------------------------------------------------
 
@@ -554,56 +464,8 @@ class JobRunner:
         return run_labels(self.state.state_dir, self.state.info.run_id, self.instance.key)
 
     def _consumed(self) -> list[tuple[str, Path]]:
-        with self.state.lock:
-            records = [self.state.artifacts.get(name) for name in self.job.consumes]
-        missing = [n for n, r in zip(self.job.consumes, records, strict=True) if r is None]
-        if missing:
-            raise InvalidInput(
-                f"artifact(s) {', '.join(missing)} were not produced by a needed job"
-            )
-        return [(str(r["path"]), Path(str(r["stored"]))) for r in records if r is not None]
+        return artifacts.consumed(self.state, self.job.consumes)
 
     def _collect_artifacts(self, workspace: Workspace) -> None:
-        if not self.job.produces:
-            return
-        if self._last_container is None:
-            raise InvalidInput("no step ran, so no artifact was produced")
-        for artifact in self.job.produces:
-            stored = self.state.artifacts_dir / f"{artifact.name}.tar"
-            data, _, _ = workspace.collect(self._last_container, artifact.path)
-            digest, size = _content_digest(data, artifact.type, artifact.path)
-            stored.write_bytes(data)
-            record = {
-                "name": artifact.name,
-                "path": artifact.path,
-                "type": artifact.type,
-                "sha256": digest,
-                "size": size,
-                "stored": str(stored),
-                "job": self.instance.key,
-            }
-            with self.state.lock:
-                self.state.artifacts[artifact.name] = record
-            self.state.sink.emit(
-                "artifact.stored",
-                job=self.instance.key,
-                name=artifact.name,
-                path=artifact.path,
-                sha256=digest,
-                size=size,
-            )
-
-
-def _content_digest(data: bytes, kind: str, path: str) -> tuple[str, int]:
-    """SHA-256 and size of what an artifact holds: a file's bytes, or a directory's tar.
-
-    A `file` artifact must be one regular file; anything else fails the job."""
-    if kind == "dir":
-        return hashlib.sha256(data).hexdigest(), len(data)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        members = tar.getmembers()
-        if len(members) != 1 or not members[0].isfile():
-            raise InvalidInput(f"artifact {path!r} is not a regular file (declared type: file)")
-        handle = tar.extractfile(members[0])
-        content = handle.read() if handle is not None else b""
-    return hashlib.sha256(content).hexdigest(), len(content)
+        last = self.containers.last if self.containers is not None else None
+        artifacts.collect(self.state, self.instance.key, self.job.produces, workspace, last)

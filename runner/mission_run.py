@@ -34,13 +34,13 @@ from runner.events import EventLog
 from runner.executor import Executor, default_parallelism
 from runner.findings import Finding
 from runner.inputs import resolve_inputs
-from runner.job_runner import RunState
 from runner.ledger import Ledger, last_policy, load_signer
 from runner.mission import Mission
 from runner.plan import instances, select_jobs
 from runner.policy import Decision, Policy, decide, denials_message, granted
 from runner.redact import Redactor, redact_structure
 from runner.results import RunResult, Status
+from runner.run_state import RunState
 from runner.sink import Event, Sink
 from runner.verify_checks import evaluate_checks
 from runner.workspace import RepoSnapshot
