@@ -78,6 +78,11 @@ class Backend(Protocol):
 
     def start(self, cid: str) -> None: ...
 
+    def attach_output(self, cid: str) -> Iterator[bytes]:
+        """Connect to a created container's stdout and stderr; call before `start` so
+        that nothing is missed. The iterator ends when the container exits."""
+        ...
+
     def stream_logs(self, cid: str) -> Iterator[bytes]:
         """stdout and stderr as they come, until the container exits."""
         ...

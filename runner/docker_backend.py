@@ -150,6 +150,29 @@ class DockerBackend:
         with docker_errors(f"starting container {cid[:12]}"):
             self.api.start(cid)
 
+    def attach_output(self, cid: str) -> Iterator[bytes]:
+        """Attach to a created container's stdout and stderr *before* it starts, as
+        `docker run` does: nothing it prints can be missed, however fast it exits, and
+        nothing is read back from the engine's capped log files."""
+        api = cast(Any, self.api)
+        with docker_errors(f"attaching to container {cid[:12]}"):
+            response = api._post(
+                api._url("/containers/{0}/attach", cid),
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
+                stream=True,
+            )
+            api._raise_for_status(response)
+            frames = api._read_from_socket(response, True, False)  # multiplexed, no TTY
+        return self._frames(cid, frames, response)
+
+    def _frames(self, cid: str, frames: Iterator[bytes], response: Any) -> Iterator[bytes]:
+        try:
+            with docker_errors(f"reading the output of container {cid[:12]}"):
+                yield from frames
+        finally:
+            response.close()
+
     def stream_logs(self, cid: str) -> Iterator[bytes]:
         with docker_errors(f"reading the output of container {cid[:12]}"):
             yield from self.api.logs(cid, stream=True, follow=True, stdout=True, stderr=True)

@@ -16,7 +16,7 @@ import posixpath
 import tarfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from runner import mount_check
@@ -126,9 +126,10 @@ class StepContainers:
             reaper.start()
             self._reapers.append(reaper)
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
-        backend.start(cid)
-        reader = threading.Thread(target=self._pump, args=(cid, pump), daemon=True)
+        output = backend.attach_output(cid)
+        reader = threading.Thread(target=self._pump, args=(output, pump), daemon=True)
         reader.start()
+        backend.start(cid)
         reason = "" if self._mounts_checked else self._check_mounts(cid)
         code: int | None = None
         while not reason:
@@ -189,9 +190,9 @@ class StepContainers:
         except RunnerError as exc:
             self._reap_errors.append(exc.message)
 
-    def _pump(self, cid: str, pump: OutputPump) -> None:
+    def _pump(self, output: Iterator[bytes], pump: OutputPump) -> None:
         try:
-            for chunk in self.state.backend.stream_logs(cid):
+            for chunk in output:
                 pump.feed(chunk)
         except RunnerError:
             return

@@ -7,11 +7,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from runner.backend import LABEL_RUN
-from runner.docker_backend import DockerBackend, connect
+if TYPE_CHECKING:
+    from runner.docker_backend import DockerBackend
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -40,7 +41,10 @@ def docker_client() -> Iterator[object]:
 
 @pytest.fixture
 def backend() -> Iterator[DockerBackend]:
-    """runner's Docker backend on the real engine."""
+    """runner's Docker backend on the real engine (imported here: the pure unit tests also
+    run inside the project's own python container, which has no Docker SDK)."""
+    from runner.docker_backend import connect
+
     engine = connect()
     yield engine
     engine.close()
@@ -49,6 +53,8 @@ def backend() -> Iterator[DockerBackend]:
 @pytest.fixture
 def run_id(backend: DockerBackend) -> Iterator[str]:
     """A fresh run id; whatever a test left labelled with it is removed afterwards."""
+    from runner.backend import LABEL_RUN
+
     rid = "t" + uuid.uuid4().hex[:12]
     yield rid
     containers, volumes = backend.list_labelled(f"{LABEL_RUN}={rid}")

@@ -151,3 +151,18 @@ def test_images_digest_and_missing_image(backend: DockerBackend, run_id: str) ->
     with pytest.raises(InvalidInput, match="image not found") as caught:
         backend.create(spec(run_id, ["true"], image="runner-test/absent:nope"))
     assert "runner images build" in str(caught.value)
+
+
+@pytest.mark.docker
+def test_attaching_before_start_misses_nothing_of_a_step_that_exits_at_once(
+    backend: DockerBackend, run_id: str
+) -> None:
+    """`logs --follow` right after start can close before a fast step's last lines are
+    written; attaching first, as `docker run` does, cannot."""
+    for n in range(8):
+        cid = backend.create(spec(run_id, ["sh", "-c", f"echo out-{n}; echo err-{n} >&2"]))
+        output = backend.attach_output(cid)
+        backend.start(cid)
+        lines = b"".join(output).decode().split()
+        assert sorted(lines) == [f"err-{n}", f"out-{n}"]
+        backend.remove(cid)

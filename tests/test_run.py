@@ -162,7 +162,11 @@ def test_independent_jobs_run_in_parallel(tmp_path: Path, shared_state: Path) ->
     done = run(repo, shared_state, "--max-parallel", "3")
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 7.5, f"three 3 s jobs took {elapsed:.1f} s: not parallel"
+    run_dir = shared_state / "runs" / result_of(done)["run_id"]
+    kinds = [json.loads(x)["kind"] for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    steps = [k for k in kinds if k in ("step.started", "step.finished")]
+    assert steps[:3] == ["step.started"] * 3, "a job started only after another finished"
+    assert elapsed < 9, f"three 3 s jobs took {elapsed:.1f} s: not parallel"
 
 
 def test_failure_skips_dependents_but_always_runs(tmp_path: Path, shared_state: Path) -> None:
