@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner import expr_parser as ep
+from runner import expressions
 from runner.expressions import find_expressions
 from runner.mission import Job, Mission
 from runner.plan import JobInstance, instances
@@ -66,34 +67,6 @@ def expression_sources(text: str, *, bare: bool = False) -> list[str] | None:
     return found
 
 
-def _walk_ast(node: ep.Node) -> Iterator[ep.Node]:
-    yield node
-    for f in dataclasses.fields(node):
-        value = getattr(node, f.name)
-        items = value if isinstance(value, tuple) else (value,)
-        for item in items:
-            if isinstance(item, ep.Index):
-                yield from _walk_ast(item.expr)
-            elif dataclasses.is_dataclass(item) and not isinstance(item, ep.Prop | ep.Star):
-                yield from _walk_ast(item)  # type: ignore[arg-type]
-
-
-def _context_uses(node: ep.Node, name: str) -> Iterator[tuple[ep.Context, tuple[ep.Accessor, ...]]]:
-    """Each use of context `name` (case-insensitive) with the accessors applied to it."""
-    accessed: set[int] = set()
-    for sub in _walk_ast(node):
-        if (
-            isinstance(sub, ep.Access)
-            and isinstance(sub.base, ep.Context)
-            and sub.base.name.lower() == name
-        ):
-            accessed.add(id(sub.base))
-            yield sub.base, sub.accessors
-    for sub in _walk_ast(node):
-        if isinstance(sub, ep.Context) and sub.name.lower() == name and id(sub) not in accessed:
-            yield sub, ()
-
-
 def _first_key(accessors: tuple[ep.Accessor, ...]) -> str | None:
     """The name the first accessor reads (`.NAME` or `['NAME']`); None when computed."""
     if not accessors:
@@ -108,13 +81,13 @@ def _first_key(accessors: tuple[ep.Accessor, ...]) -> str | None:
 
 @functools.lru_cache(maxsize=16384)
 def context_reads(source: str, name: str) -> tuple[str | None, ...] | None:
-    """The first key read from context `name` by each use of it in one expression
-    (None: the whole context or a computed key); None when the source does not parse."""
+    """The keys one expression reads from context `name` (None: the whole context or a
+    computed key); None when the source does not parse."""
     try:
-        tree = ep.parse(source)
+        members = expressions.referenced_members(source, name, bare=True)
     except ep.ExpressionError:
         return None
-    return tuple(_first_key(accessors) for _, accessors in _context_uses(tree, name))
+    return tuple(None if m == "*" else m for m in sorted(members))
 
 
 def secret_names(text: str, *, bare: bool = False) -> list[str]:
