@@ -322,15 +322,20 @@ class Ledger:
 
     def _recover(self, start: int, end: int) -> None:
         """A torn last line (a crash mid-write): quarantine it, truncate, record it."""
-        data = os.pread(self._fd, end - start, start)
+        self._quarantine(self._fd, ENTRIES, start, end)
+
+    def _quarantine(self, fd: int, file: str, start: int, end: int) -> None:
+        """Copy the torn tail [start, end) of `file` aside, cut it off, and record the
+        repair as a `recovery` entry."""
+        data = os.pread(fd, end - start, start)
         quarantine = self.directory / QUARANTINE
         quarantine.mkdir(exist_ok=True)
-        name = f"{ENTRIES}.{start}.{_now_ms()}.torn"
+        name = f"{file}.{start}.{_now_ms()}.torn"
         _write_durable(quarantine / name, data)
-        os.ftruncate(self._fd, start)
-        os.fdatasync(self._fd)
+        os.ftruncate(fd, start)
+        os.fsync(fd)
         fields = {
-            "file": ENTRIES,
+            "file": file,
             "offset": start,
             "length": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
@@ -452,7 +457,7 @@ class Ledger:
             end = os.fstat(fd).st_size
             torn = torn_note_tail(fd, end)
             if torn < end:
-                self._quarantine_checkpoints(fd, torn, end)
+                self._quarantine(fd, CHECKPOINTS, torn, end)
             try:
                 _write_all(fd, (note + "\n").encode())
                 os.fsync(fd)
@@ -469,23 +474,6 @@ class Ledger:
         self._checkpointed = current.size
         self._save_cache()
         return note
-
-    def _quarantine_checkpoints(self, fd: int, start: int, end: int) -> None:
-        data = os.pread(fd, end - start, start)
-        quarantine = self.directory / QUARANTINE
-        quarantine.mkdir(exist_ok=True)
-        name = f"{CHECKPOINTS}.{start}.{_now_ms()}.torn"
-        _write_durable(quarantine / name, data)
-        os.ftruncate(fd, start)
-        os.fsync(fd)
-        fields = {
-            "file": CHECKPOINTS,
-            "offset": start,
-            "length": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "quarantined": f"{QUARANTINE}/{name}",
-        }
-        self._append_locked("recovery", None, fields, ())
 
     def _last_note(self) -> notes.SignedNote | None:
         return last_checkpoint(self.directory)
