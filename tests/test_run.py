@@ -328,3 +328,26 @@ def test_kill_9_then_gc_leaves_nothing(sleeping_repo: Path, tmp_path: Path) -> N
     )
     assert gc.returncode == 0, gc.stderr
     assert labelled(f"runner.state-dir={state.resolve()}") == ([], [])
+
+
+def test_no_engine_is_exit_4_after_validation_and_policy(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j: {steps: [{run: echo hi}]}
+        """,
+    )
+    env = {
+        **os.environ,
+        "RUNNER_STATE_DIR": str(tmp_path / "state"),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+    }
+    done = subprocess.run(
+        [*RUNNER, "run"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 4, done.stderr
+    assert "no Docker engine answers" in done.stderr and "scripts/ensure-docker.sh" in done.stderr
+    assert "Traceback" not in done.stderr
