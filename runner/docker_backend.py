@@ -51,6 +51,11 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 # the SDK's version probe, which leaks its socket when no engine answers.
 API_VERSION = "1.41"
 LAYOUT_IMAGE = "runner-internal/workspace-layout"  # containers of it are never started
+# Calls that make the engine work (create, start, remove, volumes) admitted at once. The
+# engine saturates at a handful (shared/research: 4-8 workers reach its 6-8 containers/s;
+# 50 only add latency, and 1,000 threads starting steps got ~1/s here). `--max-parallel`
+# bounds the jobs running; this bounds how many of them talk to the engine's heavy paths.
+ENGINE_CONCURRENCY = 8
 
 
 @contextlib.contextmanager
@@ -116,6 +121,7 @@ class DockerBackend:
         self.client = client
         self.api = client.api
         self._lock = threading.Lock()
+        self._admit = threading.BoundedSemaphore(ENGINE_CONCURRENCY)
         self._layouts: set[str] = set()
         # a local engine's volume directories can be used in place (see runner.volume_dir)
         self._local = str(self.api.base_url).startswith("http+docker://")
@@ -129,7 +135,7 @@ class DockerBackend:
         config["version"] = self.api.api_version
         # the SDK's own split of `containers.create` kwargs, without its extra inspect call
         arguments = _containers._create_container_args(config)  # type: ignore[attr-defined]
-        with docker_errors(f"creating a container of {spec.image}"):
+        with self._admit, docker_errors(f"creating a container of {spec.image}"):
             created = self.api.create_container(**arguments)
         return cast(str, created["Id"])
 
@@ -147,7 +153,7 @@ class DockerBackend:
             yield from stream
 
     def start(self, cid: str) -> None:
-        with docker_errors(f"starting container {cid[:12]}"):
+        with self._admit, docker_errors(f"starting container {cid[:12]}"):
             self.api.start(cid)
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
@@ -197,7 +203,7 @@ class DockerBackend:
                     raise
 
     def remove(self, cid: str) -> None:
-        with docker_errors(f"removing container {cid[:12]}"):
+        with self._admit, docker_errors(f"removing container {cid[:12]}"):
             try:
                 self.api.remove_container(cid, force=True, v=True)
             except docker.errors.APIError as exc:
@@ -215,7 +221,8 @@ class DockerBackend:
     ) -> None:
         data = name + DATA_SUFFIX
         with docker_errors(f"creating workspace volume {name}"):
-            made = self.api.create_volume(data, labels={**labels, LABEL_ROLE: "workspace-data"})
+            with self._admit:
+                made = self.api.create_volume(data, labels={**labels, LABEL_ROLE: "workspace-data"})
             root = made["Mountpoint"]
             local = volume_dir.usable(root) if self._local else None
             if local is not None:
@@ -228,12 +235,13 @@ class DockerBackend:
                 self._seed_through_helper(data, labels, owner, seeds)
             flags = "nosuid,nodev" if exec_allowed else "noexec,nosuid,nodev"
             options = f"{flags},lowerdir={root}/lower,upperdir={root}/upper,workdir={root}/work"
-            self.api.create_volume(
-                name,
-                driver="local",
-                driver_opts={"type": "overlay", "device": "overlay", "o": options},
-                labels={**labels, LABEL_ROLE: "workspace"},
-            )
+            with self._admit:
+                self.api.create_volume(
+                    name,
+                    driver="local",
+                    driver_opts={"type": "overlay", "device": "overlay", "o": options},
+                    labels={**labels, LABEL_ROLE: "workspace"},
+                )
 
     def _seed_through_helper(
         self,
@@ -294,7 +302,7 @@ class DockerBackend:
         names = [name] if name.endswith(DATA_SUFFIX) else [name, name + DATA_SUFFIX]
         with self._lock:
             self._data_dirs.pop(name, None)
-        with docker_errors(f"removing volume {name}"):
+        with self._admit, docker_errors(f"removing volume {name}"):
             for each in names:
                 try:
                     self.api.remove_volume(each, force=True)

@@ -166,3 +166,32 @@ def test_attaching_before_start_misses_nothing_of_a_step_that_exits_at_once(
         lines = b"".join(output).decode().split()
         assert sorted(lines) == [f"err-{n}", f"out-{n}"]
         backend.remove(cid)
+
+
+def test_engine_heavy_calls_are_admitted_a_few_at_a_time(
+    backend: DockerBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 jobs may run at once; only ENGINE_CONCURRENCY of them start containers at once."""
+    import threading
+    import time as clock
+
+    from runner.docker_backend import ENGINE_CONCURRENCY
+
+    in_flight, peak, guard = 0, 0, threading.Lock()
+
+    def slow_start(cid: str) -> None:
+        nonlocal in_flight, peak
+        with guard:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        clock.sleep(0.02)
+        with guard:
+            in_flight -= 1
+
+    monkeypatch.setattr(backend.api, "start", slow_start)
+    threads = [threading.Thread(target=backend.start, args=(str(i),)) for i in range(48)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == ENGINE_CONCURRENCY
