@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import json
 import re
 import threading
@@ -84,6 +85,7 @@ SENSITIVE_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in SENSITIVE_KEYS)

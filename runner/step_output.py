@@ -12,12 +12,14 @@ from __future__ import annotations
 import codecs
 import collections
 import hashlib
+import re
 
 from runner.redact import Redactor
 from runner.sink import Sink
 from runner.workflow_commands import parse_workflow_command
 
 MAX_LINE = 64 * 1024
+COMMAND_LINE = re.compile(r"(?m)^::.*\n")
 TAIL_LINES = 20
 
 
@@ -52,13 +54,18 @@ class OutputPump:
         if not text:
             return
         self._pending += text
-        while True:
-            cut = self._pending.find("\n")
-            if cut < 0:
-                break
-            line, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
-            self._command(line)
-            self._pass(line)
+        end = self._pending.rfind("\n") + 1
+        if end:
+            block, self._pending = self._pending[:end], self._pending[end:]
+            start = 0
+            # Complete lines go to the redactor as one block, cut at each workflow command
+            # so that a mask it registers applies before its own line is redacted.
+            for command in COMMAND_LINE.finditer(block):
+                self._pass(block[start : command.start()])
+                self._command(command.group())
+                self._pass(command.group())
+                start = command.end()
+            self._pass(block[start:])
         if len(self._pending) > MAX_LINE:
             self._pass(self._pending)
             self._pending = ""
@@ -77,7 +84,8 @@ class OutputPump:
             )
 
     def _pass(self, raw: str) -> None:
-        self._write(self._stream.feed(raw))
+        if raw:
+            self._write(self._stream.feed(raw))
 
     def _write(self, safe: str) -> None:
         if not safe:
