@@ -4,6 +4,8 @@ and the real home directory are never written by a test."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,25 @@ def docker_client() -> Iterator[object]:
     client.ping()
     yield client
     client.close()
+
+
+RUNNER = [sys.executable, "-m", "runner"]
+
+
+def runner_cli(
+    repo: Path, state: Path, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`runner ARGS...` as a user runs it: a process in `repo`, its state in `state`, in
+    CI mode (plain output), with `env` added to the environment."""
+    return subprocess.run(
+        [*RUNNER, *args],
+        cwd=repo,
+        env={**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture

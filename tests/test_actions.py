@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import runner_cli
 
 from runner.actions import ActionKind, kind_of, load_composite
 from runner.contexts import hash_files
@@ -134,16 +132,7 @@ def test_a_mission_using_every_kind_of_action(tmp_path: Path) -> None:
             """
         )
     )
-    env = {**os.environ, "RUNNER_STATE_DIR": str(tmp_path / "state"), "CI": "true"}
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--json"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = runner_cli(repo, tmp_path / "state", "run", "--json")
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     use = result["jobs"]["use"]

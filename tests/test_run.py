@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RUNNER, runner_cli
 
 pytestmark = pytest.mark.docker
 
-RUNNER = [sys.executable, "-m", "runner"]
 POLICY = """\
 version: 1
 images: [base]
@@ -45,19 +44,8 @@ def make_repo(root: Path, mission: str, *, policy: str = POLICY) -> Path:
     return root
 
 
-def run(
-    repo: Path, state: Path, *args: str, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
-    return subprocess.run(
-        [*RUNNER, "run", "--json", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def run(repo: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return runner_cli(repo, state, "run", "--json", *args)
 
 
 def result_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -245,10 +233,7 @@ def test_policy_denial_exits_3_before_any_container(tmp_path: Path, shared_state
             steps: [{run: echo hi}]
         """,
     )
-    env = {**os.environ, "RUNNER_STATE_DIR": str(shared_state), "CI": "true"}
-    done = subprocess.run(
-        [*RUNNER, "run"], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
+    done = runner_cli(repo, shared_state, "run")
     assert done.returncode == 3, done.stderr
     assert "network" in done.stderr and "Traceback" not in done.stderr
     ledger = (shared_state / "ledger" / "entries.jsonl").read_text().splitlines()
@@ -322,10 +307,7 @@ def test_kill_9_then_gc_leaves_nothing(sleeping_repo: Path, tmp_path: Path) -> N
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert labelled(f"runner.state-dir={state.resolve()}")[0], "the crash left nothing to collect"
-    env = {**os.environ, "RUNNER_STATE_DIR": str(state)}
-    gc = subprocess.run(
-        [*RUNNER, "gc"], cwd=sleeping_repo, env=env, capture_output=True, text=True, check=False
-    )
+    gc = runner_cli(sleeping_repo, state, "gc")
     assert gc.returncode == 0, gc.stderr
     assert labelled(f"runner.state-dir={state.resolve()}") == ([], [])
 
@@ -340,13 +322,8 @@ def test_no_engine_is_exit_4_after_validation_and_policy(tmp_path: Path) -> None
           j: {steps: [{run: echo hi}]}
         """,
     )
-    env = {
-        **os.environ,
-        "RUNNER_STATE_DIR": str(tmp_path / "state"),
-        "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
-    }
-    done = subprocess.run(
-        [*RUNNER, "run"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    done = runner_cli(
+        repo, tmp_path / "state", "run", DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock"
     )
     assert done.returncode == 4, done.stderr
     assert "no Docker engine answers" in done.stderr and "scripts/ensure-docker.sh" in done.stderr

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.parse
@@ -14,10 +13,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import RUNNER, runner_cli
 
 pytestmark = pytest.mark.docker
 
-RUNNER = [sys.executable, "-m", "runner"]
 SECRET = 'tok-Zq!x/9+=&"\\ä-7f3a91c2'
 MASKED = "hunter2-added-by-a-step"
 POLICY = """\
@@ -84,14 +83,15 @@ def test_no_secret_reaches_any_byte_the_runner_wrote(tmp_path: Path) -> None:
     )
     state = tmp_path / "state"
     junit = tmp_path / "report.xml"
-    done = subprocess.run(
-        [*RUNNER, "run", "--secret", "API_TOKEN=MY_TOKEN_VAR", "--junit", str(junit)],
-        cwd=repo,
-        env=env_for(state, MY_TOKEN_VAR=SECRET),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = runner_cli(
+        repo,
+        state,
+        "run",
+        "--secret",
+        "API_TOKEN=MY_TOKEN_VAR",
+        "--junit",
+        str(junit),
+        MY_TOKEN_VAR=SECRET,
     )
     assert done.returncode == 1, done.stderr
     events = next((state / "runs").glob("*/events.jsonl")).read_text()
@@ -125,15 +125,7 @@ def test_logs_follow_a_live_run_to_its_end(tmp_path: Path) -> None:
     while not list((state / "runs").glob("*/events.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.1)
     run_id = next((state / "runs").glob("*/events.jsonl")).parent.name
-    follow = subprocess.run(
-        [*RUNNER, "logs", run_id, "--follow"],
-        cwd=repo,
-        env=env_for(state),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    follow = runner_cli(repo, state, "logs", run_id, "--follow", timeout=120)
     run.communicate(timeout=60)
     assert run.returncode == 0
     assert follow.returncode == 0, follow.stderr
@@ -159,14 +151,8 @@ def test_job_selection_inputs_and_junit(tmp_path: Path) -> None:
     )
     state = tmp_path / "state"
     junit = tmp_path / "junit.xml"
-    done = subprocess.run(
-        [*RUNNER, "run", "--json", "--job", "b", "--input", "who=alice", "--junit", str(junit)],
-        cwd=repo,
-        env=env_for(state),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = runner_cli(
+        repo, state, "run", "--json", "--job", "b", "--input", "who=alice", "--junit", str(junit)
     )
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
@@ -177,12 +163,5 @@ def test_job_selection_inputs_and_junit(tmp_path: Path) -> None:
     assert sorted(s.get("name") for s in suites) == ["a", "b"]
     failed = next(s for s in suites if s.get("name") == "b")
     assert failed.get("failures") == "1"
-    bad = subprocess.run(
-        [*RUNNER, "run", "--input", "nope=1"],
-        cwd=repo,
-        env=env_for(state),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = runner_cli(repo, state, "run", "--input", "nope=1")
     assert bad.returncode == 2 and "unknown input(s) nope" in bad.stderr

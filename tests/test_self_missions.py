@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import runner_cli
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parent.parent
@@ -35,16 +34,7 @@ def _copy_of_repo(dest: Path) -> Path:
 
 def test_ci_mission_lints_and_unit_tests_runner_with_runner(tmp_path: Path) -> None:
     repo = _copy_of_repo(tmp_path / "repo")
-    env = {**os.environ, "RUNNER_STATE_DIR": str(tmp_path / "state"), "CI": "true"}
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--json", "--event", "push"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    done = runner_cli(repo, tmp_path / "state", "run", "--json", "--event", "push", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["mission"] == "ci"
@@ -89,16 +79,7 @@ def test_an_interpreter_cannot_exec_an_elf_from_memory(tmp_path: Path) -> None:
         "name: m\non: [manual]\njobs:\n  probe:\n    container: python\n"
         "    tools: [sh, python3]\n    steps: [{run: python3 probe.py}]\n"
     )
-    env = {**os.environ, "RUNNER_STATE_DIR": str(tmp_path / "state"), "CI": "true"}
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--json"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    done = runner_cli(repo, tmp_path / "state", "run", "--json", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     events = next((tmp_path / "state" / "runs").glob("*/events.jsonl")).read_text()
     lines = [json.loads(x).get("line") for x in events.splitlines()]
