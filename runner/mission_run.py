@@ -54,7 +54,6 @@ class RunOptions:
     jobs: tuple[str, ...] = ()
     inputs: Mapping[str, str] | None = None
     secrets: Mapping[str, str] | None = None
-    policy: Path | None = None
     max_parallel: int | None = None
     retry_seed: int | None = None
     junit: Path | None = None

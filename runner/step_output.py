@@ -35,7 +35,6 @@ class OutputPump:
         self._emitted = ""  # redacted text not yet ended by a newline
         self.digest = hashlib.sha256()
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.annotations: list[tuple[str, str]] = []
 
     def feed(self, chunk: bytes) -> None:
         self._consume(self._decoder.decode(chunk))
@@ -78,7 +77,6 @@ class OutputPump:
             self._redactor.add(command.value)
         elif command.name in ("error", "warning", "notice"):
             message = self._redactor(command.value)
-            self.annotations.append((command.name, message))
             self._sink.emit(
                 "annotation", job=self._job, step=self._step, level=command.name, message=message
             )

@@ -284,12 +284,6 @@ class Workspace:
             raise UnsafeArchive(f"artifact {artifact_path!r} is not a readable tar: {exc}") from exc
         return data, hashlib.sha256(data).hexdigest(), len(data)
 
-    def place(self, cid: str, data: bytes, dest: str = ".") -> None:
-        """Extract an artifact tar under `dest` (workspace-relative) through the created,
-        not yet started container `cid`: only its safe members, owned by the step user."""
-        prefix = check_relative(dest, "artifact destination")
-        self.backend.put_archive(cid, WORKSPACE_DIR, rewrite_archive(data, prefix, self.uid))
-
     def close(self) -> None:
         """Remove the volume (its containers must be gone)."""
         if self._created:

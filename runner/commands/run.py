@@ -68,7 +68,6 @@ def main(
         jobs=jobs,
         inputs=inputs,
         secrets=values,
-        policy=policy,
         max_parallel=max_parallel,
         retry_seed=retry_seed,
         junit=junit,
