@@ -138,10 +138,6 @@ def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
     return outer.hexdigest()
 
 
-def uses_status_function(condition: str) -> bool:
-    return expressions.has_status_function(condition)
-
-
 def implicit_success(condition: str | None) -> str:
     """GitHub's rule: an `if` without a status function means `success() && (if)`."""
     if condition is None or not condition.strip():
@@ -149,6 +145,6 @@ def implicit_success(condition: str | None) -> str:
     text = condition.strip()
     if text.startswith("${{") and text.endswith("}}") and text.count("${{") == 1:
         text = text[3:-2].strip()
-    if uses_status_function(text):
+    if expressions.has_status_function(text):
         return text
     return f"success() && ({text})"

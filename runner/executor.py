@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner import expressions
-from runner.contexts import implicit_success, uses_status_function
+from runner.contexts import implicit_success
 from runner.errors import RunnerError
 from runner.job_runner import JobRunner
 from runner.mission import Job
@@ -155,7 +155,7 @@ class Executor:
             return True
         if cancelled:
             reason, status = "interrupted", Status.CANCELLED
-        elif not all_ok and not (job.if_ and uses_status_function(job.if_)):
+        elif not all_ok and not (job.if_ and expressions.has_status_function(job.if_)):
             failed = sorted(n for n, v in needs.items() if v["result"] != "success")
             reason, status = f"dependency {', '.join(failed)} did not succeed", Status.SKIPPED
         else:

@@ -76,12 +76,7 @@ class LedgerRecorder:
 
     def handle(self, event: Event) -> None:
         if event.kind in LEDGER_KINDS:
-            self._ledger.append(event.kind, self._run_id, _ledger_fields(event.fields))
-
-
-def _ledger_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Canonical JSON has no floats: durations are already integer milliseconds."""
-    return {k: (round(v * 1000) if isinstance(v, float) else v) for k, v in fields.items()}
+            self._ledger.append(event.kind, self._run_id, event.fields)
 
 
 class EventLogSubscriber:
@@ -128,7 +123,7 @@ def record_decisions(
             "mission": mission.name,
             "policy_digest": policy.digest,
             "allowed": all(d.allowed for d in decisions),
-            "decisions": [_ledger_fields(d.serialize()) for d in decisions],
+            "decisions": [d.serialize() for d in decisions],
         },
     )
 
