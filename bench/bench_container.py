@@ -20,10 +20,10 @@ from typing import Any
 
 import docker
 
-from runner.backend import LABEL_RUN, ContainerSpec
-from runner.docker_backend import DockerBackend
-from runner.hardening import container_config
-from runner.workspace import Workspace
+from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.docker.backend import DockerBackend
+from runner.engine.docker.hardening import container_config
+from runner.run.workspace import Workspace
 
 BENCH_LABEL = "runner.bench"
 MiB = 1024 * 1024

@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import checkpoint, ledger
-from runner.keys import Signer, write_public
-from runner.merkle import Frontier, leaf_hash
+from runner.audit import checkpoint, ledger
+from runner.audit.keys import Signer, write_public
+from runner.audit.merkle import Frontier, leaf_hash
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(sys.executable).parent / "runner"

@@ -24,11 +24,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from runner.catalog import load_catalog
-from runner.docker_backend import connect
-from runner.images import resolve_container
-from runner.rootfs import export_rootfs
-from runner.toolsets import build_toolset
+from runner.engine.catalog import load_catalog
+from runner.engine.docker.backend import connect
+from runner.engine.images import resolve_container
+from runner.engine.rootfs import export_rootfs
+from runner.engine.toolsets import build_toolset
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [("base", ("sh", "cat")), ("python", ("sh", "python3"))]

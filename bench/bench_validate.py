@@ -61,10 +61,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    from runner.loader import load_mission
+    from runner.mission.loader import load_mission
 
     try:
-        from runner import plan
+        from runner.mission import plan
     except ImportError:  # pragma: no cover - plan.py not written yet
         plan = None  # type: ignore[assignment]
 

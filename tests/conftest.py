@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from runner.docker_backend import DockerBackend
+    from runner.engine.docker.backend import DockerBackend
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -64,7 +64,7 @@ def runner_cli(
 def backend() -> Iterator[DockerBackend]:
     """runner's Docker backend on the real engine (imported here: the pure unit tests also
     run inside the project's own python container, which has no Docker SDK)."""
-    from runner.docker_backend import connect
+    from runner.engine.docker.backend import connect
 
     engine = connect()
     yield engine
@@ -74,7 +74,7 @@ def backend() -> Iterator[DockerBackend]:
 @pytest.fixture
 def run_id(backend: DockerBackend) -> Iterator[str]:
     """A fresh run id; whatever a test left labelled with it is removed afterwards."""
-    from runner.backend import LABEL_RUN
+    from runner.engine.backend import LABEL_RUN
 
     rid = "t" + uuid.uuid4().hex[:12]
     yield rid

@@ -6,9 +6,9 @@ import base64
 from pathlib import Path
 
 from runner.app import App
-from runner.checkpoint import parse
+from runner.audit.checkpoint import parse
+from runner.audit.ledger import ENTRIES, Ledger, ledger_dir, load_signer
 from runner.errors import InvalidInput
-from runner.ledger import ENTRIES, Ledger, ledger_dir, load_signer
 
 
 def main(app: App, *, export_to: Path | None) -> int:

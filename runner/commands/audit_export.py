@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from runner.app import App
+from runner.audit.ledger import ENTRIES, ledger_dir, load_signer
+from runner.audit.provenance import export
 from runner.errors import InvalidInput
-from runner.ledger import ENTRIES, ledger_dir, load_signer
-from runner.provenance import export
 
 
 def main(app: App, run_id: str, *, fmt: str, output: Path | None) -> int:

@@ -6,18 +6,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
-from runner import canonical, checkpoint
 from runner.app import App
-from runner.errors import InvalidInput, VerificationFailed
-from runner.keys import PUB_DIR, load_trusted
-from runner.ledger_files import ENTRIES, iter_entries, last_checkpoint, ledger_dir
-from runner.merkle import (
+from runner.audit import canonical, checkpoint
+from runner.audit.files import ENTRIES, iter_entries, last_checkpoint, ledger_dir
+from runner.audit.keys import PUB_DIR, load_trusted
+from runner.audit.merkle import (
     ProofError,
     inclusion_ranges,
     leaf_hash,
     proof_from_leaves,
     verify_inclusion,
 )
+from runner.errors import InvalidInput, VerificationFailed
 
 
 def main(app: App, seq: int) -> int:

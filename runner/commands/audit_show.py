@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner import canonical
 from runner.app import App
+from runner.audit import canonical
+from runner.audit.files import ENTRIES, iter_entries, ledger_dir
+from runner.audit.provenance import iso_time
 from runner.errors import InvalidInput
-from runner.ledger_files import ENTRIES, iter_entries, ledger_dir
-from runner.provenance import iso_time
 
 _ENVELOPE = ("v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures")
 

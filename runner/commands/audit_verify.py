@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.app import App
+from runner.audit.files import ENTRIES, ledger_dir, read_origin
+from runner.audit.keys import load_trusted
+from runner.audit.verify import Report, verify_ledger
 from runner.errors import InvalidInput, VerificationFailed
-from runner.keys import load_trusted
-from runner.ledger_files import ENTRIES, ledger_dir, read_origin
-from runner.ledger_verify import Report, verify_ledger
 
 NOTHING = "verifying nothing proves nothing"
 

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 from runner.app import App
-from runner.docker_backend import connect
+from runner.audit.keys import load_signer
+from runner.audit.ledger import Ledger
+from runner.engine.docker.backend import connect
 from runner.errors import InvalidInput
-from runner.gc import parse_age, prune_runs, sweep
-from runner.keys import load_signer
-from runner.ledger import Ledger
+from runner.run.gc import parse_age, prune_runs, sweep
 
 
 def main(app: App, *, older_than: str | None, keep: int | None) -> int:

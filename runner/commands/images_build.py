@@ -6,8 +6,8 @@ An image whose build context is unchanged is not rebuilt (its tag already exists
 from __future__ import annotations
 
 from runner.app import App
+from runner.engine.images import CONTAINERS, BuiltImage, available, build, connect
 from runner.errors import InvalidInput
-from runner.images import CONTAINERS, BuiltImage, available, build, connect
 
 
 def _size(size: int) -> str:

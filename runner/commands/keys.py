@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runner import keys
 from runner.app import App
+from runner.audit import keys
+from runner.audit.ledger import Ledger
 from runner.errors import InvalidInput
-from runner.ledger import Ledger
 
 
 def init(app: App) -> int:

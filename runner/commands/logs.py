@@ -9,7 +9,7 @@ from typing import Any
 from runner.app import App
 from runner.commands.runs import find_run, runner_gone
 from runner.errors import InvalidInput
-from runner.events import read_events
+from runner.records.eventlog import read_events
 
 
 def _finished(run_dir: Path) -> bool:

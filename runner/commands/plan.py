@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.app import App
-from runner.loader import load_mission
-from runner.mission import Mission
-from runner.plan import instances, levels
-from runner.policy import Decision, decide, load_policy
+from runner.mission.loader import load_mission
+from runner.mission.model import Mission
+from runner.mission.plan import instances, levels
+from runner.policy.model import Decision, decide, load_policy
 
 
 def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:

@@ -10,15 +10,15 @@ from pathlib import Path
 from runner.app import App
 from runner.errors import InvalidInput
 from runner.findings import Finding, Severity, sort_findings
-from runner.mission import Mission
+from runner.mission.model import Mission
 from runner.output import Output
-from runner.policy import ENFORCEABLE as SECURITY_RULES
-from runner.policy import Decision, Policy, decide, load_policy
-from runner.security_checks import security_findings
+from runner.policy.model import ENFORCEABLE as SECURITY_RULES
+from runner.policy.model import Decision, Policy, decide, load_policy
+from runner.policy.security_checks import security_findings
 
 
 def _missions(app: App, paths: tuple[Path, ...]) -> list[tuple[Mission, list[Finding]]]:
-    from runner.loader import discover_missions, load_mission
+    from runner.mission.loader import discover_missions, load_mission
 
     found = list(paths) or discover_missions(app.root)
     if not found:

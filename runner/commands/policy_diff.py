@@ -15,7 +15,7 @@ from typing import Any
 import jsonpatch
 
 from runner.app import App
-from runner.policy import BASE, LimitRaise, Policy, Rule, load_policy
+from runner.policy.model import BASE, LimitRaise, Policy, Rule, load_policy
 
 
 @dataclass(frozen=True)

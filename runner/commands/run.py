@@ -8,12 +8,12 @@ from pathlib import Path
 from runner.app import App
 from runner.errors import InvalidInput
 from runner.findings import Finding
-from runner.loader import discover_missions, load_mission
-from runner.mission import Mission
-from runner.mission_run import RunOptions, execute
-from runner.policy import load_policy
-from runner.redact import Redactor
-from runner.secrets import resolve_secrets
+from runner.mission.loader import discover_missions, load_mission
+from runner.mission.model import Mission
+from runner.policy.model import load_policy
+from runner.run.session import RunOptions, execute
+from runner.secrets.redact import Redactor
+from runner.secrets.sources import resolve_secrets
 
 
 def _select(app: App, paths: tuple[Path, ...], event: str) -> list[tuple[Mission, list[Finding]]]:
@@ -60,8 +60,8 @@ def main(
                 f"(jobs: {', '.join(mission.jobs)})"
             )
     rules = load_policy(policy, app.root)
-    from runner.docker_backend import connect
-    from runner.job_images import resolver
+    from runner.engine.docker.backend import connect
+    from runner.run.job_images import resolver
 
     options = RunOptions(
         event=event,

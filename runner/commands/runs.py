@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.app import App
 from runner.errors import InvalidInput
-from runner.events import read_events
+from runner.records.eventlog import read_events
 
 
 def runs_dir(app: App) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 from runner.app import App
 from runner.errors import InvalidInput, InvalidMission
 from runner.findings import Finding, Severity
-from runner.loader import MISSIONS_DIR, discover_missions, load_mission
+from runner.mission.loader import MISSIONS_DIR, discover_missions, load_mission
 
 
 def _files(app: App, paths: Sequence[Path]) -> list[Path]:

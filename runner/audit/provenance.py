@@ -1,0 +1,205 @@
+"""`audit export RUN --format slsa`: an in-toto Statement v1 with a SLSA provenance v1
+predicate for one run, built from that run's ledger entries, in a signed DSSE envelope.
+
+    subject               the artifacts the run stored (artifact.stored: name, sha256)
+    resolvedDependencies  the source commit, the mission file, every image digest
+                          (run.started, step.started)
+    runDetails            builder id (runner version), invocation id (the run id),
+                          start and finish times, and the ledger entries it came from
+
+DSSE signs PAE = "DSSEv1" SP len(type) SP type SP len(body) SP body (lengths in ASCII
+decimal) with the Ed25519 signing key; the envelope's keyid is the key id that
+policies/keys/ trusts (`<name>+<key hash>`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.audit import canonical
+from runner.audit.files import iter_entries
+from runner.audit.keys import Signer, TrustedKeys
+from runner.errors import InvalidInput, VerificationFailed
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+BUILD_TYPE = "urn:runner:buildtype:mission:v1"
+BUILDER_ID = "urn:runner:builder"
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def run_entries(ledger_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    """The run's entries, in ledger order (strictly parsed)."""
+    needle = json.dumps(run_id).encode()
+    found = []
+    for _, line in iter_entries(ledger_dir):
+        if needle not in line:
+            continue
+        entry = canonical.loads(line)
+        if isinstance(entry, dict) and entry.get("run_id") == run_id:
+            found.append(entry)
+    return found
+
+
+def _digest(value: object) -> dict[str, str]:
+    """{"sha256": hex} from "sha256:<hex>" or "<hex>"; {} when not a SHA-256."""
+    if not isinstance(value, str):
+        return {}
+    hex_part = value.removeprefix("sha256:")
+    try:
+        if len(bytes.fromhex(hex_part)) == 32:
+            return {"sha256": hex_part.lower()}
+    except ValueError:
+        pass
+    return {}
+
+
+def iso_time(ms: object) -> str | None:
+    """RFC 3339 UTC of unix milliseconds; None when not an integer."""
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return None
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def statement(run_id: str, entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The in-toto Statement for the run whose entries are given."""
+    entries = list(entries)
+    started = next((e for e in entries if e.get("type") == "run.started"), None)
+    finished = next((e for e in entries if e.get("type") == "run.finished"), None)
+    if started is None:
+        raise InvalidInput(f"run {run_id!r} has no run.started entry in the ledger")
+    if finished is None:
+        raise InvalidInput(
+            f"run {run_id!r} has not finished (no run.finished entry); export it when it has"
+        )
+    subjects: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.get("type") == "artifact.stored":
+            digest = _digest(entry.get("sha256"))
+            if digest:
+                subjects[str(entry.get("name"))] = {
+                    "name": str(entry.get("name")),
+                    "digest": digest,
+                }
+    dependencies: list[dict[str, Any]] = []
+    commit = started.get("commit") or started.get("git_commit")
+    if isinstance(commit, str) and commit:
+        dependencies.append({"uri": "git+source", "digest": {"gitCommit": commit}})
+    mission_digest = _digest(started.get("mission_digest"))
+    if mission_digest:
+        where = started.get("mission_path") or started.get("mission") or "mission"
+        dependencies.append({"uri": str(where), "digest": mission_digest})
+    seen_images: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.get("type") != "step.started":
+            continue
+        digest = _digest(entry.get("image_digest"))
+        image = str(entry.get("image", ""))
+        if digest and (image, digest["sha256"]) not in seen_images:
+            seen_images.add((image, digest["sha256"]))
+            dependencies.append({"uri": f"docker-image://{image}", "digest": digest})
+    first_seq, last_seq = entries[0].get("seq"), entries[-1].get("seq")
+    events_digest = _digest(finished.get("events_sha256") or finished.get("events_digest"))
+    predicate = {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "mission": started.get("mission"),
+                "event": started.get("event"),
+            },
+            "internalParameters": {
+                "policyDigest": started.get("policy_digest"),
+                "invoker": started.get("invoker"),
+            },
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {
+                "id": BUILDER_ID,
+                "version": {"runner": str(started.get("runner_version") or __version__)},
+            },
+            "metadata": {
+                "invocationId": run_id,
+                "startedOn": iso_time(started.get("ts")),
+                "finishedOn": iso_time(finished.get("ts")),
+            },
+            "byproducts": [
+                {
+                    "name": "audit-ledger",
+                    "uri": str(finished.get("log")),
+                    "annotations": {
+                        "firstSeq": first_seq,
+                        "lastSeq": last_seq,
+                        "result": finished.get("result"),
+                    },
+                    "digest": {"sha256": str(finished.get("prev"))},
+                },
+                *([{"name": "event-log", "digest": events_digest}] if events_digest else []),
+            ],
+        },
+    }
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": list(subjects.values()),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
+
+
+def envelope(document: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
+    payload = canonical.dumps(document)
+    signature = signer.sign(pae(PAYLOAD_TYPE, payload))
+    return {
+        "payload": base64.b64encode(payload).decode(),
+        "payloadType": PAYLOAD_TYPE,
+        "signatures": [
+            {"keyid": signer.public.key_id, "sig": base64.b64encode(signature).decode()}
+        ],
+    }
+
+
+def open_envelope(envelope: Mapping[str, Any], trusted: TrustedKeys) -> dict[str, Any]:
+    """The statement inside a DSSE envelope, once a trusted key's signature verifies."""
+    try:
+        payload = base64.b64decode(str(envelope["payload"]), validate=True)
+        payload_type = str(envelope["payloadType"])
+        signatures = list(envelope["signatures"])
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise VerificationFailed(f"not a DSSE envelope: {exc}") from None
+    message = pae(payload_type, payload)
+    for item in signatures:
+        name, _, hash_hex = str(item.get("keyid", "")).partition("+")
+        try:
+            key = trusted.find(name, bytes.fromhex(hash_hex))
+            sig = base64.b64decode(str(item.get("sig", "")), validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        if key is not None and key.verify(sig, message):
+            result = canonical.loads(payload)
+            if not isinstance(result, dict):
+                raise VerificationFailed("the envelope's payload is not a JSON object")
+            return result
+    raise VerificationFailed("no trusted key signed this envelope")
+
+
+def export(ledger_dir: Path, run_id: str, signer: Signer) -> dict[str, Any]:
+    entries = run_entries(ledger_dir, run_id)
+    if not entries:
+        raise InvalidInput(
+            f"no run {run_id!r} in the ledger {ledger_dir}", hint="`runner runs` lists the runs"
+        )
+    return envelope(statement(run_id, entries), signer)

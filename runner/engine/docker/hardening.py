@@ -1,0 +1,130 @@
+"""The hardened configuration of a step container, as data (SPEC 6).
+
+`container_config(spec)` is a pure function returning the keyword arguments of the Docker
+SDK's `containers.create`; tests check it as data and then prove it in real containers.
+
+Seccomp: `seccomp_default.json` is Docker's own default profile (see
+seccomp_default.NOTICE). It is always passed explicitly, so that an engine started with a
+weaker default cannot weaken a step; where an interpreter is allowed, `memfd_create` is
+taken out of its allow list (the profile's default action then refuses it with EPERM),
+so that an interpreter cannot write an ELF into anonymous memory and execute it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from runner.engine.backend import LABEL_ROLE, ContainerSpec
+from runner.errors import PolicyDenied
+
+MiB = 1024 * 1024
+TMP_MAX_BYTES = 64 * MiB
+LOG_FILES = 2
+DENIED_WITH_INTERPRETERS = ("memfd_create",)
+
+
+@cache
+def seccomp_profile(*, deny_memfd: bool) -> dict[str, Any]:
+    """Docker's default profile; without `memfd_create` when `deny_memfd`."""
+    text = (
+        resources.files("runner.engine.docker").joinpath("seccomp_default.json").read_text("utf-8")
+    )
+    profile: dict[str, Any] = json.loads(text)
+    if not deny_memfd:
+        return profile
+    profile = copy.deepcopy(profile)
+    kept = []
+    for rule in profile["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ALLOW":
+            rule["names"] = [n for n in rule["names"] if n not in DENIED_WITH_INTERPRETERS]
+            if not rule["names"]:
+                continue
+        kept.append(rule)
+    profile["syscalls"] = kept
+    return profile
+
+
+@cache
+def _seccomp_option(deny_memfd: bool) -> str:
+    profile = seccomp_profile(deny_memfd=deny_memfd)
+    return "seccomp=" + json.dumps(profile, separators=(",", ":"), sort_keys=True)
+
+
+def tmp_size(spec: ContainerSpec) -> int:
+    """tmpfs pages count against the memory limit: keep /tmp well below it."""
+    if spec.tmp_bytes is not None:
+        return spec.tmp_bytes
+    return max(MiB, min(TMP_MAX_BYTES, spec.memory_bytes // 4))
+
+
+def check_spec(spec: ContainerSpec) -> None:
+    """Refuse what no policy may grant: root, and limits that are not limits."""
+    if spec.user == 0:
+        raise PolicyDenied(
+            f"a step of image {spec.image!r} would run as uid 0 (root)",
+            hint="runner never runs steps as root; set `limits.user` in the policy to a non-zero uid",
+        )
+    if spec.user < 0:
+        raise PolicyDenied(f"uid {spec.user} is not a valid user for a step")
+    if spec.memory_bytes <= 0 or spec.pids <= 0 or spec.cpus <= 0:
+        raise PolicyDenied(
+            f"limits must be positive (memory {spec.memory_bytes}, pids {spec.pids}, cpus {spec.cpus})"
+        )
+    if not spec.command:
+        raise PolicyDenied(f"a step of image {spec.image!r} has no command")
+
+
+def container_config(spec: ContainerSpec) -> dict[str, Any]:
+    """The Docker SDK `containers.create(**config)` keyword arguments of a hardened step."""
+    check_spec(spec)
+    uid = spec.user
+    tmp = f"rw,noexec,nosuid,nodev,size={tmp_size(spec)},mode=1777,uid={uid},gid={uid}"
+    mounts: list[dict[str, Any]] = []
+    if spec.workspace_volume is not None:
+        mounts.append(
+            {
+                "Type": "volume",
+                "Source": spec.workspace_volume,
+                "Target": spec.workspace_path,
+                "ReadOnly": False,
+                "VolumeOptions": {"NoCopy": True},
+            }
+        )
+    labels = dict(spec.labels)
+    labels.setdefault(LABEL_ROLE, "step")
+    labels["runner.workspace-exec"] = "true" if spec.workspace_exec else "false"
+    return {
+        "image": spec.image,
+        "command": list(spec.command),
+        "entrypoint": [],
+        "environment": dict(spec.env),
+        "working_dir": spec.workdir,
+        "labels": labels,
+        "user": f"{uid}:{uid}",
+        "network_mode": "bridge" if spec.network else "none",
+        "privileged": False,
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true", _seccomp_option(spec.seccomp_deny_memfd)],
+        "ipc_mode": "none",
+        "pids_limit": spec.pids,
+        "mem_limit": spec.memory_bytes,
+        "memswap_limit": spec.memory_bytes,
+        "nano_cpus": round(spec.cpus * 1e9),
+        "log_config": {
+            "type": "json-file",
+            "config": {"max-size": str(spec.log_max_bytes), "max-file": str(LOG_FILES)},
+        },
+        "tmpfs": {"/tmp": tmp},
+        "init": True,
+        "ulimits": [{"name": "core", "soft": 0, "hard": 0}],
+        "mounts": mounts,
+        "devices": [],
+        "volumes": {},
+        "stdin_open": False,
+        "tty": False,
+    }

@@ -1,0 +1,192 @@
+"""`uses:` steps (SPEC 3): what each kind means on a local, sealed runner.
+
+    actions/checkout@*      built in, does nothing: the workspace already is the checkout
+    ./path/to/action        a local composite action (`action.yml`, `runs.using:
+                            composite`, `run` steps), each step in its own container
+    docker://IMAGE          the image's entrypoint, with `with.args`
+    owner/repo@ref          well-formed but cannot run here: vendor it as a local action
+
+Each needs a policy grant (runner.capabilities); checkout is granted as built in. A local
+action is read safely (runner.yaml_loader) and validated: unknown keys, another `using`,
+a step without `run`, or a nested `uses:` (which no policy decision covered) are errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cerberus
+
+from runner.errors import InvalidInput
+from runner.mission.model import Step
+from runner.mission.yaml_loader import load_yaml
+
+CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
+MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
+
+
+class ActionKind(enum.Enum):
+    CHECKOUT = "checkout"
+    LOCAL = "local"
+    DOCKER = "docker"
+    MARKETPLACE = "marketplace"
+
+
+def kind_of(uses: str) -> ActionKind:
+    if CHECKOUT.match(uses):
+        return ActionKind.CHECKOUT
+    if uses.startswith("./"):
+        return ActionKind.LOCAL
+    if uses.startswith("docker://"):
+        return ActionKind.DOCKER
+    return ActionKind.MARKETPLACE
+
+
+def marketplace_refusal(uses: str) -> str:
+    return (
+        f"{uses!r} is a marketplace action, which this runner cannot run (it would fetch "
+        "and execute code no policy has seen); vendor it as a local composite action "
+        "(uses: ./actions/NAME) or write the steps as run:"
+    )
+
+
+_STRING_MAP = {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}}
+SCHEMA: dict[str, Any] = {
+    "name": {"type": "string"},
+    "description": {"type": "string"},
+    "author": {"type": "string"},
+    "branding": {"type": "dict"},
+    "inputs": {
+        "type": "dict",
+        "keysrules": {"type": "string"},
+        "valuesrules": {
+            "type": "dict",
+            "schema": {
+                "description": {"type": "string"},
+                "required": {"type": "boolean"},
+                "default": {"type": ["string", "number", "boolean"]},
+                "deprecationMessage": {"type": "string"},
+            },
+        },
+    },
+    "outputs": {
+        "type": "dict",
+        "keysrules": {"type": "string"},
+        "valuesrules": {
+            "type": "dict",
+            "schema": {"description": {"type": "string"}, "value": {"type": "string"}},
+        },
+    },
+    "runs": {
+        "type": "dict",
+        "required": True,
+        "schema": {
+            "using": {"type": "string", "required": True, "allowed": ["composite"]},
+            "steps": {
+                "type": "list",
+                "required": True,
+                "schema": {
+                    "type": "dict",
+                    "schema": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "if": {"type": ["string", "boolean"]},
+                        "run": {"type": "string", "required": True},
+                        "shell": {"type": "string"},
+                        "env": _STRING_MAP,
+                        "working-directory": {"type": "string"},
+                        "continue-on-error": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class CompositeAction:
+    path: str  # e.g. "actions/lint/action.yml"
+    defaults: Mapping[str, str]  # input -> default ("" when none)
+    required: frozenset[str]
+    outputs: Mapping[str, str]  # output -> value expression
+    steps: tuple[Step, ...]
+
+    def inputs(self, given: Mapping[str, str]) -> dict[str, str]:
+        """The action's `inputs` context; a missing required input is an error."""
+        missing = sorted(self.required - set(given) - {k for k, v in self.defaults.items() if v})
+        if missing:
+            raise InvalidInput(f"{self.path}: required input(s) {', '.join(missing)} not given")
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            raise InvalidInput(f"{self.path}: unknown input(s) {', '.join(unknown)}")
+        return {**self.defaults, **given}
+
+
+def _flatten(errors: Any, path: str) -> list[str]:
+    """Cerberus's nested error tree as `key.path: message` lines."""
+    if isinstance(errors, str):
+        return [f"{path}: {errors}"]
+    if isinstance(errors, list):
+        return [line for item in errors for line in _flatten(item, path)]
+    lines = []
+    for key, value in errors.items():
+        child = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        lines.extend(_flatten(value, child))
+    return lines
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def load_composite(root: Path, uses: str) -> CompositeAction:
+    """The local composite action `uses` names, relative to the repository `root`."""
+    rel = posixpath.normpath(uses.removeprefix("./"))
+    if rel.startswith("..") or rel.startswith("/"):
+        raise InvalidInput(f"uses: {uses!r} leaves the repository")
+    directory = root / rel
+    path = next(
+        (directory / n for n in ("action.yml", "action.yaml") if (directory / n).is_file()), None
+    )
+    if path is None:
+        raise InvalidInput(f"uses: {uses!r}: no action.yml in {rel}/")
+    shown = f"{rel}/{path.name}"
+    document = load_yaml(path, display_path=shown)
+    validator = cerberus.Validator(SCHEMA, allow_unknown=False)
+    if not validator.validate(document.value):
+        problems = "; ".join(_flatten(validator.errors, ""))
+        raise InvalidInput(f"{shown}: not a composite action runner can run: {problems}")
+    value = document.value
+    steps = tuple(
+        Step(
+            index=index,
+            id=raw.get("id"),
+            name=raw.get("name"),
+            run=raw["run"],
+            env={k: _text(v) for k, v in (raw.get("env") or {}).items()},
+            if_=None if raw.get("if") is None else _text(raw["if"]),
+            shell=raw.get("shell"),
+            working_directory=raw.get("working-directory"),
+            continue_on_error=bool(raw.get("continue-on-error", False)),
+        )
+        for index, raw in enumerate(value["runs"]["steps"])
+    )
+    inputs = value.get("inputs") or {}
+    return CompositeAction(
+        path=shown,
+        defaults={name: _text(spec.get("default")) for name, spec in inputs.items()},
+        required=frozenset(name for name, spec in inputs.items() if spec.get("required")),
+        outputs={
+            name: spec.get("value", "") for name, spec in (value.get("outputs") or {}).items()
+        },
+        steps=steps,
+    )

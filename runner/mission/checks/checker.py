@@ -1,0 +1,503 @@
+"""Semantic checks of a mission, after the schema: every finding with its exact position.
+
+They run even when the schema found errors (so that a file's problems are all reported at
+once), and so never trust a value's type. Rules and message formats:
+
+    id          job id "x y" is not valid: ids start with a letter or _ and hold only
+                letters, digits, _ and -
+                job id "TEST" duplicates "test" (line 3, col 3): ids are case-insensitive
+                step id "S" duplicates "s" (line 7, col 13) in job "test": ...
+    needs       job "a" needs "nope", which is not a job in this mission
+    cycle       dependency cycle in needs: a -> b -> a
+    job         job "x" has no steps / has both steps and uses / steps must not be empty
+    step        a step needs exactly one of run or uses
+    uses        "x" is not a valid uses: ./path, docker://image or owner/repo@ref
+    matrix      matrix key "FOO" duplicates "foo" (line 8, col 9): keys are case-insensitive
+                matrix is empty: it needs at least one axis or include entry
+                matrix axis "os" has no values
+                "platform" in exclude is not a matrix key (keys: node, os)
+                (warning) value 13 in exclude matches no value of axis "node"
+                (warning) value 14 appears twice in axis "node"
+    value       timeout-minutes must be greater than 0, not 0
+                timeout-minutes must be a number or one ${{ }} expression, not "3.5"
+    duration    "1x" is not a duration: a number of seconds or 500ms, 30s, 2m, 1h
+    env-var     environment variable name "A=B" is not valid: it must not be empty or
+                contain "=", whitespace or NUL
+    artifact, credential   see runner.check_content
+    expression, if-cond    see runner.check_expressions
+    github-only (note) "runs-on" is GitHub-only and means nothing to a local runner; ignored
+    name        (warning) no "name": the mission is named after its file, "ci"
+
+The checks of what a mission holds (artifacts, credentials) and of its expressions live
+in runner.check_content and runner.check_expressions; `Checker` runs them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from runner.findings import Finding, Severity
+from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
+from runner.mission.checks.content import ContentChecks
+from runner.mission.checks.expressions import ExpressionChecks
+from runner.mission.yaml_loader import YamlDocument, join
+
+ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+TOOL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
+USES_RE = re.compile(r"(\./[^\s]*|docker://\S+|[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@\S+)\Z")
+
+GITHUB_ONLY_TOP = ("run-name", "concurrency")
+GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
+EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds of "500ms", "30s", "2m", "1h" or a plain number; None when not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str):
+        match = DURATION_RE.match(value.strip())
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    return None
+
+
+class Checker(ExpressionChecks, ContentChecks):
+    """Collects the semantic findings of one document."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        super().__init__(doc)
+        self._lowered_jobs: frozenset[str] | None = None
+
+    # -- the whole document ---------------------------------------------------------------
+
+    def run(self, stem: str) -> list[Finding]:
+        top = self.doc.value
+        if "name" not in top:
+            self.add(
+                "",
+                f'no "name": the mission is named after its file, "{stem}"',
+                "name",
+                Severity.WARNING,
+                at=(1, 1),
+            )
+        self.inputs = self._declared_inputs(top)
+        for key in GITHUB_ONLY_TOP:
+            if key in top:
+                self.note(
+                    key, f'"{key}" is GitHub-only and means nothing to a local runner; ignored'
+                )
+        self._on(top.get("on"))
+        self._permissions(top.get("permissions"), "permissions")
+        self._env(top.get("env"), "env")
+        self._inputs(top.get("inputs"))
+        jobs = dict_of(top.get("jobs"))
+        self._jobs(jobs)
+        self._artifacts(jobs)
+        self._credentials(top, "")
+        self._expressions(top, jobs)
+        return self.findings
+
+    def _declared_inputs(self, top: dict[str, Any]) -> frozenset[str] | None:
+        names: set[str] = set(dict_of(top.get("inputs")))
+        on = dict_of(top.get("on"))
+        declared = "inputs" in top
+        for event in ("workflow_dispatch", "workflow_call"):
+            event_inputs = dict_of(on.get(event)).get("inputs")
+            if event_inputs is not None:
+                declared = True
+                names.update(dict_of(event_inputs))
+        return frozenset(names) if declared else None
+
+    def _on(self, on: Any) -> None:
+        for event, value in dict_of(on).items():
+            keypath = join("on", event)
+            if event == "schedule":
+                self.note(keypath, "schedules are GitHub-only; runner runs a mission when asked")
+            elif isinstance(value, dict):
+                filters = sorted(k for k in value if k not in ("inputs",))
+                if filters:
+                    self.note(
+                        keypath,
+                        f"{event} filters ({', '.join(filters)}) are GitHub-only; "
+                        "runner selects missions by event name only",
+                    )
+
+    def _permissions(self, value: Any, keypath: str) -> None:
+        if isinstance(value, str):
+            if value in ("read-all", "write-all"):
+                self.note(keypath, f'"{value}" is a GitHub token scope, which means nothing here')
+            else:
+                self.add(
+                    keypath,
+                    f'"{value}" is not a permissions value; expected read-all, write-all or a mapping',
+                    "schema",
+                )
+        elif isinstance(value, dict):
+            scopes = sorted(k for k in value if k not in EXT_PERMISSIONS)
+            if scopes:
+                self.note(
+                    keypath,
+                    f"GitHub token scopes ({', '.join(scopes)}) mean nothing here; "
+                    "runner's permissions are network, secrets and exec",
+                )
+            for index, name in enumerate(list_of(value.get("secrets"))):
+                if isinstance(name, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    self.add(
+                        f"{keypath}.secrets[{index}]",
+                        f'secret name "{name}" is not valid: letters, digits and _ only',
+                        "id",
+                    )
+
+    def _env(self, env: Any, keypath: str) -> None:
+        if isinstance(env, str):
+            if one_expression(env):
+                self.add(
+                    keypath,
+                    "env given as one ${{ }} expression is not supported by runner yet; "
+                    "it is ignored (list the variables instead)",
+                    "unsupported",
+                    Severity.WARNING,
+                )
+            else:
+                self.add(keypath, "env must be a mapping or one ${{ }} expression", "schema")
+        for name in dict_of(env):
+            if not name or re.search(r"[=\s\x00]", name):
+                self.add(
+                    join(keypath, name),
+                    f'environment variable name "{name}" is not valid: it must not be empty '
+                    'or contain "=", whitespace or NUL',
+                    "env-var",
+                    key=True,
+                )
+
+    def _inputs(self, inputs: Any) -> None:
+        for name, spec in dict_of(inputs).items():
+            keypath = join("inputs", name)
+            if not ID_RE.match(name):
+                self.add(keypath, f'input name "{name}" is not valid: {_ID_RULE}', "id", key=True)
+            spec = dict_of(spec)
+            options = list_of(spec.get("options"))
+            if spec.get("type") == "choice" and not options:
+                self.add(keypath, f'input "{name}" is a choice without options', "schema", key=True)
+            default = spec.get("default")
+            if options and default is not None and default not in options:
+                self.add(
+                    f"{keypath}.default",
+                    f'default "{default}" is not one of the options of input "{name}"',
+                    "schema",
+                )
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _jobs(self, jobs: dict[str, Any]) -> None:
+        seen: dict[str, str] = {}
+        for job_id, job in jobs.items():
+            keypath = join("jobs", job_id)
+            if not ID_RE.match(job_id):
+                self.add(keypath, f'job id "{job_id}" is not valid: {_ID_RULE}', "id", key=True)
+            folded = job_id.lower()
+            if folded in seen:
+                line, col = self.doc.key_at(join("jobs", seen[folded]))
+                self.add(
+                    keypath,
+                    f'job id "{job_id}" duplicates "{seen[folded]}" (line {line}, col {col}): '
+                    "job ids are case-insensitive",
+                    "id",
+                    key=True,
+                )
+            else:
+                seen[folded] = job_id
+            if isinstance(job, dict):
+                self._job(job_id, job, jobs)
+        self._cycles(jobs)
+
+    def _lowered(self, jobs: dict[str, Any]) -> frozenset[str]:
+        if self._lowered_jobs is None:
+            self._lowered_jobs = frozenset(j.lower() for j in jobs)
+        return self._lowered_jobs
+
+    def _job(self, job_id: str, job: dict[str, Any], jobs: dict[str, Any]) -> None:
+        keypath = join("jobs", job_id)
+        for key in GITHUB_ONLY_JOB:
+            if key in job:
+                self.note(
+                    join(keypath, key),
+                    f'"{key}" is GitHub-only and means nothing to a local runner; ignored',
+                )
+        lowered = self._lowered(jobs)
+        needs_value = job.get("needs")
+        for index, name in enumerate(names_of(needs_value)):
+            sub = (
+                f"{keypath}.needs" if isinstance(needs_value, str) else f"{keypath}.needs[{index}]"
+            )
+            if name not in jobs and name.lower() not in lowered:
+                self.add(
+                    sub,
+                    f'job "{job_id}" needs "{name}", which is not a job in this mission',
+                    "needs",
+                )
+        steps, uses = job.get("steps"), job.get("uses")
+        if uses is not None and steps is not None:
+            self.add(
+                keypath,
+                f'job "{job_id}" has both steps and uses (a reusable workflow)',
+                "job",
+                key=True,
+            )
+        elif uses is None and steps is None:
+            self.add(keypath, f'job "{job_id}" has no steps', "job", key=True)
+        elif isinstance(steps, list) and not steps:
+            self.add(f"{keypath}.steps", "steps must not be empty", "job", key=True)
+        if isinstance(uses, str):
+            self.note(
+                f"{keypath}.uses",
+                "a reusable workflow call is well-formed but cannot run locally",
+            )
+        secrets = job.get("secrets")
+        if isinstance(secrets, str) and secrets != "inherit":
+            self.add(
+                f"{keypath}.secrets",
+                f'"{secrets}" is not allowed; expected inherit or a mapping',
+                "schema",
+            )
+        tools = job.get("tools")
+        if isinstance(tools, str) and tools != "all":
+            self.add(
+                f"{keypath}.tools",
+                f'"{tools}" is not allowed; expected all or a list of tool names',
+                "schema",
+            )
+        for index, tool in enumerate(list_of(tools)):
+            if isinstance(tool, str) and not TOOL_RE.match(tool):
+                self.add(
+                    f"{keypath}.tools[{index}]",
+                    f'"{tool}" is not a tool name (a file name in /bin, no /)',
+                    "schema",
+                )
+        self._permissions(job.get("permissions"), f"{keypath}.permissions")
+        self._env(job.get("env"), f"{keypath}.env")
+        container = job.get("container")
+        if isinstance(container, dict):
+            self._env(container.get("env"), f"{keypath}.container.env")
+        if isinstance(container, str) and not container.strip():
+            self.add(f"{keypath}.container", "container must not be empty", "schema")
+        self._number(job, keypath, "timeout-minutes")
+        self._flag(job, keypath, "continue-on-error")
+        self._strategy(job.get("strategy"), f"{keypath}.strategy")
+        self._steps(job_id, job.get("steps"), keypath)
+
+    def _number(self, mapping: dict[str, Any], keypath: str, key: str) -> None:
+        value = mapping.get(key)
+        sub = join(keypath, key)
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, int | float):
+            if not value > 0:
+                self.add(sub, f"{key} must be greater than 0, not {value}", "value")
+        elif isinstance(value, str) and not one_expression(value):
+            self.add(
+                sub, f'{key} must be a number or one ${{{{ }}}} expression, not "{value}"', "value"
+            )
+
+    def _flag(self, mapping: dict[str, Any], keypath: str, key: str) -> None:
+        value = mapping.get(key)
+        if isinstance(value, str) and not one_expression(value):
+            self.add(
+                join(keypath, key),
+                f'{key} must be true, false or one ${{{{ }}}} expression, not "{value}"',
+                "value",
+            )
+
+    def _strategy(self, strategy: Any, keypath: str) -> None:
+        strategy = dict_of(strategy)
+        self._flag(strategy, keypath, "fail-fast")
+        parallel = strategy.get("max-parallel")
+        if isinstance(parallel, int) and not isinstance(parallel, bool) and parallel < 1:
+            self.add(
+                f"{keypath}.max-parallel",
+                f"max-parallel must be at least 1, not {parallel}",
+                "value",
+            )
+        elif isinstance(parallel, str) and not one_expression(parallel):
+            self.add(
+                f"{keypath}.max-parallel",
+                f'max-parallel must be a number or one ${{{{ }}}} expression, not "{parallel}"',
+                "value",
+            )
+        matrix = strategy.get("matrix")
+        if isinstance(matrix, str):
+            if not one_expression(matrix):
+                self.add(
+                    f"{keypath}.matrix",
+                    "matrix must be a mapping or one ${{ }} expression",
+                    "matrix",
+                )
+            return
+        if not isinstance(matrix, dict):
+            return
+        self._matrix(matrix, f"{keypath}.matrix")
+
+    def _matrix(self, matrix: dict[str, Any], keypath: str) -> None:
+        axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+        seen: dict[str, str] = {}
+        for name, values in axes.items():
+            sub = join(keypath, name)
+            folded = name.lower()
+            if folded in seen:
+                line, col = self.doc.key_at(join(keypath, seen[folded]))
+                self.add(
+                    sub,
+                    f'matrix key "{name}" duplicates "{seen[folded]}" (line {line}, col {col}): '
+                    "matrix keys are case-insensitive",
+                    "matrix",
+                    key=True,
+                )
+            else:
+                seen[folded] = name
+            if isinstance(values, list):
+                if not values:
+                    self.add(sub, f'matrix axis "{name}" has no values', "matrix", key=True)
+                shown: list[Any] = []
+                for index, value in enumerate(values):
+                    if value in shown and not isinstance(value, dict | list):
+                        self.add(
+                            f"{sub}[{index}]",
+                            f'value {show(value)} appears twice in axis "{name}"',
+                            "matrix",
+                            Severity.WARNING,
+                        )
+                    shown.append(value)
+            elif isinstance(values, str) and not one_expression(values):
+                self.add(
+                    sub,
+                    f'matrix axis "{name}" must be a list or one ${{{{ }}}} expression',
+                    "matrix",
+                )
+        include = matrix.get("include")
+        if not axes and (not isinstance(include, list | str) or include == []):
+            self.add(
+                keypath,
+                "matrix is empty: it needs at least one axis or include entry",
+                "matrix",
+                key=True,
+            )
+        for index, entry in enumerate(list_of(matrix.get("exclude"))):
+            for key, value in dict_of(entry).items():
+                sub = f"{keypath}.exclude[{index}].{key}"
+                if key not in axes:
+                    known = ", ".join(axes) or "none"
+                    self.add(
+                        sub,
+                        f'"{key}" in exclude is not a matrix key (keys: {known})',
+                        "matrix",
+                        key=True,
+                    )
+                elif isinstance(axes[key], list) and value not in axes[key]:
+                    self.add(
+                        sub,
+                        f'value {show(value)} in exclude matches no value of axis "{key}"',
+                        "matrix",
+                        Severity.WARNING,
+                    )
+
+    def _steps(self, job_id: str, steps: Any, keypath: str) -> None:
+        seen: dict[str, int] = {}
+        for index, step in enumerate(list_of(steps)):
+            sub = f"{keypath}.steps[{index}]"
+            if not isinstance(step, dict):
+                continue
+            step_id = step.get("id")
+            if isinstance(step_id, str):
+                if not ID_RE.match(step_id) and not one_expression(step_id):
+                    self.add(f"{sub}.id", f'step id "{step_id}" is not valid: {_ID_RULE}', "id")
+                folded = step_id.lower()
+                if folded in seen:
+                    first = f"{keypath}.steps[{seen[folded]}].id"
+                    line, col = self.doc.at(first)
+                    self.add(
+                        f"{sub}.id",
+                        f'step id "{step_id}" duplicates "{steps[seen[folded]]["id"]}" (line {line}, col {col}) '
+                        f'in job "{job_id}": step ids are case-insensitive',
+                        "id",
+                    )
+                else:
+                    seen[folded] = index
+            run, uses = step.get("run"), step.get("uses")
+            if (run is None) == (uses is None):
+                self.add(sub, "a step needs exactly one of run or uses", "step")
+            if isinstance(uses, str) and not USES_RE.match(uses):
+                self.add(
+                    f"{sub}.uses",
+                    f'"{uses}" is not a valid uses: ./path, docker://image or owner/repo@ref',
+                    "uses",
+                )
+            self._env(step.get("env"), f"{sub}.env")
+            self._number(step, sub, "timeout-minutes")
+            self._flag(step, sub, "continue-on-error")
+            self._retry(step.get("retry"), f"{sub}.retry")
+
+    def _retry(self, retry: Any, keypath: str) -> None:
+        retry = dict_of(retry)
+        delays: dict[str, float] = {}
+        for key in ("delay", "max-delay"):
+            if key not in retry or isinstance(retry[key], bool):
+                continue
+            seconds = parse_duration(retry[key])
+            if seconds is None:
+                self.add(
+                    f"{keypath}.{key}",
+                    f'"{retry[key]}" is not a duration: a number of seconds or 500ms, 30s, 2m, 1h',
+                    "duration",
+                )
+            else:
+                delays[key] = seconds
+        if "delay" in delays and "max-delay" in delays and delays["max-delay"] < delays["delay"]:
+            self.add(f"{keypath}.max-delay", "max-delay is shorter than delay", "duration")
+
+    def _cycles(self, jobs: dict[str, Any]) -> None:
+        graph = {
+            job_id: [n for n in names_of(dict_of(job).get("needs")) if n in jobs]
+            for job_id, job in jobs.items()
+        }
+        state: dict[str, int] = {}  # 1 = on the path, 2 = done
+        reported: set[frozenset[str]] = set()
+        for start in jobs:
+            if state.get(start):
+                continue
+            path: list[str] = [start]
+            state[start] = 1
+            stack: list[Iterator[str]] = [iter(graph[start])]
+            while stack:
+                child = next(stack[-1], None)
+                if child is None:
+                    state[path.pop()] = 2
+                    stack.pop()
+                    continue
+                if state.get(child) == 1:
+                    cycle = path[path.index(child) :]
+                    members = frozenset(cycle)
+                    if members not in reported:
+                        reported.add(members)
+                        first = min(cycle, key=list(jobs).index)
+                        at = cycle.index(first)
+                        ordered = [*cycle[at:], *cycle[:at], first]
+                        self.add(
+                            join("jobs", first),
+                            f"dependency cycle in needs: {' -> '.join(ordered)}",
+                            "cycle",
+                            key=True,
+                        )
+                elif not state.get(child):
+                    state[child] = 1
+                    path.append(child)
+                    stack.append(iter(graph[child]))
+
+
+_ID_RULE = "ids start with a letter or _ and hold only letters, digits, _ and -"

@@ -1,0 +1,376 @@
+"""What each job instance asks for: the capabilities the policy must grant before it runs.
+
+One job instance (after matrix expansion, `runner.plan`) asks for:
+
+    image       its container (`container:`, default `base`), resolved per matrix value
+    tool        each entry of `tools:`            tools-all   `tools: all`
+    network     `permissions.network: egress`     exec        `permissions.exec: true`
+    secret      each `permissions.secrets` entry and each `secrets.NAME` its expressions read
+    resource    each `timeout-minutes` (job or step) it declares
+    uses        each step's `uses:` (and a job-level reusable-workflow `uses:`)
+
+A request that cannot be known before the run (an image from a matrix computed at run
+time, `secrets[expr]`, `toJSON(secrets)`, a timeout from an input) is `unresolved`: the
+policy denies it, whatever it grants. Two requests need no grant and are marked
+`builtin`: `actions/checkout` (the workspace already is the checkout) and
+`secrets.GITHUB_TOKEN` (it means nothing here and evaluates to empty).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner import expressions
+from runner.expressions import parser as ep
+from runner.expressions.evaluate import find_expressions
+from runner.mission.model import Job, Mission
+from runner.mission.plan import JobInstance, instances
+
+DEFAULT_IMAGE = "base"
+KINDS = ("image", "tool", "tools-all", "network", "secret", "exec", "resource", "uses")
+GITHUB_TOKEN = "GITHUB_TOKEN"
+DYNAMIC_SECRET = "*"
+
+_FIELD_KEYS = {"with_": "with", "if_": "if", "delay_s": "delay", "max_delay_s": "max-delay"}
+_BARE_EXPRESSION_FIELDS = frozenset({"if_"})  # `if:` may be written without ${{ }}
+_SECRETS = "secrets"
+_UNKNOWN = "it cannot be known before the run"
+
+
+@dataclass(frozen=True)
+class Capability:
+    kind: str  # one of KINDS
+    value: str
+    keypath: str  # where in the mission it is asked for
+    refused: str = ""  # non-empty: why it is denied whatever the policy grants
+    builtin: str = ""  # non-empty: why it needs no grant
+    minutes: float | None = None  # resource: the requested timeout
+
+
+# ---------------------------------------------------------------------- expressions
+
+
+def expression_sources(text: str, *, bare: bool = False) -> list[str] | None:
+    """The inner sources of the expressions in `text`; None when they cannot be read."""
+    try:
+        found = [source for _, source in find_expressions(text)]
+    except ep.ExpressionError:
+        return None
+    if bare and not found and text.strip():
+        return [text]
+    return found
+
+
+def _first_key(accessors: tuple[ep.Accessor, ...]) -> str | None:
+    """The name the first accessor reads (`.NAME` or `['NAME']`); None when computed."""
+    if not accessors:
+        return None
+    first = accessors[0]
+    if isinstance(first, ep.Prop):
+        return first.name
+    if isinstance(first, ep.Index) and isinstance(first.expr, ep.Literal):
+        return first.expr.value if isinstance(first.expr.value, str) else None
+    return None
+
+
+@functools.lru_cache(maxsize=16384)
+def context_reads(source: str, name: str) -> tuple[str | None, ...] | None:
+    """The keys one expression reads from context `name` (None: the whole context or a
+    computed key); None when the source does not parse."""
+    try:
+        members = expressions.referenced_members(source, name, bare=True)
+    except ep.ExpressionError:
+        return None
+    return tuple(None if m == "*" else m for m in sorted(members))
+
+
+def secret_names(text: str, *, bare: bool = False) -> list[str]:
+    """Secret names `text` reads, upper-cased (lookups are case-insensitive, as GitHub's).
+
+    `DYNAMIC_SECRET` stands for a read that cannot be named statically: `secrets[expr]`,
+    `toJSON(secrets)`, or an expression that does not parse but mentions `secrets`.
+    """
+    if _SECRETS not in text.lower():
+        return []
+    sources = expression_sources(text, bare=bare)
+    if sources is None:
+        return [DYNAMIC_SECRET]
+    names: list[str] = []
+    for source in sources:
+        if _SECRETS not in source.lower():
+            continue
+        reads = context_reads(source, _SECRETS)
+        if reads is None:
+            names.append(DYNAMIC_SECRET)
+            continue
+        names.extend(DYNAMIC_SECRET if key is None else key.upper() for key in reads)
+    return names
+
+
+def resolve(text: str, matrix: Mapping[str, Any], *, dynamic: bool) -> tuple[str, str]:
+    """`text` with its `${{ matrix.* }}` expressions resolved: (value, "") or ("", why not).
+
+    Only the `matrix` context is known before the run; anything else is unresolved.
+    """
+    value, why = _resolve(text, matrix, dynamic=dynamic)
+    return (value, "") if not why else ("", why)
+
+
+def _resolve(text: str, matrix: Mapping[str, Any], *, dynamic: bool) -> tuple[str, str]:
+    try:
+        found = find_expressions(text)
+    except ep.ExpressionError as exc:
+        return "", f"it does not parse: {exc.message}"
+    if not found:
+        return text, ""
+    if dynamic:
+        return "", f"{_UNKNOWN}: the matrix is computed at run time"
+    out: list[str] = []
+    last = 0
+    for offset, source in found:
+        value, why = _resolve_one(source, matrix)
+        if why:
+            return "", why
+        out.append(text[last:offset])
+        out.append(value)
+        last = text.find("}}", offset + 3 + len(source)) + 2
+    out.append(text[last:])
+    result = "".join(out)
+    if not result.strip():
+        return "", "it resolves to an empty value"
+    if "${{" in result:
+        return "", "it resolves to another expression"
+    return result, ""
+
+
+def _resolve_one(source: str, matrix: Mapping[str, Any]) -> tuple[str, str]:
+    try:
+        tree = ep.parse(source)
+    except ep.ExpressionError as exc:
+        return "", f"it does not parse: {exc.message}"
+    plain = (
+        f"{_UNKNOWN}: only plain matrix values (`${{{{ matrix.NAME }}}}`) are resolved before it"
+    )
+    if not isinstance(tree, ep.Access) or not isinstance(tree.base, ep.Context):
+        return "", plain
+    if tree.base.name.lower() != "matrix":
+        return "", f"{_UNKNOWN}: it reads `{tree.base.name}`"
+    value: Any = matrix
+    for accessor in tree.accessors:
+        key = _first_key((accessor,))
+        if key is None or not isinstance(value, Mapping):
+            return "", plain
+        lowered = {str(k).lower(): v for k, v in value.items()}
+        if key.lower() not in lowered:
+            return "", f"this matrix instance has no value for `{source.strip()}`"
+        value = lowered[key.lower()]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return "", f"matrix value `{source.strip()}` is not a string or number"
+    return str(value), ""
+
+
+# ---------------------------------------------------------------------- walking records
+
+
+def _key(name: str) -> str:
+    return _FIELD_KEYS.get(name, name.replace("_", "-"))
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(attribute, YAML key, is a bare `if:`) of a record class, without ids and positions."""
+    return tuple(
+        (f.name, _key(f.name), f.name in _BARE_EXPRESSION_FIELDS)
+        for f in dataclasses.fields(cls)
+        if f.name not in ("id", "index", "positions")
+    )
+
+
+def strings(record: Any, keypath: str) -> Iterator[tuple[str, str, bool]]:
+    """Every string in a record, with its key path and whether it is a bare `if:`."""
+    if isinstance(record, str):
+        yield keypath, record, False
+    elif record is None or isinstance(record, bool | int | float):
+        return
+    elif isinstance(record, dict | Mapping):
+        for key, value in record.items():
+            yield from strings(value, f"{keypath}.{key}" if keypath else str(key))
+    elif isinstance(record, tuple | list):
+        for i, value in enumerate(record):
+            yield from strings(value, f"{keypath}[{i}]")
+    elif dataclasses.is_dataclass(record) and not isinstance(record, type):
+        for name, key, bare in _fields_of(type(record)):
+            value = getattr(record, name)
+            if value is None or isinstance(value, bool | int | float):
+                continue
+            path = f"{keypath}.{key}" if keypath else key
+            if bare and isinstance(value, str):
+                yield path, value, True
+            else:
+                yield from strings(value, path)
+
+
+# ---------------------------------------------------------------------- extraction
+
+
+def _secret_requests(mission: Mission, job: Job) -> list[tuple[str, str]]:
+    return list(_iter_secret_requests(mission, job))
+
+
+def _iter_secret_requests(mission: Mission, job: Job) -> Iterator[tuple[str, str]]:
+    """(NAME, keypath) of every secret the job asks for, permissions first."""
+    if job.permissions is not None:
+        base = f"jobs.{job.id}.permissions.secrets"
+    else:
+        base = "permissions.secrets"
+    perms = mission.job_permissions(job)
+    for i, name in enumerate(perms.secrets):
+        yield name.upper(), f"{base}[{i}]"
+    places = [*strings(mission.env, "env"), *strings(job, f"jobs.{job.id}")]
+    for keypath, text, bare in places:
+        for name in secret_names(text, bare=bare):
+            yield name, keypath
+
+
+def _uses_capability(value: str, keypath: str) -> Capability:
+    if "${{" in value:
+        return Capability("uses", value, keypath, refused="`uses:` cannot hold an expression")
+    if value.startswith("./"):
+        normal = posixpath.normpath(value)
+        if normal.startswith("..") or "/../" in f"/{value}/" or "//" in value:
+            return Capability(
+                "uses",
+                value,
+                keypath,
+                refused="a local action path must stay inside the repository (no `..`)",
+            )
+        return Capability("uses", value, keypath)
+    name, _, _ = value.partition("@")
+    if name.lower() == "actions/checkout":
+        return Capability(
+            "uses",
+            value,
+            keypath,
+            builtin="actions/checkout is built in: the workspace already is the checkout",
+        )
+    return Capability("uses", value, keypath)
+
+
+def _timeout(value: float | str | None, keypath: str, inst: JobInstance) -> Capability | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text, why = resolve(value, inst.matrix, dynamic=inst.dynamic)
+        try:
+            minutes = float(text) if not why else None
+        except ValueError:
+            minutes, why = None, f"{text!r} is not a number of minutes"
+        if minutes is None:
+            return Capability("resource", f"timeout-minutes={value}", keypath, refused=why)
+        value = minutes
+    return Capability("resource", f"timeout-minutes={value:g}", keypath, minutes=float(value))
+
+
+def job_capabilities(
+    mission: Mission, inst: JobInstance, secrets: list[tuple[str, str]] | None = None
+) -> list[Capability]:
+    """Every capability one job instance asks for, in a stable order, each value once.
+
+    `secrets`: the job's secret requests when already known (they do not depend on the
+    matrix instance)."""
+    job = inst.job
+    if secrets is None:
+        secrets = _secret_requests(mission, job)
+    jp = f"jobs.{job.id}"
+    caps: list[Capability] = []
+    # image
+    raw = job.container if job.container is not None else DEFAULT_IMAGE
+    image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
+    caps.append(Capability("image", image or raw, f"{jp}.container", refused=why))
+    # tools
+    if job.tools == "all":
+        caps.append(Capability("tools-all", "all", f"{jp}.tools"))
+    else:
+        for i, tool in enumerate(job.tools):
+            name, why = resolve(tool, inst.matrix, dynamic=inst.dynamic)
+            caps.append(Capability("tool", name or tool, f"{jp}.tools[{i}]", refused=why))
+    # network, secrets, exec
+    perms = mission.job_permissions(job)
+    pp = f"{jp}.permissions" if job.permissions is not None else "permissions"
+    if perms.network == "egress":
+        caps.append(Capability("network", "egress", f"{pp}.network"))
+    for name, keypath in secrets:
+        if name == DYNAMIC_SECRET:
+            caps.append(
+                Capability(
+                    "secret",
+                    name,
+                    keypath,
+                    refused="the secret read here cannot be known before the run (secrets[...] "
+                    "or the whole secrets context); name each secret as secrets.NAME",
+                )
+            )
+        elif name == GITHUB_TOKEN:
+            caps.append(
+                Capability(
+                    "secret",
+                    name,
+                    keypath,
+                    builtin="secrets.GITHUB_TOKEN means nothing here: it evaluates to empty",
+                )
+            )
+        else:
+            caps.append(Capability("secret", name, keypath))
+    if perms.exec:
+        caps.append(Capability("exec", "workspace", f"{pp}.exec"))
+    # resources
+    timeouts = [_timeout(job.timeout_minutes, f"{jp}.timeout-minutes", inst)]
+    for step in job.steps:
+        timeouts.append(
+            _timeout(step.timeout_minutes, f"{jp}.steps[{step.index}].timeout-minutes", inst)
+        )
+    caps.extend(cap for cap in timeouts if cap is not None)
+    # uses
+    if job.uses is not None:
+        caps.append(_uses_capability(job.uses, f"{jp}.uses"))
+    for step in job.steps:
+        if step.uses is not None:
+            caps.append(_uses_capability(step.uses, f"{jp}.steps[{step.index}].uses"))
+    return _dedupe(caps)
+
+
+def _dedupe(caps: list[Capability]) -> list[Capability]:
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for cap in caps:
+        if (cap.kind, cap.value) not in seen:
+            seen.add((cap.kind, cap.value))
+            result.append(cap)
+    return result
+
+
+def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capability]]]:
+    """Each job instance of the mission (plan order) with what it asks for."""
+    found: list[tuple[JobInstance, list[Capability]]] = []
+    for insts in instances(mission).values():
+        secrets = _secret_requests(mission, insts[0].job) if insts else []
+        found.extend((inst, job_capabilities(mission, inst, secrets)) for inst in insts)
+    return found
+
+
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def is_image_reference(image: str) -> bool:
+    """An image reference (`python:3.12`, `ghcr.io/x/y`), not a `containers/<name>` name."""
+    return any(c in image for c in "/:@")
+
+
+def is_pinned(image: str) -> bool:
+    return bool(_DIGEST.search(image))

@@ -1,0 +1,289 @@
+"""Reading a policy file, failing closed (SPEC 5; the format is in docs/policy.md).
+
+    missing, unreadable, empty, or not a mapping   -> a deny-all Policy saying why
+    malformed YAML, unknown key, bad value,
+    another version, duplicate rule names          -> InvalidPolicy (exit 2), every problem
+                                                      as `path:line:col: keypath: message`
+
+The YAML is read by `runner.yaml_loader` (YAML 1.2 core, no tags, no duplicate keys) and
+checked against the Cerberus schema `schemas/policy.yml` (`runner.schemas`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cerberus
+import yaml
+
+from runner.errors import InvalidMission, InvalidPolicy
+from runner.findings import Finding, sort_findings
+from runner.policy.model import (
+    BASE,
+    BUILTIN,
+    DEFAULT_PATH,
+    RULE,
+    VERSION,
+    LimitRaise,
+    Limits,
+    Policy,
+    Rule,
+)
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_MEMORY = re.compile(r"(?i)^([0-9]+) ?([bkmgt]?)(?:i?b)?$")
+_MIN_MEMORY = 6 * 1024**2  # Docker refuses less
+_MAX_MEMORY = 1024**5
+
+
+class PolicyValidator(cerberus.Validator):  # type: ignore[misc]
+    types_mapping = cerberus.Validator.types_mapping.copy()
+    types_mapping["count"] = cerberus.TypeDefinition("count", (int,), (bool,))
+    types_mapping["real"] = cerberus.TypeDefinition("real", (int, float), (bool,))
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    text = importlib.resources.files("runner.schemas").joinpath("policy.yml").read_text("utf-8")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+_MAX_INT = 2**53 - 1
+
+
+def ledger_safe(value: Any) -> Any:
+    """The policy document as the ledger can store it (its canonical JSON has no floats):
+    an integral float becomes an int; another float, or an int beyond 2**53, its text."""
+    if isinstance(value, dict):
+        return {k: ledger_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [ledger_safe(v) for v in value]
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= _MAX_INT else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        return str(value)
+    return value
+
+
+def canonical_digest(document: Mapping[str, Any]) -> str:
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def deny_all(display: str, why: str) -> Policy:
+    return Policy(path=display, document={}, digest=canonical_digest({}), denied=why)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load(path: Path | None, root: Path) -> Policy:
+    """The policy at `path` (default `root/policies/default.yml`), failing closed."""
+    from runner.mission.yaml_loader import parse_yaml
+
+    file = path if path is not None else root / DEFAULT_PATH
+    if not file.is_absolute():
+        file = root / file
+    display = _display(file, root)
+    hint = "write one (see docs/policy.md)"
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return deny_all(display, f"no policy at {display}: everything is denied; {hint}")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return deny_all(display, f"cannot read the policy {display} ({why}): everything is denied")
+    kind = _top_level(data)
+    if kind == "empty":
+        return deny_all(display, f"the policy {display} is empty: everything is denied; {hint}")
+    if kind != "mapping":
+        return deny_all(
+            display,
+            f"the policy {display} is {kind}, not a mapping: everything is denied; {hint}",
+        )
+    try:
+        doc = parse_yaml(data, display)
+    except InvalidMission as exc:
+        raise _invalid(display, list(exc.findings)) from None
+    return _build(display, doc.value, doc.at, doc.key_at)
+
+
+def _top_level(data: bytes) -> str:
+    """ "empty", "mapping", or what else the document is ("mapping" when it does not parse:
+    the strict loader then says why)."""
+    try:
+        node = yaml.compose(data, Loader=yaml.BaseLoader)
+    except yaml.YAMLError:
+        return "mapping"
+    if node is None:
+        return "empty"
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    if isinstance(node, yaml.ScalarNode):
+        return "empty" if node.value.strip() in ("", "~", "null", "Null", "NULL") else "a scalar"
+    return "a list"
+
+
+def _invalid(display: str, findings: Sequence[Finding]) -> InvalidPolicy:
+    count = len(findings)
+    return InvalidPolicy(
+        f"{display}: {count} problem{'s' if count != 1 else ''} in the policy; it is not used "
+        "(nothing runs until it is fixed)",
+        sort_findings(findings),
+    )
+
+
+def _keypath(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out = f"{out}[{part}]" if isinstance(part, int) else (f"{out}.{part}" if out else str(part))
+    return out
+
+
+def _message(error: Any) -> str:
+    code, value, constraint = error.code, error.value, error.constraint
+    if code == 0x03:
+        return "unknown key; a policy holds only the keys documented in docs/policy.md"
+    if code == 0x02:
+        return "required key is missing"
+    if code == 0x24:
+        kinds = constraint if isinstance(constraint, list) else [constraint]
+        names = {"count": "an integer", "real": "a number", "dict": "a mapping", "list": "a list"}
+        wanted = " or ".join(names.get(k, f"a {k}") for k in kinds)
+        return f"must be {wanted}, not {json.dumps(value, default=str)}"
+    if code == 0x44:
+        allowed = ", ".join(str(c) for c in constraint)
+        return f"{json.dumps(value, default=str)} is not allowed; one of: {allowed}"
+    if code == 0x41:
+        return f"{json.dumps(value)} is not a valid value here"
+    if code in (0x42, 0x43):
+        return f"{value} is {'below' if code == 0x42 else 'above'} the bound {constraint}"
+    if code == 0x22:
+        return "must not be empty"
+    return str(cerberus.errors.BasicErrorHandler.messages.get(code, "invalid value")).format(
+        constraint=constraint, value=value, field=error.field
+    )
+
+
+def _leaves(errors: Iterable[Any]) -> Iterable[Any]:
+    for error in errors:
+        if error.is_group_error:
+            yield from _leaves(error.child_errors)
+        else:
+            yield error
+
+
+def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
+    findings: list[Finding] = []
+
+    def problem(keypath: str, message: str, *, key: bool = False) -> None:
+        line, col = key_at(keypath) if key else at(keypath)
+        findings.append(Finding(display, line, col, message, RULE, keypath))
+
+    version = doc.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != VERSION:
+        problem("version", f"unsupported policy version {version}; this runner reads version 1")
+    validator = PolicyValidator(schema())
+    if not validator.validate(doc):
+        for error in _leaves(validator._errors):
+            problem(_keypath(error.document_path), _message(error), key=error.code == 0x03)
+    limits = Limits()
+    if not findings:
+        limits = _base_limits(_limits(doc.get("limits") or {}, "limits", problem))
+    rules: list[Rule] = []
+    seen: dict[str, int] = {}
+    raw_rules = (doc.get("rules") or []) if not findings else []
+    for i, raw in enumerate(raw_rules):
+        name = raw["name"]
+        if name in (BASE, BUILTIN):
+            problem(f"rules[{i}].name", f'"{name}" is reserved; give the rule another name')
+        if name in seen:
+            problem(
+                f"rules[{i}].name", f'duplicate rule name "{name}" (first: rules[{seen[name]}])'
+            )
+        seen.setdefault(name, i)
+        allow = raw["allow"]
+        raised = _limits(allow.get("limits") or {}, f"rules[{i}].allow.limits", problem)
+        rules.append(
+            Rule(
+                name=name,
+                mission=raw["match"]["mission"],
+                job=raw["match"]["job"],
+                images=tuple(allow.get("images", ())),
+                tools=tuple(allow.get("tools", ())),
+                uses=tuple(allow.get("uses", ())),
+                network=allow.get("network") == "egress",
+                secrets=frozenset(s.upper() for s in allow.get("secrets", ())),
+                exec=allow.get("exec") is True,
+                tools_all=allow.get("tools-all") is True,
+                limits=raised,
+                description=raw.get("description", ""),
+            )
+        )
+    if findings:
+        raise _invalid(display, findings)
+    document = ledger_safe(doc)
+    return Policy(
+        path=display,
+        document=document,
+        digest=canonical_digest(document),
+        images=tuple(doc.get("images", ())),
+        tools=tuple(doc.get("tools", ())),
+        uses=tuple(doc.get("uses", ())),
+        limits=limits,
+        rules=tuple(rules),
+        enforce=frozenset(doc.get("enforce", ())),
+    )
+
+
+def memory_bytes(value: int | str) -> int | None:
+    if isinstance(value, int):
+        return value
+    match = _MEMORY.match(value.strip())
+    return int(match.group(1)) * _UNITS[match.group(2).lower()] if match else None
+
+
+def _limits(raw: Mapping[str, Any], keypath: str, problem: Any) -> LimitRaise:
+    """The limits given in a validated mapping (top-level `limits` or a rule's)."""
+    mem = raw.get("memory")
+    size = memory_bytes(mem) if mem is not None else None
+    if mem is not None and (size is None or size < _MIN_MEMORY):
+        problem(f"{keypath}.memory", f"{mem!r} is less than the 6m Docker needs at least")
+    elif size is not None and size > _MAX_MEMORY:
+        problem(f"{keypath}.memory", f"{mem!r} is more than 1024t; write a real limit")
+    return LimitRaise(
+        timeout_minutes=float(raw["timeout-minutes"]) if "timeout-minutes" in raw else None,
+        memory=str(mem) if mem is not None else None,
+        memory_bytes=size,
+        cpus=float(raw["cpus"]) if "cpus" in raw else None,
+        pids=raw.get("pids"),
+        user=raw.get("user"),
+    )
+
+
+def _base_limits(given: LimitRaise) -> Limits:
+    limits = Limits()
+    if given.timeout_minutes is not None:
+        limits = replace(limits, timeout_minutes=given.timeout_minutes)
+    if given.memory is not None and given.memory_bytes is not None:
+        limits = replace(limits, memory=given.memory, memory_bytes=given.memory_bytes)
+    if given.cpus is not None:
+        limits = replace(limits, cpus=given.cpus)
+    if given.pids is not None:
+        limits = replace(limits, pids=given.pids)
+    if given.user is not None:
+        limits = replace(limits, user=given.user)
+    return limits

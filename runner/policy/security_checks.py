@@ -1,0 +1,160 @@
+"""Security checks on a mission, in the spirit of zizmor: warnings a policy may enforce.
+
+    template-injection  untrusted input (`inputs.*`, `github.event.*`, `github.head_ref`)
+                        expanded into a `run:` script, where a crafted value runs commands
+    mission-secrets     secrets requested at the top level reach every job that inherits
+    unpinned-image      an image reference (not a `containers/<name>`) without @sha256:
+    tools-all           a job that gets its whole image (`tools: all`)
+
+Each is a `Finding` WARNING. A policy's `enforce: [...]` turns the named checks into
+denials (see `runner.policy.decide`). Credentials written into the mission are found by
+the loader's validation (SPEC 4), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from runner.findings import Finding, Severity
+from runner.mission.model import Mission
+from runner.mission.plan import instances
+from runner.policy.capabilities import (
+    context_reads,
+    expression_sources,
+    is_image_reference,
+    is_pinned,
+    resolve,
+)
+
+CHECKS = ("template-injection", "mission-secrets", "unpinned-image", "tools-all")
+
+
+def _finding(mission: Mission, keypath: str, message: str, rule: str) -> Finding:
+    line, col = mission.where(keypath)
+    return Finding(mission.path, line, col, message, rule, keypath, Severity.WARNING)
+
+
+def untrusted_inputs(source: str) -> list[str]:
+    """What in one expression source comes from outside: `inputs.x`, `github.event...`."""
+    lowered = source.lower()
+    if "inputs" not in lowered and "github" not in lowered:
+        return []
+    found: list[str] = []
+    for key in context_reads(source, "inputs") or ():
+        found.append(f"inputs.{key}" if key else "inputs")
+    for key in context_reads(source, "github") or ():
+        if key is None:
+            found.append("github")  # toJSON(github), github[expr]: the event is in there
+        elif key.lower() in ("event", "head_ref"):
+            found.append(f"github.{key}")
+    return found
+
+
+def _template_injection(mission: Mission) -> Iterator[Finding]:
+    for job in mission.jobs.values():
+        for step in job.steps:
+            if not step.run:
+                continue
+            keypath = f"jobs.{job.id}.steps[{step.index}].run"
+            for source in expression_sources(step.run) or []:
+                names = untrusted_inputs(source)
+                if not names:
+                    continue
+                var = names[0].split(".")[-1].upper().replace("-", "_")
+                yield _finding(
+                    mission,
+                    keypath,
+                    f"untrusted input {', '.join(names)} is expanded into the script "
+                    f"(`${{{{{source}}}}}`): a crafted value runs as shell code; pass it "
+                    f"through env (env: {{{var}: '${{{{ {source.strip()} }}}}'}}) and use "
+                    f'"${var}" in the script',
+                    "template-injection",
+                )
+
+
+def _mission_secrets(mission: Mission) -> Iterator[Finding]:
+    secrets = mission.permissions.secrets
+    inheriting = [job.id for job in mission.jobs.values() if job.permissions is None]
+    if secrets and inheriting:
+        yield _finding(
+            mission,
+            "permissions.secrets",
+            f"secrets {', '.join(secrets)} are requested for the whole mission and reach "
+            f"every job that does not set its own permissions ({', '.join(inheriting)}); "
+            "request them in `jobs.<id>.permissions.secrets` of the jobs that need them",
+            "mission-secrets",
+        )
+
+
+def _unpinned_images(mission: Mission) -> Iterator[Finding]:
+    for job_id, insts in instances(mission).items():
+        job = mission.jobs[job_id]
+        seen: set[str] = set()
+        if job.container is not None:
+            for inst in insts:
+                image, why = resolve(job.container, inst.matrix, dynamic=inst.dynamic)
+                if not why:
+                    seen.add(image)
+            for image in sorted(seen):
+                if is_image_reference(image) and not is_pinned(image):
+                    yield _unpinned(mission, f"jobs.{job_id}.container", image)
+        for step in job.steps:
+            if step.uses and step.uses.startswith("docker://"):
+                image = step.uses[len("docker://") :]
+                if not is_pinned(image):
+                    yield _unpinned(mission, f"jobs.{job_id}.steps[{step.index}].uses", image)
+
+
+def _unpinned(mission: Mission, keypath: str, image: str) -> Finding:
+    return _finding(
+        mission,
+        keypath,
+        f"image {image} is not pinned by digest: its tag can move to other content; pin it "
+        f"({image.split('@')[0]}@sha256:<digest>)",
+        "unpinned-image",
+    )
+
+
+def _tools_all(mission: Mission) -> Iterator[Finding]:
+    for job in mission.jobs.values():
+        if job.tools == "all":
+            yield _finding(
+                mission,
+                f"jobs.{job.id}.tools",
+                "the job gets its whole image (`tools: all`): every executable in it, not "
+                "only the ones it needs; list the tools instead",
+                "tools-all",
+            )
+
+
+def security_findings(mission: Mission) -> list[Finding]:
+    """Every security warning about `mission`, in file order of the checks."""
+    return [
+        *_template_injection(mission),
+        *_mission_secrets(mission),
+        *_unpinned_images(mission),
+        *_tools_all(mission),
+    ]
+
+
+def enforced_findings(mission: Mission, enforce: Iterable[str]) -> list[Finding]:
+    """The findings of the checks a policy enforces, as errors."""
+    wanted = frozenset(enforce)
+    if not wanted:
+        return []
+    return [
+        Finding(f.path, f.line, f.col, f.message, f.rule, f.keypath, Severity.ERROR)
+        for f in security_findings(mission)
+        if f.rule in wanted
+    ]
+
+
+def with_enforcement(findings: Iterable[Finding], enforce: Iterable[str]) -> list[Finding]:
+    """`findings` with those of enforced checks raised to errors."""
+    wanted = frozenset(enforce)
+    return [
+        Finding(f.path, f.line, f.col, f.message, f.rule, f.keypath, Severity.ERROR)
+        if f.rule in wanted and f.severity is Severity.WARNING
+        else f
+        for f in findings
+    ]

@@ -1,0 +1,189 @@
+"""The event log of a run: `.runner/runs/<run-id>/events.jsonl`.
+
+One JSON object a line: `seq` (from 1, monotonic), `ts` (RFC 3339, UTC, milliseconds),
+`kind` (`run.started`, `job.started`, `step.started`, `output`, `step.finished`,
+`job.finished`, `run.finished`, ...) and the event's fields, every field redacted before it
+is written (`redact.redact_structure`: strings through the run's `Redactor`, values of
+sensitive keys masked whole).
+
+Durability: each line goes to the file in one `write()` on an `O_APPEND` descriptor, so a
+reader (`runner logs --follow`) sees whole lines as soon as they are written. Transitions
+(every kind but `output`) are also fsync'd before `emit` returns: no acknowledged
+transition is lost in a crash, and the ledger, which seals the log's digest, never refers
+to a transition the disk does not hold. `output` lines are not fsync'd one by one: a step
+printing a million lines would otherwise wait on the disk a million times (an fsync costs
+milliseconds); they reach the disk with the next transition, so a crash loses at most the
+output of the step that was running, never a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import InvalidInput
+from runner.secrets.redact import Redactor, redact_structure
+
+RESERVED = frozenset({"seq", "ts", "kind"})
+POLL_S = 0.05
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _reopen(path: Path) -> int:
+    """For a log written before (a resumed run): drop a torn last line left by a crash, so
+    that the next event starts a line of its own, and return the last seq (0 for none)."""
+    try:
+        with path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = handle.seek(max(0, size - (1 << 20)))  # lines are far shorter
+            tail = handle.read()
+            if tail and not tail.endswith(b"\n"):
+                handle.truncate(start + tail.rfind(b"\n") + 1)
+            lines = tail.split(b"\n")
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines[:-1]):
+        try:
+            return int(json.loads(line)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+class EventLog:
+    """Appends redacted events; safe to call from several threads at once."""
+
+    def __init__(self, path: Path, redactor: Redactor) -> None:
+        self.path = path
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._synced = 0  # every seq up to this one is on disk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._seq = _reopen(path)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._digest: str | None = None
+
+    def emit(self, kind: str, **fields: Any) -> int:
+        """Write one event; returns its seq."""
+        clash = RESERVED & fields.keys()
+        if clash:
+            raise ValueError(f"event fields may not be named {sorted(clash)}")
+        body = redact_structure(fields, self._redactor)
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"event log {self.path} is closed")
+            self._seq += 1
+            record = {"seq": self._seq, "ts": now_rfc3339(), "kind": kind, **body}
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+            data = (line + "\n").encode("utf-8")
+            written = os.write(self._fd, data)
+            while written < len(data):  # only on a full disk or a signal; keep the line whole
+                written += os.write(self._fd, data[written:])
+            seq, fd = self._seq, self._fd
+        if kind != "output":
+            self._sync(fd, seq)
+        return seq
+
+    def _sync(self, fd: int, seq: int) -> None:
+        """Group commit: one fsync covers every line written before it, so threads whose
+        lines an earlier fsync already covered return at once; writers never wait on it."""
+        with self._sync_lock:
+            if self._synced >= seq:
+                return
+            with self._lock:
+                target = self._seq
+            os.fsync(fd)
+            self._synced = target
+
+    def close(self) -> str:
+        """Make everything durable, close, and return the file's SHA-256 (hex)."""
+        with self._sync_lock, self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                self._digest = file_sha256(self.path)
+            assert self._digest is not None
+            return self._digest
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_events(
+    path: Path,
+    *,
+    follow: bool = False,
+    until_done: Callable[[], bool] | None = None,
+    poll_s: float = POLL_S,
+) -> Iterator[dict[str, Any]]:
+    """The events of a log, in order. With `follow`, waits for more (and for the file to
+    appear) until a `run.finished` event is read, or until `until_done()` is true and
+    nothing more is there. A last line without its newline is being written: it is waited
+    for when following, and left out otherwise (a torn line from a crash)."""
+    while follow and not path.exists():
+        if until_done is not None and until_done():
+            return
+        time.sleep(poll_s)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the event log {path}: {exc.strerror}") from exc
+    with handle:
+        partial = b""
+        number = 0
+        while True:
+            block = handle.read(1 << 16)
+            if block:
+                partial += block
+                *lines, partial = partial.split(b"\n")
+                for line in lines:
+                    number += 1
+                    if not line.strip():
+                        continue
+                    event = _parse(line, path, number)
+                    yield event
+                    if follow and event.get("kind") == "run.finished":
+                        return
+                continue
+            if not follow:
+                return
+            if until_done is not None and until_done():
+                # One more look: what was written before it finished is still due.
+                if not handle.read(1):
+                    return
+                handle.seek(-1, os.SEEK_CUR)
+                continue
+            time.sleep(poll_s)
+
+
+def _parse(line: bytes, path: Path, number: int) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise InvalidInput(f"{path}:{number}: not a JSON event ({exc})") from exc
+    if not isinstance(event, dict):
+        raise InvalidInput(f"{path}:{number}: not a JSON object")
+    return event

@@ -1,0 +1,160 @@
+"""Shared pieces of what runner shows on a terminal or in a log: status glyphs (with ASCII
+fallbacks for streams that cannot hold Unicode), the cleaning of untrusted output lines,
+durations. Used by `runner.progress` and `runner.live_view`; writing stays in `Output`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from runner.records.results import Status
+
+
+@dataclass(frozen=True)
+class Glyphs:
+    success: str
+    failure: str
+    cancelled: str
+    skipped: str
+    running: str
+    pending: str
+    retry: str
+    unresolved: str
+    bar: str
+    dot: str
+    arrow: str
+    spinner: tuple[str, ...]
+
+    def status(self, status: Status) -> str:
+        return {
+            Status.SUCCESS: self.success,
+            Status.FAILURE: self.failure,
+            Status.CANCELLED: self.cancelled,
+            Status.SKIPPED: self.skipped,
+            Status.RUNNING: self.running,
+            Status.PENDING: self.pending,
+        }[status]
+
+
+UNICODE = Glyphs(
+    success="✓",
+    failure="✗",
+    cancelled="⊘",
+    skipped="↷",
+    running="▶",
+    pending="○",
+    retry="↻",
+    unresolved="?",
+    bar="│",
+    dot="·",
+    arrow="\u203a",  # single right-pointing angle quotation mark
+    spinner=("⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"),
+)
+ASCII = Glyphs(
+    success="+",
+    failure="x",
+    cancelled="!",
+    skipped="-",
+    running=">",
+    pending=".",
+    retry="~",
+    unresolved="?",
+    bar="|",
+    dot="-",
+    arrow=">",
+    spinner=("|", "/", "-", "\\"),
+)
+
+STATUS_COLOR = {
+    Status.SUCCESS: "green",
+    Status.FAILURE: "red",
+    Status.CANCELLED: "yellow",
+    Status.SKIPPED: "dim",
+    Status.RUNNING: "blue",
+    Status.PENDING: "dim",
+}
+
+
+def stream_encoding(stream: TextIO) -> str | None:
+    encoding = getattr(stream, "encoding", None)
+    return encoding if isinstance(encoding, str) and encoding else None
+
+
+def _is_unicode(encoding: str | None) -> bool:
+    if encoding is None:  # an in-memory text stream holds any str
+        return True
+    try:
+        return codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        return False
+
+
+def glyphs_for(stream: TextIO) -> Glyphs:
+    return UNICODE if _is_unicode(stream_encoding(stream)) else ASCII
+
+
+def encodable(text: str, encoding: str | None) -> str:
+    """`text` with what `encoding` cannot hold replaced by '?', so a write never fails."""
+    if _is_unicode(encoding) or encoding is None:
+        return text
+    try:
+        return text.encode(encoding, "replace").decode(encoding)
+    except LookupError:
+        return text.encode("ascii", "replace").decode("ascii")
+
+
+ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement, clear screen
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|[ -/]*[0-~])"  # two-character sequences
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_line(text: str) -> str:
+    """A step's output line made harmless for a terminal or a CI log.
+
+    A carriage return inside a line (progress bars) keeps what a terminal would show last;
+    escape sequences and other control characters are removed; tabs stay.
+    """
+    if "\r" in text:
+        parts = [p for p in text.split("\r") if p]
+        text = parts[-1] if parts else ""
+    return _CONTROL.sub("", ESCAPE_SEQUENCE.sub("", text))
+
+
+def format_duration(seconds: float) -> str:
+    """`0.3s`, `12.5s`, `1m05s`, `2h03m`."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def parse_status(value: Any) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        return Status.FAILURE
+
+
+def ms_to_s(value: Any) -> float | None:
+    return None if value is None else float(value) / 1000
+
+
+STATUS_VERB = {
+    Status.SUCCESS: "succeeded",
+    Status.FAILURE: "failed",
+    Status.CANCELLED: "cancelled",
+    Status.SKIPPED: "skipped",
+    Status.RUNNING: "running",
+    Status.PENDING: "pending",
+}

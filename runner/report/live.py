@@ -1,0 +1,336 @@
+"""The live view of a run on a terminal: one row per job instance (status symbol, elapsed
+time, the step it is on), redrawn in place with ANSI cursor-up + clear-line by a background
+ticker at most `1 / interval` times a second, so that durations tick while steps run.
+After the run it prints the last output lines of every failed step and the annotations.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from runner.output import Output
+from runner.records.results import Status
+from runner.records.sink import Event
+from runner.report.display import (
+    STATUS_COLOR,
+    STATUS_VERB,
+    clean_line,
+    encodable,
+    format_duration,
+    glyphs_for,
+    ms_to_s,
+    parse_status,
+    stream_encoding,
+)
+
+TAIL_LINES = 10  # output lines of a failed step shown after the run
+
+
+@dataclass
+class _Row:
+    key: str
+    status: Status = Status.PENDING
+    started: float | None = None
+    duration_s: float | None = None
+    step: str = ""
+    attempt: int = 1
+    reason: str = ""
+    retry_at: float | None = None
+
+
+@dataclass
+class _Failure:
+    job: str
+    step: str
+    reason: str
+    lines: list[str] = field(default_factory=list)
+
+
+def _terminal_width(stream: TextIO) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = shutil.get_terminal_size((100, 24))
+    return max(size.columns, 20), max(size.lines, 5)
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+class LiveView:
+    """A table of jobs redrawn in place on a terminal while the run goes on."""
+
+    CURSOR_UP = "\x1b[{n}A"
+    CLEAR_LINE = "\x1b[2K"
+    CLEAR_BELOW = "\x1b[J"
+    HIDE_CURSOR = "\x1b[?25l"
+    SHOW_CURSOR = "\x1b[?25h"
+
+    def __init__(
+        self,
+        out: Output,
+        *,
+        interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        size: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        self._out = out
+        self._glyphs = glyphs_for(out.stdout)
+        self._encoding = stream_encoding(out.stdout)
+        self._interval = interval
+        self._clock = clock
+        self._size = size or (lambda: _terminal_width(out.stdout))
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rows: dict[str, _Row] = {}
+        self._header = ""
+        self._run_started: float | None = None
+        self._run_duration: float | None = None
+        self._tails: dict[tuple[str, int], collections.deque[str]] = {}
+        self._step_names: dict[tuple[str, int], str] = {}
+        self._failures: list[_Failure] = []
+        self._annotations: list[tuple[str, str, str]] = []  # level, where, message
+        self._drawn = 0  # lines of the last frame, to move back over
+        self._dirty = False
+        self._closed = False
+        self.frames = 0  # frames drawn: for tests and curiosity
+
+    # -- events (delivered one at a time by the Sink, from any worker thread) --
+
+    def handle(self, event: Event) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._apply(event)
+            self._dirty = True
+            finished = event.kind == "run.finished"
+        if finished:
+            self.close()
+        else:
+            self._start_ticker()
+
+    def _row(self, key: str) -> _Row:
+        if key not in self._rows:
+            self._rows[key] = _Row(key)
+        return self._rows[key]
+
+    def _apply(self, event: Event) -> None:
+        f = event.fields
+        kind = event.kind
+        now = self._clock()
+        if kind == "run.started":
+            self._header = (
+                f"{f.get('mission', '')} ({f.get('event', '')}) run {f.get('run_id', '')}"
+            )
+            self._run_started = now
+            for key in f.get("jobs", []):
+                self._row(str(key))
+        elif kind == "job.started":
+            row = self._row(str(f["job"]))
+            row.status, row.started = Status.RUNNING, now
+        elif kind == "step.started":
+            job, index = str(f["job"]), int(f["step"])
+            row = self._row(job)
+            if row.status is Status.PENDING:
+                row.status, row.started = Status.RUNNING, now
+            row.step, row.attempt, row.retry_at = (
+                str(f.get("name", "")),
+                int(f.get("attempt", 1)),
+                None,
+            )
+            self._step_names[(job, index)] = row.step
+            self._tails[(job, index)] = collections.deque(maxlen=TAIL_LINES)
+        elif kind == "output":
+            key = (str(f["job"]), int(f["step"]))
+            self._tails.setdefault(key, collections.deque(maxlen=TAIL_LINES)).append(
+                clean_line(str(f.get("line", "")))
+            )
+        elif kind == "annotation":
+            job, step = str(f["job"]), f.get("step")
+            where = job
+            if step is not None and (job, int(step)) in self._step_names:
+                where = f"{job} {self._glyphs.arrow} {self._step_names[(job, int(step))]}"
+            message = " ".join(clean_line(line) for line in str(f.get("message", "")).splitlines())
+            self._annotations.append((str(f.get("level", "error")), where, message))
+        elif kind == "step.retry":
+            row = self._row(str(f["job"]))
+            row.retry_at = now + float(f.get("delay_s", 0.0))
+            row.attempt = int(f.get("attempt", row.attempt + 1))
+            row.reason = str(f.get("reason", ""))
+        elif kind == "step.finished":
+            job, index = str(f["job"]), int(f["step"])
+            tail = self._tails.pop((job, index), None)
+            if parse_status(f.get("status")) is Status.FAILURE:
+                name = str(f.get("name", "")) or self._step_names.get((job, index), "")
+                self._failures.append(
+                    _Failure(job, name, str(f.get("reason", "")), list(tail or ()))
+                )
+        elif kind == "job.finished":
+            row = self._row(str(f["job"]))
+            row.status = parse_status(f.get("status"))
+            row.duration_s = ms_to_s(f.get("duration_ms"))
+            row.reason = str(f.get("reason", ""))
+            row.step, row.retry_at = "", None
+        elif kind == "run.finished":
+            self._run_duration = ms_to_s(f.get("duration_ms"))
+
+    # -- drawing --
+
+    def _start_ticker(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._out.raw(self.HIDE_CURSOR)
+            atexit.register(self._abandon)
+            self._thread = threading.Thread(target=self._tick, name="runner-live-view", daemon=True)
+            self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                if self._closed:
+                    return
+                running = any(r.status is Status.RUNNING for r in self._rows.values())
+                if self._dirty or running:
+                    self._draw()
+
+    def refresh(self) -> None:
+        """Draw a frame now (the ticker does this by itself)."""
+        with self._lock:
+            if not self._closed:
+                self._draw()
+
+    def _draw(self) -> None:
+        columns, lines = self._size()
+        frame = self.render(width=columns - 1, height=lines - 1)
+        parts = [self.CURSOR_UP.format(n=self._drawn)] if self._drawn else []
+        parts.append("\r")
+        parts.extend(f"{self.CLEAR_LINE}{line}\n" for line in frame)
+        parts.append(self.CLEAR_BELOW)
+        self._out.raw(encodable("".join(parts), self._encoding))
+        self._drawn = len(frame)
+        self._dirty = False
+        self.frames += 1
+
+    def render(self, *, width: int = 100, height: int = 24) -> list[str]:
+        """The current frame: a header and one row per job (painted, fitted to `width`)."""
+        now = self._clock()
+        g = self._glyphs
+        out = self._out
+        elapsed = self._run_duration
+        if elapsed is None and self._run_started is not None:
+            elapsed = now - self._run_started
+        header = self._header + (f" {g.dot} {format_duration(elapsed)}" if elapsed else "")
+        frame = [out.paint(_fit(header, width), "bold")]
+        rows = list(self._rows.values())
+        hidden: list[_Row] = []
+        if len(rows) > height - 1:  # keep the frame on screen: drop finished rows first
+            keep = max(height - 2, 1)
+            order = sorted(
+                range(len(rows)),
+                key=lambda i: (
+                    rows[i].status not in (Status.RUNNING, Status.FAILURE),
+                    rows[i].status is not Status.RUNNING,
+                    i,
+                ),
+            )
+            shown = set(order[:keep])
+            hidden = [r for i, r in enumerate(rows) if i not in shown]
+            rows = [r for i, r in enumerate(rows) if i in shown]
+        key_width = min(max((len(r.key) for r in rows), default=0), 40)
+        for row in rows:
+            if row.status is Status.RUNNING:
+                symbol = g.spinner[int(now / 0.1) % len(g.spinner)]
+            else:
+                symbol = g.status(row.status)
+            if row.status is Status.SKIPPED:
+                clock = ""
+            elif row.duration_s is not None:
+                clock = format_duration(row.duration_s)
+            elif row.started is not None:
+                clock = format_duration(now - row.started)
+            else:
+                clock = ""
+            text = f"{_fit(row.key, key_width):<{key_width}}  {clock:>7}  {self._detail(row, now)}"
+            text = _fit(text.rstrip(), width - 2)
+            frame.append(f"{out.paint(symbol, STATUS_COLOR[row.status])} {text}")
+        if hidden:
+            done = sum(1 for r in hidden if r.status.done)
+            more = f"{g.dot}{g.dot}{g.dot} {len(hidden)} more ({done} done, {len(hidden) - done} waiting)"
+            frame.append(out.paint(_fit(more, width), "dim"))
+        return frame
+
+    def _detail(self, row: _Row, now: float) -> str:
+        if row.status is Status.PENDING:
+            return "waiting"
+        if row.status is Status.RUNNING:
+            if row.retry_at is not None and row.retry_at > now:
+                why = f": {row.reason}" if row.reason else ""
+                return (
+                    f"{self._glyphs.retry} {row.step}{why}, attempt {row.attempt} "
+                    f"in {format_duration(row.retry_at - now)}"
+                )
+            again = f" (attempt {row.attempt})" if row.attempt > 1 else ""
+            return f"{row.step}{again}"
+        if row.status is Status.SUCCESS:
+            return ""
+        return row.reason or STATUS_VERB[row.status]
+
+    # -- the end --
+
+    def _abandon(self) -> None:
+        """At exit without `close()` (the run crashed): stop drawing, give the cursor back,
+        and leave whatever was printed below the table alone."""
+        self._stop.set()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._out.raw(self.SHOW_CURSOR)
+
+    def close(self) -> None:
+        """Stop the ticker, draw the last frame, print what failed. Idempotent."""
+        atexit.unregister(self._abandon)
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._rows and not self._header:
+                return  # nothing happened: leave the terminal as it was
+            self._draw()
+            self._out.raw(self.SHOW_CURSOR)
+            self._report()
+
+    def _report(self) -> None:
+        g = self._glyphs
+        out = self._out
+        for failure in self._failures:
+            where = f"{failure.job} {g.arrow} {failure.step}"
+            reason = f": {failure.reason}" if failure.reason else ""
+            count = len(failure.lines)
+            shown = f", last {count} line{'' if count == 1 else 's'}" if count else ", no output"
+            out.line("")
+            out.line(
+                encodable(f"{out.paint(g.failure, 'red')} {where}{reason}{shown}", self._encoding)
+            )
+            for line in failure.lines:
+                out.line(encodable(f"  {out.paint(g.bar, 'dim')} {line}", self._encoding))
+        if self._annotations:
+            out.line("")
+        colors = {"error": "red", "warning": "yellow"}
+        for level, where, message in self._annotations:
+            label = out.paint(level, colors.get(level, "blue"))
+            out.line(encodable(f"{label}: {where}: {message}", self._encoding))

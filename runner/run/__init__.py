@@ -1,0 +1,6 @@
+"""A run of a mission, end to end: the session, the scheduler over the DAG, one job, one
+step's container attempt, the job's workspace, artifacts, step output and workflow
+commands, the expression contexts, retries and the `verify:` post-conditions.
+May import every package below it: `policy`, `mission`, `engine`, `audit`, `report`,
+`records`, `expressions`, `secrets` and the base modules. Only `runner.commands` imports it.
+"""

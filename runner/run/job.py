@@ -1,0 +1,473 @@
+"""One job instance, start to end: its workspace, then each step in a fresh hardened
+container, with `if`, retries, timeouts, output/env files and artifacts.
+
+Everything the job reports goes through the run's `Sink`; everything it decides comes
+from the mission records, the policy grants and the contexts: no raw dicts, no Docker
+calls outside the `Backend`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runner import expressions
+from runner.engine.backend import run_labels
+from runner.errors import InvalidInput, RunnerError
+from runner.mission import actions
+from runner.mission.model import Job, Step
+from runner.mission.plan import JobInstance
+from runner.policy.model import Grants
+from runner.records.results import JobResult, Status, StepResult
+from runner.run import artifacts
+from runner.run.contexts import hash_files, implicit_success
+from runner.run.retry import attempt_delay, step_rng
+from runner.run.state import ResolvedImage, RunState
+from runner.run.step import Attempt, AttemptResult, StepContainers
+from runner.run.workspace import WORKSPACE_DIR, Workspace
+
+SHELLS: dict[str, list[str]] = {
+    "sh": ["sh", "-e", "-c"],
+    "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"],
+    "python": ["python3", "-c"],
+    "python3": ["python3", "-c"],
+}
+
+
+class JobRunner:
+    def __init__(
+        self,
+        state: RunState,
+        instance: JobInstance,
+        image: ResolvedImage,
+        grants: Grants,
+        needs: Mapping[str, Any],
+        *,
+        stop: threading.Event | None = None,
+        total: int = 1,
+    ) -> None:
+        self.state = state
+        self.stop = stop if stop is not None else state.cancel
+        self.total = total
+        self.instance = instance
+        self.job: Job = instance.job
+        self.image = image
+        self.grants = grants
+        self.needs = needs
+        self.result = JobResult(
+            key=instance.key,
+            job_id=instance.id,
+            matrix=dict(instance.matrix),
+            continue_on_error=False,
+            image=image.ref,
+        )
+        self._steps_ctx: dict[str, Any] = {}
+        self._env_files: dict[str, str] = {}
+        self._failed = False
+        self.containers: StepContainers | None = None  # set once the workspace exists
+
+    # -- contexts --------------------------------------------------------------------
+
+    def contexts(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        ctx = self.state.info.base_contexts()
+        ctx.update(
+            {
+                "env": dict(env if env is not None else {}),
+                "matrix": dict(self.instance.matrix),
+                "strategy": self._strategy(),
+                "needs": dict(self.needs),
+                "steps": self._steps_ctx,
+                "job": {"status": "failure" if self._failed else "success", "container": {}},
+                "secrets": {
+                    name: value
+                    for name, value in self.state.secrets.items()
+                    if name in self.grants.secrets
+                },
+            }
+        )
+        return ctx
+
+    def _strategy(self) -> dict[str, Any]:
+        strategy = self.job.strategy
+        fail_fast = strategy.fail_fast if strategy is not None else True
+        max_parallel = strategy.max_parallel if strategy is not None else None
+        return {
+            "fail-fast": fail_fast,
+            "job-index": self.instance.index,
+            "job-total": self.total,
+            "max-parallel": max_parallel if max_parallel is not None else self.total,
+        }
+
+    @property
+    def _containers(self) -> StepContainers:
+        assert self.containers is not None, "steps run only once the workspace exists"
+        return self.containers
+
+    def _functions(self, success: bool) -> dict[str, Callable[..., Any]]:
+        """The status functions (`success` = no earlier step failed) and hashFiles(),
+        which hashes the repository the workspace was copied from."""
+        cancel, root = self.state.cancel, self.state.info.root
+        return {
+            "success": lambda: success and not cancel.is_set(),
+            "failure": lambda: not success,
+            "always": lambda: True,
+            "cancelled": cancel.is_set,
+            "hashFiles": lambda *patterns: hash_files(root, patterns),
+        }
+
+    def _interpolate(self, text: str, ctx: Mapping[str, Any]) -> str:
+        return expressions.interpolate(text, ctx, self._functions(not self._failed))
+
+    def _env(self, step: Step | None) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for layer in (self.state.mission.env, self.job.env):
+            ctx = self.contexts(env)
+            for name, value in layer.items():
+                env[name] = self._interpolate(value, ctx)
+        env.update(self._env_files)
+        if step is not None:
+            ctx = self.contexts(env)
+            for name, value in step.env.items():
+                env[name] = self._interpolate(value, ctx)
+        return env
+
+    # -- the job ---------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        started = time.monotonic()
+        sink = self.state.sink
+        sink.emit("job.started", job=self.instance.key)
+        self.result.status = Status.RUNNING
+        coe = self.job.continue_on_error
+        workspace: Workspace | None = None
+        try:
+            self.result.continue_on_error = (
+                expressions.truthy(
+                    expressions.evaluate_condition(coe, self.contexts(), self._functions(True))
+                )
+                if isinstance(coe, str)
+                else bool(coe)
+            )
+            deadline = started + self._timeout_s(self.job.timeout_minutes)
+            workspace = Workspace(
+                self.state.backend,
+                self.state.info.run_id,
+                self.instance.key,
+                self.state.info.root,
+                exec_allowed=self.grants.exec,
+                labels=self._labels(),
+                uid=self.grants.limits.user,
+                snapshot=self.state.snapshot
+                if self.state.snapshot.uid == self.grants.limits.user
+                else None,
+            )
+            workspace.prepare(self._consumed())
+            self.containers = StepContainers(
+                self.state,
+                self.instance.key,
+                self.grants,
+                workspace.volume,
+                self._labels(),
+                self.stop,
+            )
+            for step in self.job.steps:
+                self._run_step(step, deadline)
+            if not self._failed:
+                self._collect_artifacts(workspace)
+            self._finish_outputs()
+        except RunnerError as exc:
+            self._fail(self.state.redactor(exc.message))
+        finally:
+            problem = self.containers.close() if self.containers is not None else None
+            if problem is not None:
+                self._fail(problem)
+            if workspace is not None:
+                workspace.close()
+        if self.result.status is Status.RUNNING:
+            if self.stop.is_set():
+                self.result.status, self.result.reason = Status.CANCELLED, "interrupted"
+            else:
+                self.result.status = Status.SUCCESS
+        self.result.duration_s = time.monotonic() - started
+        sink.emit(
+            "job.finished",
+            job=self.instance.key,
+            status=self.result.status.serialize(),
+            reason=self.result.reason,
+            duration_ms=round(self.result.duration_s * 1000),
+        )
+        return self.result
+
+    def _fail(self, reason: str) -> None:
+        self._failed = True
+        if self.result.status is Status.RUNNING:
+            cancelled = self.stop.is_set()
+            self.result.status = Status.CANCELLED if cancelled else Status.FAILURE
+            self.result.reason = "interrupted" if cancelled else reason
+
+    def _timeout_s(self, minutes: float | str | None) -> float:
+        limit = self.grants.limits.timeout_minutes * 60
+        if minutes is None:
+            return limit
+        if isinstance(minutes, str):
+            evaluated = expressions.evaluate(
+                minutes.strip().removeprefix("${{").removesuffix("}}"), self.contexts()
+            )
+            try:
+                minutes = float(evaluated)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"timeout-minutes evaluated to {evaluated!r}") from None
+        return min(limit, float(minutes) * 60)
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _run_step(self, step: Step, deadline: float) -> None:
+        sink = self.state.sink
+        sr = StepResult(index=step.index, name=step.display_name, id=step.id)
+        self.result.steps.append(sr)
+        env = self._env(step)
+        ctx = self.contexts(env)
+        functions = self._functions(not self._failed)
+        if self.stop.is_set():
+            self._skip(sr, Status.CANCELLED, "interrupted")
+            return
+        if not expressions.truthy(
+            expressions.evaluate_condition(implicit_success(step.if_), ctx, functions)
+        ):
+            self._skip(sr, Status.SKIPPED, "condition false")
+            return
+        started = time.monotonic()
+        retry = step.retry
+        attempts = retry.max_attempts if retry else 1
+        rng = step_rng(self.state.retry_seed, self.instance.key, step.index)
+        outcome = AttemptResult(Status.FAILURE)
+        for attempt in range(1, attempts + 1):
+            sr.attempts = attempt
+            step_deadline = deadline
+            if step.timeout_minutes is not None:
+                step_deadline = min(
+                    deadline, time.monotonic() + self._timeout_s(step.timeout_minutes)
+                )
+            try:
+                outcome = self._attempt(step, env, ctx, attempt, step_deadline)
+            except InvalidInput as exc:  # a step the runner cannot start: never retried
+                outcome = AttemptResult(Status.FAILURE, self.state.redactor(exc.message))
+                break
+            reason = outcome.reason
+            if outcome.status is Status.SUCCESS or self.stop.is_set():
+                break
+            if reason.startswith("refused") or time.monotonic() >= deadline:
+                break
+            kind = "timeout" if reason == "timeout" else "failure"
+            if retry is None or attempt == attempts or kind not in retry.on:
+                break
+            delay = attempt_delay(retry, attempt, rng)
+            sink.emit(
+                "step.retry",
+                job=self.instance.key,
+                step=step.index,
+                attempt=attempt + 1,
+                delay_s=round(delay, 3),
+                reason=reason,
+            )
+            if self.stop.wait(delay):
+                break
+        status, reason, outputs = outcome.status, outcome.reason, outcome.outputs
+        sr.exit_code, sr.outputs, sr.outcome, sr.reason = outcome.exit_code, outputs, status, reason
+        sr.tail, sr.log_sha256 = outcome.tail, outcome.log_sha256
+        sr.duration_s = time.monotonic() - started
+        if status is Status.SUCCESS:
+            self._env_files.update(outcome.env)
+        continue_on_error = step.continue_on_error
+        if isinstance(continue_on_error, str):
+            continue_on_error = expressions.truthy(
+                expressions.evaluate_condition(continue_on_error, ctx, functions)
+            )
+        sr.status = status
+        if status is not Status.SUCCESS:
+            if status is Status.FAILURE and continue_on_error:
+                sr.status = Status.SUCCESS
+                sr.reason = f"{reason} (continue-on-error)"
+            else:
+                self._fail(f"step {step.display_name!r} failed: {reason}")
+        if step.id:
+            self._steps_ctx[step.id] = {
+                "outputs": dict(outputs),
+                "outcome": sr.outcome.serialize(),
+                "conclusion": sr.status.serialize(),
+            }
+        sink.emit(
+            "step.finished",
+            job=self.instance.key,
+            step=step.index,
+            name=sr.name,
+            status=sr.status.serialize(),
+            reason=sr.reason,
+            exit_code=sr.exit_code,
+            duration_ms=round(sr.duration_s * 1000),
+            attempts=sr.attempts,
+            log_sha256=sr.log_sha256,
+        )
+
+    def _skip(self, sr: StepResult, status: Status, reason: str) -> None:
+        sr.status = sr.outcome = status
+        sr.reason = reason
+        if sr.id:
+            self._steps_ctx[sr.id] = {
+                "outputs": {},
+                "outcome": status.value,
+                "conclusion": status.value,
+            }
+        self.state.sink.emit(
+            "step.finished",
+            job=self.instance.key,
+            step=sr.index,
+            name=sr.name,
+            status=status.serialize(),
+            reason=reason,
+            exit_code=None,
+            duration_ms=0,
+            attempts=0,
+        )
+
+    def _command(self, step: Step, ctx: Mapping[str, Any], default_shell: str) -> list[str]:
+        script = self._interpolate(step.run or "", ctx)
+        shell = step.shell or default_shell
+        if shell not in SHELLS:
+            raise InvalidInput(
+                f"step {step.display_name!r}: shell {shell!r} is not supported "
+                f"(use one of: {', '.join(sorted(SHELLS))})"
+            )
+        return [*SHELLS[shell], script]
+
+    def _workdir(self, step: Step) -> str:
+        wd = step.working_directory or self.job.defaults.working_directory
+        wd = wd or self.state.mission.defaults.working_directory or "."
+        joined = posixpath.normpath(posixpath.join(WORKSPACE_DIR, wd))
+        if joined != WORKSPACE_DIR and not joined.startswith(WORKSPACE_DIR + "/"):
+            raise InvalidInput(f"working-directory {wd!r} leaves the workspace")
+        return joined
+
+    def _attempt(
+        self,
+        step: Step,
+        env: dict[str, str],
+        ctx: Mapping[str, Any],
+        attempt: int,
+        deadline: float,
+    ) -> AttemptResult:
+        """One attempt of a step: a `run` step, or what its `uses:` means (runner.actions)."""
+        base_env = {**self.state.info.step_environment(), **env}
+        if step.uses is None:
+            default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+            return self._containers.run(
+                Attempt(
+                    step.index,
+                    step.display_name,
+                    attempt,
+                    self.image,
+                    self._command(step, ctx, default_shell),
+                    base_env,
+                    self._workdir(step),
+                ),
+                deadline,
+            )
+        kind = actions.kind_of(step.uses)
+        if kind is actions.ActionKind.CHECKOUT:
+            return AttemptResult(Status.SUCCESS, "built in: the workspace is the checkout")
+        if kind is actions.ActionKind.MARKETPLACE:
+            return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
+        with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
+        if kind is actions.ActionKind.DOCKER:
+            ref = step.uses.removeprefix("docker://")
+            image = ResolvedImage(ref, self.state.backend.image_digest(ref), interpreter=True)
+            command = shlex.split(with_.get("args", ""))
+            return self._containers.run(
+                Attempt(
+                    step.index,
+                    step.display_name,
+                    attempt,
+                    image,
+                    command,
+                    base_env,
+                    self._workdir(step),
+                ),
+                deadline,
+            )
+        return self._composite(step, with_, base_env, attempt, deadline)
+
+    def _composite(
+        self,
+        step: Step,
+        with_: Mapping[str, str],
+        env: dict[str, str],
+        attempt: int,
+        deadline: float,
+    ) -> AttemptResult:
+        """A local composite action: its steps in order, each in its own container."""
+        assert step.uses is not None
+        action = actions.load_composite(self.state.info.root, step.uses)
+        inputs = action.inputs(with_)
+        env = {**env, **{f"INPUT_{k.upper().replace(' ', '_')}": v for k, v in inputs.items()}}
+        inner_steps: dict[str, Any] = {}
+        failed = False
+        result = AttemptResult(Status.SUCCESS)
+        for number, inner in enumerate(action.steps, start=1):
+            ctx = {**self.contexts(env), "inputs": inputs, "steps": inner_steps}
+            functions = self._functions(not failed)
+            if not expressions.truthy(
+                expressions.evaluate_condition(implicit_success(inner.if_), ctx, functions)
+            ):
+                continue
+            inner_env = {**env, **{k: self._interpolate(v, ctx) for k, v in inner.env.items()}}
+            outcome = self._containers.run(
+                Attempt(
+                    step.index,
+                    f"{step.display_name} / {inner.display_name}",
+                    attempt * 100 + number,
+                    self.image,
+                    self._command(inner, ctx, "sh"),
+                    inner_env,
+                    self._workdir(inner),
+                ),
+                deadline,
+            )
+            env.update(outcome.env)
+            result.env.update(outcome.env)
+            result.tail, result.log_sha256 = outcome.tail, outcome.log_sha256
+            if inner.id:
+                inner_steps[inner.id] = {
+                    "outputs": outcome.outputs,
+                    "outcome": outcome.status.value,
+                }
+            if outcome.status is not Status.SUCCESS and not inner.continue_on_error:
+                failed = True
+                result.status, result.reason = outcome.status, f"{action.path}: {outcome.reason}"
+                result.exit_code = outcome.exit_code
+                if outcome.status is Status.CANCELLED:
+                    return result
+        ctx = {**self.contexts(env), "inputs": inputs, "steps": inner_steps}
+        result.outputs = {k: self._interpolate(v, ctx) for k, v in action.outputs.items()}
+        return result
+
+    # -- outputs and artifacts -------------------------------------------------------
+
+    def _finish_outputs(self) -> None:
+        ctx = self.contexts(self._env(None))
+        for name, value in self.job.outputs.items():
+            self.result.outputs[name] = self._interpolate(value, ctx)
+
+    def _labels(self) -> dict[str, str]:
+        return run_labels(self.state.state_dir, self.state.info.run_id, self.instance.key)
+
+    def _consumed(self) -> list[tuple[str, Path]]:
+        return artifacts.consumed(self.state, self.job.consumes)
+
+    def _collect_artifacts(self, workspace: Workspace) -> None:
+        last = self.containers.last if self.containers is not None else None
+        artifacts.collect(self.state, self.instance.key, self.job.produces, workspace, last)

@@ -1,0 +1,43 @@
+"""The image a job instance's steps run in: the granted image (containers/<name> built,
+or a reference), cut down to the granted tools. Built once per distinct request per run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from runner.engine.backend import Backend
+from runner.engine.catalog import load_catalog
+from runner.engine.images import client_of, resolve_container
+from runner.engine.toolsets import build_toolset
+from runner.mission.model import Mission
+from runner.mission.plan import JobInstance
+from runner.policy.model import Grants
+from runner.run.scheduler import Resolve
+from runner.run.state import ResolvedImage
+
+
+def resolver(backend: Backend, mission: Mission, root: Path, state_dir: Path) -> Resolve:
+    """A `Resolve` for the executor; memoised per (image, tools) within one run."""
+    catalog = load_catalog(root)
+    cache: dict[tuple[str, object], ResolvedImage] = {}
+    lock = threading.Lock()
+
+    def resolve(instance: JobInstance, grants: Grants) -> ResolvedImage:
+        key = (grants.image, grants.tools)
+        with lock:
+            if key in cache:
+                return cache[key]
+        source = resolve_container(grants.image, root, client=client_of(backend))
+        toolset = build_toolset(backend, source, grants.tools, catalog, state_dir)
+        resolved = ResolvedImage(
+            ref=toolset.image,
+            digest=backend.image_digest(toolset.image),
+            manifest_digest=toolset.manifest_digest,
+            interpreter=toolset.interpreter,
+        )
+        with lock:
+            cache[key] = resolved
+        return resolved
+
+    return resolve

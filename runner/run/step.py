@@ -1,0 +1,225 @@
+"""One attempt of a step in its own hardened container, and the containers of a job.
+
+create -> (the previous step's container is reaped off the critical path) -> start ->
+output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
+`$RUNNER_OUTPUT` / `$RUNNER_ENV` read back. Once per job the kernel's mount table of the
+running container is checked (`runner.mount_check`). The job's last container is kept
+until its artifacts are collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import tarfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from runner.engine.backend import ContainerSpec
+from runner.engine.docker import mount_check
+from runner.engine.docker.hardening import container_config
+from runner.errors import InvalidInput, RunnerError
+from runner.policy.model import Grants
+from runner.records.results import Status
+from runner.run.state import ResolvedImage, RunState
+from runner.run.step_output import OutputPump
+from runner.run.workflow_commands import check_env_names, parse_file_command
+from runner.run.workspace import IO_DIR, WORKSPACE_DIR
+
+POLL_S = 0.25
+MAX_IO_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Attempt:
+    step: int  # the step's index in its job
+    name: str
+    number: int  # 1-based attempt (or composite sub-step) number
+    image: ResolvedImage
+    command: list[str]
+    env: Mapping[str, str]
+    workdir: str
+
+
+@dataclass
+class AttemptResult:
+    status: Status
+    reason: str = ""
+    exit_code: int | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # from $RUNNER_ENV
+    tail: list[str] = field(default_factory=list)
+    log_sha256: str = ""
+
+
+def io_paths(step: int, number: int) -> dict[str, str]:
+    """The step's file-command paths, under names GitHub's steps know too."""
+    base = f"{IO_DIR}/{step}-{number}"
+    return {
+        "RUNNER_OUTPUT": f"{base}.output",
+        "RUNNER_ENV": f"{base}.env",
+        "GITHUB_OUTPUT": f"{base}.output",
+        "GITHUB_ENV": f"{base}.env",
+    }
+
+
+class StepContainers:
+    def __init__(
+        self,
+        state: RunState,
+        job_key: str,
+        grants: Grants,
+        volume: str,
+        labels: Mapping[str, str],
+        stop: threading.Event,
+    ) -> None:
+        self.state = state
+        self.job_key = job_key
+        self.grants = grants
+        self.volume = volume
+        self.labels = dict(labels)
+        self.stop = stop
+        self.last: str | None = None  # kept for the artifacts
+        self._reapers: list[threading.Thread] = []
+        self._reap_errors: list[str] = []
+        self._mounts_checked = False
+
+    def run(self, attempt: Attempt, deadline: float) -> AttemptResult:
+        state, backend = self.state, self.state.backend
+        limits = self.grants.limits
+        spec = ContainerSpec(
+            image=attempt.image.ref,
+            command=attempt.command,
+            env={**attempt.env, **io_paths(attempt.step, attempt.number)},
+            workdir=attempt.workdir,
+            labels=self.labels,
+            user=limits.user,
+            network=self.grants.network,
+            workspace_volume=self.volume,
+            workspace_exec=self.grants.exec,
+            memory_bytes=limits.memory_bytes,
+            cpus=limits.cpus,
+            pids=limits.pids,
+            seccomp_deny_memfd=attempt.image.interpreter,
+        )
+        config_digest = hashlib.sha256(
+            json.dumps(container_config(spec), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        state.sink.emit(
+            "step.started",
+            job=self.job_key,
+            step=attempt.step,
+            name=attempt.name,
+            attempt=attempt.number,
+            image=attempt.image.ref,
+            image_digest=attempt.image.digest,
+            config_digest=config_digest,
+        )
+        cid = backend.create(spec)
+        previous, self.last = self.last, cid
+        if previous is not None:  # off the critical path; joined before the volume goes
+            reaper = threading.Thread(target=self._reap, args=(previous,), daemon=True)
+            reaper.start()
+            self._reapers.append(reaper)
+        pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
+        output = backend.attach_output(cid)
+        reader = threading.Thread(target=self._pump, args=(output, pump), daemon=True)
+        reader.start()
+        backend.start(cid)
+        reason = "" if self._mounts_checked else self._check_mounts(cid)
+        code: int | None = None
+        while not reason:
+            if self.stop.is_set():
+                reason = "interrupted"
+            elif deadline - time.monotonic() <= 0:
+                reason = "timeout"
+            else:
+                code = backend.wait(cid, min(POLL_S, deadline - time.monotonic()))
+                if code is not None:
+                    break
+        if reason:
+            backend.kill(cid)
+        reader.join(timeout=10)
+        pump.close()
+        result = AttemptResult(Status.FAILURE, reason, None if reason else code)
+        result.tail, result.log_sha256 = list(pump.tail), pump.digest.hexdigest()
+        if reason:
+            result.status = Status.CANCELLED if reason == "interrupted" else Status.FAILURE
+            return result
+        try:
+            result.outputs, result.env = self._read_io(cid, f"{attempt.step}-{attempt.number}")
+        except InvalidInput as exc:
+            result.reason = state.redactor(exc.message)
+            return result
+        if code != 0:
+            result.reason = f"exit code {code}"
+            return result
+        result.status = Status.SUCCESS
+        return result
+
+    def close(self) -> str | None:
+        """Remove every container of the job; the first error, if any."""
+        for reaper in self._reapers:
+            reaper.join()
+        if self.last is not None:
+            try:
+                self.state.backend.remove(self.last)
+            except RunnerError as exc:
+                self._reap_errors.append(exc.message)
+        return self._reap_errors[0] if self._reap_errors else None
+
+    def _check_mounts(self, cid: str) -> str:
+        """SPEC 6 against the kernel's view, once per job: a reason to refuse, or ""."""
+        pid = self.state.backend.host_pid(cid)
+        if pid is None:
+            return ""  # already gone (or a remote engine): the next step is checked
+        allowed = frozenset({WORKSPACE_DIR}) if self.grants.exec else frozenset()
+        found = mount_check.check_container(pid, self.grants.limits.user, allowed)
+        if found is None:
+            return ""
+        self._mounts_checked = True
+        return "refused: " + "; ".join(found) if found else ""
+
+    def _reap(self, cid: str) -> None:
+        try:
+            self.state.backend.remove(cid)
+        except RunnerError as exc:
+            self._reap_errors.append(exc.message)
+
+    def _pump(self, output: Iterator[bytes], pump: OutputPump) -> None:
+        try:
+            for chunk in output:
+                pump.feed(chunk)
+        except RunnerError:
+            return
+
+    def _read_io(self, cid: str, io_name: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The step's output and env files: from the volume when the engine allows it,
+        else out of its stopped container."""
+        wanted = {f"{io_name}.output": "output", f"{io_name}.env": "env"}
+        direct = self.state.backend.read_files(
+            self.volume, posixpath.relpath(IO_DIR, WORKSPACE_DIR), list(wanted), MAX_IO_BYTES
+        )
+        files: dict[str, bytes] = {}
+        if direct is not None:
+            files = {wanted[name]: data for name, data in direct.items()}
+        else:
+            data = b"".join(self.state.backend.get_archive(cid, IO_DIR))
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                for member in tar:
+                    kind = wanted.get(posixpath.basename(member.name))
+                    if kind is None or not member.isfile():
+                        continue
+                    if member.size > MAX_IO_BYTES:
+                        raise InvalidInput(f"the step's ${kind.upper()} file is larger than 2 MiB")
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        files[kind] = handle.read()
+        text = {kind: data.decode("utf-8", "replace") for kind, data in files.items()}
+        outputs = parse_file_command(text.get("output", ""), what="$RUNNER_OUTPUT")
+        env = parse_file_command(text.get("env", ""), what="$RUNNER_ENV")
+        return outputs, check_env_names(env, what="$RUNNER_ENV")

@@ -1,0 +1,104 @@
+"""A step's output on its way out of the container: decoded, split into lines, workflow
+commands honoured, redacted, digested, and emitted as `output` events.
+
+A `::add-mask::` line registers its value *before* that line is redacted and written, so
+the registering line itself shows `::add-mask::***`. Lines longer than `MAX_LINE` are
+passed on in pieces through the stream redactor, which holds back any tail that could be
+the start of a secret, so memory stays flat whatever the step prints.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import hashlib
+import re
+
+from runner.records.sink import Sink
+from runner.run.workflow_commands import parse_workflow_command
+from runner.secrets.redact import Redactor
+
+MAX_LINE = 64 * 1024
+COMMAND_LINE = re.compile(r"(?m)^::.*\n")
+TAIL_LINES = 20
+
+
+class OutputPump:
+    def __init__(self, sink: Sink, redactor: Redactor, job: str, step: int) -> None:
+        self._sink = sink
+        self._redactor = redactor
+        self._stream = redactor.stream()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._job = job
+        self._step = step
+        self._pending = ""  # raw text of the current, unfinished line
+        self._emitted = ""  # redacted text not yet ended by a newline
+        self.digest = hashlib.sha256()
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def feed(self, chunk: bytes) -> None:
+        self._consume(self._decoder.decode(chunk))
+
+    def close(self) -> None:
+        self._consume(self._decoder.decode(b"", final=True))
+        if self._pending:
+            self._pass(self._pending)
+            self._pending = ""
+        self._write(self._stream.flush())
+        if self._emitted:
+            self._line(self._emitted)
+            self._emitted = ""
+
+    def _consume(self, text: str) -> None:
+        if not text:
+            return
+        self._pending += text
+        end = self._pending.rfind("\n") + 1
+        if end:
+            block, self._pending = self._pending[:end], self._pending[end:]
+            start = 0
+            # Complete lines go to the redactor as one block, cut at each workflow command
+            # so that a mask it registers applies before its own line is redacted.
+            for command in COMMAND_LINE.finditer(block):
+                self._pass(block[start : command.start()])
+                self._command(command.group())
+                self._pass(command.group())
+                start = command.end()
+            self._pass(block[start:])
+        if len(self._pending) > MAX_LINE:
+            self._pass(self._pending)
+            self._pending = ""
+
+    def _command(self, line: str) -> None:
+        command = parse_workflow_command(line.rstrip("\n"))
+        if command is None:
+            return
+        if command.name == "add-mask" and command.value:
+            self._redactor.add(command.value)
+        elif command.name in ("error", "warning", "notice"):
+            message = self._redactor(command.value)
+            self._sink.emit(
+                "annotation", job=self._job, step=self._step, level=command.name, message=message
+            )
+
+    def _pass(self, raw: str) -> None:
+        if raw:
+            self._write(self._stream.feed(raw))
+
+    def _write(self, safe: str) -> None:
+        if not safe:
+            return
+        self.digest.update(safe.encode("utf-8"))
+        text = self._emitted + safe
+        lines = text.split("\n")
+        self._emitted = lines.pop()
+        if len(self._emitted) > MAX_LINE:
+            lines.append(self._emitted)
+            self._emitted = ""
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        line = line.rstrip("\r")
+        self.tail.append(line)
+        self._sink.emit("output", job=self._job, step=self._step, line=line)

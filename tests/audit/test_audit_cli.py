@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.app import App
+from runner.audit import canonical, merkle
+from runner.audit.keys import Signer, load_signer
+from runner.audit.ledger import ENTRIES, Ledger
+from runner.cli import cli
+from runner.error_handler import Exit, handle_errors
+from runner.output import Output
+
+RUNNER = Path(sys.executable).parent / "runner"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+def invoke(root: Path, *args: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    app = App(state_dir=root / ".runner", out=Output(stdout=out, stderr=err, color="never"))
+    code = 0
+    try:
+        with handle_errors(app.out, debug=False):
+            argv = ["--state-dir", str(root / ".runner"), *args]
+            result = CliRunner().invoke(cli, argv, obj=app, catch_exceptions=False)
+            code = result.exit_code
+    except Exit as exc:
+        code = exc.code
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def signer_of(repo: Path) -> Signer:
+    return load_signer(repo / ".runner", repo, create=False, say=print)
+
+
+def fill(repo: Path, count: int, run_id: str = "r1") -> None:
+    with Ledger.open(repo / ".runner", signer=signer_of(repo)) as led:
+        for i in range(count):
+            led.append("step.finished", run_id, {"i": i})
+
+
+@pytest.fixture
+def repo(in_tmp: Path) -> Path:
+    assert invoke(in_tmp, "keys", "init").code == 0
+    return in_tmp
+
+
+def test_keys_init_makes_a_key_once(in_tmp: Path) -> None:
+    first = invoke(in_tmp, "keys", "init")
+    assert first.code == 0 and "made signing key" in first.out
+    pubs = list((in_tmp / "policies" / "keys").glob("*.pub"))
+    assert len(pubs) == 1
+    second = invoke(in_tmp, "--json", "keys", "init")
+    document = second.json()
+    assert second.code == 0 and isinstance(document, dict) and document["created"] is False
+    assert list((in_tmp / "policies" / "keys").glob("*.pub")) == pubs
+
+
+def test_verify_without_a_ledger_proves_nothing(in_tmp: Path) -> None:
+    result = invoke(in_tmp, "audit", "verify")
+    assert result.code == 1 and "verifying nothing proves nothing" in result.err
+    as_json = invoke(in_tmp, "audit", "verify", "--json")
+    assert as_json.code == 1 and as_json.json()["ok"] is False  # type: ignore[index]
+
+
+def test_verify_intact_then_tampered(repo: Path) -> None:
+    fill(repo, 5)
+    intact = invoke(repo, "audit", "verify")
+    assert intact.code == 0
+    assert "intact" in intact.out and "UNANCHORED" in intact.out
+    assert "could rewrite or truncate the whole ledger" in intact.out
+    path = repo / ".runner" / "ledger" / ENTRIES
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"i":2', b'"i":7')
+    path.write_bytes(b"".join(lines))
+    tampered = invoke(repo, "audit", "verify", "--json")
+    assert tampered.code == 1
+    document = tampered.json()
+    assert isinstance(document, dict) and document["ok"] is False
+    chain = next(f for f in document["findings"] if f["code"] == "CHAIN_BREAK")
+    assert chain["seq"] == 3 and chain["offset"] == len(lines[0] + lines[1] + lines[2])
+    assert chain["severity"] == "error"
+    human = invoke(repo, "audit", "verify")
+    assert human.code == 1 and "TAMPERED" in human.out
+
+
+def test_checkpoint_export_then_verify_against_the_anchor(repo: Path) -> None:
+    fill(repo, 3)
+    anchor = repo / "anchor.note"
+    exported = invoke(repo, "audit", "checkpoint", "--export", str(anchor))
+    assert exported.code == 0 and anchor.read_text().splitlines()[1] == "3"
+    fill(repo, 2)
+    result = invoke(repo, "audit", "verify", "--anchor", str(anchor), "--json")
+    document = result.json()
+    assert result.code == 0 and isinstance(document, dict)
+    assert document["anchored"] is True and document["findings"] == []
+    path = repo / ".runner" / "ledger" / ENTRIES
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:2]))
+    (repo / ".runner" / "ledger" / "checkpoints").unlink()
+    truncated = invoke(repo, "audit", "verify", "--anchor", str(anchor), "--json")
+    assert truncated.code == 1
+    assert "TRUNCATED" in [f["code"] for f in truncated.json()["findings"]]  # type: ignore[index]
+
+
+def test_checkpoint_needs_a_key(in_tmp: Path) -> None:
+    with Ledger.open(in_tmp / ".runner", signer=None) as led:
+        led.append("gc.pruned", None, {})
+    result = invoke(in_tmp, "audit", "checkpoint")
+    assert result.code == 2 and "no signing key" in result.err
+
+
+def test_show_filters_by_run(repo: Path) -> None:
+    fill(repo, 2, "r1")
+    fill(repo, 1, "r2")
+    shown = invoke(repo, "audit", "show", "--run", "r2", "--json").json()
+    assert isinstance(shown, list) and [e["run_id"] for e in shown] == ["r2"]
+    human = invoke(repo, "audit", "show")
+    assert human.code == 0 and len(human.out.splitlines()) == 3 and "step.finished" in human.out
+
+
+def test_prove_prints_a_proof_that_verifies(repo: Path) -> None:
+    fill(repo, 7)
+    result = invoke(repo, "audit", "prove", "4", "--json")
+    assert result.code == 0
+    proof = result.json()
+    assert isinstance(proof, dict) and proof["size"] == 7 and proof["entry"]["i"] == 4
+    lines = (repo / ".runner" / "ledger" / ENTRIES).read_bytes().splitlines()
+    leaf = merkle.leaf_hash(lines[4])
+    root = merkle.root_of(merkle.leaf_hash(line) for line in lines)
+    assert proof["leaf"] == leaf.hex()
+    merkle.verify_inclusion(4, 7, leaf, [bytes.fromhex(h) for h in proof["proof"]], root)
+    beyond = invoke(repo, "audit", "prove", "7")
+    assert beyond.code == 2 and "not covered" in beyond.err
+
+
+def test_prove_refuses_an_entry_changed_since_the_checkpoint(repo: Path) -> None:
+    fill(repo, 4)
+    path = repo / ".runner" / "ledger" / ENTRIES
+    path.write_bytes(path.read_bytes().replace(b'"i":1', b'"i":9'))
+    result = invoke(repo, "audit", "prove", "1")
+    assert result.code == 1 and "not provably in the signed checkpoint" in result.err
+
+
+def test_rotate_records_the_new_key_signed_by_both(repo: Path) -> None:
+    fill(repo, 2)
+    old = signer_of(repo)
+    result = invoke(repo, "keys", "rotate", "--json")
+    assert result.code == 0
+    document = result.json()
+    assert isinstance(document, dict) and document["old"] == old.public.key_id
+    new = signer_of(repo)
+    assert new.public != old.public
+    assert not (repo / ".runner" / "keys" / f"{old.name}.pem").exists()
+    rotated = [
+        canonical.loads(line)
+        for line in (repo / ".runner" / "ledger" / ENTRIES).read_bytes().splitlines()
+        if b"key.rotated" in line
+    ]
+    assert [s["key"] for s in rotated[0]["signatures"]] == [old.public.key_id, new.public.key_id]
+    assert invoke(repo, "audit", "verify").code == 0
+
+
+def test_rotate_refuses_a_key_from_the_environment(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_SIGNING_KEY", Signer.generate().pem().decode())
+    result = invoke(repo, "keys", "rotate")
+    assert result.code == 2 and "RUNNER_SIGNING_KEY" in result.err
+
+
+def test_verify_as_a_real_process(repo: Path) -> None:
+    fill(repo, 3)
+    env = {**os.environ, "RUNNER_STATE_DIR": str(repo / ".runner")}
+    ok = subprocess.run(
+        [str(RUNNER), "audit", "verify", "--json"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["entries"] == 3
+    path = repo / ".runner" / "ledger" / ENTRIES
+    path.write_bytes(path.read_bytes().splitlines(keepends=True)[0] * 2)
+    bad = subprocess.run(
+        [str(RUNNER), "audit", "verify"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "SEQ_MISMATCH" in bad.stdout

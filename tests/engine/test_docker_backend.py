@@ -1,0 +1,197 @@
+"""DockerBackend against the real engine, and its translation of engine errors."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+
+import docker
+import docker.errors
+import pytest
+import requests
+
+from runner.engine.backend import LABEL_RUN, ContainerSpec, NotFound
+from runner.engine.docker.backend import DATA_SUFFIX, DockerBackend, connect, docker_errors
+from runner.errors import EngineUnavailable, InvalidInput, RunnerError
+
+BUSYBOX = "runner-base/busybox:latest"
+MiB = 1024 * 1024
+
+
+def test_no_engine_is_exit_4_with_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineUnavailable) as caught:
+        connect()
+    assert caught.value.exit_code == 4
+    assert caught.value.message == (
+        "no Docker engine answers: its socket /nonexistent/docker.sock does not exist"
+    )
+    assert "scripts/ensure-docker.sh" in str(caught.value)
+
+
+def test_docker_errors_translates_where_it_happens() -> None:
+    response = requests.Response()
+    response.status_code = 500
+    refused = "doing x: the Docker engine refused: boom"
+    with pytest.raises(RunnerError, match=refused) as caught, docker_errors("doing x"):
+        raise docker.errors.APIError("500", response=response, explanation="boom")
+    assert type(caught.value) is RunnerError
+    with pytest.raises(EngineUnavailable), docker_errors("doing y"):
+        raise requests.exceptions.ConnectionError("refused")
+
+
+def spec(run_id: str, command: list[str], **changes: object) -> ContainerSpec:
+    fields: dict[str, object] = {
+        "image": BUSYBOX,
+        "command": command,
+        "env": {},
+        "labels": {LABEL_RUN: run_id},
+        "memory_bytes": 64 * MiB,
+        "cpus": 1.0,
+        "pids": 32,
+    }
+    fields.update(changes)
+    return ContainerSpec(**fields)  # type: ignore[arg-type]
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.docker
+def test_a_step_streams_both_outputs_and_returns_its_code(
+    backend: DockerBackend, run_id: str
+) -> None:
+    cid = backend.create(spec(run_id, ["sh", "-c", "echo out; echo err >&2; exit 3"]))
+    backend.start(cid)
+    output = b"".join(backend.stream_logs(cid))
+    assert backend.wait(cid, 30) == 3
+    assert sorted(output.decode().split()) == ["err", "out"]
+    backend.remove(cid)
+    assert backend.list_labelled(f"{LABEL_RUN}={run_id}") == ({}, {})
+
+
+@pytest.mark.docker
+def test_timeout_returns_none_and_kill_remove_leave_nothing(
+    backend: DockerBackend, run_id: str
+) -> None:
+    cid = backend.create(spec(run_id, ["sleep", "60"]))
+    backend.start(cid)
+    started = time.monotonic()
+    assert backend.wait(cid, 0.5) is None
+    assert time.monotonic() - started < 5
+    backend.kill(cid)
+    assert backend.wait(cid, 10) == 137
+    backend.kill(cid)  # not running any more: not an error
+    containers, _ = backend.list_labelled(f"{LABEL_RUN}={run_id}")
+    assert list(containers) == [cid]
+    assert containers[cid][LABEL_RUN] == run_id
+    backend.remove(cid)
+    backend.remove(cid)  # gone: not an error
+    assert backend.list_labelled(f"{LABEL_RUN}={run_id}") == ({}, {})
+
+
+@pytest.mark.docker
+def test_archives_in_and_out_of_a_created_container(backend: DockerBackend, run_id: str) -> None:
+    backend.create_volume("runner-" + run_id, {LABEL_RUN: run_id}, exec_allowed=False)
+    cid = backend.create(spec(run_id, ["true"], workspace_volume="runner-" + run_id))
+    backend.put_archive(cid, "/workspace", tar_of({"in.txt": b"payload"}))
+    with tarfile.open(
+        fileobj=io.BytesIO(b"".join(backend.get_archive(cid, "/workspace/in.txt")))
+    ) as tar:
+        member = tar.next()
+        assert member is not None and member.name == "in.txt"
+        handle = tar.extractfile(member)
+        assert handle is not None and handle.read() == b"payload"
+    with pytest.raises(NotFound, match="/workspace/missing does not exist"):
+        b"".join(backend.get_archive(cid, "/workspace/missing"))
+
+
+@pytest.mark.docker
+def test_workspace_volumes_are_overlays_noexec_unless_granted(
+    backend: DockerBackend, run_id: str
+) -> None:
+    labels = {LABEL_RUN: run_id}
+    backend.create_volume(f"runner-{run_id}-a", labels, exec_allowed=False, owner=4321)
+    backend.create_volume(f"runner-{run_id}-b", labels, exec_allowed=True)
+    client = docker.from_env()
+    try:
+        options_a = client.api.inspect_volume(f"runner-{run_id}-a")["Options"]
+        options_b = client.api.inspect_volume(f"runner-{run_id}-b")["Options"]
+    finally:
+        client.close()
+    assert options_a["type"] == "overlay"
+    assert options_a["o"].startswith("noexec,nosuid,nodev,")
+    assert options_b["o"].startswith("nosuid,nodev,")
+    _, volumes = backend.list_labelled(f"{LABEL_RUN}={run_id}")
+    a, b = f"runner-{run_id}-a", f"runner-{run_id}-b"
+    assert sorted(volumes) == [a, a + DATA_SUFFIX, b, b + DATA_SUFFIX]
+    assert list(volumes)[:2] == [a, b] or list(volumes)[:2] == [b, a]  # overlays first
+    backend.remove_volume(f"runner-{run_id}-a")
+    backend.remove_volume(f"runner-{run_id}-a")  # missing: not an error
+    _, volumes = backend.list_labelled(f"{LABEL_RUN}={run_id}")
+    assert sorted(volumes) == [f"runner-{run_id}-b", f"runner-{run_id}-b{DATA_SUFFIX}"]
+
+
+@pytest.mark.docker
+def test_images_digest_and_missing_image(backend: DockerBackend, run_id: str) -> None:
+    client = docker.from_env()
+    try:
+        expected = client.api.inspect_image(BUSYBOX)["Id"]
+    finally:
+        client.close()
+    assert backend.image_digest(BUSYBOX) == expected
+    with pytest.raises(InvalidInput, match="image not found") as caught:
+        backend.create(spec(run_id, ["true"], image="runner-test/absent:nope"))
+    assert "runner images build" in str(caught.value)
+
+
+@pytest.mark.docker
+def test_attaching_before_start_misses_nothing_of_a_step_that_exits_at_once(
+    backend: DockerBackend, run_id: str
+) -> None:
+    """`logs --follow` right after start can close before a fast step's last lines are
+    written; attaching first, as `docker run` does, cannot."""
+    for n in range(8):
+        cid = backend.create(spec(run_id, ["sh", "-c", f"echo out-{n}; echo err-{n} >&2"]))
+        output = backend.attach_output(cid)
+        backend.start(cid)
+        lines = b"".join(output).decode().split()
+        assert sorted(lines) == [f"err-{n}", f"out-{n}"]
+        backend.remove(cid)
+
+
+def test_engine_heavy_calls_are_admitted_a_few_at_a_time(
+    backend: DockerBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 jobs may run at once; only ENGINE_CONCURRENCY of them start containers at once."""
+    import threading
+    import time as clock
+
+    from runner.engine.docker.backend import ENGINE_CONCURRENCY
+
+    in_flight, peak, guard = 0, 0, threading.Lock()
+
+    def slow_start(cid: str) -> None:
+        nonlocal in_flight, peak
+        with guard:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        clock.sleep(0.02)
+        with guard:
+            in_flight -= 1
+
+    monkeypatch.setattr(backend.api, "start", slow_start)
+    threads = [threading.Thread(target=backend.start, args=(str(i),)) for i in range(48)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == ENGINE_CONCURRENCY

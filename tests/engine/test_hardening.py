@@ -1,0 +1,136 @@
+"""The hardened configuration as data (SPEC 6); tests/test_isolation.py proves it in containers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.docker.hardening import container_config, seccomp_profile
+from runner.errors import PolicyDenied
+
+MiB = 1024 * 1024
+
+
+def spec(**changes: object) -> ContainerSpec:
+    base: dict[str, object] = {
+        "image": "img",
+        "command": ["sh", "-c", "true"],
+        "env": {"A": "1"},
+        "labels": {LABEL_RUN: "r1"},
+        "memory_bytes": 256 * MiB,
+        "cpus": 1.5,
+        "pids": 128,
+        "workspace_volume": "ws",
+    }
+    base.update(changes)
+    return ContainerSpec(**base)  # type: ignore[arg-type]
+
+
+def allowed(profile: dict[str, object]) -> set[str]:
+    """Syscalls allowed without a capability (every step has none)."""
+    rules = profile["syscalls"]
+    assert isinstance(rules, list)
+    return {
+        n
+        for r in rules
+        if r["action"] == "SCMP_ACT_ALLOW" and not (r.get("includes") or {}).get("caps")
+        for n in r["names"]
+    }
+
+
+def test_config_is_hardened() -> None:
+    config = container_config(spec())
+    assert config["privileged"] is False
+    assert config["read_only"] is True
+    assert config["cap_drop"] == ["ALL"]
+    assert "cap_add" not in config
+    assert config["network_mode"] == "none"
+    assert config["ipc_mode"] == "none"
+    assert config["user"] == "65534:65534"
+    assert config["init"] is True
+    assert config["pids_limit"] == 128
+    assert config["mem_limit"] == config["memswap_limit"] == 256 * MiB
+    assert config["nano_cpus"] == 1_500_000_000
+    assert config["security_opt"][0] == "no-new-privileges:true"
+    assert config["log_config"]["type"] == "json-file"
+    assert set(config["log_config"]["config"]) == {"max-size", "max-file"}
+    assert config["devices"] == [] and config["volumes"] == {}
+    assert config["working_dir"] == "/workspace"
+    assert config["entrypoint"] == []  # the image's entrypoint never wraps a step
+
+
+def test_only_the_workspace_volume_is_mounted_and_no_host_path() -> None:
+    config = container_config(spec())
+    assert config["mounts"] == [
+        {
+            "Type": "volume",
+            "Source": "ws",
+            "Target": "/workspace",
+            "ReadOnly": False,
+            "VolumeOptions": {"NoCopy": True},
+        }
+    ]
+    assert container_config(spec(workspace_volume=None))["mounts"] == []
+    assert "docker.sock" not in json.dumps(config)
+
+
+def test_tmp_is_a_small_noexec_tmpfs_the_user_owns() -> None:
+    options = container_config(spec(user=1000))["tmpfs"]["/tmp"].split(",")
+    assert {"noexec", "nosuid", "nodev", "uid=1000", "gid=1000"} <= set(options)
+    assert "size=67108864" in options  # 64 MiB cap under a 256 MiB limit
+    small = container_config(spec(memory_bytes=32 * MiB))["tmpfs"]["/tmp"]
+    assert f"size={8 * MiB}" in small.split(",")  # a quarter of the memory limit
+
+
+def test_environment_is_exactly_the_declared_one() -> None:
+    assert container_config(spec(env={"X": "y"}))["environment"] == {"X": "y"}
+
+
+def test_network_only_when_granted() -> None:
+    assert container_config(spec(network=True))["network_mode"] == "bridge"
+
+
+def test_labels_carry_the_run_id() -> None:
+    labels = container_config(spec())["labels"]
+    assert labels[LABEL_RUN] == "r1"
+    assert labels["runner.role"] == "step"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"user": 0}, "uid 0"),
+        ({"user": -1}, "not a valid user"),
+        ({"pids": 0}, "limits must be positive"),
+        ({"memory_bytes": 0}, "limits must be positive"),
+        ({"command": []}, "no command"),
+    ],
+)
+def test_refuses_root_and_unlimited(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyDenied, match=message) as caught:
+        container_config(spec(**changes))
+    assert caught.value.exit_code == 3
+
+
+def test_seccomp_is_dockers_default_passed_explicitly() -> None:
+    option = container_config(spec())["security_opt"][1]
+    assert option.startswith("seccomp=")
+    profile = json.loads(option.removeprefix("seccomp="))
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    names = allowed(profile)
+    assert {"read", "write", "execve", "memfd_create"} <= names
+    assert not {"mount", "unshare", "bpf", "kexec_load", "open_by_handle_at"} & names
+
+
+def test_seccomp_without_memfd_create_where_an_interpreter_is_allowed() -> None:
+    option = container_config(spec(seccomp_deny_memfd=True))["security_opt"][1]
+    profile = json.loads(option.removeprefix("seccomp="))
+    assert allowed(seccomp_profile(deny_memfd=False)) - allowed(profile) == {"memfd_create"}
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+def test_config_is_deterministic() -> None:
+    first = json.dumps(container_config(spec()), sort_keys=True)
+    assert first == json.dumps(container_config(spec()), sort_keys=True)

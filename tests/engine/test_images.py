@@ -1,0 +1,165 @@
+"""containers/<name>/Dockerfile images: content-hash tags, cached builds, clear failures."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.app import App
+from runner.cli import cli
+from runner.engine.images import (
+    FALLBACK_BASE,
+    LABEL_IMAGE,
+    BuildFailed,
+    build,
+    context_hash,
+    image_tag,
+    resolve_container,
+)
+from runner.error_handler import Exit, handle_errors
+from runner.errors import InvalidInput
+from runner.output import Output
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = REPO / ".venv" / "bin" / "runner"
+
+
+def test_context_hash_covers_names_modes_and_content(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    (ctx / "sub" / "a.sh").write_text("echo a\n")
+    first = context_hash(ctx)
+    assert first == context_hash(ctx)
+    seen = {first}
+    (ctx / "sub" / "a.sh").write_text("echo b\n")
+    seen.add(context_hash(ctx))
+    (ctx / "sub" / "a.sh").chmod(0o755)
+    seen.add(context_hash(ctx))
+    (ctx / "sub" / "a.sh").rename(ctx / "sub" / "b.sh")
+    seen.add(context_hash(ctx))
+    (ctx / "empty").mkdir()
+    seen.add(context_hash(ctx))
+    os.symlink("sub/b.sh", ctx / "link")
+    seen.add(context_hash(ctx))
+    assert len(seen) == 6
+
+
+def test_a_missing_definition_names_the_known_ones(tmp_path: Path) -> None:
+    (tmp_path / "containers" / "base").mkdir(parents=True)
+    (tmp_path / "containers" / "base" / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(InvalidInput, match=r"containers/nope/Dockerfile: .*\(known: base\)"):
+        build(object(), "nope", tmp_path)
+
+
+@pytest.fixture
+def probe(tmp_path: Path, docker_client: Any) -> Iterator[tuple[Path, str]]:
+    """A repository with containers/probe (unique content); its images removed afterwards."""
+    repo = tmp_path / "repo"
+    ctx = repo / "containers" / "probe"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM debian:bookworm-slim\nCOPY hello /hello\n")
+    (ctx / "hello").write_text(f"{uuid.uuid4()}\n")
+    yield repo, "probe"
+    for image in docker_client.images.list(filters={"label": f"{LABEL_IMAGE}=probe"}):
+        docker_client.images.remove(image.id, force=True)
+
+
+@pytest.mark.docker
+def test_build_tags_by_content_and_skips_an_existing_tag(
+    probe: tuple[Path, str], docker_client: Any
+) -> None:
+    repo, name = probe
+    first = build(docker_client, name, repo)
+    assert first.tag == f"runner/probe:{context_hash(repo / 'containers' / 'probe')}"
+    assert first.cached is False and first.size > 0
+    image = docker_client.images.get(first.tag)
+    assert image.labels[LABEL_IMAGE] == "probe"
+    again = build(docker_client, name, repo)
+    assert (again.cached, again.id, again.tag) == (True, first.id, first.tag)
+    (repo / "containers" / "probe" / "hello").write_text("changed\n")
+    changed = build(docker_client, name, repo)
+    assert changed.cached is False and changed.tag != first.tag
+
+
+@pytest.mark.docker
+def test_a_failed_build_shows_its_last_output(probe: tuple[Path, str], docker_client: Any) -> None:
+    repo, name = probe
+    (repo / "containers" / "probe" / "Dockerfile").write_text(
+        "FROM debian:bookworm-slim\nRUN echo marker-before-failure && exit 3\n"
+    )
+    with pytest.raises(BuildFailed) as caught:
+        build(docker_client, name, repo)
+    text = str(caught.value)
+    assert text.startswith("containers/probe/Dockerfile: build failed: ")
+    assert "returned a non-zero code: 3" in text
+    assert "marker-before-failure" in text.split("last build output:")[1]
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.docker
+def test_resolve_container_names_references_and_the_default(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    base = resolve_container(None, REPO, client=docker_client)
+    assert base == image_tag("base", REPO) == resolve_container("base", REPO, client=docker_client)
+    assert docker_client.images.get(base).attrs["Config"]["User"] == "65534"
+    empty = tmp_path / "empty-repo"
+    empty.mkdir()
+    assert resolve_container(None, empty, client=docker_client) == FALLBACK_BASE
+    assert resolve_container(FALLBACK_BASE, REPO, client=docker_client) == FALLBACK_BASE
+    with pytest.raises(InvalidInput, match="not in containers/ and not a local image"):
+        resolve_container("runner-test.invalid/nothing:1", REPO, client=docker_client)
+
+
+def cli_run(args: list[str], state: Path) -> tuple[int, str, str]:
+    """`runner ARGS` in-process, with the error handling of `runner.cli.main`."""
+    out, err = io.StringIO(), io.StringIO()
+    app = App(state_dir=state, out=Output(stdout=out, stderr=err))
+    code = 0
+    try:
+        with handle_errors(app.out, debug=False):
+            code = cli.main(args, obj=app, standalone_mode=False, prog_name="runner") or 0
+    except Exit as exc:
+        code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.docker
+def test_images_build_command_prints_tags_and_json(
+    probe: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _ = probe
+    monkeypatch.chdir(repo)
+    code, out, _ = cli_run(["images", "build"], tmp_path / "state")
+    tag = image_tag("probe", repo)
+    assert code == 0
+    assert out.startswith(f"probe -> {tag}  ") and out.rstrip().endswith("(built)")
+    code, out, _ = cli_run(["images", "build", "probe", "--json"], tmp_path / "state")
+    assert code == 0
+    (entry,) = json.loads(out)["images"]
+    assert (entry["name"], entry["tag"], entry["cached"]) == ("probe", tag, True)
+    code, _, err = cli_run(["images", "build", "nope"], tmp_path / "state")
+    assert code == 2
+    assert "no containers/<name>/Dockerfile for nope (known: probe)" in err
+
+
+def test_images_build_without_an_engine_exits_4(tmp_path: Path) -> None:
+    ctx = tmp_path / "containers" / "x"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    proc = subprocess.run(
+        [str(RUNNER), "images", "build"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert "no Docker engine answers" in proc.stderr
+    assert "Traceback" not in proc.stderr

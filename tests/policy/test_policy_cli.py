@@ -1,0 +1,458 @@
+"""`runner policy check` and `runner policy diff`, through the CLI on real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.app import App
+from runner.cli import cli
+from runner.error_handler import Exit, handle_errors
+from runner.output import Output
+
+REPO = Path(__file__).resolve().parents[2]
+
+CI = """\
+name: ci
+on: [push]
+jobs:
+  lint:
+    container: python
+    tools: [sh, python3]
+    steps:
+      - run: python3 -m compileall -q src
+  publish:
+    needs: [lint]
+    permissions: {network: egress, secrets: [DEPLOY_TOKEN]}
+    tools: [sh, curl]
+    steps:
+      - run: curl -T dist.tar "$URL"
+        env: {TOKEN: "${{ secrets.DEPLOY_TOKEN }}"}
+"""
+
+POLICY = """\
+version: 1
+images: [base, python]
+tools: [sh, python3]
+limits: {timeout-minutes: 30, memory: 1g, cpus: 1, pids: 256}
+"""
+
+RELEASE_RULE = """\
+rules:
+  - name: ci-may-publish
+    match: {mission: ci, job: publish}
+    allow: {network: egress, secrets: [DEPLOY_TOKEN], tools: [curl]}
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def invoke(root: Path, *args: str) -> Result:
+    """As `runner.cli.main` does: the command, then errors as messages and exit codes."""
+    out, err = io.StringIO(), io.StringIO()
+    app = App(state_dir=root / ".runner", out=Output(stdout=out, stderr=err, color="never"))
+    code = 0
+    try:
+        with handle_errors(app.out, debug=False):
+            result = CliRunner().invoke(cli, list(args), obj=app, catch_exceptions=False)
+            code = result.exit_code
+    except Exit as exc:
+        code = exc.code
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def repo(in_tmp: Path) -> Path:
+    write(in_tmp, ".missions/ci.yml", CI)
+    return in_tmp
+
+
+def test_check_denies_what_the_policy_does_not_grant(repo: Path) -> None:
+    write(repo, "policies/default.yml", POLICY)
+    result = invoke(repo, "policy", "check")
+    assert result.code == 3
+    assert result.out.splitlines() == [
+        f"policy: policies/default.yml (sha256:{_digest(repo)[:12]})",
+        ".missions/ci.yml: mission ci",
+        "  job lint",
+        "    allowed  image python",
+        "    allowed  tool sh",
+        "    allowed  tool python3",
+        "  job publish",
+        "    allowed  image base",
+        "    allowed  tool sh",
+        "    denied   tool curl",
+        "    denied   network egress",
+        "    denied   secret DEPLOY_TOKEN",
+        "1 mission, 2 jobs: 5 allowed, 3 denied",
+        "run with --explain to see why each was denied",
+    ]
+
+
+def _digest(root: Path) -> str:
+    from runner.policy.model import load_policy
+
+    return load_policy(None, root).digest
+
+
+def test_explain_names_the_rule_or_the_reason_and_place(repo: Path) -> None:
+    write(repo, "policies/default.yml", POLICY)
+    lines = invoke(repo, "policy", "check", "--explain").out.splitlines()
+    assert "    allowed  image python  [base] granted by the top-level lists" in lines
+    assert (
+        "    denied   network egress  at jobs.publish.permissions.network (11:28): no rule "
+        "matching mission 'ci', job 'publish' grants it; to allow it: a rule with "
+        "`allow: {network: egress}` in policies/default.yml"
+    ) in lines
+    assert any(
+        line.startswith(
+            "    denied   secret DEPLOY_TOKEN  at jobs.publish.permissions.secrets[0] (11:46)"
+        )
+        for line in lines
+    )
+
+
+def test_a_matching_rule_allows_and_check_exits_0(repo: Path) -> None:
+    write(repo, "policies/default.yml", POLICY + RELEASE_RULE)
+    result = invoke(repo, "policy", "check", "--explain")
+    assert result.code == 0, result.out
+    assert "    allowed  network egress  [ci-may-publish] granted by rule ci-may-publish" in (
+        result.out.splitlines()
+    )
+    assert result.out.splitlines()[-1] == "1 mission, 2 jobs: 8 allowed, 0 denied"
+
+
+def test_json_is_a_list_of_decisions(repo: Path) -> None:
+    write(repo, "policies/default.yml", POLICY)
+    result = invoke(repo, "policy", "check", "--json")
+    assert result.code == 3
+    decisions = json.loads(result.out)
+    assert isinstance(decisions, list) and len(decisions) == 8
+    denied = [d for d in decisions if not d["allowed"]]
+    assert [(d["job"], d["capability"], d["value"], d["keypath"]) for d in denied] == [
+        ("publish", "tool", "curl", "jobs.publish.tools[1]"),
+        ("publish", "network", "egress", "jobs.publish.permissions.network"),
+        ("publish", "secret", "DEPLOY_TOKEN", "jobs.publish.permissions.secrets[0]"),
+    ]
+    assert denied[0]["line"] == 12 and denied[0]["path"] == ".missions/ci.yml"
+
+
+def test_no_policy_denies_everything_and_says_why(repo: Path) -> None:
+    result = invoke(repo, "policy", "check", "--explain")
+    assert result.code == 3
+    lines = result.out.splitlines()
+    why = "no policy at policies/default.yml: everything is denied; write one (see docs/policy.md)"
+    assert lines[0] == f"policy: {why}"
+    assert f"    denied   image python  at jobs.lint.container (5:16): {why}" in lines
+    assert lines[-1] == "1 mission, 2 jobs: 0 allowed, 8 denied"
+
+
+def test_an_invalid_policy_is_exit_2_with_positions(repo: Path) -> None:
+    write(repo, "policies/default.yml", POLICY + "tools-all: true\n")
+    result = invoke(repo, "policy", "check")
+    assert result.code == 2
+    assert (
+        "policies/default.yml:5:1: tools-all: unknown key; a policy holds only the keys "
+        "documented in docs/policy.md [policy]"
+    ) in result.err
+    assert result.out == ""
+
+
+def test_named_missions_and_a_policy_option(repo: Path) -> None:
+    write(repo, "strict.yml", "version: 1\nimages: [python]\ntools: [sh, python3]\n")
+    write(
+        repo,
+        "other/one.yml",
+        "name: one\njobs:\n  a:\n    container: python\n    steps: [{run: 'true'}]\n",
+    )
+    result = invoke(repo, "policy", "check", "--policy", "strict.yml", "other/one.yml")
+    assert result.code == 0, result.out + result.err
+    assert result.out.splitlines()[:2] == [
+        f"policy: strict.yml (sha256:{_digest_of(repo / 'strict.yml', repo)[:12]})",
+        "other/one.yml: mission one",
+    ]
+
+
+def _digest_of(path: Path, root: Path) -> str:
+    from runner.policy.model import load_policy
+
+    return load_policy(path, root).digest
+
+
+def test_security_warnings_are_shown_and_enforced_ones_deny(repo: Path) -> None:
+    write(
+        repo,
+        ".missions/pr.yml",
+        """\
+        name: pr
+        on: [pull_request]
+        jobs:
+          greet:
+            steps:
+              - run: echo "${{ github.head_ref }}"
+        """,
+    )
+    write(repo, "policies/default.yml", "version: 1\nimages: [base]\ntools: [sh]\n")
+    lax = invoke(repo, "policy", "check", ".missions/pr.yml")
+    assert lax.code == 0
+    assert ".missions/pr.yml:6:14: warning: jobs.greet.steps[0].run: untrusted input" in lax.out
+    write(
+        repo,
+        "policies/default.yml",
+        "version: 1\nimages: [base]\ntools: [sh]\nenforce: [template-injection]\n",
+    )
+    strict = invoke(repo, "policy", "check", "--explain", ".missions/pr.yml")
+    assert strict.code == 3
+    assert (
+        "    denied   check template-injection  at jobs.greet.steps[0].run (6:14): untrusted"
+        in strict.out
+    )
+    assert "warning:" not in strict.out
+
+
+def test_enforced_credential_warnings_from_validation_deny(repo: Path) -> None:
+    write(
+        repo,
+        ".missions/db.yml",
+        """\
+        name: db
+        jobs:
+          migrate:
+            env: {DB_PASSWORD: hunter2hunter2}
+            steps: [{run: "true"}]
+        """,
+    )
+    write(repo, "policies/default.yml", "version: 1\nimages: [base]\ntools: [sh]\n")
+    assert invoke(repo, "policy", "check", ".missions/db.yml").code == 0
+    write(
+        repo,
+        "policies/default.yml",
+        "version: 1\nimages: [base]\ntools: [sh]\nenforce: [credential]\n",
+    )
+    result = invoke(repo, "policy", "check", "--json", ".missions/db.yml")
+    assert result.code == 3
+    (denied,) = [d for d in json.loads(result.out) if not d["allowed"]]
+    assert (denied["capability"], denied["value"], denied["keypath"]) == (
+        "check",
+        "credential",
+        "jobs.migrate.env.DB_PASSWORD",
+    )
+
+
+# ---------------------------------------------------------------------- adversarial missions
+
+
+@pytest.mark.parametrize(
+    ("mission", "error"),
+    [
+        # a grant smuggled through an unknown key: the mission's schema refuses it (exit 2)
+        (
+            "name: x\njobs:\n  a:\n    privileged: true\n    steps: [{run: 'true'}]\n",
+            ".missions/x.yml:4:5: jobs.a.privileged: unknown key",
+        ),
+        (
+            "name: x\njobs:\n  a:\n    permissions: {network: egress, capabilities: [SYS_ADMIN]}\n"
+            "    steps: [{run: 'true'}]\n",
+            ".missions/x.yml:4:36: jobs.a.permissions.capabilities: unknown key",
+        ),
+        # duplicate keys: the second `tools` must not hide behind the first
+        (
+            "name: x\njobs:\n  a:\n    tools: [sh]\n    tools: [sh, curl]\n    steps: [{run: 'true'}]\n",
+            '.missions/x.yml:5:5: jobs.a.tools: duplicate key "tools"',
+        ),
+        # a merge key is not merged (YAML 1.2): it is an unknown key
+        (
+            "name: x\njobs:\n  a:\n    <<: {permissions: {network: egress}}\n    steps: [{run: 'true'}]\n",
+            ".missions/x.yml:4:5: jobs.a.<<: unknown key",
+        ),
+    ],
+)
+def test_smuggled_capabilities_are_refused(in_tmp: Path, mission: str, error: str) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(in_tmp, ".missions/x.yml", mission)
+    result = invoke(in_tmp, "policy", "check")
+    assert result.code == 2
+    assert error in result.err
+
+
+def test_anchors_and_merge_keys_do_not_escape_the_decision(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(
+        in_tmp,
+        ".missions/x.yml",
+        """\
+        name: x
+        on: [push]
+        jobs:
+          a: &job
+            tools: [sh, curl]
+            permissions: {network: egress}
+            steps: [{run: 'true'}]
+          b: *job
+        """,
+    )
+    result = invoke(in_tmp, "policy", "check", "--json")
+    assert result.code == 3
+    denied = {
+        (d["job"], d["capability"], d["value"]) for d in json.loads(result.out) if not d["allowed"]
+    }
+    assert denied == {
+        ("a", "tool", "curl"),
+        ("a", "network", "egress"),
+        ("b", "tool", "curl"),
+        ("b", "network", "egress"),
+    }
+
+
+def test_on_is_a_string_key_in_missions(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(
+        in_tmp,
+        ".missions/x.yml",
+        "name: x\non: [push]\njobs:\n  a:\n    permissions: {network: egress}\n    steps: [{run: 'true'}]\n",
+    )
+    result = invoke(in_tmp, "policy", "check", "--json")
+    assert result.code == 3
+    assert {"capability": "network", "allowed": False}.items() <= next(
+        d for d in json.loads(result.out) if d["capability"] == "network"
+    ).items()
+
+
+def test_matrix_image_from_a_yaml_matrix(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        jobs:
+          t:
+            container: ${{ matrix.image }}
+            strategy: {matrix: {image: [python, "evil.io/miner:latest"]}}
+            steps: [{run: 'true'}]
+        """,
+    )
+    result = invoke(in_tmp, "policy", "check", "--json")
+    assert result.code == 3
+    images = {
+        (d["job"], d["value"], d["allowed"])
+        for d in json.loads(result.out)
+        if d["capability"] == "image"
+    }
+    assert images == {
+        ("t (python)", "python", True),
+        ("t (evil.io/miner:latest)", "evil.io/miner:latest", False),
+    }
+
+
+# ---------------------------------------------------------------------- diff
+
+
+def test_diff_summarizes_grants_and_revocations(in_tmp: Path) -> None:
+    old = write(in_tmp, "old.yml", POLICY + RELEASE_RULE)
+    new = write(
+        in_tmp,
+        "new.yml",
+        """\
+        version: 1
+        images: [base, python]
+        tools: [sh, python3, cat]
+        limits: {timeout-minutes: 60, memory: 512m, cpus: 1, pids: 256}
+        enforce: [tools-all]
+        rules:
+          - name: ci-may-publish
+            match: {mission: ci, job: "pub*"}
+            allow: {network: egress, tools: [curl, wget]}
+          - name: nightly
+            match: {mission: nightly, job: "*"}
+            allow: {exec: true}
+        """,
+    )
+    result = invoke(in_tmp, "policy", "diff", str(old), str(new))
+    assert result.code == 0
+    lines = result.out.splitlines()
+    summary = lines[2 : lines.index("patch (RFC 6902):")]
+    assert summary == [
+        "granted: tools += cat (base)",
+        "granted: limits.timeout-minutes 30 -> 60 (base)",
+        "revoked: limits.memory 1g -> 512m (base)",
+        "changed: match mission 'ci', job 'pub*' (was mission 'ci', job 'publish') (rule ci-may-publish)",
+        "granted: tools += wget (rule ci-may-publish)",
+        "revoked: secrets -= DEPLOY_TOKEN (rule ci-may-publish)",
+        "granted: exec (rule nightly)",
+        "tightened: enforce += tools-all (base)",
+    ]
+    patch = [json.loads(line) for line in lines[lines.index("patch (RFC 6902):") + 1 :]]
+    import jsonpatch
+
+    from runner.policy.model import load_policy
+
+    before, after = load_policy(old, in_tmp), load_policy(new, in_tmp)
+    assert jsonpatch.apply_patch(dict(before.document), patch) == after.document
+
+
+def test_diff_from_no_policy_grants_everything_and_json(in_tmp: Path) -> None:
+    new = write(in_tmp, "new.yml", POLICY)
+    result = invoke(in_tmp, "policy", "diff", "absent.yml", str(new), "--json")
+    doc = json.loads(result.out)
+    assert doc["old"]["denied"].startswith("no policy at absent.yml")
+    assert {"op": "add", "path": "/version", "value": 1} in doc["patch"]
+    granted = [c["text"] for c in doc["changes"] if c["verb"] == "granted"]
+    assert granted[:4] == ["images += base", "images += python", "tools += python3", "tools += sh"]
+
+
+def test_diff_of_equal_policies(in_tmp: Path) -> None:
+    a = write(in_tmp, "a.yml", POLICY)
+    b = write(
+        in_tmp, "b.yml", "# same, reordered\n" + "\n".join(reversed(POLICY.splitlines())) + "\n"
+    )
+    result = invoke(in_tmp, "policy", "diff", str(a), str(b))
+    assert result.code == 0
+    assert result.out.splitlines()[-1] == "no change"
+
+
+def test_diff_of_an_invalid_policy_is_exit_2(in_tmp: Path) -> None:
+    a = write(in_tmp, "a.yml", POLICY)
+    b = write(
+        in_tmp,
+        "b.yml",
+        POLICY + "rules: [{name: x, match: {mission: '*', job: '*'}, allow: {root: true}}]\n",
+    )
+    result = invoke(in_tmp, "policy", "diff", str(a), str(b))
+    assert result.code == 2
+    assert "b.yml:5:60: rules[0].allow.root: unknown key" in result.err
+
+
+def test_the_real_command_line(in_tmp: Path) -> None:
+    write(in_tmp, ".missions/ci.yml", CI)
+    write(in_tmp, "policies/default.yml", POLICY + RELEASE_RULE)
+    runner = Path(sys.executable).parent / "runner"
+    done = subprocess.run(
+        [str(runner), "policy", "check", "--explain"],
+        cwd=in_tmp,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[ci-may-publish] granted by rule ci-may-publish" in done.stdout

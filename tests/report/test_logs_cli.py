@@ -1,0 +1,234 @@
+"""`runner logs` and `runner runs`, through the CLI on real event logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runner.app import App
+from runner.cli import cli
+from runner.error_handler import Exit, handle_errors
+from runner.output import Output
+from runner.records.eventlog import EventLog
+from runner.secrets.redact import Redactor
+
+RUNNER = Path(sys.executable).parent / "runner"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def invoke(state: Path, *args: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    app = App(state_dir=state, out=Output(stdout=out, stderr=err, color="never"))
+    code = 0
+    try:
+        with handle_errors(app.out, debug=False):
+            result = CliRunner().invoke(
+                cli, ["--state-dir", str(state), *args], obj=app, catch_exceptions=False
+            )
+            code = result.exit_code
+    except Exit as exc:
+        code = exc.code
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def write_run(state: Path, run_id: str, *, secret: str = "s3cr3t-token-value") -> Path:
+    log = EventLog(state / "runs" / run_id / "events.jsonl", Redactor([secret]))
+    log.emit("run.started", run_id=run_id, mission="ci", event="push")
+    log.emit("job.started", job="lint")
+    log.emit("step.started", job="lint", step=0, name="style", attempt=1)
+    log.emit("output", job="lint", step=0, line="checking 3 files")
+    log.emit("output", job="lint", step=0, line=f"using {secret}")
+    log.emit("step.finished", job="lint", step=0, name="style", status="success", duration_ms=1250)
+    log.emit("job.finished", job="lint", status="success", reason="", duration_ms=1300)
+    log.emit("job.started", job="test (shard=1)")
+    log.emit("step.started", job="test (shard=1)", step=0, name="t", attempt=2)
+    log.emit("output", job="test (shard=1)", step=0, line="1 failed")
+    log.emit(
+        "step.finished",
+        job="test (shard=1)",
+        step=0,
+        name="t",
+        status="failure",
+        reason="exit code 1",
+        duration_ms=300,
+    )
+    log.emit("annotation", job="test (shard=1)", step=0, level="error", message="boom")
+    log.emit("artifact.stored", job="test (shard=1)", name="junit", size=12)
+    log.emit("run.finished", result="failure", duration_ms=2000)
+    log.close()
+    return state / "runs" / run_id
+
+
+def test_logs_replays_a_run_for_humans(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write_run(state, "20261121-abc")
+    result = invoke(state, "logs", "20261121-abc")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "run 20261121-abc started: ci on push",
+        "[lint] started",
+        "[lint/style] started",
+        "[lint/style] checking 3 files",
+        "[lint/style] using ***",
+        "[lint/style] success in 1.2s",
+        "[lint] success in 1.3s",
+        "[test (shard=1)] started",
+        "[test (shard=1)/t] started (attempt 2)",
+        "[test (shard=1)/t] 1 failed",
+        "[test (shard=1)/t] failure (exit code 1) in 0.3s",
+        "[test (shard=1)/t] error: boom",
+        "[test (shard=1)] artifact.stored name=junit size=12",
+        "run finished: failure in 2.0s",
+    ]
+
+
+def test_logs_json_prints_the_stored_lines(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    run = write_run(state, "r-json")
+    result = invoke(state, "logs", "r-json", "--json")
+    assert result.code == 0
+    assert result.out == (run / "events.jsonl").read_text(encoding="utf-8")
+
+
+def test_logs_job_filter_takes_matrix_instances(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write_run(state, "r-job")
+    result = invoke(state, "--json", "logs", "r-job", "--job", "test")
+    jobs = {json.loads(line)["job"] for line in result.out.splitlines()}
+    assert jobs == {"test (shard=1)"}
+    assert len(result.out.splitlines()) == 6
+
+
+def test_logs_unknown_run_is_a_usage_error_pointing_to_runs(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write_run(state, "r-one")
+    result = invoke(state, "logs", "nope")
+    assert result.code == 2
+    assert "no run 'nope'" in result.err and "runner runs" in result.err
+
+
+def test_logs_takes_a_unique_prefix_and_refuses_an_ambiguous_one(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write_run(state, "abc-1")
+    write_run(state, "abd-2")
+    assert invoke(state, "logs", "abc").out.startswith("run abc-1 started")
+    ambiguous = invoke(state, "logs", "ab")
+    assert ambiguous.code == 2 and "abc-1, abd-2" in ambiguous.err
+
+
+def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    run_dir = state / "runs" / "live"
+    run_dir.mkdir(parents=True)
+    reader = subprocess.Popen(
+        [str(RUNNER), "--state-dir", str(state), "logs", "live", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen_midway: list[str] = []
+
+    def writer() -> None:
+        time.sleep(0.3)  # the reader is started before the log exists
+        log = EventLog(run_dir / "events.jsonl", Redactor(["live-secret-value"]))
+        log.emit("run.started", run_id="live", mission="m")
+        for i in range(5):
+            log.emit("output", job="j", step=0, name="s", line=f"tick {i} live-secret-value")
+            time.sleep(0.1)
+        seen_midway.append("written")
+        log.emit("run.finished", result="success")
+        time.sleep(0.5)
+        log.emit("output", job="j", step=0, line="after the end")  # never shown
+        log.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    out, err = reader.communicate(timeout=60)
+    thread.join()
+    assert reader.returncode == 0, err
+    assert out.splitlines() == [
+        "run live started: m",
+        *[f"[j/s] tick {i} ***" for i in range(5)],
+        "run finished: success",
+    ]
+
+
+def test_runs_lists_newest_first(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    for run_id, started, finished, result in [
+        ("old", "2026-11-20T10:00:00Z", "2026-11-20T10:01:30Z", "success"),
+        ("new", "2026-11-21T09:00:00Z", "2026-11-21T09:00:02.5Z", "failure"),
+    ]:
+        (state / "runs" / run_id).mkdir(parents=True)
+        record = {
+            "run_id": run_id,
+            "mission": "ci",
+            "event": "push",
+            "result": result,
+            "started": started,
+            "finished": finished,
+            "jobs": {},
+        }
+        (state / "runs" / run_id / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    write_run(state, "crashed")  # no run.json: what its event log says
+    (state / "runs" / "crashed" / "events.jsonl").write_text(
+        '{"seq":1,"ts":"2026-11-22T00:00:00.000Z","kind":"run.started","mission":"nightly"}\n',
+        encoding="utf-8",
+    )
+    result = invoke(state, "runs")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "RUN      MISSION  RESULT   STARTED              DURATION",
+        "crashed  nightly  running  2026-11-22 00:00:00  -",
+        "new      ci       failure  2026-11-21 09:00:00  2.5s",
+        "old      ci       success  2026-11-20 10:00:00  1m30s",
+    ]
+    listed = json.loads(invoke(state, "runs", "--json").out)
+    assert [r["run_id"] for r in listed] == ["crashed", "new", "old"]
+    assert listed[2]["duration_s"] == 90.0
+
+
+def test_runs_without_any_run_says_so(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "state", "runs")
+    assert result.code == 0 and "no runs in" in result.out
+    assert json.loads(invoke(tmp_path / "state", "runs", "--json").out) == []
+
+
+def test_logs_follow_of_a_crashed_run_ends_when_its_process_is_gone(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    run_dir = state / "runs" / "crashed"
+    log = EventLog(run_dir / "events.jsonl", Redactor())
+    log.emit("run.started", run_id="crashed", mission="m")
+    log.emit("output", job="j", step=0, name="s", line="last words")
+    log.close()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (run_dir / "lock").write_text(dead.stdout, encoding="ascii")  # its runner died
+    done = subprocess.run(
+        [str(RUNNER), "--state-dir", str(state), "logs", "crashed", "--follow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["run crashed started: m", "[j/s] last words"]
+    assert json.loads(invoke(state, "runs", "--json").out)[0]["result"] == "crashed"
