@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from runner.durable import fsync_dir
+from runner.durable import fsync_dir, write_atomic, write_new
 from runner.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -158,25 +158,6 @@ def key_dir(state_dir: Path) -> Path:
     return state_dir / "keys"
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write a new file durably, with `mode` from the start (never briefly world-readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    _write_new(tmp, data, mode)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def public_path(root: Path, key: PublicKey) -> Path:
     return root / PUB_DIR / f"{key.name}.pub"
 
@@ -186,7 +167,7 @@ def write_public(root: Path, key: PublicKey) -> Path:
     path = public_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        _write_new(path, (key.vkey() + "\n").encode(), 0o644)
+        write_new(path, (key.vkey() + "\n").encode(), 0o644)
     return path
 
 
@@ -197,13 +178,15 @@ def save(state_dir: Path, root: Path, signer: Signer) -> Signer:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     path = directory / f"{signer.name}.pem"
-    _write_new(path, signer.pem(), 0o600)
+    write_new(path, signer.pem(), 0o600)
     write_public(root, signer.public)
     return Signer(signer.private, signer.public, str(path))
 
 
 def make_current(state_dir: Path, signer: Signer) -> None:
-    _replace(key_dir(state_dir) / "current", (signer.name + "\n").encode(), 0o600)
+    write_atomic(
+        key_dir(state_dir) / "current", (signer.name + "\n").encode(), mode=0o600, durable=True
+    )
 
 
 def store(state_dir: Path, root: Path, signer: Signer) -> Signer:

@@ -63,7 +63,7 @@ from runner.audit.files import (
 )
 from runner.audit.keys import Signer, load_signer
 from runner.audit.merkle import Frontier, leaf_hash
-from runner.durable import fsync_dir
+from runner.durable import fsync_dir, write_atomic
 from runner.errors import EngineUnavailable, InvalidInput
 
 ENVELOPE = frozenset({"v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures"})
@@ -126,22 +126,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _write_durable(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
-
-
 def _write_cache(path: Path, document: Mapping[str, Any]) -> None:
     """A cache file: atomic replace, no fsync (it is checked before it is believed)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(document, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(document, sort_keys=True).encode("utf-8"))
 
 
 def default_origin(state_dir: Path) -> str:
@@ -227,7 +215,7 @@ class Ledger:
                     existing = first_entry_origin(directory) or origin or default_origin(state_dir)
                     if not existing.isprintable() or not existing.strip():
                         raise InvalidInput(f"ledger origin {existing!r} is not printable text")
-                    _write_durable(directory / ORIGIN, (existing + "\n").encode())
+                    write_atomic(directory / ORIGIN, (existing + "\n").encode(), durable=True)
                 elif origin is not None and origin != existing:
                     raise InvalidInput(
                         f"the ledger in {directory} belongs to {existing!r}, not {origin!r}"
@@ -331,7 +319,7 @@ class Ledger:
         quarantine = self.directory / QUARANTINE
         quarantine.mkdir(exist_ok=True)
         name = f"{file}.{start}.{_now_ms()}.torn"
-        _write_durable(quarantine / name, data)
+        write_atomic(quarantine / name, data, durable=True)
         os.ftruncate(fd, start)
         os.fsync(fd)
         fields = {

@@ -17,8 +17,6 @@ A repository without `containers/tools.yml` gets the catalog shipped with runner
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import cerberus
 import yaml
 
+from runner.durable import json_digest
 from runner.errors import InvalidInput
 
 CATALOG_PATH = Path("containers") / "tools.yml"
@@ -97,9 +96,7 @@ class Catalog:
 
     def digest(self, names: tuple[str, ...]) -> str:
         """sha256 of the entries of `names`: what a toolset built from them depends on."""
-        entries = [self.get(name).serialize() for name in sorted(set(names))]
-        text = json.dumps(entries, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return json_digest([self.get(name).serialize() for name in sorted(set(names))])
 
 
 def load_catalog(root: Path) -> Catalog:

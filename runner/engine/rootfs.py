@@ -8,17 +8,15 @@ image id, and then read here without the engine: symlinks are followed inside th
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import os
 import posixpath
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.durable import atomic_output
 from runner.errors import InvalidInput
 
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
@@ -177,16 +175,9 @@ def export_rootfs(client: Any, image_id: str, cache_dir: Path) -> Path:
         labels={EXPORT_LABEL: "1"},
     )
     try:
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".export-", suffix=".tar")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in container.export(chunk_size=1 << 20):
-                    out.write(chunk)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_output(path) as out:
+            for chunk in container.export(chunk_size=1 << 20):
+                out.write(chunk)
     finally:
         container.remove(force=True)
     return path

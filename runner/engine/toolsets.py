@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from runner.durable import json_digest, write_atomic
 from runner.engine import elf
 from runner.engine.catalog import MULTICALL, Catalog, Tool
 from runner.engine.docker.backend import docker_errors
@@ -87,10 +88,10 @@ def build_toolset(
             raise InvalidInput(f"image {source_image!r} is not present in the engine") from exc
     if tools == "all":
         manifest: dict[str, Any] = {"format": FORMAT, "source_image": source_id, "tools": "all"}
-        return Toolset(source_id, _digest(manifest), manifest, interpreter=True)
+        return Toolset(source_id, json_digest(manifest), manifest, interpreter=True)
     names = tuple(sorted(set(tools)))
     entries = [catalog.get(name) for name in names]  # unknown and multi-call names fail here
-    key = _digest(
+    key = json_digest(
         {"format": FORMAT, "source": source_id, "tools": names, "catalog": catalog.digest(names)}
     )
     cache = state_dir / "cache"
@@ -415,7 +416,7 @@ def _materialize(
             "config": {"user": USER, "env": {"PATH": PATH}, "workdir": WORKDIR},
             "files": files,
         }
-        digest = _digest(manifest)
+        digest = json_digest(manifest)
         tag = f"{REPOSITORY}:{digest}"
         changes = [
             f"USER {USER}",
@@ -441,7 +442,7 @@ def _cached(client: Any, record_path: Path) -> Toolset | None:
         digest = record["digest"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _digest(manifest) != digest:
+    if json_digest(manifest) != digest:
         return None  # a damaged cache record is rebuilt, never trusted
     tag = f"{REPOSITORY}:{digest}"
     if not _exists(client, tag):
@@ -471,15 +472,7 @@ def _cache_record(toolset: Toolset) -> dict[str, Any]:
 
 def _write_json(path: Path, document: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _digest(document: Any) -> str:
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    write_atomic(path, json.dumps(document, sort_keys=True).encode("utf-8"))
 
 
 @contextlib.contextmanager

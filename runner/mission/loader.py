@@ -31,7 +31,8 @@ from typing import Any, Literal, cast
 from runner.errors import InvalidMission
 from runner.findings import Finding, Severity, errors_in, sort_findings
 from runner.mission import schema
-from runner.mission.checks.checker import Checker, parse_duration
+from runner.mission.checks.checker import Checker
+from runner.mission.durations import parse_duration
 from runner.mission.model import (
     ALL_TOOLS,
     Artifact,

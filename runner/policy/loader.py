@@ -12,7 +12,6 @@ checked against the Cerberus schema `schemas/policy.yml` (`runner.schemas`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
 import json
 import re
@@ -24,6 +23,7 @@ from typing import Any
 import cerberus
 import yaml
 
+from runner.durable import json_digest
 from runner.errors import InvalidMission, InvalidPolicy
 from runner.findings import Finding, sort_findings
 from runner.policy.model import (
@@ -74,13 +74,8 @@ def ledger_safe(value: Any) -> Any:
     return value
 
 
-def canonical_digest(document: Mapping[str, Any]) -> str:
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def deny_all(display: str, why: str) -> Policy:
-    return Policy(path=display, document={}, digest=canonical_digest({}), denied=why)
+    return Policy(path=display, document={}, digest=json_digest({}), denied=why)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -239,7 +234,7 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
     return Policy(
         path=display,
         document=document,
-        digest=canonical_digest(document),
+        digest=json_digest(document),
         images=tuple(doc.get("images", ())),
         tools=tuple(doc.get("tools", ())),
         uses=tuple(doc.get("uses", ())),

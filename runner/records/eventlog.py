@@ -18,7 +18,6 @@ output of the step that was running, never a result.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.durable import file_sha256
 from runner.errors import InvalidInput
 from runner.secrets.redact import Redactor, redact_structure
 
@@ -122,14 +122,6 @@ class EventLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_events(

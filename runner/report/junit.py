@@ -9,12 +9,11 @@ characters XML 1.0 cannot hold at all (most control characters) are removed firs
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from runner.durable import atomic_output
 from runner.errors import InvalidInput
 from runner.records.results import JobResult, RunResult, Status, StepResult
 from runner.report.display import ESCAPE_SEQUENCE
@@ -112,15 +111,8 @@ def write_junit(run: RunResult, path: Path) -> None:
     tree = build_junit(run)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                tree.write(handle, encoding="utf-8", xml_declaration=True)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as handle:
+            tree.write(handle, encoding="utf-8", xml_declaration=True)
     except OSError as exc:
         raise InvalidInput(
             f"cannot write the JUnit report {path}: {exc.strerror or exc}",

@@ -20,11 +20,10 @@ from typing import Any
 
 from runner.engine.backend import LABEL_RUN, LABEL_STATE, Backend
 from runner.errors import InvalidInput, RunnerError
+from runner.mission.durations import AGE_UNITS, parse_duration
 
 LOCK_NAME = "lock"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class RunLocked(RunnerError):
@@ -76,12 +75,12 @@ def run_is_alive(state_dir: Path, run_id: str) -> bool:
 
 def parse_age(text: str) -> float:
     """ "30s", "15m", "12h", "7d", "2w" -> seconds; InvalidInput otherwise."""
-    found = _DURATION.match(text)
-    if not found:
+    seconds = parse_duration(text, AGE_UNITS) if isinstance(text, str) else None
+    if seconds is None or not any(text.strip().endswith(unit) for unit in AGE_UNITS):
         raise InvalidInput(
             f"--older-than {text!r} is not a duration", hint="use e.g. 30m, 12h, 7d or 2w"
         )
-    return float(found.group(1)) * _UNITS[found.group(2)]
+    return seconds
 
 
 @dataclass

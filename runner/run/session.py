@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import secrets as pysecrets
 import signal
 import threading
@@ -29,6 +28,7 @@ import jsonpatch
 from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
+from runner.durable import write_atomic
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -335,6 +335,4 @@ def _write_run_json(run_dir: Path, result: RunResult, redactor: Redactor | None 
     if redactor is not None:
         document = redact_structure(document, redactor)
     text = json.dumps(document, indent=2, sort_keys=True)
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "run.json")
+    write_atomic(run_dir / "run.json", (text + "\n").encode("utf-8"))

@@ -42,30 +42,16 @@ from runner.findings import Finding, Severity
 from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
 from runner.mission.checks.content import ContentChecks
 from runner.mission.checks.expressions import ExpressionChecks
+from runner.mission.durations import parse_duration
 from runner.mission.yaml_loader import YamlDocument, join
 
 ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 TOOL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
 USES_RE = re.compile(r"(\./[^\s]*|docker://\S+|[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@\S+)\Z")
 
 GITHUB_ONLY_TOP = ("run-name", "concurrency")
 GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
 EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
-
-
-def parse_duration(value: Any) -> float | None:
-    """Seconds of "500ms", "30s", "2m", "1h" or a plain number; None when not a duration."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str):
-        match = DURATION_RE.match(value.strip())
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    return None
 
 
 class Checker(ExpressionChecks, ContentChecks):
