@@ -36,16 +36,29 @@ from runner.mission.model import Mission
 from runner.mission.plan import instances, select_jobs
 from runner.policy.model import Decision, Policy, decide, denials_message, granted
 from runner.records.eventlog import EventLog
+from runner.records.events import (
+    ArtifactStored,
+    JobFinished,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    VerifyFinished,
+)
 from runner.records.results import RunResult, Status
-from runner.records.sink import Event, Sink
+from runner.records.sink import Sink
+from runner.report.junit import write_junit
+from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
+from runner.run.gc import hold_run_lock
 from runner.run.scheduler import Executor, default_parallelism
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
 from runner.secrets.redact import Redactor, redact_structure
 
-LEDGER_KINDS = {"step.started", "step.finished", "artifact.stored", "job.finished"}
+LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 
 
 @dataclass(frozen=True)
@@ -74,17 +87,19 @@ class LedgerRecorder:
         self._ledger = ledger
         self._run_id = run_id
 
-    def handle(self, event: Event) -> None:
-        if event.kind in LEDGER_KINDS:
-            self._ledger.append(event.kind, self._run_id, event.fields)
+    def handle(self, event: RunEvent) -> None:
+        if isinstance(event, LEDGER_EVENTS):
+            self._ledger.append(event.kind, self._run_id, event.fields())
 
 
 class EventLogSubscriber:
+    """Sink subscriber: every event, redacted, into the run's event log."""
+
     def __init__(self, log: EventLog) -> None:
         self._log = log
 
-    def handle(self, event: Event) -> None:
-        self._log.emit(event.kind, **event.fields)
+    def handle(self, event: RunEvent) -> None:
+        self._log.write(event)
 
 
 @contextlib.contextmanager
@@ -200,10 +215,6 @@ def _run(
     backend: Any,
     resolve_factory: Callable[[Any, Mission], Any],
 ) -> RunResult:
-    from runner.report.junit import write_junit
-    from runner.report.progress import make_view, summary
-    from runner.run.gc import hold_run_lock
-
     run_id = info.run_id
     run_dir = app.state_dir / "runs" / run_id
     (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -239,7 +250,9 @@ def _run(
     )
     started = time.monotonic()
     keys = [inst.key for job_id, insts in plan.items() if job_id in selected for inst in insts]
-    sink.emit("run.started", run_id=run_id, mission=mission.name, event=options.event, jobs=keys)
+    sink.emit(
+        RunStarted(run_id=run_id, mission=mission.name, event=options.event, jobs=tuple(keys))
+    )
     executor = Executor(
         state,
         plan,
@@ -261,7 +274,7 @@ def _run(
     result.status, result.reason = _overall(result, cancel.is_set())
     if not cancel.is_set() and mission.verify:
         result.checks = evaluate_checks(mission, result, base=info.base_contexts())
-        sink.emit("verify.finished", checks=[c.serialize() for c in result.checks])
+        sink.emit(VerifyFinished(checks=tuple(result.checks)))
         ledger.append("verify.summary", run_id, {"checks": [c.serialize() for c in result.checks]})
         if result.status is Status.SUCCESS and any(
             c.status.value == "failed" for c in result.checks
@@ -270,11 +283,12 @@ def _run(
     result.duration_s = time.monotonic() - started
     result.finished = rfc3339()
     sink.emit(
-        "run.finished",
-        run_id=run_id,
-        result=result.status.value,
-        reason=result.reason,
-        duration_ms=round(result.duration_s * 1000),
+        RunFinished(
+            run_id=run_id,
+            result=result.status,
+            reason=result.reason,
+            duration_ms=round(result.duration_s * 1000),
+        )
     )
     events_digest = log.close()
     ledger.append(

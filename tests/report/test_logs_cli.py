@@ -146,8 +146,9 @@ def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> N
         time.sleep(0.3)  # the reader is started before the log exists
         log = EventLog(run_dir / "events.jsonl", Redactor(["live-secret-value"]))
         log.emit("run.started", run_id="live", mission="m")
+        log.emit("step.started", job="j", step=0, name="s", attempt=1)
         for i in range(5):
-            log.emit("output", job="j", step=0, name="s", line=f"tick {i} live-secret-value")
+            log.emit("output", job="j", step=0, line=f"tick {i} live-secret-value")
             time.sleep(0.1)
         seen_midway.append("written")
         log.emit("run.finished", result="success")
@@ -162,6 +163,7 @@ def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> N
     assert reader.returncode == 0, err
     assert out.splitlines() == [
         "run live started: m",
+        "[j/s] started",
         *[f"[j/s] tick {i} ***" for i in range(5)],
         "run finished: success",
     ]
@@ -213,7 +215,8 @@ def test_logs_follow_of_a_crashed_run_ends_when_its_process_is_gone(tmp_path: Pa
     run_dir = state / "runs" / "crashed"
     log = EventLog(run_dir / "events.jsonl", Redactor())
     log.emit("run.started", run_id="crashed", mission="m")
-    log.emit("output", job="j", step=0, name="s", line="last words")
+    log.emit("step.started", job="j", step=0, name="s", attempt=1)
+    log.emit("output", job="j", step=0, line="last words")
     log.close()
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -230,5 +233,34 @@ def test_logs_follow_of_a_crashed_run_ends_when_its_process_is_gone(tmp_path: Pa
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["run crashed started: m", "[j/s] last words"]
+    assert done.stdout.splitlines() == [
+        "run crashed started: m",
+        "[j/s] started",
+        "[j/s] last words",
+    ]
     assert json.loads(invoke(state, "runs", "--json").out)[0]["result"] == "crashed"
+
+
+def test_logs_shows_groups_and_cleans_what_steps_printed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    log = EventLog(state / "runs" / "grp" / "events.jsonl", Redactor())
+    log.emit("step.started", job="b", step=0, name="build", attempt=1)
+    log.emit("output", job="b", step=0, line="before")
+    log.emit("group.started", job="b", step=0, title="Install \x1b[2Jdeps")
+    log.emit("output", job="b", step=0, line="pip \x1b]0;title\x07install")
+    log.emit("group.finished", job="b", step=0)
+    log.emit("output", job="b", step=0, line="after")
+    log.emit("step.retry", job="b", step=0, attempt=2, delay_s=0.5, reason="exit code 1")
+    log.emit("artifact.stored", job="b", name="r", path="out/r", sha256="ab", size=3)
+    log.close()
+    result = invoke(state, "logs", "grp")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "[b/build] started",
+        "[b/build] before",
+        "[b/build] ▾ Install deps",
+        "[b/build]   pip install",
+        "[b/build] after",
+        "[b/build] retry (exit code 1): attempt 2 in 0.5s",
+        "[b] artifact.stored name=r path=out/r sha256=ab size=3",
+    ]
