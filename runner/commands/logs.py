@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from runner.app import App
-from runner.commands.runs import find_run, runner_gone
 from runner.errors import InvalidInput
 from runner.records.eventlog import Logged, replay
 from runner.records.events import JobEvent
+from runner.records.rundirs import find_run
 from runner.report.display import encodable, glyphs_for, stream_encoding
 from runner.report.replay import ReplayView
-
-
-def _finished(run_dir: Path) -> bool:
-    """The run has ended: run.json says so, or the process that ran it is gone (a crash)."""
-    try:
-        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    if isinstance(record, dict) and record.get("finished"):
-        return True
-    return runner_gone(run_dir)
 
 
 def _selected(logged: Logged, job: str | None) -> bool:
@@ -34,13 +22,13 @@ def _selected(logged: Logged, job: str | None) -> bool:
 
 
 def main(app: App, run_id: str, job: str | None = None, follow: bool = False) -> int:
-    run_dir = find_run(app, run_id)
-    path = run_dir / "events.jsonl"
-    if not follow and not path.exists():
-        raise InvalidInput(f"run {run_dir.name} has no event log ({path} is missing)")
+    run = find_run(app.state_dir, run_id)
+    if not follow and not run.events.exists():
+        raise InvalidInput(f"run {run.run_id} has no event log ({run.events} is missing)")
     view = ReplayView(glyphs_for(app.out.stdout))
     encoding = stream_encoding(app.out.stdout)
-    for logged in replay(path, follow=follow, until_done=lambda: _finished(run_dir)):
+    # Following ends at run.finished, or once the run is no longer live (it crashed).
+    for logged in replay(run.events, follow=follow, until_done=lambda: not run.is_live()):
         if not _selected(logged, job):
             continue
         if app.out.json_mode:

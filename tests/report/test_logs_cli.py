@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -18,6 +19,7 @@ from runner.cli import cli
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 from runner.records.eventlog import EventLog
+from runner.records.rundirs import hold_run_lock
 from runner.secrets.redact import Redactor
 
 RUNNER = Path(sys.executable).parent / "runner"
@@ -132,8 +134,8 @@ def test_logs_takes_a_unique_prefix_and_refuses_an_ambiguous_one(tmp_path: Path)
 
 def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    run_dir = state / "runs" / "live"
-    run_dir.mkdir(parents=True)
+    lock = contextlib.ExitStack()
+    run_dir = lock.enter_context(hold_run_lock(state, "live")).path  # as a runner does
     reader = subprocess.Popen(
         [str(RUNNER), "--state-dir", str(state), "logs", "live", "--follow"],
         stdout=subprocess.PIPE,
@@ -160,6 +162,7 @@ def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> N
     thread.start()
     out, err = reader.communicate(timeout=60)
     thread.join()
+    lock.close()
     assert reader.returncode == 0, err
     assert out.splitlines() == [
         "run live started: m",
@@ -191,6 +194,8 @@ def test_runs_lists_newest_first(tmp_path: Path) -> None:
         '{"seq":1,"ts":"2026-11-22T00:00:00.000Z","kind":"run.started","mission":"nightly"}\n',
         encoding="utf-8",
     )
+    lock = contextlib.ExitStack()
+    lock.enter_context(hold_run_lock(state, "crashed"))  # still live: "running" (not crashed)
     result = invoke(state, "runs")
     assert result.code == 0
     assert result.out.splitlines() == [
@@ -200,6 +205,7 @@ def test_runs_lists_newest_first(tmp_path: Path) -> None:
         "old      ci       success  2026-11-20 10:00:00  1m30s",
     ]
     listed = json.loads(invoke(state, "runs", "--json").out)
+    lock.close()
     assert [r["run_id"] for r in listed] == ["crashed", "new", "old"]
     assert listed[2]["duration_s"] == 90.0
 
