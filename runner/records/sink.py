@@ -44,13 +44,10 @@ class Sink:
 
 
 class Recorder:
-    """A subscriber that keeps every event: for tests and for the JSON summary."""
+    """A subscriber that keeps every event, in order (what tests of emitters look at)."""
 
     def __init__(self) -> None:
         self.events: list[RunEvent] = []
 
     def handle(self, event: RunEvent) -> None:
         self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]

@@ -102,21 +102,21 @@ class _Tail:
     def rows(self, glyphs: Glyphs) -> list[str]:
         """At most `TAIL_LINES` rows: lines, folded groups, the open group unfolded."""
         rows: list[str] = []
-        header = ""
+        header: tuple[int, str] | None = None  # the open group's row and its text
         for block in self._blocks:
             if isinstance(block, str):
                 rows.append(block)
             elif block.open:
-                header = f"{glyphs.group_open} {block.title}"
-                rows.append(header)
+                header = (len(rows), f"{glyphs.group_open} {block.title}")
+                rows.append(header[1])
                 rows.extend(OpenGroups.INDENT + line for line in block.lines)
             else:
                 held = f"{block.count} line{'' if block.count == 1 else 's'}"
                 rows.append(f"{glyphs.group_closed} {block.title} ({held})")
-        rows = rows[-TAIL_LINES:]
-        if header and header not in rows:  # keep the open group's title above its lines
-            rows[0] = header
-        return rows
+        cut = max(len(rows) - TAIL_LINES, 0)
+        if header is not None and header[0] < cut:  # keep its title above its lines
+            return [header[1], *rows[cut + 1 :]]
+        return rows[cut:]
 
 
 @dataclass
