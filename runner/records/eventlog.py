@@ -2,9 +2,11 @@
 
 One JSON object a line: `seq` (from 1, monotonic), `ts` (RFC 3339, UTC, milliseconds),
 `kind` (`run.started`, `job.started`, `step.started`, `output`, `step.finished`,
-`job.finished`, `run.finished`, ...) and the event's fields, every field redacted before it
-is written (`redact.redact_structure`: strings through the run's `Redactor`, values of
-sensitive keys masked whole).
+`job.finished`, `run.finished`, ...) and the event's fields (the kinds and their fields:
+`runner.records.events`), every field redacted before it is written
+(`redact.redact_structure`: strings through the run's `Redactor`, values of sensitive keys
+masked whole). `write` takes a typed event, `emit` a kind and its fields as they are;
+`read_events` gives back the stored objects, `replay` the typed events they hold.
 
 Durability: each line goes to the file in one `write()` on an `O_APPEND` descriptor, so a
 reader (`runner logs --follow`) sees whole lines as soon as they are written. Transitions
@@ -23,12 +25,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.durable import file_sha256
 from runner.errors import InvalidInput
+from runner.records.events import RunEvent, UnknownEvent, parse_event
 from runner.secrets.redact import Redactor, redact_structure
 
 RESERVED = frozenset({"seq", "ts", "kind"})
@@ -74,8 +78,12 @@ class EventLog:
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._digest: str | None = None
 
-    def emit(self, kind: str, **fields: Any) -> int:
+    def write(self, event: RunEvent) -> int:
         """Write one event; returns its seq."""
+        return self.emit(event.kind, **event.fields())
+
+    def emit(self, kind: str, **fields: Any) -> int:
+        """Write one event given as a kind and its fields; returns its seq."""
         clash = RESERVED & fields.keys()
         if clash:
             raise ValueError(f"event fields may not be named {sorted(clash)}")
@@ -169,6 +177,36 @@ def read_events(
                 handle.seek(-1, os.SEEK_CUR)
                 continue
             time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One event as the log holds it: its seq and time, the typed event, and the JSON
+    object as it was stored (for `--json`, which passes it on untouched)."""
+
+    seq: int
+    ts: str
+    event: RunEvent | UnknownEvent
+    record: dict[str, Any]
+
+
+def replay(
+    path: Path,
+    *,
+    follow: bool = False,
+    until_done: Callable[[], bool] | None = None,
+    poll_s: float = POLL_S,
+) -> Iterator[Logged]:
+    """The typed events of a log, in order; `read_events` says how it follows."""
+    for record in read_events(path, follow=follow, until_done=until_done, poll_s=poll_s):
+        seq = record.get("seq")
+        ts = record.get("ts")
+        yield Logged(
+            seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else 0,
+            ts=ts if isinstance(ts, str) else "",
+            event=parse_event(record),
+            record=record,
+        )
 
 
 def _parse(line: bytes, path: Path, number: int) -> dict[str, Any]:

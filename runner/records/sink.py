@@ -1,26 +1,22 @@
 """One sink for everything a run reports.
 
-The executor emits `Event`s into one `Sink`; the event log, the live view, the ledger
-recorder and tests are subscribers. Nothing in the executor writes to a file or a terminal
-directly, so every byte bound for one of them passes through the same redaction.
+The executor emits typed events (`runner.records.events`) into one `Sink`; the event log,
+the live view, the ledger recorder and tests are subscribers. Nothing in the executor
+writes to a file or a terminal directly, so every byte bound for one of them passes
+through the same redaction.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Event:
-    kind: str  # run.started, job.started, step.started, output, step.finished, ...
-    fields: dict[str, Any] = field(default_factory=dict)
+from runner.records.events import RunEvent
 
 
 class Subscriber(Protocol):
-    def handle(self, event: Event) -> None: ...
+    def handle(self, event: RunEvent) -> None: ...
 
 
 class Sink:
@@ -41,21 +37,17 @@ class Sink:
         with self._guard:
             self._subscribers = [*self._subscribers, (subscriber, threading.Lock())]
 
-    def emit(self, kind: str, **fields: Any) -> None:
-        event = Event(kind, fields)
+    def emit(self, event: RunEvent) -> None:
         for subscriber, lock in self._subscribers:
             with lock:
                 subscriber.handle(event)
 
 
 class Recorder:
-    """A subscriber that keeps every event: for tests and for the JSON summary."""
+    """A subscriber that keeps every event, in order (what tests of emitters look at)."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[RunEvent] = []
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: RunEvent) -> None:
         self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]

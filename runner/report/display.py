@@ -1,6 +1,8 @@
 """Shared pieces of what runner shows on a terminal or in a log: status glyphs (with ASCII
 fallbacks for streams that cannot hold Unicode), the cleaning of untrusted output lines,
-durations. Used by `runner.progress` and `runner.live_view`; writing stays in `Output`.
+durations, and which steps are inside a `::group::`. Used by the plain view
+(`progress.py`), the live view (`live.py`) and the replay of `runner logs` (`replay.py`);
+writing stays in `Output`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from runner.records.results import Status
 
@@ -26,6 +28,8 @@ class Glyphs:
     bar: str
     dot: str
     arrow: str
+    group_open: str  # a `::group::` whose lines follow
+    group_closed: str  # a `::group::` folded to its header
     spinner: tuple[str, ...]
 
     def status(self, status: Status) -> str:
@@ -51,6 +55,8 @@ UNICODE = Glyphs(
     bar="│",
     dot="·",
     arrow="\u203a",  # single right-pointing angle quotation mark
+    group_open="▾",
+    group_closed="▸",
     spinner=("⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"),
 )
 ASCII = Glyphs(
@@ -65,6 +71,8 @@ ASCII = Glyphs(
     bar="|",
     dot="-",
     arrow=">",
+    group_open="v",
+    group_closed=">",
     spinner=("|", "/", "-", "\\"),
 )
 
@@ -139,15 +147,24 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def parse_status(value: Any) -> Status:
-    try:
-        return Status(value)
-    except ValueError:
-        return Status.FAILURE
+class OpenGroups:
+    """The steps whose output is inside a `::group::` now: their lines are indented under
+    the group's header. A group ends at `::endgroup::`, at the next `::group::` (groups do
+    not nest, as on GitHub) or with its step."""
 
+    INDENT = "  "
 
-def ms_to_s(value: Any) -> float | None:
-    return None if value is None else float(value) / 1000
+    def __init__(self) -> None:
+        self._open: set[tuple[str, int]] = set()
+
+    def start(self, job: str, step: int) -> None:
+        self._open.add((job, step))
+
+    def end(self, job: str, step: int) -> None:
+        self._open.discard((job, step))
+
+    def indent(self, job: str, step: int) -> str:
+        return self.INDENT if (job, step) in self._open else ""
 
 
 STATUS_VERB = {

@@ -1,7 +1,12 @@
 """The live view of a run on a terminal: one row per job instance (status symbol, elapsed
-time, the step it is on), redrawn in place with ANSI cursor-up + clear-line by a background
-ticker at most `1 / interval` times a second, so that durations tick while steps run.
-After the run it prints the last output lines of every failed step and the annotations.
+time, the step it is on and the `::group::` it is in), redrawn in place with ANSI
+cursor-up + clear-line by a background ticker at most `1 / interval` times a second, so
+that durations tick while steps run. After the run it prints the last output lines of
+every failed step and the annotations.
+
+Groups fold as on GitHub: in a failed step's last lines, a group that ended is one line,
+its header and how many lines it held (`▸ Install (120 lines)`); the group the step was in
+when it failed stays open, its header kept above its lines, indented under it.
 """
 
 from __future__ import annotations
@@ -17,17 +22,30 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from runner.output import Output
+from runner.records.events import (
+    Annotation,
+    GroupFinished,
+    GroupStarted,
+    JobFinished,
+    JobStarted,
+    OutputLine,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRetry,
+    StepStarted,
+)
 from runner.records.results import Status
-from runner.records.sink import Event
 from runner.report.display import (
     STATUS_COLOR,
     STATUS_VERB,
+    Glyphs,
+    OpenGroups,
     clean_line,
     encodable,
     format_duration,
     glyphs_for,
-    ms_to_s,
-    parse_status,
     stream_encoding,
 )
 
@@ -44,6 +62,61 @@ class _Row:
     attempt: int = 1
     reason: str = ""
     retry_at: float | None = None
+    group: str = ""  # the `::group::` the running step is in
+
+
+@dataclass
+class _Fold:
+    title: str
+    lines: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
+    )
+    count: int = 0  # every line the group held
+    open: bool = True
+
+
+class _Tail:
+    """The last output of one step: lines, and groups (each holding its own last lines)."""
+
+    def __init__(self) -> None:
+        self._blocks: collections.deque[str | _Fold] = collections.deque(maxlen=TAIL_LINES)
+        self._fold: _Fold | None = None
+
+    def line(self, text: str) -> None:
+        if self._fold is None:
+            self._blocks.append(text)
+        else:
+            self._fold.lines.append(text)
+            self._fold.count += 1
+
+    def start_group(self, title: str) -> None:
+        self.end_group()  # groups do not nest
+        self._fold = _Fold(title)
+        self._blocks.append(self._fold)
+
+    def end_group(self) -> None:
+        if self._fold is not None:
+            self._fold.open = False
+            self._fold = None
+
+    def rows(self, glyphs: Glyphs) -> list[str]:
+        """At most `TAIL_LINES` rows: lines, folded groups, the open group unfolded."""
+        rows: list[str] = []
+        header: tuple[int, str] | None = None  # the open group's row and its text
+        for block in self._blocks:
+            if isinstance(block, str):
+                rows.append(block)
+            elif block.open:
+                header = (len(rows), f"{glyphs.group_open} {block.title}")
+                rows.append(header[1])
+                rows.extend(OpenGroups.INDENT + line for line in block.lines)
+            else:
+                held = f"{block.count} line{'' if block.count == 1 else 's'}"
+                rows.append(f"{glyphs.group_closed} {block.title} ({held})")
+        cut = max(len(rows) - TAIL_LINES, 0)
+        if header is not None and header[0] < cut:  # keep its title above its lines
+            return [header[1], *rows[cut + 1 :]]
+        return rows[cut:]
 
 
 @dataclass
@@ -96,7 +169,7 @@ class LiveView:
         self._header = ""
         self._run_started: float | None = None
         self._run_duration: float | None = None
-        self._tails: dict[tuple[str, int], collections.deque[str]] = {}
+        self._tails: dict[tuple[str, int], _Tail] = {}
         self._step_names: dict[tuple[str, int], str] = {}
         self._failures: list[_Failure] = []
         self._annotations: list[tuple[str, str, str]] = []  # level, where, message
@@ -107,13 +180,13 @@ class LiveView:
 
     # -- events (delivered one at a time by the Sink, from any worker thread) --
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: RunEvent) -> None:
         with self._lock:
             if self._closed:
                 return
             self._apply(event)
             self._dirty = True
-            finished = event.kind == "run.finished"
+            finished = isinstance(event, RunFinished)
         if finished:
             self.close()
         else:
@@ -124,65 +197,62 @@ class LiveView:
             self._rows[key] = _Row(key)
         return self._rows[key]
 
-    def _apply(self, event: Event) -> None:
-        f = event.fields
-        kind = event.kind
+    def _apply(self, event: RunEvent) -> None:
         now = self._clock()
-        if kind == "run.started":
-            self._header = (
-                f"{f.get('mission', '')} ({f.get('event', '')}) run {f.get('run_id', '')}"
-            )
-            self._run_started = now
-            for key in f.get("jobs", []):
-                self._row(str(key))
-        elif kind == "job.started":
-            row = self._row(str(f["job"]))
-            row.status, row.started = Status.RUNNING, now
-        elif kind == "step.started":
-            job, index = str(f["job"]), int(f["step"])
-            row = self._row(job)
-            if row.status is Status.PENDING:
+        match event:
+            case RunStarted():
+                self._header = f"{event.mission} ({event.event}) run {event.run_id}"
+                self._run_started = now
+                for key in event.jobs:
+                    self._row(key)
+            case JobStarted(job=job):
+                row = self._row(job)
                 row.status, row.started = Status.RUNNING, now
-            row.step, row.attempt, row.retry_at = (
-                str(f.get("name", "")),
-                int(f.get("attempt", 1)),
-                None,
-            )
-            self._step_names[(job, index)] = row.step
-            self._tails[(job, index)] = collections.deque(maxlen=TAIL_LINES)
-        elif kind == "output":
-            key = (str(f["job"]), int(f["step"]))
-            self._tails.setdefault(key, collections.deque(maxlen=TAIL_LINES)).append(
-                clean_line(str(f.get("line", "")))
-            )
-        elif kind == "annotation":
-            job, step = str(f["job"]), f.get("step")
-            where = job
-            if step is not None and (job, int(step)) in self._step_names:
-                where = f"{job} {self._glyphs.arrow} {self._step_names[(job, int(step))]}"
-            message = " ".join(clean_line(line) for line in str(f.get("message", "")).splitlines())
-            self._annotations.append((str(f.get("level", "error")), where, message))
-        elif kind == "step.retry":
-            row = self._row(str(f["job"]))
-            row.retry_at = now + float(f.get("delay_s", 0.0))
-            row.attempt = int(f.get("attempt", row.attempt + 1))
-            row.reason = str(f.get("reason", ""))
-        elif kind == "step.finished":
-            job, index = str(f["job"]), int(f["step"])
-            tail = self._tails.pop((job, index), None)
-            if parse_status(f.get("status")) is Status.FAILURE:
-                name = str(f.get("name", "")) or self._step_names.get((job, index), "")
-                self._failures.append(
-                    _Failure(job, name, str(f.get("reason", "")), list(tail or ()))
-                )
-        elif kind == "job.finished":
-            row = self._row(str(f["job"]))
-            row.status = parse_status(f.get("status"))
-            row.duration_s = ms_to_s(f.get("duration_ms"))
-            row.reason = str(f.get("reason", ""))
-            row.step, row.retry_at = "", None
-        elif kind == "run.finished":
-            self._run_duration = ms_to_s(f.get("duration_ms"))
+            case StepStarted(job=job, step=index):
+                row = self._row(job)
+                if row.status is Status.PENDING:
+                    row.status, row.started = Status.RUNNING, now
+                row.step, row.attempt, row.retry_at, row.group = event.name, event.attempt, None, ""
+                self._step_names[(job, index)] = row.step
+                self._tails[(job, index)] = _Tail()
+            case OutputLine(job=job, step=index, line=line):
+                self._tail(job, index).line(clean_line(line))
+            case GroupStarted(job=job, step=index, title=title):
+                self._tail(job, index).start_group(clean_line(title))
+                self._row(job).group = clean_line(title)
+            case GroupFinished(job=job, step=index):
+                self._tail(job, index).end_group()
+                self._row(job).group = ""
+            case Annotation(job=job, step=index):
+                where = job
+                if (job, index) in self._step_names:
+                    where = f"{job} {self._glyphs.arrow} {self._step_names[(job, index)]}"
+                message = " ".join(clean_line(line) for line in event.message.splitlines())
+                self._annotations.append((event.level, where, message))
+            case StepRetry(job=job):
+                row = self._row(job)
+                row.retry_at = now + event.delay_s
+                row.attempt, row.reason, row.group = event.attempt, event.reason, ""
+            case StepFinished(job=job, step=index):
+                tail = self._tails.pop((job, index), None)
+                self._row(job).group = ""
+                if event.status is Status.FAILURE:
+                    name = event.name or self._step_names.get((job, index), "")
+                    rows = tail.rows(self._glyphs) if tail is not None else []
+                    self._failures.append(_Failure(job, name, event.reason, rows))
+            case JobFinished(job=job):
+                row = self._row(job)
+                row.status = event.status
+                row.duration_s = event.duration_ms / 1000
+                row.reason = event.reason
+                row.step, row.retry_at, row.group = "", None, ""
+            case RunFinished():
+                self._run_duration = event.duration_ms / 1000
+            case _:
+                pass
+
+    def _tail(self, job: str, step: int) -> _Tail:
+        return self._tails.setdefault((job, step), _Tail())
 
     # -- drawing --
 
@@ -281,7 +351,8 @@ class LiveView:
                     f"in {format_duration(row.retry_at - now)}"
                 )
             again = f" (attempt {row.attempt})" if row.attempt > 1 else ""
-            return f"{row.step}{again}"
+            group = f" {self._glyphs.arrow} {row.group}" if row.group else ""
+            return f"{row.step}{again}{group}"
         if row.status is Status.SUCCESS:
             return ""
         return row.reason or STATUS_VERB[row.status]

@@ -7,7 +7,8 @@ Both views are `Sink` subscribers and write only through `runner.output.Output`.
   at most `1 / interval` times a second, so durations tick while steps run. After the
   run it prints the last output lines of every failed step and the annotations.
 - `PlainView` (CI, a pipe): one prefixed line per thing that happened, in order:
-  `[job] ▶ step`, `[job] | output`, `[job] ✓ step (1.2s)`, `::error title=job::message`.
+  `[job] ▶ step`, `[job] │ output`, `[job] │ ▾ group` (its lines indented under it),
+  `[job] ✓ step (1.2s)`, `::error title=job::message`.
 - JSON mode shows nothing live: the command prints the final document.
 
 Glyphs fall back to ASCII when the stream's encoding is not a Unicode one. Output lines
@@ -19,20 +20,30 @@ command of a CI system reading our log.
 from __future__ import annotations
 
 import collections
-from typing import Any
 
 from runner.output import Output
+from runner.records.events import (
+    Annotation,
+    GroupFinished,
+    GroupStarted,
+    JobFinished,
+    OutputLine,
+    RunEvent,
+    RunStarted,
+    StepFinished,
+    StepRetry,
+    StepStarted,
+)
 from runner.records.results import CheckStatus, RunResult, Status
-from runner.records.sink import Event, Subscriber
+from runner.records.sink import Subscriber
 from runner.report.display import (
     STATUS_COLOR,
     STATUS_VERB,
+    OpenGroups,
     clean_line,
     encodable,
     format_duration,
     glyphs_for,
-    ms_to_s,
-    parse_status,
     stream_encoding,
 )
 from runner.report.live import LiveView
@@ -53,13 +64,19 @@ def _command_property(text: str) -> str:
 
 
 class PlainView:
-    """Plain prefixed lines for CI logs and pipes: one line per thing that happened."""
+    """Plain prefixed lines for CI logs and pipes: one line per thing that happened.
+
+    A `::group::` of a step shows as its header on the output bar (`[job] │ ▾ title`), the
+    group's lines indented under it; its end shows nothing (the indent stops). Groups are
+    not turned into a CI system's folds: jobs run at once and their lines interleave, so a
+    fold would swallow other jobs' lines."""
 
     def __init__(self, out: Output) -> None:
         self._out = out
         self._glyphs = glyphs_for(out.stdout)
         self._encoding = stream_encoding(out.stdout)
         self._step_names: dict[tuple[str, int], str] = {}
+        self._groups = OpenGroups()
 
     def _line(self, text: str) -> None:
         self._out.line(encodable(text, self._encoding))
@@ -67,64 +84,68 @@ class PlainView:
     def _mark(self, status: Status) -> str:
         return self._out.paint(self._glyphs.status(status), STATUS_COLOR[status])
 
-    def handle(self, event: Event) -> None:
-        f = event.fields
-        kind = event.kind
+    def handle(self, event: RunEvent) -> None:
         g = self._glyphs
-        if kind == "run.started":
-            jobs = f.get("jobs", [])
-            self._line(
-                f"run {f.get('run_id', '')}: {f.get('mission', '')} on {f.get('event', '')}, "
-                f"{len(jobs)} job{'' if len(jobs) == 1 else 's'}"
-            )
-        elif kind == "step.started":
-            job, name = str(f["job"]), str(f.get("name", ""))
-            self._step_names[(job, int(f["step"]))] = name
-            attempt = int(f.get("attempt", 1))
-            again = f" (attempt {attempt})" if attempt > 1 else ""
-            self._line(f"[{job}] {self._mark(Status.RUNNING)} {name}{again}")
-        elif kind == "output":
-            self._line(f"[{f['job']}] {g.bar} {clean_line(str(f.get('line', '')))}")
-        elif kind == "annotation":
-            self._annotation(f)
-        elif kind == "step.retry":
-            name = self._step_names.get((str(f["job"]), int(f["step"])), f"step {f['step']}")
-            reason = f": {f['reason']}" if f.get("reason") else ""
-            self._line(
-                f"[{f['job']}] {self._out.paint(g.retry, 'yellow')} {name}{reason}, "
-                f"attempt {f.get('attempt')} in {format_duration(float(f.get('delay_s', 0)))}"
-            )
-        elif kind == "step.finished":
-            self._line(f"[{f['job']}] {self._finished(f, str(f.get('name', '')))}")
-        elif kind == "job.finished":
-            status = parse_status(f.get("status"))
-            self._line(f"[{f['job']}] {self._finished(f, f'job {STATUS_VERB[status]}')}")
+        match event:
+            case RunStarted(run_id=run_id, mission=mission, event=on, jobs=jobs):
+                self._line(
+                    f"run {run_id}: {mission} on {on}, "
+                    f"{len(jobs)} job{'' if len(jobs) == 1 else 's'}"
+                )
+            case StepStarted(job=job, step=step, name=name, attempt=attempt):
+                self._step_names[(job, step)] = name
+                self._groups.end(job, step)
+                again = f" (attempt {attempt})" if attempt > 1 else ""
+                self._line(f"[{job}] {self._mark(Status.RUNNING)} {name}{again}")
+            case OutputLine(job=job, step=step, line=line):
+                indent = self._groups.indent(job, step)
+                self._line(f"[{job}] {g.bar} {indent}{clean_line(line)}")
+            case GroupStarted(job=job, step=step, title=title):
+                self._groups.start(job, step)
+                self._line(f"[{job}] {g.bar} {g.group_open} {clean_line(title)}")
+            case GroupFinished(job=job, step=step):
+                self._groups.end(job, step)
+            case Annotation():
+                self._annotation(event)
+            case StepRetry(job=job, step=step, attempt=attempt, delay_s=delay, reason=reason):
+                name = self._step_names.get((job, step), f"step {step}")
+                why = f": {reason}" if reason else ""
+                self._line(
+                    f"[{job}] {self._out.paint(g.retry, 'yellow')} {name}{why}, "
+                    f"attempt {attempt} in {format_duration(delay)}"
+                )
+            case StepFinished(job=job, step=step, name=name):
+                self._groups.end(job, step)
+                finished = self._finished(
+                    event.status, event.reason, event.duration_ms, event.attempts, name
+                )
+                self._line(f"[{job}] {finished}")
+            case JobFinished(job=job, status=status, reason=reason, duration_ms=millis):
+                what = f"job {STATUS_VERB[status]}"
+                self._line(f"[{job}] {self._finished(status, reason, millis, 1, what)}")
+            case _:
+                pass
 
-    def _finished(self, f: dict[str, Any], what: str) -> str:
-        status = parse_status(f.get("status"))
+    def _finished(
+        self, status: Status, reason: str, duration_ms: int, attempts: int, what: str
+    ) -> str:
         text = f"{self._mark(status)} {what}"
-        reason = str(f.get("reason") or "")
         if reason and (status is not Status.SUCCESS or reason != "success"):
             text += f": {reason}"
         details = []
-        seconds = ms_to_s(f.get("duration_ms"))
-        if seconds is not None and status is not Status.SKIPPED:
-            details.append(format_duration(seconds))
-        attempts = int(f.get("attempts") or 1)
+        if status is not Status.SKIPPED:
+            details.append(format_duration(duration_ms / 1000))
         if attempts > 1:
             details.append(f"{attempts} attempts")
         return text + (f" ({', '.join(details)})" if details else "")
 
-    def _annotation(self, f: dict[str, Any]) -> None:
-        level = str(f.get("level", "error"))
-        if level not in ("error", "warning", "notice"):
-            level = "error"
-        job = str(f["job"])
+    def _annotation(self, event: Annotation) -> None:
+        level = event.level if event.level in ("error", "warning", "notice") else "error"
+        job, step = event.job, event.step
         title = job
-        step = f.get("step")
-        if step is not None and (job, int(step)) in self._step_names:
-            title = f"{job} {self._glyphs.arrow} {self._step_names[(job, int(step))]}"
-        message = "\n".join(clean_line(line) for line in str(f.get("message", "")).splitlines())
+        if (job, step) in self._step_names:
+            title = f"{job} {self._glyphs.arrow} {self._step_names[(job, step)]}"
+        message = "\n".join(clean_line(line) for line in event.message.splitlines())
         self._line(f"::{level} title={_command_property(title)}::{_command_data(message)}")
 
 

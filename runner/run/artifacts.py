@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runner.errors import InvalidInput
 from runner.mission.model import Artifact
+from runner.records.events import ArtifactStored
 from runner.run.state import RunState
 from runner.run.workspace import Workspace
 
@@ -54,12 +55,9 @@ def collect(
         with state.lock:
             state.artifacts[artifact.name] = record
         state.sink.emit(
-            "artifact.stored",
-            job=job_key,
-            name=artifact.name,
-            path=artifact.path,
-            sha256=digest,
-            size=size,
+            ArtifactStored(
+                job=job_key, name=artifact.name, path=artifact.path, sha256=digest, size=size
+            )
         )
 
 

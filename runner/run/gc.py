@@ -1,19 +1,13 @@
-"""Liveness of runs, and the garbage they leave: labelled containers/volumes, old run dirs.
+"""The garbage runs leave: labelled containers and volumes of runs that are no longer live,
+and old run directories.
 
-A run is alive while some process holds an exclusive `flock` on `<state>/runs/<id>/lock`
-(`hold_run_lock`, taken before the run creates anything and held for its whole life). The
-kernel drops the lock when that process dies, even by SIGKILL, so `runner gc` can tell a
-crashed run from a running one without trusting any pid file.
+Whether a run is live is `runner.records.rundirs`'s one rule (its lock is held), the same
+`runner runs` and `runner logs --follow` ask; this module only decides what to remove.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,56 +15,7 @@ from typing import Any
 from runner.engine.backend import LABEL_RUN, LABEL_STATE, Backend
 from runner.errors import InvalidInput, RunnerError
 from runner.mission.durations import AGE_UNITS, parse_duration
-
-LOCK_NAME = "lock"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class RunLocked(RunnerError):
-    """Another process already runs under this run id."""
-
-
-def run_dir(state_dir: Path, run_id: str) -> Path:
-    if not _RUN_ID.match(run_id):
-        raise InvalidInput(f"{run_id!r} is not a run id")
-    return state_dir / "runs" / run_id
-
-
-@contextlib.contextmanager
-def hold_run_lock(state_dir: Path, run_id: str) -> Iterator[Path]:
-    """Hold the run's lock for the duration of the block; yields the run directory."""
-    directory = run_dir(state_dir, run_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"run {run_id} is already running in {state_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield directory
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def run_is_alive(state_dir: Path, run_id: str) -> bool:
-    """True while a process holds the run's lock."""
-    try:
-        lock = run_dir(state_dir, run_id) / LOCK_NAME
-    except InvalidInput:
-        return False
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+from runner.records.rundirs import RunDir, is_live, list_runs
 
 
 def parse_age(text: str) -> float:
@@ -104,7 +49,7 @@ def _ours(labels: dict[str, str], state_dir: Path) -> bool:
     if LABEL_STATE in labels:
         return labels[LABEL_STATE] == str(state_dir.resolve())
     try:
-        return run_dir(state_dir, labels.get(LABEL_RUN, "")).is_dir()
+        return RunDir.of(state_dir, labels.get(LABEL_RUN, "")).path.is_dir()
     except InvalidInput:
         return False
 
@@ -124,7 +69,7 @@ def sweep(backend: Backend, state_dir: Path) -> Sweep:
                 continue
             run_id = labels.get(LABEL_RUN, "")
             if run_id not in alive:
-                alive[run_id] = run_is_alive(state_dir, run_id)
+                alive[run_id] = is_live(state_dir, run_id)
             if alive[run_id]:
                 done.alive_runs.append(run_id)
                 continue
@@ -133,47 +78,30 @@ def sweep(backend: Backend, state_dir: Path) -> Sweep:
     return done
 
 
-def _last_activity(directory: Path) -> float:
-    newest = directory.stat().st_mtime
-    with contextlib.suppress(OSError):
-        for entry in directory.iterdir():
-            newest = max(newest, entry.lstat().st_mtime)
-    return newest
-
-
 def prune_runs(
     state_dir: Path, *, older_than_s: float | None, keep: int | None, now: float
 ) -> list[str]:
     """Delete run directories (never the ledger, never a live run).
 
-    A run is pruned when it is older than `older_than_s` (if given) and not among the
-    `keep` most recent (if given). With neither, nothing is pruned."""
+    A run is pruned when its directory last changed more than `older_than_s` ago (if
+    given) and it is not among the `keep` newest (`list_runs`' order, if given). With
+    neither, nothing is pruned."""
     if older_than_s is None and keep is None:
         return []
     if keep is not None and keep < 0:
         raise InvalidInput(f"--keep {keep} must be 0 or more")
-    runs_dir = state_dir / "runs"
-    if not runs_dir.is_dir():
-        return []
-    runs = sorted(
-        (
-            (_last_activity(d), d)
-            for d in runs_dir.iterdir()
-            if d.is_dir() and _RUN_ID.match(d.name)
-        ),
-        reverse=True,
-    )
     pruned: list[str] = []
-    for index, (when, directory) in enumerate(runs):
+    for index, summary in enumerate(list_runs(state_dir)):
+        run = summary.run
         if keep is not None and index < keep:
             continue
-        if older_than_s is not None and now - when < older_than_s:
+        if older_than_s is not None and now - run.last_activity() < older_than_s:
             continue
-        if run_is_alive(state_dir, directory.name):
+        if run.is_live():
             continue
         try:
-            shutil.rmtree(directory)
+            shutil.rmtree(run.path)
         except OSError as exc:
-            raise RunnerError(f"cannot prune run {directory.name} in {directory}: {exc}") from exc
-        pruned.append(directory.name)
+            raise RunnerError(f"cannot prune run {run.run_id} in {run.path}: {exc}") from exc
+        pruned.append(run.run_id)
     return sorted(pruned)

@@ -23,6 +23,7 @@ from runner.mission import actions
 from runner.mission.model import Job, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
+from runner.records.events import JobFinished, JobStarted, StepFinished, StepRetry
 from runner.records.results import JobResult, Status, StepResult
 from runner.run import artifacts
 from runner.run.contexts import hash_files, implicit_success
@@ -141,7 +142,7 @@ class JobRunner:
     def run(self) -> JobResult:
         started = time.monotonic()
         sink = self.state.sink
-        sink.emit("job.started", job=self.instance.key)
+        sink.emit(JobStarted(job=self.instance.key))
         self.result.status = Status.RUNNING
         coe = self.job.continue_on_error
         workspace: Workspace | None = None
@@ -195,11 +196,12 @@ class JobRunner:
                 self.result.status = Status.SUCCESS
         self.result.duration_s = time.monotonic() - started
         sink.emit(
-            "job.finished",
-            job=self.instance.key,
-            status=self.result.status.serialize(),
-            reason=self.result.reason,
-            duration_ms=round(self.result.duration_s * 1000),
+            JobFinished(
+                job=self.instance.key,
+                status=self.result.status,
+                reason=self.result.reason,
+                duration_ms=round(self.result.duration_s * 1000),
+            )
         )
         return self.result
 
@@ -268,12 +270,13 @@ class JobRunner:
                 break
             delay = attempt_delay(retry, attempt, rng)
             sink.emit(
-                "step.retry",
-                job=self.instance.key,
-                step=step.index,
-                attempt=attempt + 1,
-                delay_s=round(delay, 3),
-                reason=reason,
+                StepRetry(
+                    job=self.instance.key,
+                    step=step.index,
+                    attempt=attempt + 1,
+                    delay_s=round(delay, 3),
+                    reason=reason,
+                )
             )
             if self.stop.wait(delay):
                 break
@@ -302,16 +305,17 @@ class JobRunner:
                 "conclusion": sr.status.serialize(),
             }
         sink.emit(
-            "step.finished",
-            job=self.instance.key,
-            step=step.index,
-            name=sr.name,
-            status=sr.status.serialize(),
-            reason=sr.reason,
-            exit_code=sr.exit_code,
-            duration_ms=round(sr.duration_s * 1000),
-            attempts=sr.attempts,
-            log_sha256=sr.log_sha256,
+            StepFinished(
+                job=self.instance.key,
+                step=step.index,
+                name=sr.name,
+                status=sr.status,
+                reason=sr.reason,
+                exit_code=sr.exit_code,
+                duration_ms=round(sr.duration_s * 1000),
+                attempts=sr.attempts,
+                log_sha256=sr.log_sha256,
+            )
         )
 
     def _skip(self, sr: StepResult, status: Status, reason: str) -> None:
@@ -324,15 +328,16 @@ class JobRunner:
                 "conclusion": status.value,
             }
         self.state.sink.emit(
-            "step.finished",
-            job=self.instance.key,
-            step=sr.index,
-            name=sr.name,
-            status=status.serialize(),
-            reason=reason,
-            exit_code=None,
-            duration_ms=0,
-            attempts=0,
+            StepFinished(
+                job=self.instance.key,
+                step=sr.index,
+                name=sr.name,
+                status=status,
+                reason=reason,
+                exit_code=None,
+                duration_ms=0,
+                attempts=0,
+            )
         )
 
     def _command(self, step: Step, ctx: Mapping[str, Any], default_shell: str) -> list[str]:

@@ -20,6 +20,7 @@ from runner.errors import RunnerError
 from runner.mission.model import Job
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
+from runner.records.events import JobFinished
 from runner.records.results import JobResult, Status
 from runner.run.contexts import implicit_success
 from runner.run.job import JobRunner
@@ -168,7 +169,7 @@ class Executor:
             result = self.results[inst.key]
             result.status, result.reason = status, reason
             self.state.sink.emit(
-                "job.finished", job=inst.key, status=status.value, reason=reason, duration_ms=0
+                JobFinished(job=inst.key, status=status, reason=reason, duration_ms=0)
             )
 
     def _launch(
@@ -201,11 +202,7 @@ class Executor:
         result = self.results[instance.key]
         result.status, result.reason = Status.CANCELLED, reason
         self.state.sink.emit(
-            "job.finished",
-            job=instance.key,
-            status=Status.CANCELLED.value,
-            reason=reason,
-            duration_ms=0,
+            JobFinished(job=instance.key, status=Status.CANCELLED, reason=reason, duration_ms=0)
         )
 
     def _run_instance(self, instance: JobInstance) -> JobResult:
@@ -217,11 +214,9 @@ class Executor:
             result = self.results[instance.key]
             result.status, result.reason = Status.FAILURE, self.state.redactor(exc.message)
             self.state.sink.emit(
-                "job.finished",
-                job=instance.key,
-                status="failure",
-                reason=result.reason,
-                duration_ms=0,
+                JobFinished(
+                    job=instance.key, status=Status.FAILURE, reason=result.reason, duration_ms=0
+                )
             )
             return result
         needs = self.needs_context(instance.job)

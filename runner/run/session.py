@@ -1,8 +1,11 @@
 """A run of one mission, end to end.
 
 validate (exit 2) -> inputs -> policy (exit 3, recorded, before any container or
-volume exists) -> engine (exit 4) -> ledger `run.started` -> jobs -> `verify:` checks
--> event log sealed -> ledger `run.finished` + checkpoint -> run.json, JUnit, summary.
+volume exists) -> engine (exit 4) -> ledger `run.started` -> the run's lock and
+directory (`records.rundirs`) -> jobs -> `verify:` checks -> event log sealed -> ledger
+`run.finished` + checkpoint -> run.json, JUnit, summary -> lock released: the run is live
+(`runner gc`, `runs` and `logs --follow` agree) from before its directory bears its name
+until run.json says how it ended.
 
 Every event goes through one `Sink`: the redacted event log, the live view and the
 ledger recorder are its subscribers.
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import secrets as pysecrets
 import signal
 import threading
@@ -28,7 +30,6 @@ import jsonpatch
 from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
-from runner.durable import write_atomic
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -36,16 +37,29 @@ from runner.mission.model import Mission
 from runner.mission.plan import instances, select_jobs
 from runner.policy.model import Decision, Policy, decide, denials_message, granted
 from runner.records.eventlog import EventLog
+from runner.records.events import (
+    ArtifactStored,
+    JobFinished,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    VerifyFinished,
+)
 from runner.records.results import RunResult, Status
-from runner.records.sink import Event, Sink
+from runner.records.rundirs import RunDir, hold_run_lock
+from runner.records.sink import Sink
+from runner.report.junit import write_junit
+from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
 from runner.run.scheduler import Executor, default_parallelism
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
-from runner.secrets.redact import Redactor, redact_structure
+from runner.secrets.redact import Redactor
 
-LEDGER_KINDS = {"step.started", "step.finished", "artifact.stored", "job.finished"}
+LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 
 
 @dataclass(frozen=True)
@@ -74,17 +88,19 @@ class LedgerRecorder:
         self._ledger = ledger
         self._run_id = run_id
 
-    def handle(self, event: Event) -> None:
-        if event.kind in LEDGER_KINDS:
-            self._ledger.append(event.kind, self._run_id, event.fields)
+    def handle(self, event: RunEvent) -> None:
+        if isinstance(event, LEDGER_EVENTS):
+            self._ledger.append(event.kind, self._run_id, event.fields())
 
 
 class EventLogSubscriber:
+    """Sink subscriber: every event, redacted, into the run's event log."""
+
     def __init__(self, log: EventLog) -> None:
         self._log = log
 
-    def handle(self, event: Event) -> None:
-        self._log.emit(event.kind, **event.fields)
+    def handle(self, event: RunEvent) -> None:
+        self._log.write(event)
 
 
 @contextlib.contextmanager
@@ -172,18 +188,20 @@ def execute(
             ledger.checkpoint()
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
-        return _run(
-            app,
-            mission,
-            policy,
-            options,
-            info,
-            ledger,
-            decisions,
-            redactor,
-            backend,
-            resolve_factory,
-        )
+        with hold_run_lock(state_dir, run_id) as run:
+            return _run(
+                app,
+                mission,
+                policy,
+                options,
+                info,
+                ledger,
+                decisions,
+                redactor,
+                backend,
+                resolve_factory,
+                run,
+            )
     finally:
         ledger.close()
 
@@ -199,14 +217,11 @@ def _run(
     redactor: Redactor,
     backend: Any,
     resolve_factory: Callable[[Any, Mission], Any],
+    run_dir: RunDir,
 ) -> RunResult:
-    from runner.report.junit import write_junit
-    from runner.report.progress import make_view, summary
-    from runner.run.gc import hold_run_lock
-
+    """The run proper, in `run_dir`, whose lock the caller holds until it returns."""
     run_id = info.run_id
-    run_dir = app.state_dir / "runs" / run_id
-    (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    run_dir.artifacts.mkdir(parents=True, exist_ok=True)
     result = RunResult(
         run_id=run_id,
         mission=mission.name,
@@ -214,8 +229,8 @@ def _run(
         event=options.event,
         started=rfc3339(),
     )
-    _write_run_json(run_dir, result)
-    log = EventLog(run_dir / "events.jsonl", redactor)
+    run_dir.write_record(result)
+    log = EventLog(run_dir.events, redactor)
     sink = Sink([EventLogSubscriber(log), LedgerRecorder(ledger, run_id)])
     view = make_view(app.out)
     if view is not None:
@@ -231,7 +246,7 @@ def _run(
         info=info,
         mission=mission,
         secrets=dict(options.secrets or {}),
-        artifacts_dir=run_dir / "artifacts",
+        artifacts_dir=run_dir.artifacts,
         state_dir=app.state_dir,
         snapshot=snapshot,
         cancel=cancel,
@@ -239,7 +254,9 @@ def _run(
     )
     started = time.monotonic()
     keys = [inst.key for job_id, insts in plan.items() if job_id in selected for inst in insts]
-    sink.emit("run.started", run_id=run_id, mission=mission.name, event=options.event, jobs=keys)
+    sink.emit(
+        RunStarted(run_id=run_id, mission=mission.name, event=options.event, jobs=tuple(keys))
+    )
     executor = Executor(
         state,
         plan,
@@ -248,7 +265,7 @@ def _run(
         max_parallel=options.max_parallel or default_parallelism(),
         selected=selected,
     )
-    with hold_run_lock(app.state_dir, run_id), cancel_on_signals(cancel):
+    with cancel_on_signals(cancel):
         try:
             result.jobs = executor.run()
         finally:
@@ -261,7 +278,7 @@ def _run(
     result.status, result.reason = _overall(result, cancel.is_set())
     if not cancel.is_set() and mission.verify:
         result.checks = evaluate_checks(mission, result, base=info.base_contexts())
-        sink.emit("verify.finished", checks=[c.serialize() for c in result.checks])
+        sink.emit(VerifyFinished(checks=tuple(result.checks)))
         ledger.append("verify.summary", run_id, {"checks": [c.serialize() for c in result.checks]})
         if result.status is Status.SUCCESS and any(
             c.status.value == "failed" for c in result.checks
@@ -270,11 +287,12 @@ def _run(
     result.duration_s = time.monotonic() - started
     result.finished = rfc3339()
     sink.emit(
-        "run.finished",
-        run_id=run_id,
-        result=result.status.value,
-        reason=result.reason,
-        duration_ms=round(result.duration_s * 1000),
+        RunFinished(
+            run_id=run_id,
+            result=result.status,
+            reason=result.reason,
+            duration_ms=round(result.duration_s * 1000),
+        )
     )
     events_digest = log.close()
     ledger.append(
@@ -289,7 +307,7 @@ def _run(
         },
     )
     ledger.checkpoint()
-    _write_run_json(run_dir, result, redactor)
+    run_dir.write_record(result, redactor)
     if options.junit is not None:
         write_junit(result, options.junit)
     if app.out.json_mode:
@@ -328,11 +346,3 @@ def _cleanup(backend: Any, run_id: str) -> None:
         backend.remove(cid)
     for volume in volumes:
         backend.remove_volume(volume)
-
-
-def _write_run_json(run_dir: Path, result: RunResult, redactor: Redactor | None = None) -> None:
-    document = result.serialize()
-    if redactor is not None:
-        document = redact_structure(document, redactor)
-    text = json.dumps(document, indent=2, sort_keys=True)
-    write_atomic(run_dir / "run.json", (text + "\n").encode("utf-8"))

@@ -24,6 +24,7 @@ from runner.engine.docker import mount_check
 from runner.engine.docker.hardening import container_config
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
+from runner.records.events import StepStarted
 from runner.records.results import Status
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step_output import OutputPump
@@ -110,14 +111,15 @@ class StepContainers:
             json.dumps(container_config(spec), sort_keys=True, default=str).encode()
         ).hexdigest()
         state.sink.emit(
-            "step.started",
-            job=self.job_key,
-            step=attempt.step,
-            name=attempt.name,
-            attempt=attempt.number,
-            image=attempt.image.ref,
-            image_digest=attempt.image.digest,
-            config_digest=config_digest,
+            StepStarted(
+                job=self.job_key,
+                step=attempt.step,
+                name=attempt.name,
+                attempt=attempt.number,
+                image=attempt.image.ref,
+                image_digest=attempt.image.digest,
+                config_digest=config_digest,
+            )
         )
         cid = backend.create(spec)
         previous, self.last = self.last, cid

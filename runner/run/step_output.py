@@ -1,6 +1,13 @@
 """A step's output on its way out of the container: decoded, split into lines, workflow
 commands honoured, redacted, digested, and emitted as `output` events.
 
+`::error`, `::warning` and `::notice` lines are emitted as `annotation` events too (and
+stay output). `::group::title` and `::endgroup::` lines are emitted as `group.started` and
+`group.finished` events instead of output, in line order, so that a view can fold the
+lines between them; they are read from the redacted line (a title shows `***` where it
+held a secret) and only from a whole line, never from a piece of an overlong one. Every
+line counts in the output's digest, group lines included.
+
 A `::add-mask::` line registers its value *before* that line is redacted and written, so
 the registering line itself shows `::add-mask::***`. Lines longer than `MAX_LINE` are
 passed on in pieces through the stream redactor, which holds back any tail that could be
@@ -14,6 +21,7 @@ import collections
 import hashlib
 import re
 
+from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Sink
 from runner.run.workflow_commands import parse_workflow_command
 from runner.secrets.redact import Redactor
@@ -33,6 +41,7 @@ class OutputPump:
         self._step = step
         self._pending = ""  # raw text of the current, unfinished line
         self._emitted = ""  # redacted text not yet ended by a newline
+        self._midline = False  # a piece of an overlong line was emitted, not its end
         self.digest = hashlib.sha256()
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
@@ -46,7 +55,7 @@ class OutputPump:
             self._pending = ""
         self._write(self._stream.flush())
         if self._emitted:
-            self._line(self._emitted)
+            self._line(self._emitted, whole=not self._midline)
             self._emitted = ""
 
     def _consume(self, text: str) -> None:
@@ -78,7 +87,7 @@ class OutputPump:
         elif command.name in ("error", "warning", "notice"):
             message = self._redactor(command.value)
             self._sink.emit(
-                "annotation", job=self._job, step=self._step, level=command.name, message=message
+                Annotation(job=self._job, step=self._step, level=command.name, message=message)
             )
 
     def _pass(self, raw: str) -> None:
@@ -92,13 +101,21 @@ class OutputPump:
         text = self._emitted + safe
         lines = text.split("\n")
         self._emitted = lines.pop()
-        if len(self._emitted) > MAX_LINE:
-            lines.append(self._emitted)
-            self._emitted = ""
         for line in lines:
-            self._line(line)
+            self._line(line, whole=not self._midline)
+            self._midline = False
+        if len(self._emitted) > MAX_LINE:
+            self._line(self._emitted, whole=False)
+            self._emitted = ""
+            self._midline = True
 
-    def _line(self, line: str) -> None:
+    def _line(self, line: str, *, whole: bool) -> None:
         line = line.rstrip("\r")
         self.tail.append(line)
-        self._sink.emit("output", job=self._job, step=self._step, line=line)
+        command = parse_workflow_command(line) if whole else None
+        if command is not None and command.name == "group":
+            self._sink.emit(GroupStarted(job=self._job, step=self._step, title=command.value))
+        elif command is not None and command.name == "endgroup":
+            self._sink.emit(GroupFinished(job=self._job, step=self._step))
+        else:
+            self._sink.emit(OutputLine(job=self._job, step=self._step, line=line))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -18,6 +19,7 @@ from runner.cli import cli
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 from runner.records.eventlog import EventLog
+from runner.records.rundirs import hold_run_lock
 from runner.secrets.redact import Redactor
 
 RUNNER = Path(sys.executable).parent / "runner"
@@ -132,8 +134,8 @@ def test_logs_takes_a_unique_prefix_and_refuses_an_ambiguous_one(tmp_path: Path)
 
 def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    run_dir = state / "runs" / "live"
-    run_dir.mkdir(parents=True)
+    lock = contextlib.ExitStack()
+    run_dir = lock.enter_context(hold_run_lock(state, "live")).path  # as a runner does
     reader = subprocess.Popen(
         [str(RUNNER), "--state-dir", str(state), "logs", "live", "--follow"],
         stdout=subprocess.PIPE,
@@ -146,8 +148,9 @@ def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> N
         time.sleep(0.3)  # the reader is started before the log exists
         log = EventLog(run_dir / "events.jsonl", Redactor(["live-secret-value"]))
         log.emit("run.started", run_id="live", mission="m")
+        log.emit("step.started", job="j", step=0, name="s", attempt=1)
         for i in range(5):
-            log.emit("output", job="j", step=0, name="s", line=f"tick {i} live-secret-value")
+            log.emit("output", job="j", step=0, line=f"tick {i} live-secret-value")
             time.sleep(0.1)
         seen_midway.append("written")
         log.emit("run.finished", result="success")
@@ -159,9 +162,11 @@ def test_logs_follow_of_a_growing_log_stops_at_run_finished(tmp_path: Path) -> N
     thread.start()
     out, err = reader.communicate(timeout=60)
     thread.join()
+    lock.close()
     assert reader.returncode == 0, err
     assert out.splitlines() == [
         "run live started: m",
+        "[j/s] started",
         *[f"[j/s] tick {i} ***" for i in range(5)],
         "run finished: success",
     ]
@@ -189,6 +194,8 @@ def test_runs_lists_newest_first(tmp_path: Path) -> None:
         '{"seq":1,"ts":"2026-11-22T00:00:00.000Z","kind":"run.started","mission":"nightly"}\n',
         encoding="utf-8",
     )
+    lock = contextlib.ExitStack()
+    lock.enter_context(hold_run_lock(state, "crashed"))  # still live: "running" (not crashed)
     result = invoke(state, "runs")
     assert result.code == 0
     assert result.out.splitlines() == [
@@ -198,6 +205,7 @@ def test_runs_lists_newest_first(tmp_path: Path) -> None:
         "old      ci       success  2026-11-20 10:00:00  1m30s",
     ]
     listed = json.loads(invoke(state, "runs", "--json").out)
+    lock.close()
     assert [r["run_id"] for r in listed] == ["crashed", "new", "old"]
     assert listed[2]["duration_s"] == 90.0
 
@@ -213,7 +221,8 @@ def test_logs_follow_of_a_crashed_run_ends_when_its_process_is_gone(tmp_path: Pa
     run_dir = state / "runs" / "crashed"
     log = EventLog(run_dir / "events.jsonl", Redactor())
     log.emit("run.started", run_id="crashed", mission="m")
-    log.emit("output", job="j", step=0, name="s", line="last words")
+    log.emit("step.started", job="j", step=0, name="s", attempt=1)
+    log.emit("output", job="j", step=0, line="last words")
     log.close()
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -230,5 +239,34 @@ def test_logs_follow_of_a_crashed_run_ends_when_its_process_is_gone(tmp_path: Pa
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["run crashed started: m", "[j/s] last words"]
+    assert done.stdout.splitlines() == [
+        "run crashed started: m",
+        "[j/s] started",
+        "[j/s] last words",
+    ]
     assert json.loads(invoke(state, "runs", "--json").out)[0]["result"] == "crashed"
+
+
+def test_logs_shows_groups_and_cleans_what_steps_printed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    log = EventLog(state / "runs" / "grp" / "events.jsonl", Redactor())
+    log.emit("step.started", job="b", step=0, name="build", attempt=1)
+    log.emit("output", job="b", step=0, line="before")
+    log.emit("group.started", job="b", step=0, title="Install \x1b[2Jdeps")
+    log.emit("output", job="b", step=0, line="pip \x1b]0;title\x07install")
+    log.emit("group.finished", job="b", step=0)
+    log.emit("output", job="b", step=0, line="after")
+    log.emit("step.retry", job="b", step=0, attempt=2, delay_s=0.5, reason="exit code 1")
+    log.emit("artifact.stored", job="b", name="r", path="out/r", sha256="ab", size=3)
+    log.close()
+    result = invoke(state, "logs", "grp")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "[b/build] started",
+        "[b/build] before",
+        "[b/build] ▾ Install deps",
+        "[b/build]   pip install",
+        "[b/build] after",
+        "[b/build] retry (exit code 1): attempt 2 in 0.5s",
+        "[b] artifact.stored name=r path=out/r sha256=ab size=3",
+    ]

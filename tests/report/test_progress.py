@@ -8,6 +8,21 @@ from collections.abc import Callable
 import pytest
 
 from runner.output import Output
+from runner.records.events import (
+    Annotation,
+    GroupFinished,
+    GroupStarted,
+    JobFinished,
+    JobStarted,
+    OutputLine,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRetry,
+    StepStarted,
+    VerifyFinished,
+)
 from runner.records.results import (
     CheckResult,
     CheckStatus,
@@ -33,48 +48,56 @@ class AsciiStream(io.StringIO):
         return "ascii"
 
 
-def script(emit: Callable[..., None], *, finish: bool = True) -> None:
-    emit("run.started", run_id="r1", mission="ci", event="push", jobs=["lint", "test (1)", "pub"])
-    emit("job.started", job="lint")
-    emit("step.started", job="lint", step=0, name="style", attempt=1)
-    emit("output", job="lint", step=0, line="hello \x1b[31mred\x1b[0m")
-    emit(
-        "step.finished",
-        job="lint",
-        step=0,
-        name="style",
-        status="success",
-        reason="",
-        exit_code=0,
-        duration_ms=1200,
-        attempts=1,
+def started(job: str, name: str, attempt: int) -> StepStarted:
+    return StepStarted(
+        job=job, step=0, name=name, attempt=attempt, image="img", image_digest="", config_digest=""
     )
-    emit("job.finished", job="lint", status="success", reason="", duration_ms=1500)
-    emit("job.started", job="test (1)")
-    emit("step.started", job="test (1)", step=0, name="tests", attempt=1)
-    emit("output", job="test (1)", step=0, line="first try")
-    emit("step.retry", job="test (1)", step=0, attempt=2, delay_s=1.5, reason="exit code 2")
-    emit("step.started", job="test (1)", step=0, name="tests", attempt=2)
+
+
+def script(emit: Callable[[RunEvent], None], *, finish: bool = True) -> None:
+    emit(RunStarted(run_id="r1", mission="ci", event="push", jobs=("lint", "test (1)", "pub")))
+    emit(JobStarted(job="lint"))
+    emit(started("lint", "style", 1))
+    emit(OutputLine(job="lint", step=0, line="hello \x1b[31mred\x1b[0m"))
+    emit(
+        StepFinished(
+            job="lint",
+            step=0,
+            name="style",
+            status=Status.SUCCESS,
+            reason="",
+            exit_code=0,
+            duration_ms=1200,
+            attempts=1,
+        )
+    )
+    emit(JobFinished(job="lint", status=Status.SUCCESS, reason="", duration_ms=1500))
+    emit(JobStarted(job="test (1)"))
+    emit(started("test (1)", "tests", 1))
+    emit(OutputLine(job="test (1)", step=0, line="first try"))
+    emit(StepRetry(job="test (1)", step=0, attempt=2, delay_s=1.5, reason="exit code 2"))
+    emit(started("test (1)", "tests", 2))
     for i in range(12):
-        emit("output", job="test (1)", step=0, line=f"line {i}")
-    emit("annotation", job="test (1)", step=0, level="error", message="boom, 100%")
+        emit(OutputLine(job="test (1)", step=0, line=f"line {i}"))
+    emit(Annotation(job="test (1)", step=0, level="error", message="boom, 100%"))
     if not finish:
         return
     emit(
-        "step.finished",
-        job="test (1)",
-        step=0,
-        name="tests",
-        status="failure",
-        reason="exit code 2",
-        exit_code=2,
-        duration_ms=300,
-        attempts=2,
+        StepFinished(
+            job="test (1)",
+            step=0,
+            name="tests",
+            status=Status.FAILURE,
+            reason="exit code 2",
+            exit_code=2,
+            duration_ms=300,
+            attempts=2,
+        )
     )
-    emit("job.finished", job="test (1)", status="failure", reason="step failed", duration_ms=900)
-    emit("job.finished", job="pub", status="skipped", reason="dependency failed", duration_ms=0)
-    emit("verify.finished", checks=[])
-    emit("run.finished", run_id="r1", result="failure", reason="test failed", duration_ms=3000)
+    emit(JobFinished(job="test (1)", status=Status.FAILURE, reason="step failed", duration_ms=900))
+    emit(JobFinished(job="pub", status=Status.SKIPPED, reason="dependency failed", duration_ms=0))
+    emit(VerifyFinished(checks=()))
+    emit(RunFinished(run_id="r1", result=Status.FAILURE, reason="test failed", duration_ms=3000))
 
 
 # -- plain lines --------------------------------------------------------------------------
@@ -109,7 +132,7 @@ def test_plain_view_falls_back_to_ascii_when_the_stream_cannot_hold_unicode() ->
     view = PlainView(Output(stdout=stream, color="never"))
     sink = Sink([view])
     script(sink.emit)
-    sink.emit("output", job="lint", step=1, line="café ✓")
+    sink.emit(OutputLine(job="lint", step=1, line="café ✓"))
     lines = stream.getvalue().splitlines()
     assert "[lint] > style" in lines
     assert "[lint] + style (1.2s)" in lines
@@ -124,11 +147,11 @@ def test_plain_view_falls_back_to_ascii_when_the_stream_cannot_hold_unicode() ->
 def test_plain_view_neutralises_hostile_step_output() -> None:
     stream = io.StringIO()
     sink = Sink([PlainView(Output(stdout=stream, color="never"))])
-    sink.emit("output", job="j", step=0, line="::error ::forged")
-    sink.emit("output", job="j", step=0, line="\x1b[2J\x1b]0;title\x07wiped\x00\x07 ok\tx")
-    sink.emit("output", job="j", step=0, line="10%\r50%\r100%")
-    sink.emit("annotation", job="j", step=3, level="warning", message="two\nlines: a,b")
-    sink.emit("annotation", job="j", step=3, level="bogus", message="x")
+    sink.emit(OutputLine(job="j", step=0, line="::error ::forged"))
+    sink.emit(OutputLine(job="j", step=0, line="\x1b[2J\x1b]0;title\x07wiped\x00\x07 ok\tx"))
+    sink.emit(OutputLine(job="j", step=0, line="10%\r50%\r100%"))
+    sink.emit(Annotation(job="j", step=3, level="warning", message="two\nlines: a,b"))
+    sink.emit(Annotation(job="j", step=3, level="bogus", message="x"))
     assert stream.getvalue().splitlines() == [
         "[j] │ ::error ::forged",
         "[j] │ wiped ok\tx",
@@ -138,10 +161,40 @@ def test_plain_view_neutralises_hostile_step_output() -> None:
     ]
 
 
+def test_plain_view_shows_a_group_as_a_header_with_its_lines_indented() -> None:
+    stream = io.StringIO()
+    sink = Sink([PlainView(Output(stdout=stream, color="never"))])
+    sink.emit(started("b", "build", 1))
+    sink.emit(OutputLine(job="b", step=0, line="before"))
+    sink.emit(GroupStarted(job="b", step=0, title="Install \x1b[31mdeps"))
+    sink.emit(OutputLine(job="b", step=0, line="pip install"))
+    sink.emit(OutputLine(job="c", step=0, line="another job's line"))
+    sink.emit(GroupFinished(job="b", step=0))
+    sink.emit(OutputLine(job="b", step=0, line="after"))
+    sink.emit(GroupStarted(job="b", step=0, title="Test"))
+    sink.emit(OutputLine(job="b", step=0, line="1 failed"))
+    sink.emit(StepRetry(job="b", step=0, attempt=2, delay_s=0.5, reason="exit code 1"))
+    sink.emit(started("b", "build", 2))  # a new attempt starts outside any group
+    sink.emit(OutputLine(job="b", step=0, line="again"))
+    assert stream.getvalue().splitlines() == [
+        "[b] ▶ build",
+        "[b] │ before",
+        "[b] │ ▾ Install deps",
+        "[b] │   pip install",
+        "[c] │ another job's line",
+        "[b] │ after",
+        "[b] │ ▾ Test",
+        "[b] │   1 failed",
+        "[b] ↻ build: exit code 1, attempt 2 in 0.5s",
+        "[b] ▶ build (attempt 2)",
+        "[b] │ again",
+    ]
+
+
 def test_plain_view_colours_the_marks_when_asked() -> None:
     stream = io.StringIO()
     sink = Sink([PlainView(Output(stdout=stream, color="always"))])
-    sink.emit("job.finished", job="j", status="failure", reason="exit code 1", duration_ms=50)
+    sink.emit(JobFinished(job="j", status=Status.FAILURE, reason="exit code 1", duration_ms=50))
     assert stream.getvalue() == "[j] \x1b[31m✗\x1b[0m job failed: exit code 1 (0.1s)\n"
 
 
@@ -203,21 +256,24 @@ def test_live_view_redraws_in_place_and_reports_the_failing_tail(
     assert re.fullmatch(r"○ pub\s+waiting", running[3])
 
     sink.emit(
-        "step.finished",
-        job="test (1)",
-        step=0,
-        name="tests",
-        status="failure",
-        reason="exit code 2",
-        exit_code=2,
-        duration_ms=300,
-        attempts=2,
+        StepFinished(
+            job="test (1)",
+            step=0,
+            name="tests",
+            status=Status.FAILURE,
+            reason="exit code 2",
+            exit_code=2,
+            duration_ms=300,
+            attempts=2,
+        )
     )
     sink.emit(
-        "job.finished", job="test (1)", status="failure", reason="step failed", duration_ms=900
+        JobFinished(job="test (1)", status=Status.FAILURE, reason="step failed", duration_ms=900)
     )
-    sink.emit("job.finished", job="pub", status="skipped", reason="dependency failed")
-    sink.emit("run.finished", run_id="r1", result="failure", reason="x", duration_ms=3000)
+    sink.emit(
+        JobFinished(job="pub", status=Status.SKIPPED, reason="dependency failed", duration_ms=0)
+    )
+    sink.emit(RunFinished(run_id="r1", result=Status.FAILURE, reason="x", duration_ms=3000))
 
     assert view._thread is not None and not view._thread.is_alive()
     text = stream.getvalue()
@@ -254,12 +310,12 @@ def test_live_view_durations_tick_and_retries_show_their_countdown() -> None:
     stream = FakeTTY()
     view = LiveView(Output(stdout=stream, color="never"), interval=60, clock=clock)
     sink = Sink([view])
-    sink.emit("run.started", run_id="r", mission="m", event="manual", jobs=["build"])
-    sink.emit("job.started", job="build")
-    sink.emit("step.started", job="build", step=0, name="compile", attempt=1)
+    sink.emit(RunStarted(run_id="r", mission="m", event="manual", jobs=("build",)))
+    sink.emit(JobStarted(job="build"))
+    sink.emit(started("build", "compile", 1))
     clock.now = 102.5
     assert ANSI.sub("", view.render()[1]).endswith("build     2.5s  compile")
-    sink.emit("step.retry", job="build", step=0, attempt=2, delay_s=4.0, reason="timeout")
+    sink.emit(StepRetry(job="build", step=0, attempt=2, delay_s=4.0, reason="timeout"))
     clock.now = 103.5
     assert ANSI.sub("", view.render()[1]).endswith(
         "build     3.5s  ↻ compile: timeout, attempt 2 in 3.0s"
@@ -270,6 +326,75 @@ def test_live_view_durations_tick_and_retries_show_their_countdown() -> None:
     assert stream.getvalue().endswith(LiveView.SHOW_CURSOR)
 
 
+def test_live_view_shows_the_group_a_step_is_in_and_folds_groups_in_a_failed_tail() -> None:
+    clock = Clock()
+    stream = FakeTTY()
+    view = LiveView(Output(stdout=stream, color="never"), interval=60, clock=clock)
+    sink = Sink([view])
+    sink.emit(RunStarted(run_id="r", mission="m", event="push", jobs=("build",)))
+    sink.emit(JobStarted(job="build"))
+    sink.emit(started("build", "compile", 1))
+    sink.emit(OutputLine(job="build", step=0, line="before"))
+    sink.emit(GroupStarted(job="build", step=0, title="Install"))
+    assert ANSI.sub("", view.render()[1]).endswith("build     0.0s  compile \u203a Install")
+    for i in range(3):
+        sink.emit(OutputLine(job="build", step=0, line=f"pip {i}"))
+    sink.emit(GroupFinished(job="build", step=0))
+    assert ANSI.sub("", view.render()[1]).endswith("build     0.0s  compile")
+    sink.emit(OutputLine(job="build", step=0, line="between"))
+    sink.emit(GroupStarted(job="build", step=0, title="Test"))
+    sink.emit(OutputLine(job="build", step=0, line="1 failed"))
+    failed = StepFinished(
+        job="build",
+        step=0,
+        name="compile",
+        status=Status.FAILURE,
+        reason="exit code 1",
+        exit_code=1,
+        duration_ms=10,
+        attempts=1,
+    )
+    sink.emit(failed)
+    sink.emit(JobFinished(job="build", status=Status.FAILURE, reason="x", duration_ms=20))
+    sink.emit(RunFinished(run_id="r", result=Status.FAILURE, reason="x", duration_ms=30))
+    report = stream.getvalue().rsplit(LiveView.SHOW_CURSOR, 1)[1]
+    assert report.splitlines() == [
+        "",
+        "✗ build \u203a compile: exit code 1, last 5 lines",
+        "  │ before",
+        "  │ ▸ Install (3 lines)",
+        "  │ between",
+        "  │ ▾ Test",
+        "  │   1 failed",
+    ]
+
+
+def test_live_view_keeps_the_open_group_header_above_its_last_lines() -> None:
+    stream = FakeTTY()
+    view = LiveView(Output(stdout=stream, color="never"), interval=60, clock=Clock())
+    sink = Sink([view])
+    sink.emit(RunStarted(run_id="r", mission="m", event="push", jobs=("build",)))
+    sink.emit(started("build", "compile", 1))
+    sink.emit(GroupStarted(job="build", step=0, title="Test"))
+    for i in range(12):
+        sink.emit(OutputLine(job="build", step=0, line=f"t{i}"))
+    sink.emit(
+        StepFinished(
+            job="build",
+            step=0,
+            name="compile",
+            status=Status.FAILURE,
+            reason="",
+            exit_code=1,
+            duration_ms=10,
+            attempts=1,
+        )
+    )
+    sink.emit(RunFinished(run_id="r", result=Status.FAILURE, reason="x", duration_ms=30))
+    report = stream.getvalue().rsplit(LiveView.SHOW_CURSOR, 1)[1]
+    assert report.splitlines()[2:] == ["  │ ▾ Test", *[f"  │   t{i}" for i in range(3, 12)]]
+
+
 def test_live_view_keeps_the_frame_within_the_terminal() -> None:
     clock = Clock()
     jobs = [f"job-{i}" for i in range(10)]
@@ -277,11 +402,11 @@ def test_live_view_keeps_the_frame_within_the_terminal() -> None:
         Output(stdout=FakeTTY(), color="never"), interval=60, clock=clock, size=lambda: (40, 6)
     )
     sink = Sink([view])
-    sink.emit("run.started", run_id="r", mission="m", event="push", jobs=jobs)
+    sink.emit(RunStarted(run_id="r", mission="m", event="push", jobs=tuple(jobs)))
     for key in jobs[:4]:
-        sink.emit("job.finished", job=key, status="success", reason="", duration_ms=10)
-    sink.emit("job.started", job="job-7")
-    sink.emit("step.started", job="job-7", step=0, name="x" * 80, attempt=1)
+        sink.emit(JobFinished(job=key, status=Status.SUCCESS, reason="", duration_ms=10))
+    sink.emit(JobStarted(job="job-7"))
+    sink.emit(started("job-7", "x" * 80, 1))
     frame = [ANSI.sub("", line) for line in view.render(width=39, height=5)]
     assert len(frame) == 5
     # running (and failed) rows first, then plan order; the rest counted on one line
@@ -297,15 +422,15 @@ def test_live_view_abandoned_at_exit_gives_the_cursor_back_and_stops() -> None:
     stream = FakeTTY()
     view = LiveView(Output(stdout=stream, color="never"), interval=0.01)
     sink = Sink([view])
-    sink.emit("run.started", run_id="r", mission="m", event="push", jobs=["a"])
-    sink.emit("job.started", job="a")
+    sink.emit(RunStarted(run_id="r", mission="m", event="push", jobs=("a",)))
+    sink.emit(JobStarted(job="a"))
     assert _wait_for(lambda: view.frames >= 1)
     view._abandon()  # what atexit does when the command died without closing the view
     text = stream.getvalue()
     assert text.endswith(LiveView.SHOW_CURSOR)
     time.sleep(0.1)
     view.close()
-    sink.emit("job.finished", job="a", status="success", reason="", duration_ms=1)
+    sink.emit(JobFinished(job="a", status=Status.SUCCESS, reason="", duration_ms=1))
     assert stream.getvalue() == text  # no redraw over what was printed after the table
 
 

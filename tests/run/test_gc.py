@@ -1,4 +1,5 @@
-"""Run liveness by flock, pruning of old runs, and `runner gc` after a crash."""
+"""Run liveness by flock, pruning of old runs, `runner gc` after a crash, and `runner gc`
+and `runner runs` agreeing on which runs are live."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from runner.engine.backend import LABEL_RUN, run_labels
 from runner.engine.docker.backend import connect
 from runner.errors import InvalidInput
 from runner.output import Output
-from runner.run.gc import RunLocked, hold_run_lock, parse_age, prune_runs, run_is_alive
+from runner.records.results import RunResult, Status
+from runner.records.rundirs import RunDir, RunLocked, hold_run_lock, is_live, run_dirs
+from runner.run.gc import parse_age, prune_runs, sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +36,7 @@ def holder(state: Path, run_id: str, extra: str = "") -> subprocess.Popen[str]:
     code = (
         "import time\n"
         "from pathlib import Path\n"
-        "from runner.run.gc import hold_run_lock\n"
+        "from runner.records.rundirs import hold_run_lock\n"
         f"with hold_run_lock(Path({str(state)!r}), {run_id!r}):\n"
         f"{body}\n"
         "    print('ready', flush=True)\n"
@@ -56,24 +59,24 @@ def kill(process: subprocess.Popen[str]) -> None:
 
 def test_a_run_is_alive_while_its_lock_is_held(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    assert not run_is_alive(state, "r1")
+    assert not is_live(state, "r1")
     with hold_run_lock(state, "r1") as directory:
-        assert directory == state / "runs" / "r1"
-        assert run_is_alive(state, "r1")
+        assert directory.path == state / "runs" / "r1"
+        assert is_live(state, "r1")
         with pytest.raises(RunLocked, match="already running"), hold_run_lock(state, "r1"):
             pass
-    assert not run_is_alive(state, "r1")
-    assert not run_is_alive(state, "../etc")  # not a run id: never alive, never a path
+    assert not is_live(state, "r1")
+    assert not is_live(state, "../etc")  # not a run id: never alive, never a path
 
 
 def test_a_sigkilled_run_is_dead(tmp_path: Path) -> None:
     state = tmp_path / "state"
     process = holder(state, "r2")
     try:
-        assert run_is_alive(state, "r2")
+        assert is_live(state, "r2")
     finally:
         kill(process)
-    assert not run_is_alive(state, "r2")
+    assert not is_live(state, "r2")
 
 
 def test_parse_age() -> None:
@@ -104,8 +107,8 @@ def test_prune_by_age_and_count_never_the_ledger_nor_a_live_run(tmp_path: Path) 
     assert prune_runs(state, older_than_s=None, keep=None, now=now) == []
     with hold_run_lock(state, "e") as held:
         old = now - 200 * 3600
-        os.utime(held / "lock", (old, old))
-        os.utime(held, (old, old))
+        os.utime(held.lock, (old, old))
+        os.utime(held.path, (old, old))
         assert prune_runs(state, older_than_s=48 * 3600, keep=None, now=now) == ["c", "d"]
     assert prune_runs(state, older_than_s=None, keep=1, now=now) == ["b", "e"]
     assert sorted(p.name for p in (state / "runs").iterdir()) == ["a"]
@@ -217,3 +220,68 @@ def test_gc_prunes_old_runs_and_records_it(tmp_path: Path) -> None:
     assert sorted(p.name for p in (state / "runs").iterdir()) == ["new1"]
     entries = (state / "ledger" / "entries.jsonl").read_text().splitlines()
     assert [json.loads(e)["runs"] for e in entries if '"gc.pruned"' in e] == [["old1"]]
+
+
+class Labelled:
+    """The backend seam `sweep` uses: labelled containers and volumes, and their removal."""
+
+    def __init__(self, labels: dict[str, dict[str, str]]) -> None:
+        self.containers = {f"c-{key}": value for key, value in labels.items()}
+        self.volumes = {f"v-{key}": value for key, value in labels.items()}
+
+    def list_labelled(
+        self, label: str
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+        assert label == LABEL_RUN
+        return dict(self.containers), dict(self.volumes)
+
+    def remove(self, cid: str) -> None:
+        del self.containers[cid]
+
+    def remove_volume(self, name: str) -> None:
+        del self.volumes[name]
+
+
+def test_gc_and_runs_agree_on_which_runs_are_live(tmp_path: Path) -> None:
+    """Live iff the run's lock is held, whatever pid its lock file names: `runner runs` once
+    asked whether that pid was alive, `runner gc` whether the lock was held."""
+    state = (tmp_path / "state").resolve()
+
+    def record(run_id: str, status: Status = Status.RUNNING) -> RunResult:
+        result = RunResult(run_id=run_id, mission="ci", mission_path="ci.yml", event="push")
+        result.status = status
+        return result
+
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for run_id in ("crashed", "finished"):
+        with hold_run_lock(state, run_id) as run:
+            run.write_record(record(run_id))  # "running", as a run starts
+    RunDir.of(state, "crashed").lock.write_text(f"{os.getpid()}\n")  # a pid alive again
+    RunDir.of(state, "finished").write_record(record("finished", Status.SUCCESS))
+    backend = Labelled(
+        {run_id: run_labels(state, run_id) for run_id in ("live", "crashed", "finished")}
+    )
+    with hold_run_lock(state, "live") as live:
+        live.write_record(record("live"))
+        live.lock.write_text(dead_pid)  # a pid of another pid namespace, say
+        out = io.StringIO()
+        listed = CliRunner().invoke(
+            cli,
+            ["--state-dir", str(state), "runs", "--json"],
+            obj=App(state_dir=state, out=Output(stdout=out, stderr=out)),
+        )
+        assert listed.exit_code == 0, out.getvalue()
+        results = {run["run_id"]: run["result"] for run in json.loads(out.getvalue())}
+        swept = sweep(backend, state)  # type: ignore[arg-type]
+        pruned = prune_runs(state, older_than_s=None, keep=0, now=time.time())
+    assert results == {"live": "running", "crashed": "crashed", "finished": "success"}
+    assert swept.alive_runs == ["live", "live"]  # its container and its volume, kept
+    assert sorted(swept.containers) == ["c-crashed", "c-finished"]
+    assert sorted(swept.volumes) == ["v-crashed", "v-finished"]
+    assert pruned == ["crashed", "finished"]
+    assert [run.run_id for run in run_dirs(state)] == ["live"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Recorder, Sink
 from runner.run.step_output import MAX_LINE, OutputPump
 from runner.secrets.redact import Redactor
@@ -13,7 +16,7 @@ def pump_lines(chunks: list[bytes], redactor: Redactor | None = None) -> tuple[l
     for chunk in chunks:
         pump.feed(chunk)
     pump.close()
-    lines = [e.fields["line"] for e in recorder.events if e.kind == "output"]
+    lines = [e.line for e in recorder.events if isinstance(e, OutputLine)]
     return lines, recorder
 
 
@@ -34,9 +37,9 @@ def test_annotations_are_emitted_redacted() -> None:
     redactor = Redactor()
     redactor.add("t0ken-value")
     lines, recorder = pump_lines([b"::error file=a.py::bad t0ken-value\n"], redactor)
-    (annotation,) = [e for e in recorder.events if e.kind == "annotation"]
-    assert annotation.fields["level"] == "error"
-    assert annotation.fields["message"] == "bad ***"
+    (annotation,) = [e for e in recorder.events if isinstance(e, Annotation)]
+    assert annotation.level == "error"
+    assert annotation.message == "bad ***"
     assert lines == ["::error file=a.py::bad ***"]
 
 
@@ -46,3 +49,37 @@ def test_a_never_ending_line_is_passed_on_in_pieces() -> None:
     lines, _ = pump_lines(chunks)
     assert "".join(lines[:-1]) == "x" * (3 * MAX_LINE)
     assert all(len(line) <= 2 * MAX_LINE for line in lines) and lines[-1] == "end"
+
+
+def test_groups_are_events_in_line_order_with_redacted_titles() -> None:
+    redactor = Redactor()
+    redactor.add("hunter2")
+    text = b"before\n::group::Build hunter2\ninside\n::endgroup::\nafter\n::group::Last"
+    for cut in range(1, len(text)):
+        lines, recorder = pump_lines([text[:cut], text[cut:]], redactor)
+        assert recorder.events == [
+            OutputLine(job="job", step=0, line="before"),
+            GroupStarted(job="job", step=0, title="Build ***"),
+            OutputLine(job="job", step=0, line="inside"),
+            GroupFinished(job="job", step=0),
+            OutputLine(job="job", step=0, line="after"),
+            GroupStarted(job="job", step=0, title="Last"),
+        ], cut
+        assert lines == ["before", "inside", "after"]
+
+
+def test_group_lines_count_in_the_digest_and_the_tail() -> None:
+    recorder = Recorder()
+    pump = OutputPump(Sink([recorder]), Redactor(), "job", 0)
+    pump.feed(b"::group::g\nx\n::endgroup::\n")
+    pump.close()
+    assert pump.digest.hexdigest() == hashlib.sha256(b"::group::g\nx\n::endgroup::\n").hexdigest()
+    assert list(pump.tail) == ["::group::g", "x", "::endgroup::"]
+
+
+def test_a_piece_of_an_overlong_line_is_never_read_as_a_group() -> None:
+    """Only a whole line is a workflow command, not what follows a cut in a long one."""
+    chunks = [b"x" * (MAX_LINE + 1), b"::group::not a group\n", b"::group::real\n"]
+    _, recorder = pump_lines(chunks)
+    groups = [e for e in recorder.events if isinstance(e, GroupStarted)]
+    assert groups == [GroupStarted(job="job", step=0, title="real")]
