@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import jsonpatch
 
@@ -29,6 +28,7 @@ from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
 from runner.durable import write_atomic
+from runner.engine.backend import LABEL_RUN, Backend
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -39,7 +39,7 @@ from runner.records.eventlog import EventLog
 from runner.records.results import RunResult, Status
 from runner.records.sink import Event, Sink
 from runner.run.contexts import RunInfo
-from runner.run.scheduler import Executor, default_parallelism
+from runner.run.scheduler import Executor, Resolve, default_parallelism
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
@@ -136,8 +136,8 @@ def execute(
     *,
     warnings: Sequence[Finding] = (),
     redactor: Redactor,
-    connect: Callable[[], Any],
-    resolve_factory: Callable[[Any, Mission], Any],
+    connect: Callable[[], Backend],
+    resolve_factory: Callable[[Backend, Mission], Resolve],
 ) -> RunResult:
     """Run one validated mission. Raises PolicyDenied (3), EngineUnavailable (4),
     Interrupted (130) or MissionFailed (1); returns the result on success."""
@@ -172,18 +172,21 @@ def execute(
             ledger.checkpoint()
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
-        return _run(
-            app,
-            mission,
-            policy,
-            options,
-            info,
-            ledger,
-            decisions,
-            redactor,
-            backend,
-            resolve_factory,
-        )
+        try:
+            return _run(
+                app,
+                mission,
+                policy,
+                options,
+                info,
+                ledger,
+                decisions,
+                redactor,
+                backend,
+                resolve_factory,
+            )
+        finally:
+            backend.close()
     finally:
         ledger.close()
 
@@ -197,8 +200,8 @@ def _run(
     ledger: Ledger,
     decisions: list[Decision],
     redactor: Redactor,
-    backend: Any,
-    resolve_factory: Callable[[Any, Mission], Any],
+    backend: Backend,
+    resolve_factory: Callable[[Backend, Mission], Resolve],
 ) -> RunResult:
     from runner.report.junit import write_junit
     from runner.report.progress import make_view, summary
@@ -320,9 +323,7 @@ def _overall(result: RunResult, cancelled: bool) -> tuple[Status, str]:
     return Status.SUCCESS, ""
 
 
-def _cleanup(backend: Any, run_id: str) -> None:
-    from runner.engine.backend import LABEL_RUN
-
+def _cleanup(backend: Backend, run_id: str) -> None:
     containers, volumes = backend.list_labelled(f"{LABEL_RUN}={run_id}")
     for cid in containers:
         backend.remove(cid)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_container
 from test_elf import make_elf
 
 from runner.engine import toolsets
@@ -294,9 +295,7 @@ def run(
     )
     cid = backend.create(spec)
     try:
-        backend.start(cid)
-        code = backend.wait(cid, 60)
-        output = b"".join(backend.stream_logs(cid)).decode()
+        code, output = run_container(backend, cid, 60)
     finally:
         backend.remove(cid)
     assert code is not None
@@ -436,7 +435,7 @@ def test_a_cached_build_returns_the_same_tag_without_rebuilding(backend: Any, st
 
 @pytest.mark.docker
 def test_python_toolset_runs_a_script_with_its_standard_library(backend: Any, state: Path) -> None:
-    source = resolve_container("python", REPO, client=backend.client)
+    source = resolve_container("python", REPO, backend=backend)
     toolset = build_toolset(backend, source, ("sh", "python3"), CATALOG_REAL, state)
     assert toolset.interpreter is True
     script = (
