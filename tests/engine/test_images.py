@@ -15,6 +15,7 @@ import pytest
 
 from runner.app import App
 from runner.cli import cli
+from runner.engine.fake import FakeBackend
 from runner.engine.images import (
     FALLBACK_BASE,
     LABEL_IMAGE,
@@ -59,8 +60,10 @@ def test_context_hash_covers_names_modes_and_content(tmp_path: Path) -> None:
 def test_a_missing_definition_names_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "containers" / "base").mkdir(parents=True)
     (tmp_path / "containers" / "base" / "Dockerfile").write_text("FROM scratch\n")
+    backend = FakeBackend()
     with pytest.raises(InvalidInput, match=r"containers/nope/Dockerfile: .*\(known: base\)"):
-        build(object(), "nope", tmp_path)
+        build(backend, "nope", tmp_path)
+    assert backend.calls == []
 
 
 @pytest.fixture
