@@ -8,7 +8,7 @@ that a second engine is one more implementation: `docker.backend.DockerBackend` 
 Docker API (Podman's included), `fake.FakeBackend` keeps everything in memory for tests.
 
 `ContainerSpec` is everything a step container is made of, before hardening (the Docker
-backend turns it into its configuration: `docker.hardening`); `config_digest` is what the
+backend turns it into its configuration: `docker.hardening`); `spec_digest` is what the
 ledger records of it.
 
 Every container and volume runner creates carries `LABEL_RUN` (the run id) and
@@ -98,7 +98,7 @@ def check_spec(spec: ContainerSpec) -> None:
         raise PolicyDenied(f"a step of image {spec.image!r} has no command")
 
 
-def config_digest(spec: ContainerSpec) -> str:
+def spec_digest(spec: ContainerSpec) -> str:
     """The digest of a step container's configuration that `step.started` records.
 
     It is taken over every field of the engine-neutral spec, so it means the same whatever

@@ -148,6 +148,7 @@ def execute(
     decisions = decide(mission, policy, warnings)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
     ledger = Ledger.open(state_dir, signer=signer)
+    backend: Backend | None = None
     try:
         info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
         ledger.append(
@@ -172,22 +173,21 @@ def execute(
             ledger.checkpoint()
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
-        try:
-            return _run(
-                app,
-                mission,
-                policy,
-                options,
-                info,
-                ledger,
-                decisions,
-                redactor,
-                backend,
-                resolve_factory,
-            )
-        finally:
-            backend.close()
+        return _run(
+            app,
+            mission,
+            policy,
+            options,
+            info,
+            ledger,
+            decisions,
+            redactor,
+            backend,
+            resolve_factory,
+        )
     finally:
+        if backend is not None:
+            backend.close()
         ledger.close()
 
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.backend import ContainerSpec, check_spec, config_digest
+from runner.engine.backend import ContainerSpec, check_spec, spec_digest
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
 from runner.records.results import Status
@@ -102,7 +102,7 @@ class StepContainers:
             seccomp_deny_memfd=attempt.image.interpreter,
         )
         check_spec(spec)  # refused before it is recorded as started
-        digest = config_digest(spec)
+        config_digest = spec_digest(spec)
         state.sink.emit(
             "step.started",
             job=self.job_key,
@@ -111,7 +111,7 @@ class StepContainers:
             attempt=attempt.number,
             image=attempt.image.ref,
             image_digest=attempt.image.digest,
-            config_digest=digest,
+            config_digest=config_digest,
         )
         cid = backend.create(spec)
         previous, self.last = self.last, cid
