@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine.catalog import load_catalog
-from runner.engine.docker.backend import connect
+from runner.engine.docker.backend import DockerBackend, connect
 from runner.engine.images import resolve_container
 from runner.engine.rootfs import export_rootfs
 from runner.engine.toolsets import build_toolset
@@ -43,10 +43,10 @@ def fresh_source(client: Any, image: str) -> str:
 
 
 def measure(
-    client: Any, backend: Any, name: str, tools: tuple[str, ...], rounds: int
+    client: Any, backend: DockerBackend, name: str, tools: tuple[str, ...], rounds: int
 ) -> dict[str, Any]:
     catalog = load_catalog(ROOT)
-    source = resolve_container(name, ROOT, client=client)
+    source = resolve_container(name, ROOT, backend=backend)
     cold, export, cached = [], [], []
     created: list[str] = []
     result: dict[str, Any] = {}
@@ -57,7 +57,7 @@ def measure(
             with tempfile.TemporaryDirectory() as tmp:
                 state = Path(tmp)
                 start = time.perf_counter()
-                export_rootfs(client, unique, state / "probe")
+                export_rootfs(backend, unique, state / "probe")
                 export.append(time.perf_counter() - start)
             with tempfile.TemporaryDirectory() as tmp:
                 state = Path(tmp)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from runner.engine.backend import Backend
     from runner.engine.docker.backend import DockerBackend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +84,18 @@ def run_id(backend: DockerBackend) -> Iterator[str]:
         backend.remove(cid)
     for name in volumes:
         backend.remove_volume(name)
+
+
+def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[int | None, str]:
+    """Start the created container `cid` (attached first, so nothing it prints is missed)
+    and wait for it: (its exit code, or None when `timeout_s` passed and it was killed;
+    everything it printed on stdout and stderr)."""
+    output = backend.attach_output(cid)
+    backend.start(cid)
+    code = backend.wait(cid, timeout_s)
+    if code is None:
+        backend.kill(cid)
+    return code, b"".join(output).decode()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ An image whose build context is unchanged is not rebuilt (its tag already exists
 from __future__ import annotations
 
 from runner.app import App
-from runner.engine.images import CONTAINERS, BuiltImage, available, build, connect
+from runner.engine.docker.backend import connect
+from runner.engine.images import CONTAINERS, BuiltImage, available, build
 from runner.errors import InvalidInput
 
 
@@ -28,13 +29,16 @@ def main(app: App, names: tuple[str, ...]) -> int:
             f"no {CONTAINERS}/<name>/Dockerfile for {', '.join(unknown)} "
             f"(known: {', '.join(known) or 'none'})"
         )
-    client = connect()
+    backend = connect()
     built: list[BuiltImage] = []
-    for name in wanted:
-        image = build(client, name, app.root)
-        built.append(image)
-        state = "cached" if image.cached else "built"
-        app.out.line(f"{name} -> {image.tag}  {_size(image.size)}  ({state})")
+    try:
+        for name in wanted:
+            image = build(backend, name, app.root)
+            built.append(image)
+            state = "cached" if image.cached else "built"
+            app.out.line(f"{name} -> {image.tag}  {_size(image.size)}  ({state})")
+    finally:
+        backend.close()
     if app.out.json_mode:
         app.out.json({"images": [image.serialize() for image in built]})
     return 0

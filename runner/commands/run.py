@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 from runner.app import App
+from runner.engine.docker.backend import connect
 from runner.errors import InvalidInput
 from runner.findings import Finding
 from runner.mission.loader import discover_missions, load_mission
 from runner.mission.model import Mission
 from runner.policy.model import load_policy
+from runner.run.job_images import resolver
 from runner.run.session import RunOptions, execute
 from runner.secrets.redact import Redactor
 from runner.secrets.sources import resolve_secrets
@@ -60,9 +62,6 @@ def main(
                 f"(jobs: {', '.join(mission.jobs)})"
             )
     rules = load_policy(policy, app.root)
-    from runner.engine.docker.backend import connect
-    from runner.run.job_images import resolver
-
     options = RunOptions(
         event=event,
         jobs=jobs,

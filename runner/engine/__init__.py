@@ -1,5 +1,11 @@
-"""The container engine behind a small protocol (`backend.Backend`), and what runner builds
-with it: images from `containers/<name>/Dockerfile`, pruned toolset images (the tool
-catalog, ELF closures, image filesystems). `docker/` is the Docker-API implementation.
+"""The container engine behind one protocol, and what runner builds with it.
+
+`backend` (the `Backend` protocol: containers, volumes, archives, images, the mount
+check; `ContainerSpec` and its ledger digest), `clock` (the time deadlines and retries are
+read on), `images` (`containers/<name>/Dockerfile` builds, tagged by content), `toolsets`
+(pruned FROM-scratch images) with `catalog`, `elf` and `rootfs` (an exported image
+filesystem, read offline). `docker/` implements `Backend` on the Docker API.
+Everything here but `docker/` is engine-neutral and talks to the engine only through
+`Backend`; only `runner.commands` (the composition root) picks an implementation.
 May import: the base modules only. Nothing outside `engine/docker/` imports the `docker` SDK.
 """

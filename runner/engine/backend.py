@@ -1,8 +1,15 @@
-"""The engine behind a small protocol: what the executor asks of a container backend.
+"""The engine behind a small protocol: everything runner asks of a container engine.
 
-`ContainerSpec` is everything a step container is made of; `runner.hardening` turns it into
-an engine configuration. `docker_backend.DockerBackend` implements `Backend` on the local
-Docker API (Podman's included); a cluster engine would be a second implementation.
+`Backend` covers containers (create, attach, start, wait, kill, remove, archives in and
+out, the mount check), workspace volumes, and images (build from a Dockerfile, import a
+root filesystem, export an image's filesystem, inspect, pull, tag, remove). Its arguments
+and results are plain values and the dataclasses below, never an engine's own types, so
+that a second engine is one more implementation: `docker.backend.DockerBackend` speaks the
+Docker API (Podman's included), `fake.FakeBackend` keeps everything in memory for tests.
+
+`ContainerSpec` is everything a step container is made of, before hardening (the Docker
+backend turns it into its configuration: `docker.hardening`); `spec_digest` is what the
+ledger records of it.
 
 Every container and volume runner creates carries `LABEL_RUN` (the run id) and
 `LABEL_STATE` (the state directory of that run) so that `runner gc` can find what a
@@ -11,12 +18,14 @@ crashed run left behind and tell whether its run is still alive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Protocol
 
-from runner.errors import RunnerError
+from runner.durable import json_digest
+from runner.errors import PolicyDenied, RunnerError
 
 LABEL_RUN = "runner.run-id"
 LABEL_STATE = "runner.state-dir"
@@ -28,11 +37,21 @@ NOBODY = 65534
 
 
 class NotFound(RunnerError):
-    """A container, volume or path inside a container that does not exist."""
+    """A container, volume, image or path inside a container that does not exist."""
+
+
+class ImageBuildFailed(RunnerError):
+    """A build the engine ran and that failed: `detail` is the engine's reason, `log` the
+    build's output lines (the caller shows their tail)."""
+
+    def __init__(self, detail: str, log: Sequence[str]) -> None:
+        super().__init__(f"build failed: {detail}")
+        self.detail = detail
+        self.log = tuple(log)
 
 
 def run_labels(state_dir: Path, run_id: str, job_key: str | None = None) -> dict[str, str]:
-    """The labels every resource of run `run_id` carries (see `runner.gc`)."""
+    """The labels every resource of run `run_id` carries (see `runner.run.gc`)."""
     labels = {LABEL_RUN: run_id, LABEL_STATE: str(state_dir.resolve())}
     if job_key is not None:
         labels[LABEL_JOB] = job_key
@@ -61,8 +80,75 @@ class ContainerSpec:
     log_max_bytes: int = 16 * 1024 * 1024  # per json-file, 2 files are kept
 
 
+def check_spec(spec: ContainerSpec) -> None:
+    """Refuse what no policy may grant, whatever the engine: root, and limits that are not
+    limits. Every backend calls it before it creates a container."""
+    if spec.user == 0:
+        raise PolicyDenied(
+            f"a step of image {spec.image!r} would run as uid 0 (root)",
+            hint="runner never runs steps as root; set `limits.user` in the policy to a non-zero uid",
+        )
+    if spec.user < 0:
+        raise PolicyDenied(f"uid {spec.user} is not a valid user for a step")
+    if spec.memory_bytes <= 0 or spec.pids <= 0 or spec.cpus <= 0:
+        raise PolicyDenied(
+            f"limits must be positive (memory {spec.memory_bytes}, pids {spec.pids}, cpus {spec.cpus})"
+        )
+    if not spec.command:
+        raise PolicyDenied(f"a step of image {spec.image!r} has no command")
+
+
+def spec_digest(spec: ContainerSpec) -> str:
+    """The digest of a step container's configuration that `step.started` records.
+
+    It is taken over every field of the engine-neutral spec, so it means the same whatever
+    engine ran the step (the hardening an engine derives from a spec is a function of the
+    spec and of runner's version, which `run.started` records). The spec's env holds the
+    values of the secrets granted to the step, so the document digested holds each env
+    value only as its own SHA-256: no secret is ever in it in clear, and the digest still
+    changes whenever any value does. (Like any digest, it cannot stop a guessed
+    low-entropy value from being confirmed; the ledger holds the digest only.)"""
+    document: dict[str, object] = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    document["command"] = list(spec.command)
+    document["env"] = {name: _sha256(value) for name, value in spec.env.items()}
+    document["labels"] = dict(spec.labels)
+    return json_digest(document)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the engine knows of an image: `id` is its content id (`sha256:...`), the
+    digest runner records for the steps that ran in it."""
+
+    id: str
+    size: int  # bytes
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The configuration an imported root filesystem runs with."""
+
+    user: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
 class Backend(Protocol):
-    """What the executor needs from a container engine. Ids are the engine's own."""
+    """What runner needs from a container engine. Ids are the engine's own; images are
+    named by reference (`name:tag`) or id. Engine failures are `RunnerError`s:
+    `EngineUnavailable` when the engine does not answer."""
+
+    def close(self) -> None:
+        """Release the connection; the backend is not used afterwards."""
+        ...
+
+    # -- containers ------------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> str:
         """Create (not start) the hardened container; returns its id."""
@@ -83,10 +169,6 @@ class Backend(Protocol):
         that nothing is missed. The iterator ends when the container exits."""
         ...
 
-    def stream_logs(self, cid: str) -> Iterator[bytes]:
-        """stdout and stderr as they come, until the container exits."""
-        ...
-
     def wait(self, cid: str, timeout_s: float | None) -> int | None:
         """The exit code, or None when `timeout_s` passed first (the container still runs)."""
         ...
@@ -98,6 +180,15 @@ class Backend(Protocol):
     def remove(self, cid: str) -> None:
         """Force-remove with its anonymous volumes; a missing container is not an error."""
         ...
+
+    def check_mounts(self, cid: str, user: int, executable: Collection[str]) -> list[str] | None:
+        """SPEC 6 as the kernel applies it to the running container `cid`: every mount
+        that `user` can write and that is not `noexec`, except the mount points in
+        `executable`, one line each (empty: none). None when this engine cannot look
+        (a remote engine, a container that already exited)."""
+        ...
+
+    # -- volumes ---------------------------------------------------------------------------
 
     def create_volume(
         self,
@@ -125,15 +216,38 @@ class Backend(Protocol):
         """Remove a volume made by `create_volume` (and its parts); missing is fine."""
         ...
 
-    def image_digest(self, image: str) -> str: ...
-
-    def host_pid(self, cid: str) -> int | None:
-        """The host pid of a running container's first process, when the engine runs on
-        this host and the container still runs; else None."""
-        ...
-
     def list_labelled(
         self, label: str
     ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
         """(containers, volumes) carrying `label` ("key" or "key=value"): id/name -> labels."""
+        ...
+
+    # -- images ----------------------------------------------------------------------------
+
+    def inspect_image(self, image: str) -> ImageInfo | None:
+        """The image's id and size, or None when the engine does not have it."""
+        ...
+
+    def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
+        """Build the `Dockerfile` of the directory `context` (the build context), never
+        pulling a newer base, and tag it `tag`; ImageBuildFailed when the build fails."""
+        ...
+
+    def pull_image(self, reference: str) -> ImageInfo:
+        """Fetch `reference` from its registry; NotFound (with the registry's reason) when
+        it cannot be had."""
+        ...
+
+    def import_image(self, rootfs: IO[bytes], tag: str, config: ImageConfig) -> None:
+        """An image of one layer, the tar `rootfs`, running with `config`, tagged `tag`."""
+        ...
+
+    def export_filesystem(self, image: str, out: IO[bytes]) -> None:
+        """Write the merged filesystem of `image` to `out` as an uncompressed tar."""
+        ...
+
+    def tag_image(self, image: str, tag: str) -> None: ...
+
+    def remove_image(self, image: str) -> None:
+        """Remove the image (or this tag of it); a missing image is not an error."""
         ...

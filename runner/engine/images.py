@@ -3,7 +3,8 @@
 `container: python` names `containers/python/`; its image is tagged
 `runner/python:<sha256 of the build context>` (every file under the directory, sorted, with
 its mode), so an unchanged directory is never rebuilt and a changed one always is. A name
-with no directory (or anything with `/`, `:` or `@`) is an image reference, used as is.
+with no directory (or anything with `/`, `:` or `@`) is an image reference, used as is
+when the engine has it, else pulled. Everything goes through the `Backend` protocol.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.engine.docker.backend import docker_errors
+from runner.engine.backend import Backend, ImageBuildFailed, ImageInfo, NotFound
 from runner.errors import InvalidInput
 
 CONTAINERS = Path("containers")
@@ -45,23 +46,6 @@ class BuiltImage:
             "size": self.size,
             "cached": self.cached,
         }
-
-
-def connect() -> Any:
-    """The docker SDK client of the local engine (DOCKER_HOST honoured)."""
-    from runner.engine.docker.backend import connect as connect_backend
-
-    return connect_backend().client
-
-
-def client_of(client_or_backend: Any) -> Any:
-    """The docker SDK client behind a backend (its `.client`), or the client itself."""
-    if hasattr(client_or_backend, "images") and hasattr(client_or_backend, "api"):
-        return client_or_backend
-    inner = getattr(client_or_backend, "client", None)
-    if inner is None or not hasattr(inner, "images"):
-        raise TypeError(f"{client_or_backend!r} is neither a docker client nor has one")
-    return inner
 
 
 def available(root: Path) -> list[str]:
@@ -97,74 +81,61 @@ def image_tag(name: str, root: Path) -> str:
     return f"runner/{name}:{context_hash(root / CONTAINERS / name)}"
 
 
-def build(client: Any, name: str, root: Path) -> BuiltImage:
+def build(backend: Backend, name: str, root: Path) -> BuiltImage:
     """Build containers/<name>/Dockerfile unless its content-hash tag already exists."""
-    import docker.errors
-
     directory = root / CONTAINERS / name
+    dockerfile = CONTAINERS / name / "Dockerfile"
     if not (directory / "Dockerfile").is_file():
         known = ", ".join(available(root)) or "none"
-        raise InvalidInput(
-            f"{CONTAINERS / name / 'Dockerfile'}: no such image definition (known: {known})"
-        )
+        raise InvalidInput(f"{dockerfile}: no such image definition (known: {known})")
     tag = image_tag(name, root)
-    with docker_errors(f"building {CONTAINERS / name}"):
-        try:
-            image = client.images.get(tag)
-            return BuiltImage(name, tag, image.id, int(image.attrs.get("Size", 0)), True)
-        except docker.errors.ImageNotFound:
-            pass
-        log: list[str] = []
-        for item in client.api.build(
-            path=str(directory),
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            labels={LABEL_IMAGE: name},
-        ):
-            if "stream" in item:
-                log += [line for line in str(item["stream"]).splitlines() if line.strip()]
-            if "error" in item or "errorDetail" in item:
-                detail = item.get("error") or item["errorDetail"].get("message", "")
-                tail = "\n    ".join(log[-BUILD_LOG_TAIL:])
-                raise BuildFailed(
-                    f"{CONTAINERS / name / 'Dockerfile'}: build failed: {str(detail).strip()}"
-                    + (f"\n  last build output:\n    {tail}" if tail else ""),
-                    hint=f"fix the Dockerfile, then `runner images build {name}`",
-                )
-        image = client.images.get(tag)
-    return BuiltImage(name, tag, image.id, int(image.attrs.get("Size", 0)), False)
+    existing = backend.inspect_image(tag)
+    if existing is not None:
+        return BuiltImage(name, tag, existing.id, existing.size, True)
+    try:
+        image = backend.build_image(directory, tag, {LABEL_IMAGE: name})
+    except ImageBuildFailed as exc:
+        tail = "\n    ".join(exc.log[-BUILD_LOG_TAIL:])
+        raise BuildFailed(
+            f"{dockerfile}: build failed: {exc.detail}"
+            + (f"\n  last build output:\n    {tail}" if tail else ""),
+            hint=f"fix the Dockerfile, then `runner images build {name}`",
+        ) from exc
+    return BuiltImage(name, tag, image.id, image.size, False)
 
 
-def is_reference(name: str) -> bool:
+def is_image_reference(name: str) -> bool:
+    """Whether `name` is an image reference (`/`, `:` or `@` in it) rather than the name of
+    a containers/<name> directory."""
     return any(char in name for char in "/:@")
 
 
-def resolve_container(name_or_ref: str | None, root: Path, *, client: Any = None) -> str:
+def present(backend: Backend, image: str) -> ImageInfo:
+    """What the engine knows of `image`; InvalidInput when it does not have it."""
+    info = backend.inspect_image(image)
+    if info is None:
+        raise InvalidInput(
+            f"image {image!r} is not present in the engine",
+            hint="build it with `runner images build` (no image is pulled)",
+        )
+    return info
+
+
+def resolve_container(name_or_ref: str | None, root: Path, *, backend: Backend) -> str:
     """The image a job's `container:` names: containers/<name> built (cached by content
     hash), else an image reference present in (or pullable by) the engine."""
-    import docker.errors
-
     name = name_or_ref or DEFAULT_CONTAINER
-    if not is_reference(name) and (root / CONTAINERS / name / "Dockerfile").is_file():
-        return build(client or connect(), name, root).tag
+    if not is_image_reference(name) and (root / CONTAINERS / name / "Dockerfile").is_file():
+        return build(backend, name, root).tag
     if name == DEFAULT_CONTAINER:
         name = FALLBACK_BASE
-    client = client or connect()
-    with docker_errors(f"looking up image {name}"):
-        try:
-            client.images.get(name)
-            return name
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            client.images.pull(name)
-        except docker.errors.APIError as exc:
-            raise InvalidInput(
-                f"container {name!r}: not in {CONTAINERS}/ and not a local image, and "
-                f"pulling it failed: {exc.explanation or exc}",
-                hint=f"add {CONTAINERS / name / 'Dockerfile'} or make the image available",
-            ) from exc
+    if backend.inspect_image(name) is not None:
+        return name
+    try:
+        backend.pull_image(name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"container {name!r}: not in {CONTAINERS}/ and not a local image, and {exc.message}",
+            hint=f"add {CONTAINERS / name / 'Dockerfile'} or make the image available",
+        ) from exc
     return name

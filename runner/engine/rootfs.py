@@ -1,9 +1,9 @@
 """An image's filesystem, read from a tar on disk: lookup, symlink resolution, globs.
 
 A toolset is cut out of a source image. The image's merged filesystem is exported once
-(`docker export` of a created, never started container) into the state dir, keyed by the
-image id, and then read here without the engine: symlinks are followed inside the image
-(`/bin -> usr/bin`, `/etc/alternatives/...`), never on the host.
+(`Backend.export_filesystem`) into the state dir, keyed by the image id, and then read
+here without the engine: symlinks are followed inside the image (`/bin -> usr/bin`,
+`/etc/alternatives/...`), never on the host.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runner.durable import atomic_output
+from runner.engine.backend import Backend
 from runner.errors import InvalidInput
 
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
-EXPORT_LABEL = "runner.toolset-export"
 
 
 class NotInImage(InvalidInput):
@@ -161,23 +160,12 @@ def has_magic(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def export_rootfs(client: Any, image_id: str, cache_dir: Path) -> Path:
+def export_rootfs(backend: Backend, image_id: str, cache_dir: Path) -> Path:
     """The image's filesystem as a tar under `cache_dir` (exported once per image id)."""
     path = cache_dir / f"{image_id.removeprefix('sha256:')}.tar"
     if path.exists():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    container = client.containers.create(
-        image_id,
-        command=["/nonexistent"],  # never started: only its filesystem is read
-        entrypoint=[],
-        network_disabled=True,
-        labels={EXPORT_LABEL: "1"},
-    )
-    try:
-        with atomic_output(path) as out:
-            for chunk in container.export(chunk_size=1 << 20):
-                out.write(chunk)
-    finally:
-        container.remove(force=True)
+    with atomic_output(path) as out:
+        backend.export_filesystem(image_id, out)
     return path

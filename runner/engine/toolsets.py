@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 from runner.durable import json_digest, write_atomic
 from runner.engine import elf
+from runner.engine.backend import Backend, ImageConfig
 from runner.engine.catalog import MULTICALL, Catalog, Tool
-from runner.engine.docker.backend import docker_errors
-from runner.engine.images import client_of
+from runner.engine.images import present
 from runner.engine.rootfs import ImageFS, NotInImage, export_rootfs
 from runner.errors import InvalidInput
 
@@ -71,21 +71,14 @@ class Toolset:
 
 
 def build_toolset(
-    client_or_backend: Any,
+    backend: Backend,
     source_image: str,
     tools: tuple[str, ...] | Literal["all"],
     catalog: Catalog,
     state_dir: Path,
 ) -> Toolset:
     """The image a job's steps run in: `source_image` cut down to `tools`."""
-    import docker.errors
-
-    client = client_of(client_or_backend)
-    with docker_errors(f"inspecting image {source_image}"):
-        try:
-            source_id = str(client.images.get(source_image).id)
-        except docker.errors.ImageNotFound as exc:
-            raise InvalidInput(f"image {source_image!r} is not present in the engine") from exc
+    source_id = present(backend, source_image).id
     if tools == "all":
         manifest: dict[str, Any] = {"format": FORMAT, "source_image": source_id, "tools": "all"}
         return Toolset(source_id, json_digest(manifest), manifest, interpreter=True)
@@ -96,14 +89,14 @@ def build_toolset(
     )
     cache = state_dir / "cache"
     with _lock(key):
-        cached = _cached(client, cache / "toolsets" / f"{key}.json")
+        cached = _cached(backend, cache / "toolsets" / f"{key}.json")
         if cached is not None:
             return cached
-        with _lock(source_id), docker_errors(f"exporting the filesystem of {source_image}"):
-            tar_path = export_rootfs(client, source_id, cache / "rootfs")
+        with _lock(source_id):
+            tar_path = export_rootfs(backend, source_id, cache / "rootfs")
         with ImageFS(tar_path, source_image) as fs:
             plan = collect(fs, entries)
-            toolset = _materialize(client, fs, plan, source_id, names, cache)
+            toolset = _materialize(backend, fs, plan, source_id, names, cache)
         _write_json(cache / "toolsets" / f"{key}.json", _cache_record(toolset))
     return toolset
 
@@ -368,7 +361,7 @@ class _Closure:
 
 
 def _materialize(
-    client: Any, fs: ImageFS, plan: Plan, source_id: str, tools: tuple[str, ...], cache: Path
+    backend: Backend, fs: ImageFS, plan: Plan, source_id: str, tools: tuple[str, ...], cache: Path
 ) -> Toolset:
     generated = {
         "/etc/passwd": PASSWD.encode(),
@@ -418,24 +411,22 @@ def _materialize(
         }
         digest = json_digest(manifest)
         tag = f"{REPOSITORY}:{digest}"
-        changes = [
-            f"USER {USER}",
-            f"ENV PATH={PATH}",
-            f"WORKDIR {WORKDIR}",
-            f"LABEL {LABEL_DIGEST}={digest} {LABEL_SOURCE}={source_id}",
-        ]
-        if not _exists(client, tag):  # same manifest, same image: never import it twice
-            with docker_errors("importing a toolset image"), open(tmp, "rb") as layer:
-                client.api.import_image_from_data(
-                    layer, repository=REPOSITORY, tag=digest, changes=changes
-                )
+        config = ImageConfig(
+            user=USER,
+            env={"PATH": PATH},
+            workdir=WORKDIR,
+            labels={LABEL_DIGEST: digest, LABEL_SOURCE: source_id},
+        )
+        if backend.inspect_image(tag) is None:  # same manifest, same image: never twice
+            with open(tmp, "rb") as layer:
+                backend.import_image(layer, tag, config)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return Toolset(tag, digest, manifest, plan.interpreter, False, tuple(plan.warnings))
 
 
-def _cached(client: Any, record_path: Path) -> Toolset | None:
+def _cached(backend: Backend, record_path: Path) -> Toolset | None:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         manifest = record["manifest"]
@@ -445,21 +436,10 @@ def _cached(client: Any, record_path: Path) -> Toolset | None:
     if json_digest(manifest) != digest:
         return None  # a damaged cache record is rebuilt, never trusted
     tag = f"{REPOSITORY}:{digest}"
-    if not _exists(client, tag):
+    if backend.inspect_image(tag) is None:
         return None
     warnings = tuple(str(w) for w in record.get("warnings", ()))
     return Toolset(tag, digest, manifest, bool(manifest["interpreter"]), True, warnings)
-
-
-def _exists(client: Any, tag: str) -> bool:
-    import docker.errors
-
-    with docker_errors(f"inspecting {tag}"):
-        try:
-            client.images.get(tag)
-        except docker.errors.ImageNotFound:
-            return False
-    return True
 
 
 def _cache_record(toolset: Toolset) -> dict[str, Any]:

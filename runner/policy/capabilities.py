@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner import expressions
+from runner.engine.images import is_image_reference as is_image_reference  # for the policy
 from runner.expressions import parser as ep
 from runner.expressions.evaluate import find_expressions
 from runner.mission.model import Job, Mission
@@ -365,11 +366,6 @@ def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capab
 
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-
-
-def is_image_reference(image: str) -> bool:
-    """An image reference (`python:3.12`, `ghcr.io/x/y`), not a `containers/<name>` name."""
-    return any(c in image for c in "/:@")
 
 
 def is_pinned(image: str) -> bool:

@@ -3,7 +3,7 @@ container, with `if`, retries, timeouts, output/env files and artifacts.
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
-calls outside the `Backend`.
+calls outside the `Backend`, no time but the run's `Clock`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import posixpath
 import shlex
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from runner import expressions
 from runner.engine.backend import run_labels
+from runner.engine.images import present
 from runner.errors import InvalidInput, RunnerError
 from runner.mission import actions
 from runner.mission.model import Job, Step
@@ -140,7 +140,8 @@ class JobRunner:
     # -- the job ---------------------------------------------------------------------
 
     def run(self) -> JobResult:
-        started = time.monotonic()
+        clock = self.state.clock
+        started = clock.monotonic()
         sink = self.state.sink
         sink.emit(JobStarted(job=self.instance.key))
         self.result.status = Status.RUNNING
@@ -194,7 +195,7 @@ class JobRunner:
                 self.result.status, self.result.reason = Status.CANCELLED, "interrupted"
             else:
                 self.result.status = Status.SUCCESS
-        self.result.duration_s = time.monotonic() - started
+        self.result.duration_s = clock.monotonic() - started
         sink.emit(
             JobFinished(
                 job=self.instance.key,
@@ -243,7 +244,8 @@ class JobRunner:
         ):
             self._skip(sr, Status.SKIPPED, "condition false")
             return
-        started = time.monotonic()
+        clock = self.state.clock
+        started = clock.monotonic()
         retry = step.retry
         attempts = retry.max_attempts if retry else 1
         rng = step_rng(self.state.retry_seed, self.instance.key, step.index)
@@ -253,7 +255,7 @@ class JobRunner:
             step_deadline = deadline
             if step.timeout_minutes is not None:
                 step_deadline = min(
-                    deadline, time.monotonic() + self._timeout_s(step.timeout_minutes)
+                    deadline, clock.monotonic() + self._timeout_s(step.timeout_minutes)
                 )
             try:
                 outcome = self._attempt(step, env, ctx, attempt, step_deadline)
@@ -263,7 +265,7 @@ class JobRunner:
             reason = outcome.reason
             if outcome.status is Status.SUCCESS or self.stop.is_set():
                 break
-            if reason.startswith("refused") or time.monotonic() >= deadline:
+            if reason.startswith("refused") or clock.monotonic() >= deadline:
                 break
             kind = "timeout" if reason == "timeout" else "failure"
             if retry is None or attempt == attempts or kind not in retry.on:
@@ -278,12 +280,12 @@ class JobRunner:
                     reason=reason,
                 )
             )
-            if self.stop.wait(delay):
+            if clock.wait(self.stop, delay):
                 break
         status, reason, outputs = outcome.status, outcome.reason, outcome.outputs
         sr.exit_code, sr.outputs, sr.outcome, sr.reason = outcome.exit_code, outputs, status, reason
         sr.tail, sr.log_sha256 = outcome.tail, outcome.log_sha256
-        sr.duration_s = time.monotonic() - started
+        sr.duration_s = clock.monotonic() - started
         if status is Status.SUCCESS:
             self._env_files.update(outcome.env)
         continue_on_error = step.continue_on_error
@@ -390,7 +392,7 @@ class JobRunner:
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
         if kind is actions.ActionKind.DOCKER:
             ref = step.uses.removeprefix("docker://")
-            image = ResolvedImage(ref, self.state.backend.image_digest(ref), interpreter=True)
+            image = ResolvedImage(ref, present(self.state.backend, ref).id, interpreter=True)
             command = shlex.split(with_.get("args", ""))
             return self._containers.run(
                 Attempt(

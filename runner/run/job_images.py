@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.engine.backend import Backend
 from runner.engine.catalog import load_catalog
-from runner.engine.images import client_of, resolve_container
+from runner.engine.images import present, resolve_container
 from runner.engine.toolsets import build_toolset
 from runner.mission.model import Mission
 from runner.mission.plan import JobInstance
@@ -28,11 +28,11 @@ def resolver(backend: Backend, mission: Mission, root: Path, state_dir: Path) ->
         with lock:
             if key in cache:
                 return cache[key]
-        source = resolve_container(grants.image, root, client=client_of(backend))
+        source = resolve_container(grants.image, root, backend=backend)
         toolset = build_toolset(backend, source, grants.tools, catalog, state_dir)
         resolved = ResolvedImage(
             ref=toolset.image,
-            digest=backend.image_digest(toolset.image),
+            digest=present(backend, toolset.image).id,
             manifest_digest=toolset.manifest_digest,
             interpreter=toolset.interpreter,
         )

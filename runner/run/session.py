@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import jsonpatch
 
 from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
+from runner.engine.backend import LABEL_RUN, Backend
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -53,7 +53,7 @@ from runner.records.sink import Sink
 from runner.report.junit import write_junit
 from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
-from runner.run.scheduler import Executor, default_parallelism
+from runner.run.scheduler import Executor, Resolve, default_parallelism
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
@@ -152,8 +152,8 @@ def execute(
     *,
     warnings: Sequence[Finding] = (),
     redactor: Redactor,
-    connect: Callable[[], Any],
-    resolve_factory: Callable[[Any, Mission], Any],
+    connect: Callable[[], Backend],
+    resolve_factory: Callable[[Backend, Mission], Resolve],
 ) -> RunResult:
     """Run one validated mission. Raises PolicyDenied (3), EngineUnavailable (4),
     Interrupted (130) or MissionFailed (1); returns the result on success."""
@@ -164,6 +164,7 @@ def execute(
     decisions = decide(mission, policy, warnings)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
     ledger = Ledger.open(state_dir, signer=signer)
+    backend: Backend | None = None
     try:
         info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
         ledger.append(
@@ -203,6 +204,8 @@ def execute(
                 run,
             )
     finally:
+        if backend is not None:
+            backend.close()
         ledger.close()
 
 
@@ -215,8 +218,8 @@ def _run(
     ledger: Ledger,
     decisions: list[Decision],
     redactor: Redactor,
-    backend: Any,
-    resolve_factory: Callable[[Any, Mission], Any],
+    backend: Backend,
+    resolve_factory: Callable[[Backend, Mission], Resolve],
     run_dir: RunDir,
 ) -> RunResult:
     """The run proper, in `run_dir`, whose lock the caller holds until it returns."""
@@ -338,9 +341,7 @@ def _overall(result: RunResult, cancelled: bool) -> tuple[Status, str]:
     return Status.SUCCESS, ""
 
 
-def _cleanup(backend: Any, run_id: str) -> None:
-    from runner.engine.backend import LABEL_RUN
-
+def _cleanup(backend: Backend, run_id: str) -> None:
     containers, volumes = backend.list_labelled(f"{LABEL_RUN}={run_id}")
     for cid in containers:
         backend.remove(cid)

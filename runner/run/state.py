@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine.backend import Backend
+from runner.engine.clock import Clock, SystemClock
 from runner.mission.model import Mission
 from runner.records.sink import Sink
 from runner.run.contexts import RunInfo
@@ -39,5 +40,6 @@ class RunState:
     snapshot: RepoSnapshot
     cancel: threading.Event
     retry_seed: int | None = None
+    clock: Clock = field(default_factory=SystemClock)  # deadlines, durations, retry delays
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> record
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -3,25 +3,20 @@
 create -> (the previous step's container is reaped off the critical path) -> start ->
 output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
 `$RUNNER_OUTPUT` / `$RUNNER_ENV` read back. Once per job the kernel's mount table of the
-running container is checked (`runner.mount_check`). The job's last container is kept
-until its artifacts are collected.
+running container is checked (`Backend.check_mounts`). The job's last container is kept
+until its artifacts are collected. Deadlines are read on the run's clock.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import posixpath
 import tarfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.backend import ContainerSpec
-from runner.engine.docker import mount_check
-from runner.engine.docker.hardening import container_config
+from runner.engine.backend import ContainerSpec, check_spec, spec_digest
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
 from runner.records.events import StepStarted
@@ -90,7 +85,7 @@ class StepContainers:
         self._mounts_checked = False
 
     def run(self, attempt: Attempt, deadline: float) -> AttemptResult:
-        state, backend = self.state, self.state.backend
+        state, backend, clock = self.state, self.state.backend, self.state.clock
         limits = self.grants.limits
         spec = ContainerSpec(
             image=attempt.image.ref,
@@ -107,9 +102,8 @@ class StepContainers:
             pids=limits.pids,
             seccomp_deny_memfd=attempt.image.interpreter,
         )
-        config_digest = hashlib.sha256(
-            json.dumps(container_config(spec), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        check_spec(spec)  # refused before it is recorded as started
+        config_digest = spec_digest(spec)
         state.sink.emit(
             StepStarted(
                 job=self.job_key,
@@ -137,10 +131,10 @@ class StepContainers:
         while not reason:
             if self.stop.is_set():
                 reason = "interrupted"
-            elif deadline - time.monotonic() <= 0:
+            elif deadline - clock.monotonic() <= 0:
                 reason = "timeout"
             else:
-                code = backend.wait(cid, min(POLL_S, deadline - time.monotonic()))
+                code = backend.wait(cid, min(POLL_S, deadline - clock.monotonic()))
                 if code is not None:
                     break
         if reason:
@@ -176,13 +170,10 @@ class StepContainers:
 
     def _check_mounts(self, cid: str) -> str:
         """SPEC 6 against the kernel's view, once per job: a reason to refuse, or ""."""
-        pid = self.state.backend.host_pid(cid)
-        if pid is None:
-            return ""  # already gone (or a remote engine): the next step is checked
-        allowed = frozenset({WORKSPACE_DIR}) if self.grants.exec else frozenset()
-        found = mount_check.check_container(pid, self.grants.limits.user, allowed)
+        allowed = [WORKSPACE_DIR] if self.grants.exec else []
+        found = self.state.backend.check_mounts(cid, self.grants.limits.user, allowed)
         if found is None:
-            return ""
+            return ""  # already gone (or a remote engine): the next step is checked
         self._mounts_checked = True
         return "refused: " + "; ".join(found) if found else ""
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import tarfile
+import threading
 import time
 
 import docker
 import docker.errors
 import pytest
 import requests
+from conftest import run_container
 
-from runner.engine.backend import LABEL_RUN, ContainerSpec, NotFound
-from runner.engine.docker.backend import DATA_SUFFIX, DockerBackend, connect, docker_errors
+from runner.engine.backend import LABEL_RUN, ContainerSpec, ImageConfig, NotFound
+from runner.engine.docker import sdk
+from runner.engine.docker.backend import (
+    DATA_SUFFIX,
+    ENGINE_CONCURRENCY,
+    DockerBackend,
+    connect,
+    create_arguments,
+)
+from runner.engine.docker.errors import docker_errors
+from runner.engine.docker.hardening import container_config
 from runner.errors import EngineUnavailable, InvalidInput, RunnerError
 
 BUSYBOX = "runner-base/busybox:latest"
@@ -70,10 +82,9 @@ def test_a_step_streams_both_outputs_and_returns_its_code(
     backend: DockerBackend, run_id: str
 ) -> None:
     cid = backend.create(spec(run_id, ["sh", "-c", "echo out; echo err >&2; exit 3"]))
-    backend.start(cid)
-    output = b"".join(backend.stream_logs(cid))
-    assert backend.wait(cid, 30) == 3
-    assert sorted(output.decode().split()) == ["err", "out"]
+    code, output = run_container(backend, cid, 30)
+    assert code == 3
+    assert sorted(output.split()) == ["err", "out"]
     backend.remove(cid)
     assert backend.list_labelled(f"{LABEL_RUN}={run_id}") == ({}, {})
 
@@ -147,7 +158,9 @@ def test_images_digest_and_missing_image(backend: DockerBackend, run_id: str) ->
         expected = client.api.inspect_image(BUSYBOX)["Id"]
     finally:
         client.close()
-    assert backend.image_digest(BUSYBOX) == expected
+    info = backend.inspect_image(BUSYBOX)
+    assert info is not None and info.id == expected
+    assert backend.inspect_image("runner-test/absent:nope") is None
     with pytest.raises(InvalidInput, match="image not found") as caught:
         backend.create(spec(run_id, ["true"], image="runner-test/absent:nope"))
     assert "runner images build" in str(caught.value)
@@ -168,15 +181,11 @@ def test_attaching_before_start_misses_nothing_of_a_step_that_exits_at_once(
         backend.remove(cid)
 
 
+@pytest.mark.docker
 def test_engine_heavy_calls_are_admitted_a_few_at_a_time(
     backend: DockerBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """1,000 jobs may run at once; only ENGINE_CONCURRENCY of them start containers at once."""
-    import threading
-    import time as clock
-
-    from runner.engine.docker.backend import ENGINE_CONCURRENCY
-
     in_flight, peak, guard = 0, 0, threading.Lock()
 
     def slow_start(cid: str) -> None:
@@ -184,7 +193,7 @@ def test_engine_heavy_calls_are_admitted_a_few_at_a_time(
         with guard:
             in_flight += 1
             peak = max(peak, in_flight)
-        clock.sleep(0.02)
+        time.sleep(0.02)
         with guard:
             in_flight -= 1
 
@@ -195,3 +204,81 @@ def test_engine_heavy_calls_are_admitted_a_few_at_a_time(
     for thread in threads:
         thread.join()
     assert peak == ENGINE_CONCURRENCY
+
+
+def test_the_private_sdk_api_that_attaching_uses_is_still_there() -> None:
+    """`sdk.attach` is the SDK's own `attach` body: a release that renames or reshapes
+    these members must fail here, not in a run."""
+    for name in sdk.PRIVATE:
+        assert callable(getattr(docker.APIClient, name, None)), name
+    parameters = list(inspect.signature(docker.APIClient._read_from_socket).parameters)
+    assert parameters[:4] == ["self", "response", "stream", "tty"]
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # no I/O
+    assert api._url("/containers/{0}/attach", "abc").endswith("/v1.41/containers/abc/attach")
+
+
+def test_create_arguments_split_the_hardened_config_without_dropping_a_key() -> None:
+    """The public low-level API in place of the SDK's private `_create_container_args`:
+    every hardening option must reach the engine, in the container or its host config."""
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # no I/O
+    config = container_config(spec("r1", ["true"], workspace_volume="ws", network=False))
+    arguments = create_arguments(api, config)
+    host = arguments.pop("host_config")
+    kept = ["image", "command", "entrypoint", "environment", "working_dir", "labels", "user"]
+    assert arguments == {key: config[key] for key in [*kept, "stdin_open", "tty"]}
+    assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["ALL"])
+    assert host.get("Privileged", False) is False
+    assert host["SecurityOpt"] == config["security_opt"]
+    assert (host["NetworkMode"], host["IpcMode"], host["Init"]) == ("none", "none", True)
+    assert (host["PidsLimit"], host["Memory"], host["MemorySwap"]) == (32, 64 * MiB, 64 * MiB)
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["Tmpfs"] == config["tmpfs"]
+    assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
+    assert host["LogConfig"] == {"Type": "json-file", "Config": config["log_config"]["config"]}
+    assert [m["Target"] for m in host["Mounts"]] == ["/workspace"]
+    with pytest.raises(TypeError):  # a key of neither kind fails loudly
+        create_arguments(api, {**config, "no_such_option": True})
+
+
+@pytest.mark.docker
+def test_image_import_export_tag_and_remove(backend: DockerBackend, run_id: str) -> None:
+    tag = f"runner-test/imported:{run_id}"
+    rootfs = tar_of({"etc/hello": b"hi\n", "bin/tool": b"#!/bin/sh\n"})
+    config = ImageConfig(
+        user="65534",
+        env={"PATH": "/bin", "ODD": 'a $HOME "b"'},
+        workdir="/work",
+        labels={"runner.test": run_id, "with space": "x y"},
+    )
+    backend.import_image(io.BytesIO(rootfs), tag, config)
+    try:
+        info = backend.inspect_image(tag)
+        assert info is not None and info.id.startswith("sha256:")
+        assert info.labels == {"runner.test": run_id, "with space": "x y"}
+        attrs = backend.api.inspect_image(tag)["Config"]
+        assert (attrs["User"], attrs["WorkingDir"]) == ("65534", "/work")
+        assert attrs["Env"] == ["PATH=/bin", 'ODD=a $HOME "b"']
+        out = io.BytesIO()
+        backend.export_filesystem(tag, out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            names = set(tar.getnames())
+            handle = tar.extractfile("etc/hello")
+            assert handle is not None and handle.read() == b"hi\n"
+        assert {"etc/hello", "bin/tool"} <= names
+        assert backend.api.containers(all=True, filters={"ancestor": tag}) == []  # no helper left
+        backend.tag_image(tag, tag + "-again")
+        again = backend.inspect_image(tag + "-again")
+        assert again is not None and again.id == info.id
+        backend.remove_image(tag + "-again")
+        assert backend.inspect_image(tag + "-again") is None
+        assert backend.inspect_image(tag) is not None  # only that tag went
+        backend.remove_image(tag + "-again")  # missing: not an error
+    finally:
+        backend.remove_image(tag)
+    assert backend.inspect_image(tag) is None
+
+
+@pytest.mark.docker
+def test_pulling_what_no_registry_has_is_not_found(backend: DockerBackend) -> None:
+    with pytest.raises(NotFound, match=r"pulling runner-test\.invalid/nothing:1 failed: "):
+        backend.pull_image("runner-test.invalid/nothing:1")

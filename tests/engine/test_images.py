@@ -9,12 +9,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from runner.app import App
 from runner.cli import cli
+from runner.engine.fake import FakeBackend
 from runner.engine.images import (
     FALLBACK_BASE,
     LABEL_IMAGE,
@@ -27,6 +28,9 @@ from runner.engine.images import (
 from runner.error_handler import Exit, handle_errors
 from runner.errors import InvalidInput
 from runner.output import Output
+
+if TYPE_CHECKING:
+    from runner.engine.docker.backend import DockerBackend
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / ".venv" / "bin" / "runner"
@@ -56,8 +60,10 @@ def test_context_hash_covers_names_modes_and_content(tmp_path: Path) -> None:
 def test_a_missing_definition_names_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "containers" / "base").mkdir(parents=True)
     (tmp_path / "containers" / "base" / "Dockerfile").write_text("FROM scratch\n")
+    backend = FakeBackend()
     with pytest.raises(InvalidInput, match=r"containers/nope/Dockerfile: .*\(known: base\)"):
-        build(object(), "nope", tmp_path)
+        build(backend, "nope", tmp_path)
+    assert backend.calls == []
 
 
 @pytest.fixture
@@ -75,29 +81,31 @@ def probe(tmp_path: Path, docker_client: Any) -> Iterator[tuple[Path, str]]:
 
 @pytest.mark.docker
 def test_build_tags_by_content_and_skips_an_existing_tag(
-    probe: tuple[Path, str], docker_client: Any
+    probe: tuple[Path, str], docker_client: Any, backend: DockerBackend
 ) -> None:
     repo, name = probe
-    first = build(docker_client, name, repo)
+    first = build(backend, name, repo)
     assert first.tag == f"runner/probe:{context_hash(repo / 'containers' / 'probe')}"
     assert first.cached is False and first.size > 0
     image = docker_client.images.get(first.tag)
     assert image.labels[LABEL_IMAGE] == "probe"
-    again = build(docker_client, name, repo)
+    again = build(backend, name, repo)
     assert (again.cached, again.id, again.tag) == (True, first.id, first.tag)
     (repo / "containers" / "probe" / "hello").write_text("changed\n")
-    changed = build(docker_client, name, repo)
+    changed = build(backend, name, repo)
     assert changed.cached is False and changed.tag != first.tag
 
 
 @pytest.mark.docker
-def test_a_failed_build_shows_its_last_output(probe: tuple[Path, str], docker_client: Any) -> None:
+def test_a_failed_build_shows_its_last_output(
+    probe: tuple[Path, str], backend: DockerBackend
+) -> None:
     repo, name = probe
     (repo / "containers" / "probe" / "Dockerfile").write_text(
         "FROM debian:bookworm-slim\nRUN echo marker-before-failure && exit 3\n"
     )
     with pytest.raises(BuildFailed) as caught:
-        build(docker_client, name, repo)
+        build(backend, name, repo)
     text = str(caught.value)
     assert text.startswith("containers/probe/Dockerfile: build failed: ")
     assert "returned a non-zero code: 3" in text
@@ -107,17 +115,17 @@ def test_a_failed_build_shows_its_last_output(probe: tuple[Path, str], docker_cl
 
 @pytest.mark.docker
 def test_resolve_container_names_references_and_the_default(
-    tmp_path: Path, docker_client: Any
+    tmp_path: Path, docker_client: Any, backend: DockerBackend
 ) -> None:
-    base = resolve_container(None, REPO, client=docker_client)
-    assert base == image_tag("base", REPO) == resolve_container("base", REPO, client=docker_client)
+    base = resolve_container(None, REPO, backend=backend)
+    assert base == image_tag("base", REPO) == resolve_container("base", REPO, backend=backend)
     assert docker_client.images.get(base).attrs["Config"]["User"] == "65534"
     empty = tmp_path / "empty-repo"
     empty.mkdir()
-    assert resolve_container(None, empty, client=docker_client) == FALLBACK_BASE
-    assert resolve_container(FALLBACK_BASE, REPO, client=docker_client) == FALLBACK_BASE
+    assert resolve_container(None, empty, backend=backend) == FALLBACK_BASE
+    assert resolve_container(FALLBACK_BASE, REPO, backend=backend) == FALLBACK_BASE
     with pytest.raises(InvalidInput, match="not in containers/ and not a local image"):
-        resolve_container("runner-test.invalid/nothing:1", REPO, client=docker_client)
+        resolve_container("runner-test.invalid/nothing:1", REPO, backend=backend)
 
 
 def cli_run(args: list[str], state: Path) -> tuple[int, str, str]:

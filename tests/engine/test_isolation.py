@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import run_container
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend
@@ -39,9 +40,7 @@ def step(
     fields.update(changes)
     cid = backend.create(ContainerSpec(**fields))  # type: ignore[arg-type]
     try:
-        backend.start(cid)
-        code = backend.wait(cid, timeout_s)
-        output = b"".join(backend.stream_logs(cid)).decode()
+        code, output = run_container(backend, cid, timeout_s)
     finally:
         backend.remove(cid)
     return code, output

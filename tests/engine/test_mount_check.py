@@ -83,7 +83,11 @@ def test_a_real_container_is_checked_by_its_kernel_mounts(
     expected = ["/workspace (overlay) is writable by uid 65534 and not noexec"]
     assert found == (expected if exec_volume else [])
     assert check_container(pid, 65534, frozenset({"/workspace"})) == []
+    assert backend.check_mounts(cid, 65534, []) == found  # the Backend operation
+    assert backend.check_mounts(cid, 65534, ["/workspace"]) == []
     backend.kill(cid)
+    assert backend.wait(cid, 10) is not None
+    assert backend.check_mounts(cid, 65534, []) is None  # exited: nothing to look at
 
 
 @pytest.mark.docker

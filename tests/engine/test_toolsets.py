@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_container
 from test_elf import make_elf
 
 from runner.engine import toolsets
-from runner.engine.backend import ContainerSpec
+from runner.engine.backend import ContainerSpec, ImageConfig
 from runner.engine.catalog import parse_catalog
+from runner.engine.fake import FakeBackend
 from runner.engine.images import resolve_container
 from runner.engine.rootfs import ImageFS, NotInImage
 from runner.engine.toolsets import build_toolset, collect
@@ -96,6 +98,40 @@ py: {paths: [/usr/bin/py], files: ["/usr/lib/py3.*"], optional: [/etc/certs, /no
 
 def kinds(plan: toolsets.Plan) -> dict[str, str]:
     return {path: kind for path, (kind, _) in plan.entries.items()}
+
+
+def test_a_toolset_is_built_and_cached_through_the_backend_protocol(tmp_path: Path) -> None:
+    """Export, closure, import and the cache, on the in-memory engine: no Docker."""
+    write_image(
+        tmp_path / "src.tar",
+        {"/usr/bin/sh": ("link", "dash"), "/usr/bin/dash": tool_elf(), "/usr/bin/cat": tool_elf()},
+    ).close()
+    backend = FakeBackend()
+    source = backend.add_image("src:1", (tmp_path / "src.tar").read_bytes())
+    state = tmp_path / "state"
+    toolset = build_toolset(backend, "src:1", ("sh", "cat"), CATALOG, state)
+    assert toolset.image == f"runner-toolset:{toolset.manifest_digest}"
+    assert backend.called("export_filesystem") == [(source.id,)]
+    ((tag, config),) = backend.called("import_image")
+    assert tag == toolset.image
+    assert config == ImageConfig(
+        user="65534",
+        env={"PATH": toolsets.PATH},
+        workdir="/workspace",
+        labels={toolsets.LABEL_DIGEST: toolset.manifest_digest, toolsets.LABEL_SOURCE: source.id},
+    )
+    out = io.BytesIO()
+    backend.export_filesystem(toolset.image, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        names = set(tar.getnames())
+    assert {"usr/bin/dash", "usr/bin/cat", "etc/passwd", "tmp", "workspace"} <= names
+    assert "usr/bin/ls" not in names
+    again = build_toolset(backend, "src:1", ("cat", "sh"), CATALOG, state)
+    assert (again.cached, again.image) == (True, toolset.image)
+    assert len(backend.called("import_image")) == 1
+    assert len(backend.called("export_filesystem")) == 2  # the one above, by this test
+    with pytest.raises(InvalidInput, match="'absent:1' is not present in the engine"):
+        build_toolset(backend, "absent:1", ("sh",), CATALOG, state)
 
 
 # -- the closure, from headers only ---------------------------------------------------------
@@ -294,9 +330,7 @@ def run(
     )
     cid = backend.create(spec)
     try:
-        backend.start(cid)
-        code = backend.wait(cid, 60)
-        output = b"".join(backend.stream_logs(cid)).decode()
+        code, output = run_container(backend, cid, 60)
     finally:
         backend.remove(cid)
     assert code is not None
@@ -436,7 +470,7 @@ def test_a_cached_build_returns_the_same_tag_without_rebuilding(backend: Any, st
 
 @pytest.mark.docker
 def test_python_toolset_runs_a_script_with_its_standard_library(backend: Any, state: Path) -> None:
-    source = resolve_container("python", REPO, client=backend.client)
+    source = resolve_container("python", REPO, backend=backend)
     toolset = build_toolset(backend, source, ("sh", "python3"), CATALOG_REAL, state)
     assert toolset.interpreter is True
     script = (

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_container
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend, connect
@@ -187,9 +188,9 @@ def run_step(backend: DockerBackend, run_id: str, space: Workspace, script: str)
             workspace_volume=space.volume,
         )
     )
-    backend.start(cid)
-    assert backend.wait(cid, 30) == 0
-    return cid, b"".join(backend.stream_logs(cid)).decode()
+    code, output = run_container(backend, cid, 30)
+    assert code == 0
+    return cid, output
 
 
 @pytest.mark.docker

@@ -1,7 +1,10 @@
 """`Backend` on the Docker API (the local socket or DOCKER_HOST; Podman's API too).
 
-Docker and requests errors are translated where they happen (`docker_errors`): an engine
-that does not answer is `EngineUnavailable` (exit 4) with how to start one.
+Docker and requests errors are translated where they happen (`errors.docker_errors`): an
+engine that does not answer is `EngineUnavailable` (exit 4) with how to start one. Only
+the SDK's public API is used: containers are created with the low-level client's
+`create_container` + `create_host_config` from `hardening.container_config`'s keyword
+arguments (`create_arguments`), and image operations live in `images`.
 
 Workspace volumes (SPEC 6: no mount both writable and executable unless granted): the
 local driver ignores `noexec` on bind volumes, and a tmpfs volume loses what is put into it
@@ -20,30 +23,32 @@ Needs an engine that may mount overlayfs (rootful Docker; not Docker-in-Docker o
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
 import docker
 import docker.errors
 import requests
-from docker.models import containers as _containers
 from docker.types import Mount
 
-from runner.engine.backend import LABEL_ROLE, NOBODY, ContainerSpec, NotFound
-from runner.engine.docker import volume_dir
-from runner.engine.docker.hardening import container_config
-from runner.errors import EngineUnavailable, InvalidInput, RunnerError
-
-START_HINT = (
-    "start one with `scripts/ensure-docker.sh` (or `sudo systemctl start docker`), "
-    "or point DOCKER_HOST at a running engine"
+from runner.engine.backend import (
+    LABEL_ROLE,
+    NOBODY,
+    ContainerSpec,
+    ImageConfig,
+    ImageInfo,
+    NotFound,
 )
+from runner.engine.docker import images, mount_check, sdk, volume_dir
+from runner.engine.docker.errors import START_HINT, docker_errors, missing_ok
+from runner.engine.docker.hardening import container_config
+from runner.errors import EngineUnavailable, RunnerError
+
 DATA_SUFFIX = "-data"
 POOL_SIZE = 64
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -56,34 +61,6 @@ LAYOUT_IMAGE = "runner-internal/workspace-layout"  # containers of it are never 
 # 50 only add latency, and 1,000 threads starting steps got ~1/s here). `--max-parallel`
 # bounds the jobs running; this bounds how many of them talk to the engine's heavy paths.
 ENGINE_CONCURRENCY = 8
-
-
-@contextlib.contextmanager
-def docker_errors(what: str) -> Iterator[None]:
-    """Translate Docker SDK / requests errors raised while doing `what`."""
-    try:
-        yield
-    except docker.errors.ImageNotFound as exc:
-        raise InvalidInput(
-            f"{what}: image not found: {_explain(exc)}",
-            hint="build it with `runner images build` (no image is pulled)",
-        ) from exc
-    except docker.errors.APIError as exc:
-        raise RunnerError(f"{what}: the Docker engine refused: {_explain(exc)}") from exc
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineUnavailable(
-            f"{what}: no Docker engine answers ({_explain(exc)})", hint=START_HINT
-        ) from exc
-    except OSError as exc:
-        raise EngineUnavailable(
-            f"{what}: no Docker engine answers ({exc})", hint=START_HINT
-        ) from exc
-
-
-def _explain(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    text = str(explanation or exc)
-    return text.strip() or type(exc).__name__
 
 
 def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBackend:
@@ -106,16 +83,29 @@ def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBack
     return DockerBackend(client)
 
 
-def _missing_ok(exc: docker.errors.APIError) -> bool:
-    """404, or a conflict that means "already being removed" / "not running"."""
-    if exc.status_code == 404:
-        return True
-    text = _explain(exc).lower()
-    return exc.status_code == 409 and ("in progress" in text or "not running" in text)
+# `containers.create` keyword arguments that configure the container; every other one
+# configures its host (`create_host_config`), as in the SDK's own split
+CREATE_KEYS = frozenset(
+    {"image", "command", "entrypoint", "environment", "working_dir", "labels", "user"}
+    | {"stdin_open", "tty", "network_disabled", "hostname", "domainname", "stop_signal"}
+)
+
+
+def create_arguments(api: docker.APIClient, config: Mapping[str, Any]) -> dict[str, Any]:
+    """`APIClient.create_container` keyword arguments for `containers.create(**config)`
+    keyword arguments: what the SDK's high-level `create` does, through its public API
+    and without the extra inspect call of its returned model. A key that belongs to
+    neither is a TypeError of `create_host_config`, never silently dropped."""
+    if config.get("volumes"):
+        raise ValueError("bind volumes are not part of a step's configuration")
+    create = {key: value for key, value in config.items() if key in CREATE_KEYS}
+    host = {k: v for k, v in config.items() if k not in CREATE_KEYS and k != "volumes"}
+    create["host_config"] = api.create_host_config(**host)
+    return create
 
 
 class DockerBackend:
-    """The Docker implementation of `runner.backend.Backend`."""
+    """The Docker implementation of `runner.engine.backend.Backend`."""
 
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
@@ -131,10 +121,7 @@ class DockerBackend:
         self.client.close()
 
     def create(self, spec: ContainerSpec) -> str:
-        config: dict[str, Any] = container_config(spec)
-        config["version"] = self.api.api_version
-        # the SDK's own split of `containers.create` kwargs, without its extra inspect call
-        arguments = _containers._create_container_args(config)  # type: ignore[attr-defined]
+        arguments = create_arguments(self.api, container_config(spec))
         with self._admit, docker_errors(f"creating a container of {spec.image}"):
             created = self.api.create_container(**arguments)
         return cast(str, created["Id"])
@@ -160,28 +147,13 @@ class DockerBackend:
         """Attach to a created container's stdout and stderr *before* it starts, as
         `docker run` does: nothing it prints can be missed, however fast it exits, and
         nothing is read back from the engine's capped log files."""
-        api = cast(Any, self.api)
         with docker_errors(f"attaching to container {cid[:12]}"):
-            response = api._post(
-                api._url("/containers/{0}/attach", cid),
-                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
-                params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
-                stream=True,
-            )
-            api._raise_for_status(response)
-            frames = api._read_from_socket(response, True, False)  # multiplexed, no TTY
-        return self._frames(cid, frames, response)
+            frames = sdk.attach(self.api, cid)
+        return self._frames(cid, frames)
 
-    def _frames(self, cid: str, frames: Iterator[bytes], response: Any) -> Iterator[bytes]:
-        try:
-            with docker_errors(f"reading the output of container {cid[:12]}"):
-                yield from frames
-        finally:
-            response.close()
-
-    def stream_logs(self, cid: str) -> Iterator[bytes]:
+    def _frames(self, cid: str, frames: Iterator[bytes]) -> Iterator[bytes]:
         with docker_errors(f"reading the output of container {cid[:12]}"):
-            yield from self.api.logs(cid, stream=True, follow=True, stdout=True, stderr=True)
+            yield from frames
 
     def wait(self, cid: str, timeout_s: float | None) -> int | None:
         with docker_errors(f"waiting for container {cid[:12]}"):
@@ -199,7 +171,7 @@ class DockerBackend:
             try:
                 self.api.kill(cid)
             except docker.errors.APIError as exc:
-                if not _missing_ok(exc):
+                if not missing_ok(exc):
                     raise
 
     def remove(self, cid: str) -> None:
@@ -207,7 +179,7 @@ class DockerBackend:
             try:
                 self.api.remove_container(cid, force=True, v=True)
             except docker.errors.APIError as exc:
-                if not _missing_ok(exc):
+                if not missing_ok(exc):
                     raise
 
     def create_volume(
@@ -284,17 +256,11 @@ class DockerBackend:
         """A file-less image but for /data/{lower,work,upper} (upper owned by `owner`):
         created containers copy it into an empty volume. Imported once per owner."""
         tag = f"{LAYOUT_IMAGE}:{owner}"
-        with self._lock, docker_errors("preparing runner's workspace layout image"):
+        with self._lock:
             if tag not in self._layouts:
-                try:
-                    cast(Any, self.api).inspect_image(tag)
-                except docker.errors.ImageNotFound:
-                    self.api.import_image_from_data(
-                        _layout(owner),
-                        repository=LAYOUT_IMAGE,
-                        tag=str(owner),
-                        changes=[f"LABEL {LABEL_ROLE}=layout-image"],
-                    )
+                if images.inspect(self.api, tag) is None:
+                    config = ImageConfig(labels={LABEL_ROLE: "layout-image"})
+                    images.import_rootfs(self.api, _layout(owner), tag, config)
                 self._layouts.add(tag)
         return tag
 
@@ -307,10 +273,12 @@ class DockerBackend:
                 try:
                     self.api.remove_volume(each, force=True)
                 except docker.errors.APIError as exc:
-                    if not _missing_ok(exc):
+                    if not missing_ok(exc):
                         raise
 
     def host_pid(self, cid: str) -> int | None:
+        """The host pid of a running container's first process, when the engine runs on
+        this host and the container still runs; else None."""
         if not self._local:
             return None
         with docker_errors(f"inspecting container {cid[:12]}"):
@@ -321,9 +289,12 @@ class DockerBackend:
         pid = int(state.get("Pid") or 0)
         return pid if pid > 0 and state.get("Running") else None
 
-    def image_digest(self, image: str) -> str:
-        with docker_errors(f"inspecting image {image}"):
-            return cast(str, cast(Any, self.api).inspect_image(image)["Id"])
+    def check_mounts(self, cid: str, user: int, executable: Collection[str]) -> list[str] | None:
+        """The kernel's mount table of the container's first process (`mount_check`)."""
+        pid = self.host_pid(cid)
+        if pid is None:
+            return None  # a remote engine, or already gone
+        return mount_check.check_container(pid, user, frozenset(executable))
 
     def list_labelled(
         self, label: str
@@ -335,6 +306,30 @@ class DockerBackend:
         # the workspace (overlay) first: its data volume holds its layers
         volumes.sort(key=lambda v: v["Name"].endswith(DATA_SUFFIX))
         return containers, {v["Name"]: dict(v.get("Labels") or {}) for v in volumes}
+
+    # -- images (runner.engine.docker.images) -----------------------------------------------
+
+    def inspect_image(self, image: str) -> ImageInfo | None:
+        return images.inspect(self.api, image)
+
+    def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
+        return images.build(self.api, context, tag, labels)
+
+    def pull_image(self, reference: str) -> ImageInfo:
+        return images.pull(self.api, reference)
+
+    def import_image(self, rootfs: IO[bytes], tag: str, config: ImageConfig) -> None:
+        with self._admit:
+            images.import_rootfs(self.api, rootfs, tag, config)
+
+    def export_filesystem(self, image: str, out: IO[bytes]) -> None:
+        images.export_filesystem(self.api, image, out)
+
+    def tag_image(self, image: str, tag: str) -> None:
+        images.tag(self.api, image, tag)
+
+    def remove_image(self, image: str) -> None:
+        images.remove(self.api, image)
 
 
 def _layout(owner: int) -> bytes:

@@ -2,6 +2,8 @@
 
 `container_config(spec)` is a pure function returning the keyword arguments of the Docker
 SDK's `containers.create`; tests check it as data and then prove it in real containers.
+What no engine may do whatever the policy says (root, no limits) is refused before, by the
+engine-neutral `backend.check_spec`.
 
 Seccomp: `seccomp_default.json` is Docker's own default profile (see
 seccomp_default.NOTICE). It is always passed explicitly, so that an engine started with a
@@ -18,8 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from runner.engine.backend import LABEL_ROLE, ContainerSpec
-from runner.errors import PolicyDenied
+from runner.engine.backend import LABEL_ROLE, ContainerSpec, check_spec
 
 MiB = 1024 * 1024
 TMP_MAX_BYTES = 64 * MiB
@@ -59,23 +60,6 @@ def tmp_size(spec: ContainerSpec) -> int:
     if spec.tmp_bytes is not None:
         return spec.tmp_bytes
     return max(MiB, min(TMP_MAX_BYTES, spec.memory_bytes // 4))
-
-
-def check_spec(spec: ContainerSpec) -> None:
-    """Refuse what no policy may grant: root, and limits that are not limits."""
-    if spec.user == 0:
-        raise PolicyDenied(
-            f"a step of image {spec.image!r} would run as uid 0 (root)",
-            hint="runner never runs steps as root; set `limits.user` in the policy to a non-zero uid",
-        )
-    if spec.user < 0:
-        raise PolicyDenied(f"uid {spec.user} is not a valid user for a step")
-    if spec.memory_bytes <= 0 or spec.pids <= 0 or spec.cpus <= 0:
-        raise PolicyDenied(
-            f"limits must be positive (memory {spec.memory_bytes}, pids {spec.pids}, cpus {spec.cpus})"
-        )
-    if not spec.command:
-        raise PolicyDenied(f"a step of image {spec.image!r} has no command")
 
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:

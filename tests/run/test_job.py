@@ -1,0 +1,310 @@
+"""A job's semantics, pure: its steps through the real JobRunner on the in-memory engine.
+
+Step conditions, `continue-on-error`, retries (attempts, `retry.on`, seeded backoff on
+the clock), timeouts (step, job, policy limit) on a clock that costs no real time, the
+mount refusal, outputs read back directly or out of the stopped container, artifacts.
+tests/run/test_run.py runs the same semantics in real containers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+import pytest
+from fake_run import run_mission, script_of, scripted
+
+from runner.engine.backend import ContainerSpec
+from runner.engine.fake import Behaviour, Exit, FakeBackend, Script
+from runner.policy.model import Limits
+from runner.records.results import Status
+from runner.run.retry import attempt_delay, step_rng
+
+
+def attempt_of(spec: ContainerSpec) -> int:
+    """The attempt number, from the step's $RUNNER_OUTPUT name (`<step>-<attempt>.output`)."""
+    name = posixpath.basename(spec.env["RUNNER_OUTPUT"])
+    return int(name.split(".")[0].split("-")[1])
+
+
+def flaky(until: int) -> Script:
+    """Fails (exit 1) every attempt before attempt `until`."""
+
+    def script(spec: ContainerSpec) -> Behaviour:
+        attempt = attempt_of(spec)
+        return Exit(0 if attempt >= until else 1, [f"attempt {attempt}\n".encode()])
+
+    return script
+
+
+RETRYING = """\
+    name: r
+    on: [manual]
+    jobs:
+      j:
+        steps:
+          - run: flaky
+            retry: {max-attempts: 4, backoff: exponential, delay: 10s, jitter: 0.5}
+    """
+
+
+def test_retries_count_attempts_and_wait_the_seeded_backoff_on_the_clock(
+    tmp_path: Path,
+) -> None:
+    done = run_mission(tmp_path, RETRYING, flaky(3), retry_seed=7)
+    (step,) = done.jobs["j"].steps
+    assert (step.status, step.attempts, step.tail) == (Status.SUCCESS, 3, ["attempt 3"])
+    retry = done.state.mission.jobs["j"].steps[0].retry
+    assert retry is not None
+    rng = step_rng(7, "j", 0)
+    expected = [attempt_delay(retry, 1, rng), attempt_delay(retry, 2, rng)]
+    assert done.clock.waits == expected
+    assert expected != [10.0, 20.0]  # jittered: the seed decides
+    assert done.clock_s == pytest.approx(sum(expected))
+    assert done.real_s < 2, "the backoff slept in real time"
+    assert len(done.backend.created) == 3 and done.left_behind() == ([], [])
+    again = run_mission(tmp_path, RETRYING, flaky(3), retry_seed=7)
+    assert again.clock.waits == expected
+    other = run_mission(tmp_path, RETRYING, flaky(3), retry_seed=8)
+    assert other.clock.waits != expected
+
+
+def test_retry_on_tells_a_timeout_from_a_failure(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: r
+        on: [manual]
+        jobs:
+          times-out:
+            steps: [{run: hang, timeout-minutes: 0.05, retry: {max-attempts: 3, on: timeout}}]
+          fails:
+            steps: [{run: exit 1, retry: {max-attempts: 3, on: timeout}}]
+          fails-default:
+            steps: [{run: exit 1, retry: {max-attempts: 2}}]
+          times-out-default:
+            steps: [{run: hang, timeout-minutes: 0.05, retry: {max-attempts: 2}}]
+        """,
+        max_parallel=1,
+    )
+    attempts = {key: (job.steps[0].attempts, job.steps[0].reason) for key, job in done.jobs.items()}
+    assert attempts == {
+        "times-out": (3, "timeout"),
+        "fails": (1, "exit code 1"),
+        "fails-default": (2, "exit code 1"),
+        "times-out-default": (1, "timeout"),  # `on` is [failure] unless said otherwise
+    }
+    assert done.left_behind() == ([], [])
+
+
+def test_a_step_timeout_kills_its_container_on_the_clock(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: t
+        on: [manual]
+        jobs:
+          slow:
+            steps:
+              - run: |
+                  print started
+                  hang
+                timeout-minutes: 0.05
+        """,
+    )
+    job = done.jobs["slow"]
+    (step,) = job.steps
+    assert (job.status, step.status, step.reason) == (Status.FAILURE, Status.FAILURE, "timeout")
+    assert step.exit_code is None and step.tail == ["started"]
+    (container,) = done.backend.created
+    assert container.killed and container.removed
+    assert 3 <= done.clock_s < 3.5  # killed at the deadline, on the run's clock
+    assert step.duration_s == pytest.approx(done.clock_s, abs=0.3)
+    assert done.real_s < 2, "the timeout was waited for in real time"
+
+
+def test_the_job_timeout_and_the_policy_limit_bound_every_step(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: t
+        on: [manual]
+        jobs:
+          job-limit:
+            timeout-minutes: 0.1
+            steps: [{run: sleep 4}, {run: sleep 4}, {run: ok}]
+          exact:
+            steps: [{run: sleep 4}]
+        """,
+        max_parallel=1,  # one clock for all: exact times need one job at a time
+    )
+    steps = done.jobs["job-limit"].steps
+    assert [(s.status, s.reason) for s in steps] == [
+        (Status.SUCCESS, ""),
+        (Status.FAILURE, "timeout"),  # 6 s for the job: 2 s were left
+        (Status.SKIPPED, "condition false"),
+    ]
+    exact = done.jobs["exact"]
+    assert exact.steps[0].duration_s == 4.0  # durations are read on the run's clock
+    limited = run_mission(
+        tmp_path,
+        """\
+        name: t
+        on: [manual]
+        jobs:
+          j: {timeout-minutes: 10, steps: [{run: hang}]}
+        """,
+        limits=Limits(timeout_minutes=0.05),
+    )
+    assert limited.jobs["j"].steps[0].reason == "timeout"
+    assert 3 <= limited.clock_s < 3.5  # the policy's 3 s, not the job's 10 min
+
+
+def test_continue_on_error_keeps_the_job_going_with_outcome_and_conclusion(
+    tmp_path: Path,
+) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: coe
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - id: s
+                run: exit 4
+                continue-on-error: true
+              - id: n
+                run: out seen=${{ steps.s.outcome }}/${{ steps.s.conclusion }}
+              - id: e
+                run: exit 5
+                continue-on-error: ${{ 1 == 2 }}
+              - run: ok
+            outputs:
+              seen: ${{ steps.n.outputs.seen }}
+        """,
+    )
+    job = done.jobs["j"]
+    assert [(s.status, s.outcome, s.reason) for s in job.steps] == [
+        (Status.SUCCESS, Status.FAILURE, "exit code 4 (continue-on-error)"),
+        (Status.SUCCESS, Status.SUCCESS, ""),
+        (Status.FAILURE, Status.FAILURE, "exit code 5"),
+        (Status.SKIPPED, Status.SKIPPED, "condition false"),
+    ]
+    assert job.outputs == {"seen": "failure/success"}
+    assert (job.status, job.reason) == (Status.FAILURE, "step 'e' failed: exit code 5")
+
+
+def test_step_conditions_after_a_failure(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: cond
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: exit 1
+              - {run: print plain}
+              - {run: print on-success, if: success()}
+              - {run: print on-failure, if: failure()}
+              - {run: print always, if: always()}
+              - {run: print on-cancel, if: cancelled()}
+        """,
+    )
+    steps = done.jobs["j"].steps
+    assert [s.status.value for s in steps] == [
+        "failure",
+        "skipped",
+        "skipped",
+        "success",
+        "success",
+        "skipped",
+    ]
+    assert [script_of(s) for s in done.specs["j"]] == [
+        "exit 1",
+        "print on-failure",
+        "print always",
+    ]
+
+
+def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:
+    backend = FakeBackend(scripted)
+    backend.mount_problems = ["/workspace (overlay) is writable by uid 65534 and not noexec"]
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j: {steps: [{run: hang, retry: {max-attempts: 3}}]}
+        """,
+        backend=backend,
+    )
+    (step,) = done.jobs["j"].steps
+    assert step.reason == "refused: /workspace (overlay) is writable by uid 65534 and not noexec"
+    assert step.attempts == 1
+    (container,) = backend.created
+    assert container.killed and container.removed
+    assert backend.called("check_mounts") == [(container.id, 65534, ())]
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_outputs_come_back_from_the_volume_or_the_stopped_container(
+    tmp_path: Path, local: bool
+) -> None:
+    backend = FakeBackend(scripted)
+    backend.local_volumes = local  # False: as a remote engine, through get_archive
+    done = run_mission(
+        tmp_path,
+        """\
+        name: o
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - {id: s, run: "out a=1\\nout b=two words\\nenv NEXT=yes"}
+              - {id: t, run: "out c=${{ steps.s.outputs.b }}"}
+            outputs: {a: "${{ steps.s.outputs.a }}", c: "${{ steps.t.outputs.c }}"}
+        """,
+        backend=backend,
+    )
+    assert done.jobs["j"].outputs == {"a": "1", "c": "two words"}
+    assert done.specs["j"][1].env["NEXT"] == "yes"
+    archived = [path for _, path in backend.called("get_archive")]
+    assert archived == ([] if local else ["/workspace/.runner/io"] * 2)
+
+
+def test_artifacts_leave_the_producer_and_seed_the_consumer(tmp_path: Path) -> None:
+    holder: list[FakeBackend] = []
+
+    def script(spec: ContainerSpec) -> Behaviour:
+        if script_of(spec) == "show":
+            assert spec.workspace_volume is not None
+            files = holder[0].volumes[spec.workspace_volume].files
+            return Exit(0, [files.get("out/app.txt", b"missing") + b"\n", files["data.txt"]])
+        return scripted(spec)
+
+    backend = FakeBackend(script)
+    holder.append(backend)
+    done = run_mission(
+        tmp_path,
+        """\
+        name: a
+        on: [manual]
+        jobs:
+          build:
+            steps: [{run: write out/app.txt built}]
+            produces: [{name: app, path: out/app.txt}]
+          use:
+            needs: [build]
+            consumes: [app]
+            steps: [{run: show}]
+        """,
+        backend=backend,
+    )
+    assert done.jobs["use"].status is Status.SUCCESS
+    assert done.jobs["use"].steps[0].tail == ["built", "from the repository"]
+    record = done.state.artifacts["app"]
+    assert (record["job"], record["path"], record["size"]) == ("build", "out/app.txt", 5)
+    assert done.left_behind() == ([], [])
