@@ -34,7 +34,8 @@ from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
 from runner.mission.model import Mission
 from runner.mission.plan import instances, select_jobs
-from runner.policy.model import Decision, Policy, decide, denials_message, granted
+from runner.policy.decisions import Decision, decide, denials_message, granted
+from runner.policy.model import Policy
 from runner.records.eventlog import EventLog
 from runner.records.results import RunResult, Status
 from runner.records.sink import Event, Sink
