@@ -92,11 +92,8 @@ class Declared:
         _REGISTRY[cls.TYPE] = cls
 
 
-def declared(name: str) -> type[Declared] | None:
-    return _REGISTRY.get(name)
-
-
 def all_types() -> tuple[type[Declared], ...]:
+    """Every declared entry type, in declaration order."""
     return tuple(_REGISTRY.values())
 
 

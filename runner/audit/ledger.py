@@ -8,10 +8,10 @@ zeros at genesis). Its leaf hash is SHA-256(0x00 || the stored line bytes, witho
 newline): stored bytes are hashed, never a re-serialisation. The leaves chain through
 `prev` and form an RFC 6962 tree whose root each checkpoint signs.
 
-Appending: check the entry against its declaration (`entries.check`: an undeclared type
-or field is a TypeError, a bug in the writer), take the flock, read only what other
-writers added since this process last looked (the caches make that a few lines), cut off
-a torn tail (quarantine, truncate, record a `recovery` entry), write the whole line,
+Appending: take the flock, read only what other writers added since this process last
+looked (the caches make that a few lines), cut off a torn tail (quarantine, truncate,
+record a `recovery` entry), check the entry against its declaration (`entries.check`: an
+undeclared type or field is a TypeError, a bug in the writer), write the whole line,
 `fdatasync` it, and only then return. A failed write is truncated away and raised; a
 failed sync leaves the ledger object unusable (the page cache can no longer be trusted).
 A checkpoint is signed every 1,000 entries, on `checkpoint()` and on `close()` when
@@ -497,7 +497,7 @@ def rotate_key(ledger: Ledger, state_dir: Path, root: Path, old: Signer) -> Sign
     if ledger.size:
         ledger.checkpoint()
     new = save(state_dir, root, Signer.generate())
-    fields = {KeyRotated.old.name: old.public.vkey(), KeyRotated.new.name: new.public.vkey()}
+    fields = {"old": old.public.vkey(), "new": new.public.vkey()}
     ledger.append(KeyRotated.TYPE, None, fields, cosigners=(old, new))
     ledger.signer = new
     make_current(state_dir, new)
@@ -511,11 +511,7 @@ def revoke_key(ledger: Ledger, key: PublicKey, reason: str, by: Signer) -> Appen
     `by` (a trusted key other than the revoked one)."""
     if by.public == key:
         raise InvalidInput(f"key {key.key_id} cannot revoke itself; sign with another key")
-    fields = {
-        KeyRevoked.key.name: key.vkey(),
-        KeyRevoked.by.name: by.public.vkey(),
-        KeyRevoked.reason.name: reason,
-    }
+    fields = {"key": key.vkey(), "by": by.public.vkey(), "reason": reason}
     return ledger.append(KeyRevoked.TYPE, None, fields, cosigners=(by,))
 
 

@@ -91,7 +91,7 @@ def allow_key(kind: Kind) -> str:
 @dataclass(frozen=True)
 class Rule:
     """A rule of the policy. The grant fields have no defaults, so that a new one must be
-    given wherever a rule is made (the loader, `Policy.base`, `Rule.nothing`)."""
+    given wherever a rule is made from scratch (the loader, `Rule.nothing`)."""
 
     name: str
     mission: str  # glob over the mission's name
