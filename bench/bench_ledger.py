@@ -51,9 +51,28 @@ def bare_sync_rate(directory: Path, count: int) -> float:
 
 def append_rate(state: Path, count: int) -> float:
     signer = Signer.generate()
-    fields = {"job": "test (shard=1)", "step": 3, "result": "success", "exit_code": 0}
+    fields = {
+        "job": "test (shard=1)",
+        "step": 3,
+        "name": "unit tests",
+        "status": "success",
+        "reason": "",
+        "exit_code": 0,
+        "attempts": 1,
+        "log_sha256": "ab" * 32,
+    }
+    started = {
+        "mission": "bench",
+        "mission_path": ".missions/bench.yml",
+        "mission_digest": "cd" * 32,
+        "policy_digest": "ef" * 32,
+        "event": "manual",
+        "commit": "",
+        "invoker": "bench",
+        "runner_version": "0",
+    }
     with ledger.Ledger.open(state, signer=signer) as led:
-        led.append("run.started", "bench", {"mission": "bench"})
+        led.append("run.started", "bench", started)
         start = time.perf_counter()
         for i in range(count):
             led.append("step.finished", "bench", dict(fields, duration_ms=i))

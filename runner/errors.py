@@ -3,15 +3,22 @@
     RunnerError                    1  base; never raised bare
     ├── MissionFailed              1  a job failed and did not continue-on-error
     ├── VerificationFailed         1  `audit verify` or a `verify:` check found a problem
+    │   ├── audit.checkpoint.CheckpointError  a checkpoint note that is not well formed
+    │   └── audit.merkle.ProofError           a Merkle proof that does not prove its claim
     ├── InvalidInput               2  bad input of any kind: usage, YAML, schema, semantics
     │   ├── InvalidMission         2  carries the findings of `validate`
-    │   └── InvalidPolicy          2  a policy file that is unreadable, unknown keys, bad values
+    │   ├── InvalidPolicy          2  a policy file that is unreadable, unknown keys, bad values
+    │   └── audit.canonical.CanonicalError    JSON that is not canonical (floats, dup keys)
     ├── PolicyDenied               3  a capability no policy entry grants
     ├── EngineUnavailable          4  no Docker engine (or other infrastructure) answers
+    │   └── audit.ledger.LedgerUnavailable    the ledger cannot be written (disk, I/O)
     └── Interrupted              130  SIGINT / SIGTERM
 
-Third-party errors are translated where they happen (`raise EngineUnavailable(...) from
-exc`); `runner.cli.main` turns any of these into one message and its exit code.
+A package defines a narrower error where it raises it (the `audit.` ones drawn above;
+`ExpressionError`, `BuildFailed`, `UnsafeArchive`, ... elsewhere), always under one of
+these, so that it keeps its base's exit code. Third-party errors are translated where they
+happen (`raise EngineUnavailable(...) from exc`); `runner.cli.main` turns any of these
+into one message and its exit code.
 """
 
 from __future__ import annotations

@@ -23,13 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runner.audit.keys import PublicKey, Signer, TrustedKeys, valid_name
+from runner.errors import VerificationFailed
 
 SIG_PREFIX = "\u2014 "  # em dash, space
 MAX_SIGNATURES = 100
 
 
-class CheckpointError(ValueError):
-    """A note that is not a well-formed checkpoint."""
+class CheckpointError(VerificationFailed):
+    """A note that is not a well-formed checkpoint: what is to be verified is not even
+    readable (exit 1)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ledger's files and how to read them (writing is runner/ledger.py's job).
+"""The ledger's files and how to read them (writing is runner/audit/ledger.py's job).
 
 <state_dir>/ledger/entries.jsonl   one canonical-JSON entry a line, seq = line index
 <state_dir>/ledger/checkpoints     signed notes (checkpoint.py), each + a blank line
@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.audit import canonical
 from runner.audit import checkpoint as notes
+from runner.audit.entries import Entry, PolicyChanged
 from runner.audit.merkle import leaf_hash
 
 ENTRIES = "entries.jsonl"
@@ -30,6 +31,7 @@ POLICY = "policy.json"
 QUARANTINE = "quarantine"
 GENESIS = "0" * 64
 _CHUNK = 1 << 20
+_POLICY_CHANGED = b'"type":"%s"' % PolicyChanged.TYPE.encode()  # as canonical JSON writes it
 
 
 def ledger_dir(state_dir: Path) -> Path:
@@ -50,8 +52,7 @@ def first_entry_origin(directory: Path) -> str | None:
             entry = canonical.loads(handle.readline().rstrip(b"\n"))
     except (OSError, canonical.CanonicalError):
         return None
-    log = entry.get("log") if isinstance(entry, dict) else None
-    return log if isinstance(log, str) else None
+    return Entry(entry).log if isinstance(entry, dict) else None
 
 
 def torn_note_tail(fd: int, end: int) -> int:
@@ -151,7 +152,7 @@ def last_policy(ledger_dir: Path) -> dict[str, Any] | None:
 
 def _no_later_policy(handle: Any) -> bool:
     """No policy.changed line after the handle's position (a chunked byte search)."""
-    needle = b'"type":"policy.changed"'
+    needle = _POLICY_CHANGED
     carry = b""
     while chunk := handle.read(_CHUNK):
         if needle in carry + chunk:
@@ -161,13 +162,12 @@ def _no_later_policy(handle: Any) -> bool:
 
 
 def _policy_of(line: bytes) -> dict[str, Any] | None:
-    if b'"type":"policy.changed"' not in line:
+    if _POLICY_CHANGED not in line:
         return None
     try:
-        entry = canonical.loads(line)
+        raw = canonical.loads(line)
     except canonical.CanonicalError:
         return None
-    if not isinstance(entry, dict) or entry.get("type") != "policy.changed":
+    if not isinstance(raw, dict) or not (entry := Entry(raw)).is_a(PolicyChanged):
         return None
-    document = entry.get("policy")
-    return document if isinstance(document, dict) else None
+    return entry.get(PolicyChanged.policy)

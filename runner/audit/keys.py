@@ -24,7 +24,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -32,9 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from runner.durable import fsync_dir, write_atomic, write_new
 from runner.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from runner.audit.ledger import Ledger
 
 ENV_VAR = "RUNNER_SIGNING_KEY"
 ALG_ED25519 = b"\x01"
@@ -255,34 +251,6 @@ def retire(state_dir: Path, old: Signer) -> None:
     if path.exists():
         path.unlink()
         fsync_dir(path.parent)
-
-
-def rotate(ledger: Ledger, state_dir: Path, root: Path, old: Signer) -> Signer:
-    """Replace `old` with a new key: seal the ledger with the old key, record `key.rotated`
-    (old and new public keys, signed by both), switch, seal with the new key, and delete
-    the old private key. The old .pub stays trusted: it verifies the history it signed,
-    and `audit verify` reports any checkpoint it signs after the rotation (REVOKED_KEY)."""
-    if ledger.signer is None or ledger.signer.public != old.public:
-        raise InvalidInput("the ledger must be open with the key being rotated")
-    if ledger.size:
-        ledger.checkpoint()
-    new = save(state_dir, root, Signer.generate())
-    fields = {"old": old.public.vkey(), "new": new.public.vkey()}
-    ledger.append("key.rotated", None, fields, cosigners=(old, new))
-    ledger.signer = new
-    make_current(state_dir, new)
-    ledger.checkpoint()
-    retire(state_dir, old)
-    return new
-
-
-def revoke(ledger: Ledger, key: PublicKey, reason: str, by: Signer) -> None:
-    """Record that `key` must not be trusted for anything after this entry, signed by
-    `by` (a trusted key other than the revoked one)."""
-    if by.public == key:
-        raise InvalidInput(f"key {key.key_id} cannot revoke itself; sign with another key")
-    fields = {"key": key.vkey(), "by": by.public.vkey(), "reason": reason}
-    ledger.append("key.revoked", None, fields, cosigners=(by,))
 
 
 # -- trust --------------------------------------------------------------------------------

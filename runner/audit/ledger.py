@@ -1,5 +1,6 @@
 """The append-only, hash-chained, Merkle-checkpointed audit ledger: the writer.
-(The files and their readers are in runner/ledger_files.py.)
+(The files and their readers are in runner/audit/files.py; the entry types and their
+fields in runner/audit/entries.py.)
 
 An entry is the caller's fields plus `v`, `log`, `seq`, `ts` (unix milliseconds), `type`,
 `run_id`, `kid` (the signing key's id), `prev` (hex leaf hash of the previous entry, 64
@@ -9,19 +10,16 @@ newline): stored bytes are hashed, never a re-serialisation. The leaves chain th
 
 Appending: take the flock, read only what other writers added since this process last
 looked (the caches make that a few lines), cut off a torn tail (quarantine, truncate,
-record a `recovery` entry), write the whole line, `fdatasync` it, and only then
-return. A failed write is truncated away and raised; a failed sync leaves the ledger
-object unusable (the page cache can no longer be trusted). A checkpoint is signed every
-1,000 entries, on `checkpoint()` and on `close()` when entries were added.
+record a `recovery` entry), check the entry against its declaration (`entries.check`: an
+undeclared type or field is a TypeError, a bug in the writer), write the whole line,
+`fdatasync` it, and only then return. A failed write is truncated away and raised; a
+failed sync leaves the ledger object unusable (the page cache can no longer be trusted).
+A checkpoint is signed every 1,000 entries, on `checkpoint()` and on `close()` when
+entries were added.
 
-Entry fields the other modules record (provenance.py reads these names):
-    run.started     mission, mission_path, mission_digest, policy_digest, event, commit,
-                    invoker, runner_version
-    policy.changed  policy_digest, patch (RFC 6902), policy (the whole new document)
-    step.started    job, step, image, image_digest, config_digest
-    step.finished   job, step, result, exit_code, duration_ms, log_digest
-    artifact.stored job, name, path, sha256, size
-    run.finished    result, reason, duration_ms, events_sha256, artifacts
+The ledger side also records what happens to the signing keys: `rotate_key` (seal with
+the old key, `key.rotated` signed by both, switch, seal with the new one) and
+`revoke_key` (`key.revoked`); `runner.audit.keys` only keeps the key files.
 """
 
 from __future__ import annotations
@@ -42,8 +40,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runner.audit import canonical
+from runner.audit import canonical, entries
 from runner.audit import checkpoint as notes
+from runner.audit.entries import (
+    ENVELOPE,
+    TYPE_NAME,
+    KeyRevoked,
+    KeyRotated,
+    PolicyChanged,
+    Recovery,
+)
 from runner.audit.files import (
     CHECKPOINTS,
     ENTRIES,
@@ -61,28 +67,11 @@ from runner.audit.files import (
     read_origin,
     torn_note_tail,
 )
-from runner.audit.keys import Signer, load_signer
+from runner.audit.keys import PublicKey, Signer, load_signer, make_current, retire, save
 from runner.audit.merkle import Frontier, leaf_hash
 from runner.durable import fsync_dir, write_atomic
 from runner.errors import EngineUnavailable, InvalidInput
 
-ENVELOPE = frozenset({"v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures"})
-ENTRY_TYPES = frozenset(
-    {
-        "run.started",
-        "policy.decision",
-        "policy.changed",
-        "step.started",
-        "step.finished",
-        "artifact.stored",
-        "run.finished",
-        "verify.summary",
-        "key.rotated",
-        "key.revoked",
-        "recovery",
-        "gc.pruned",
-    }
-)
 __all__ = [
     "CHECKPOINTS",
     "ENTRIES",
@@ -98,13 +87,13 @@ __all__ = [
     "load_signer",
     "make_line",
     "read_origin",
+    "revoke_key",
+    "rotate_key",
 ]
 
 CHECKPOINT_EVERY = 1000
 VERSION = 1  # the `v` of every entry
 _CHUNK = 1 << 20
-
-_TYPE_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
 
 
 class LedgerUnavailable(EngineUnavailable):
@@ -187,7 +176,6 @@ class Ledger:
         self._offset = 0
         self._frontier = Frontier()
         self._last = bytes.fromhex(GENESIS)
-        self._checkpointed = -1  # size of the last checkpoint this process knows of
         self._broken: str | None = None
         self._closed = False
         # flock excludes other processes, not this one's threads: the executor appends
@@ -329,7 +317,7 @@ class Ledger:
             "sha256": hashlib.sha256(data).hexdigest(),
             "quarantined": f"{QUARANTINE}/{name}",
         }
-        self._append_locked("recovery", None, fields, ())
+        self._append_locked(Recovery.TYPE, None, fields, ())
 
     # -- appending --------------------------------------------------------------------
 
@@ -348,9 +336,10 @@ class Ledger:
         *,
         cosigners: Sequence[Signer] = (),
     ) -> Appended:
-        """Record one entry, durably, before returning. `cosigners` sign the entry's
-        canonical bytes (without `signatures`); their signatures are stored in it."""
-        if not _TYPE_RE.fullmatch(type):
+        """Record one entry, durably, before returning. Its type and fields must be
+        declared in `runner.audit.entries` (TypeError otherwise). `cosigners` sign the
+        entry's canonical bytes (without `signatures`); their signatures are stored in it."""
+        if not TYPE_NAME.fullmatch(type):
             raise InvalidInput(f"ledger entry type {type!r} is not a dotted lowercase name")
         clash = ENVELOPE.intersection(fields)
         if clash:
@@ -373,6 +362,7 @@ class Ledger:
     def _append_locked(
         self, type: str, run_id: str | None, fields: Mapping[str, Any], cosigners: Sequence[Signer]
     ) -> Appended:
+        entries.check(type, fields)  # every entry, the ledger's own (recovery) too
         kid = self.signer.public.key_id if self.signer else None
         line = make_line(
             self.origin, self._size, self._last.hex(), type, run_id, kid, fields, cosigners
@@ -401,7 +391,7 @@ class Ledger:
         self._last = leaf
         self._size = self._frontier.size
         self._offset = start + len(line) + 1
-        if type == "policy.changed":
+        if type == PolicyChanged.TYPE:
             _write_cache(
                 self.directory / POLICY,
                 {"offset": start, "leaf": leaf.hex(), "seq": self._size - 1},
@@ -435,7 +425,6 @@ class Ledger:
             and last.checkpoint == current
             and any(s.name == self.signer.name for s in last.signatures)
         ):
-            self._checkpointed = current.size
             return last.text
         note = notes.sign(current, self.signer)
         path = self.directory / CHECKPOINTS
@@ -459,7 +448,6 @@ class Ledger:
             os.close(fd)
         if created:
             fsync_dir(self.directory)
-        self._checkpointed = current.size
         self._save_cache()
         return note
 
@@ -494,6 +482,37 @@ class Ledger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# -- the signing keys' history -------------------------------------------------------------
+
+
+def rotate_key(ledger: Ledger, state_dir: Path, root: Path, old: Signer) -> Signer:
+    """Replace `old` with a new key: seal the ledger with the old key, record `key.rotated`
+    (old and new public keys, signed by both), switch, seal with the new key, and delete
+    the old private key. The old .pub stays trusted: it verifies the history it signed,
+    and `audit verify` reports any checkpoint it signs after the rotation (REVOKED_KEY)."""
+    if ledger.signer is None or ledger.signer.public != old.public:
+        raise InvalidInput("the ledger must be open with the key being rotated")
+    if ledger.size:
+        ledger.checkpoint()
+    new = save(state_dir, root, Signer.generate())
+    fields = {"old": old.public.vkey(), "new": new.public.vkey()}
+    ledger.append(KeyRotated.TYPE, None, fields, cosigners=(old, new))
+    ledger.signer = new
+    make_current(state_dir, new)
+    ledger.checkpoint()
+    retire(state_dir, old)
+    return new
+
+
+def revoke_key(ledger: Ledger, key: PublicKey, reason: str, by: Signer) -> Appended:
+    """Record that `key` must not be trusted for anything after this entry, signed by
+    `by` (a trusted key other than the revoked one)."""
+    if by.public == key:
+        raise InvalidInput(f"key {key.key_id} cannot revoke itself; sign with another key")
+    fields = {"key": key.vkey(), "by": by.public.vkey(), "reason": reason}
+    return ledger.append(KeyRevoked.TYPE, None, fields, cosigners=(by,))
 
 
 @contextlib.contextmanager

@@ -19,6 +19,8 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from runner.errors import VerificationFailed
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -173,8 +175,8 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
 # -- verification (RFC 9162) ---------------------------------------------------------------
 
 
-class ProofError(ValueError):
-    """A proof that does not prove what it claims."""
+class ProofError(VerificationFailed):
+    """A proof that does not prove what it claims (exit 1)."""
 
 
 def _check_hashes(*hashes: bytes) -> None:

@@ -24,6 +24,13 @@ from typing import Any
 
 from runner import __version__
 from runner.audit import canonical
+from runner.audit.entries import (
+    ArtifactStored,
+    Entry,
+    RunFinished,
+    RunStarted,
+    StepStarted,
+)
 from runner.audit.files import iter_entries
 from runner.audit.keys import Signer, TrustedKeys
 from runner.errors import InvalidInput, VerificationFailed
@@ -49,14 +56,14 @@ def run_entries(ledger_dir: Path, run_id: str) -> list[dict[str, Any]]:
         if needle not in line:
             continue
         entry = canonical.loads(line)
-        if isinstance(entry, dict) and entry.get("run_id") == run_id:
+        if isinstance(entry, dict) and Entry(entry).run_id == run_id:
             found.append(entry)
     return found
 
 
-def _digest(value: object) -> dict[str, str]:
+def _digest(value: str | None) -> dict[str, str]:
     """{"sha256": hex} from "sha256:<hex>" or "<hex>"; {} when not a SHA-256."""
-    if not isinstance(value, str):
+    if value is None:
         return {}
     hex_part = value.removeprefix("sha256:")
     try:
@@ -75,78 +82,75 @@ def iso_time(ms: object) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def statement(run_id: str, entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def statement(run_id: str, raw_entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The in-toto Statement for the run whose entries are given."""
-    entries = list(entries)
-    started = next((e for e in entries if e.get("type") == "run.started"), None)
-    finished = next((e for e in entries if e.get("type") == "run.finished"), None)
+    entries = [Entry(raw) for raw in raw_entries]
+    started = next((e for e in entries if e.is_a(RunStarted)), None)
+    finished = next((e for e in entries if e.is_a(RunFinished)), None)
     if started is None:
-        raise InvalidInput(f"run {run_id!r} has no run.started entry in the ledger")
+        raise InvalidInput(f"run {run_id!r} has no {RunStarted.TYPE} entry in the ledger")
     if finished is None:
         raise InvalidInput(
-            f"run {run_id!r} has not finished (no run.finished entry); export it when it has"
+            f"run {run_id!r} has not finished (no {RunFinished.TYPE} entry); export it when it has"
         )
     subjects: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        if entry.get("type") == "artifact.stored":
-            digest = _digest(entry.get("sha256"))
+        if entry.is_a(ArtifactStored):
+            digest = _digest(entry.get(ArtifactStored.sha256))
+            name = str(entry.get(ArtifactStored.name))
             if digest:
-                subjects[str(entry.get("name"))] = {
-                    "name": str(entry.get("name")),
-                    "digest": digest,
-                }
+                subjects[name] = {"name": name, "digest": digest}
     dependencies: list[dict[str, Any]] = []
-    commit = started.get("commit") or started.get("git_commit")
-    if isinstance(commit, str) and commit:
+    commit = started.get(RunStarted.commit)
+    if commit:
         dependencies.append({"uri": "git+source", "digest": {"gitCommit": commit}})
-    mission_digest = _digest(started.get("mission_digest"))
+    mission_digest = _digest(started.get(RunStarted.mission_digest))
     if mission_digest:
-        where = started.get("mission_path") or started.get("mission") or "mission"
-        dependencies.append({"uri": str(where), "digest": mission_digest})
+        where = started.get(RunStarted.mission_path) or started.get(RunStarted.mission)
+        dependencies.append({"uri": where or "mission", "digest": mission_digest})
     seen_images: set[tuple[str, str]] = set()
     for entry in entries:
-        if entry.get("type") != "step.started":
+        if not entry.is_a(StepStarted):
             continue
-        digest = _digest(entry.get("image_digest"))
-        image = str(entry.get("image", ""))
+        digest = _digest(entry.get(StepStarted.image_digest))
+        image = entry.get(StepStarted.image) or ""
         if digest and (image, digest["sha256"]) not in seen_images:
             seen_images.add((image, digest["sha256"]))
             dependencies.append({"uri": f"docker-image://{image}", "digest": digest})
-    first_seq, last_seq = entries[0].get("seq"), entries[-1].get("seq")
-    events_digest = _digest(finished.get("events_sha256") or finished.get("events_digest"))
+    events_digest = _digest(finished.get(RunFinished.events_sha256))
     predicate = {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "mission": started.get("mission"),
-                "event": started.get("event"),
+                "mission": started.get(RunStarted.mission),
+                "event": started.get(RunStarted.event),
             },
             "internalParameters": {
-                "policyDigest": started.get("policy_digest"),
-                "invoker": started.get("invoker"),
+                "policyDigest": started.get(RunStarted.policy_digest),
+                "invoker": started.get(RunStarted.invoker),
             },
             "resolvedDependencies": dependencies,
         },
         "runDetails": {
             "builder": {
                 "id": BUILDER_ID,
-                "version": {"runner": str(started.get("runner_version") or __version__)},
+                "version": {"runner": started.get(RunStarted.runner_version) or __version__},
             },
             "metadata": {
                 "invocationId": run_id,
-                "startedOn": iso_time(started.get("ts")),
-                "finishedOn": iso_time(finished.get("ts")),
+                "startedOn": iso_time(started.ts),
+                "finishedOn": iso_time(finished.ts),
             },
             "byproducts": [
                 {
                     "name": "audit-ledger",
-                    "uri": str(finished.get("log")),
+                    "uri": str(finished.log),
                     "annotations": {
-                        "firstSeq": first_seq,
-                        "lastSeq": last_seq,
-                        "result": finished.get("result"),
+                        "firstSeq": entries[0].seq,
+                        "lastSeq": entries[-1].seq,
+                        "result": finished.get(RunFinished.result),
                     },
-                    "digest": {"sha256": str(finished.get("prev"))},
+                    "digest": {"sha256": str(finished.prev)},
                 },
                 *([{"name": "event-log", "digest": events_digest}] if events_digest else []),
             ],

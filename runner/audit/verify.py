@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.audit import canonical, checkpoint
+from runner.audit.entries import Entry, KeyRevoked, KeyRotated
 from runner.audit.files import CHECKPOINTS, ENTRIES, GENESIS, first_entry_origin, read_origin
 from runner.audit.findings import Code, Collector, LedgerFinding, Report
 from runner.audit.keys import PublicKey, TrustedKeys
@@ -164,24 +165,26 @@ def _entry_signatures(
 
 
 def _key_entry(
-    entry: dict[str, Any],
+    raw: dict[str, Any],
     seq: int,
     offset: int,
     trusted: TrustedKeys,
     events: _KeyEvents,
     found: Collector,
 ) -> None:
-    kind = entry.get("type")
-    names = ("old", "new") if kind == "key.rotated" else ("key", "by")
+    entry = Entry(raw)
+    rotated = entry.is_a(KeyRotated)
+    kind = KeyRotated.TYPE if rotated else KeyRevoked.TYPE
+    named = (KeyRotated.old, KeyRotated.new) if rotated else (KeyRevoked.key, KeyRevoked.by)
     keys: list[PublicKey] = []
-    for name in names:
+    for key_field in named:
         try:
-            keys.append(PublicKey.from_vkey(str(entry.get(name, ""))))
+            keys.append(PublicKey.from_vkey(entry.get(key_field) or ""))
         except ValueError as exc:
-            found.add(Code.UNPARSEABLE, seq, offset, f"{kind}: field {name!r}: {exc}")
+            found.add(Code.UNPARSEABLE, seq, offset, f"{kind}: field {key_field.name!r}: {exc}")
             return
-    signers = keys if kind == "key.rotated" else keys[1:]
-    _, bad = _entry_signatures(entry, signers)
+    signers = keys if rotated else keys[1:]
+    _, bad = _entry_signatures(raw, signers)
     for key in bad:
         found.add(
             Code.BAD_SIGNATURE,
@@ -191,7 +194,7 @@ def _key_entry(
         )
     if bad:
         return
-    authority = keys[0] if kind == "key.rotated" else keys[1]
+    authority = keys[0] if rotated else keys[1]
     if authority not in trusted:
         found.add(
             Code.UNTRUSTED_KEY,
@@ -200,10 +203,10 @@ def _key_entry(
             f"{kind} is signed by {authority.key_id}, which is not a trusted key",
         )
         return
-    how = "rotated" if kind == "key.rotated" else "revoked"
+    how = "rotated" if rotated else "revoked"
     # The entry's own (signed) seq, so that a line deleted before it does not move it.
-    declared = entry.get("seq")
-    at = declared if type(declared) is int else seq
+    declared = entry.seq
+    at = declared if declared is not None else seq
     events.retired.setdefault(keys[0].raw, (at, how))
 
 
@@ -419,8 +422,7 @@ def _check_chunk(
                     first_prev = str(entry.get("prev"))
                 elif entry.get("prev") != prev:
                     findings.append(("CHAIN_BREAK", seq, offset, _CHAIN_MESSAGE))
-                kind = entry.get("type")
-                if kind == "key.rotated" or kind == "key.revoked":
+                if entry.get("type") in _KEY_TYPES:
                     key_entries.append((seq, offset, entry))
         prev = leaf.hex()
         seq += 1
@@ -428,6 +430,7 @@ def _check_chunk(
     return b"".join(leaves), seq - seq0, first_prev, findings, key_entries
 
 
+_KEY_TYPES = (KeyRotated.TYPE, KeyRevoked.TYPE)
 _CHAIN_MESSAGE = (
     "prev does not match the hash of the entry before it: the entry or the one before it "
     "was changed, removed or moved"

@@ -7,11 +7,10 @@ from typing import Any
 
 from runner.app import App
 from runner.audit import canonical
+from runner.audit.entries import Entry
 from runner.audit.files import ENTRIES, iter_entries, ledger_dir
 from runner.audit.provenance import iso_time
 from runner.errors import InvalidInput
-
-_ENVELOPE = ("v", "log", "seq", "ts", "type", "run_id", "kid", "prev", "signatures")
 
 
 def main(app: App, *, run_id: str | None) -> int:
@@ -29,12 +28,12 @@ def main(app: App, *, run_id: str | None) -> int:
             if run_id is None:
                 _unparseable(app, shown, offset, str(exc))
             continue
-        if not isinstance(entry, dict) or (run_id is not None and entry.get("run_id") != run_id):
+        if not isinstance(entry, dict) or (run_id is not None and Entry(entry).run_id != run_id):
             continue
         if app.out.json_mode:
             shown.append(entry)
         else:
-            app.out.line(_summary(entry))
+            app.out.line(_summary(Entry(entry)))
             shown.append(None)
     if app.out.json_mode:
         app.out.json(shown)
@@ -51,13 +50,11 @@ def _unparseable(app: App, shown: list[Any], offset: int, reason: str) -> None:
         shown.append(None)
 
 
-def _summary(entry: dict[str, Any]) -> str:
+def _summary(entry: Entry) -> str:
     rest = " ".join(
-        f"{key}={json.dumps(value, ensure_ascii=False)}"
-        for key, value in entry.items()
-        if key not in _ENVELOPE
+        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in entry.fields().items()
     )
     if len(rest) > 120:
         rest = rest[:117] + "..."
-    when = iso_time(entry.get("ts")) or "?"
-    return f"{entry.get('seq')!s:>6} {when} {entry.get('type')!s:<16} {entry.get('run_id') or '-'} {rest}"
+    when = iso_time(entry.ts) or "?"
+    return f"{entry.seq!s:>6} {when} {entry.type!s:<16} {entry.run_id or '-'} {rest}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner.app import App
 from runner.audit import keys
-from runner.audit.ledger import Ledger
+from runner.audit.ledger import Ledger, rotate_key
 from runner.errors import InvalidInput
 
 
@@ -46,7 +46,7 @@ def rotate(app: App) -> int:
     if old is None:
         raise InvalidInput("no signing key to rotate", hint="run `runner keys init`")
     with Ledger.open(state_dir, signer=old) as ledger:
-        new = keys.rotate(ledger, state_dir, root, old)
+        new = rotate_key(ledger, state_dir, root, old)
     public = keys.public_path(root, new.public)
     if app.out.json_mode:
         app.out.json({"old": old.public.key_id, "new": new.public.key_id, "public": str(public)})

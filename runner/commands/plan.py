@@ -10,7 +10,8 @@ from runner.app import App
 from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
-from runner.policy.model import Decision, decide, load_policy
+from runner.policy.decisions import Decision, decide
+from runner.policy.loader import load_policy
 
 
 def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:

@@ -10,16 +10,16 @@ from pathlib import Path
 from runner.app import App
 from runner.errors import InvalidInput
 from runner.findings import Finding, Severity, sort_findings
+from runner.mission.loader import discover_missions, load_mission
 from runner.mission.model import Mission
 from runner.output import Output
-from runner.policy.model import ENFORCEABLE as SECURITY_RULES
-from runner.policy.model import Decision, Policy, decide, load_policy
-from runner.policy.security_checks import security_findings
+from runner.policy.decisions import Decision, decide
+from runner.policy.loader import load_policy
+from runner.policy.model import Policy
+from runner.policy.security_checks import security_check, security_findings
 
 
 def _missions(app: App, paths: tuple[Path, ...]) -> list[tuple[Mission, list[Finding]]]:
-    from runner.mission.loader import discover_missions, load_mission
-
     found = list(paths) or discover_missions(app.root)
     if not found:
         raise InvalidInput(
@@ -78,7 +78,7 @@ def main(app: App, missions: tuple[Path, ...], *, policy: Path | None, explain: 
             f
             for f in [*security_findings(mission), *notes]
             if f.severity is Severity.WARNING
-            and f.rule in SECURITY_RULES
+            and security_check(f.rule) is not None
             and f.rule not in enforced
         ]
         out.findings(sort_findings(warnings))

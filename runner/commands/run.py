@@ -11,7 +11,7 @@ from runner.errors import InvalidInput
 from runner.findings import Finding
 from runner.mission.loader import discover_missions, load_mission
 from runner.mission.model import Mission
-from runner.policy.model import load_policy
+from runner.policy.loader import load_policy
 from runner.run.job_images import resolver
 from runner.run.session import RunOptions, execute
 from runner.secrets.redact import Redactor

@@ -9,6 +9,11 @@ One job instance (after matrix expansion, `runner.plan`) asks for:
     resource    each `timeout-minutes` (job or step) it declares
     uses        each step's `uses:` (and a job-level reusable-workflow `uses:`)
 
+`Kind` names them. Every place that must know each kind handles it with `match` and
+`typing.assert_never`, so that a new member fails mypy until it is parsed (`policy.loader`
+and `Rule`), granted (`Rule.grants`, `policy.decisions.granted`), explained
+(`policy.decisions`) and diffed (`policy.diff`).
+
 A request that cannot be known before the run (an image from a matrix computed at run
 time, `secrets[expr]`, `toJSON(secrets)`, a timeout from an input) is `unresolved`: the
 policy denies it, whatever it grants. Two requests need no grant and are marked
@@ -19,6 +24,7 @@ policy denies it, whatever it grants. Two requests need no grant and are marked
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import posixpath
 import re
@@ -34,7 +40,6 @@ from runner.mission.model import Job, Mission
 from runner.mission.plan import JobInstance, instances
 
 DEFAULT_IMAGE = "base"
-KINDS = ("image", "tool", "tools-all", "network", "secret", "exec", "resource", "uses")
 GITHUB_TOKEN = "GITHUB_TOKEN"
 DYNAMIC_SECRET = "*"
 
@@ -44,9 +49,22 @@ _SECRETS = "secrets"
 _UNKNOWN = "it cannot be known before the run"
 
 
+class Kind(enum.StrEnum):
+    """What a job may ask for. The order is the order `policy diff` lists grants in."""
+
+    IMAGE = "image"
+    TOOL = "tool"
+    USES = "uses"
+    SECRET = "secret"
+    NETWORK = "network"
+    EXEC = "exec"
+    TOOLS_ALL = "tools-all"
+    RESOURCE = "resource"
+
+
 @dataclass(frozen=True)
 class Capability:
-    kind: str  # one of KINDS
+    kind: Kind
     value: str
     keypath: str  # where in the mission it is asked for
     refused: str = ""  # non-empty: why it is denied whatever the policy grants
@@ -241,26 +259,26 @@ def _iter_secret_requests(mission: Mission, job: Job) -> Iterator[tuple[str, str
 
 def _uses_capability(value: str, keypath: str) -> Capability:
     if "${{" in value:
-        return Capability("uses", value, keypath, refused="`uses:` cannot hold an expression")
+        return Capability(Kind.USES, value, keypath, refused="`uses:` cannot hold an expression")
     if value.startswith("./"):
         normal = posixpath.normpath(value)
         if normal.startswith("..") or "/../" in f"/{value}/" or "//" in value:
             return Capability(
-                "uses",
+                Kind.USES,
                 value,
                 keypath,
                 refused="a local action path must stay inside the repository (no `..`)",
             )
-        return Capability("uses", value, keypath)
+        return Capability(Kind.USES, value, keypath)
     name, _, _ = value.partition("@")
     if name.lower() == "actions/checkout":
         return Capability(
-            "uses",
+            Kind.USES,
             value,
             keypath,
             builtin="actions/checkout is built in: the workspace already is the checkout",
         )
-    return Capability("uses", value, keypath)
+    return Capability(Kind.USES, value, keypath)
 
 
 def _timeout(value: float | str | None, keypath: str, inst: JobInstance) -> Capability | None:
@@ -273,9 +291,9 @@ def _timeout(value: float | str | None, keypath: str, inst: JobInstance) -> Capa
         except ValueError:
             minutes, why = None, f"{text!r} is not a number of minutes"
         if minutes is None:
-            return Capability("resource", f"timeout-minutes={value}", keypath, refused=why)
+            return Capability(Kind.RESOURCE, f"timeout-minutes={value}", keypath, refused=why)
         value = minutes
-    return Capability("resource", f"timeout-minutes={value:g}", keypath, minutes=float(value))
+    return Capability(Kind.RESOURCE, f"timeout-minutes={value:g}", keypath, minutes=float(value))
 
 
 def job_capabilities(
@@ -293,24 +311,24 @@ def job_capabilities(
     # image
     raw = job.container if job.container is not None else DEFAULT_IMAGE
     image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
-    caps.append(Capability("image", image or raw, f"{jp}.container", refused=why))
+    caps.append(Capability(Kind.IMAGE, image or raw, f"{jp}.container", refused=why))
     # tools
     if job.tools == "all":
-        caps.append(Capability("tools-all", "all", f"{jp}.tools"))
+        caps.append(Capability(Kind.TOOLS_ALL, "all", f"{jp}.tools"))
     else:
         for i, tool in enumerate(job.tools):
             name, why = resolve(tool, inst.matrix, dynamic=inst.dynamic)
-            caps.append(Capability("tool", name or tool, f"{jp}.tools[{i}]", refused=why))
+            caps.append(Capability(Kind.TOOL, name or tool, f"{jp}.tools[{i}]", refused=why))
     # network, secrets, exec
     perms = mission.job_permissions(job)
     pp = f"{jp}.permissions" if job.permissions is not None else "permissions"
     if perms.network == "egress":
-        caps.append(Capability("network", "egress", f"{pp}.network"))
+        caps.append(Capability(Kind.NETWORK, "egress", f"{pp}.network"))
     for name, keypath in secrets:
         if name == DYNAMIC_SECRET:
             caps.append(
                 Capability(
-                    "secret",
+                    Kind.SECRET,
                     name,
                     keypath,
                     refused="the secret read here cannot be known before the run (secrets[...] "
@@ -320,16 +338,16 @@ def job_capabilities(
         elif name == GITHUB_TOKEN:
             caps.append(
                 Capability(
-                    "secret",
+                    Kind.SECRET,
                     name,
                     keypath,
                     builtin="secrets.GITHUB_TOKEN means nothing here: it evaluates to empty",
                 )
             )
         else:
-            caps.append(Capability("secret", name, keypath))
+            caps.append(Capability(Kind.SECRET, name, keypath))
     if perms.exec:
-        caps.append(Capability("exec", "workspace", f"{pp}.exec"))
+        caps.append(Capability(Kind.EXEC, "workspace", f"{pp}.exec"))
     # resources
     timeouts = [_timeout(job.timeout_minutes, f"{jp}.timeout-minutes", inst)]
     for step in job.steps:
@@ -347,7 +365,7 @@ def job_capabilities(
 
 
 def _dedupe(caps: list[Capability]) -> list[Capability]:
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[Kind, str]] = set()
     result = []
     for cap in caps:
         if (cap.kind, cap.value) not in seen:

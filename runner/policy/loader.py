@@ -1,12 +1,15 @@
 """Reading a policy file, failing closed (SPEC 5; the format is in docs/policy.md).
 
+    load_policy(path, root) -> Policy
     missing, unreadable, empty, or not a mapping   -> a deny-all Policy saying why
     malformed YAML, unknown key, bad value,
     another version, duplicate rule names          -> InvalidPolicy (exit 2), every problem
                                                       as `path:line:col: keypath: message`
 
-The YAML is read by `runner.yaml_loader` (YAML 1.2 core, no tags, no duplicate keys) and
-checked against the Cerberus schema `schemas/policy.yml` (`runner.schemas`).
+A policy is never read as a looser one. The YAML is read by `runner.mission.yaml_loader`
+(YAML 1.2 core, no tags, no duplicate keys) and checked against the Cerberus schema
+`schemas/policy.yml` (`runner.schemas`); a rule's `allow:` becomes a `Rule`, one field per
+capability kind (`runner.policy.model.allow_key`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import yaml
 from runner.durable import json_digest
 from runner.errors import InvalidMission, InvalidPolicy
 from runner.findings import Finding, sort_findings
+from runner.mission.yaml_loader import parse_yaml
+from runner.policy.capabilities import Kind
 from runner.policy.model import (
     BASE,
     BUILTIN,
@@ -36,7 +41,9 @@ from runner.policy.model import (
     Limits,
     Policy,
     Rule,
+    allow_key,
 )
+from runner.policy.security_checks import SecurityCheck
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _MEMORY = re.compile(r"(?i)^([0-9]+) ?([bkmgt]?)(?:i?b)?$")
@@ -85,10 +92,8 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load(path: Path | None, root: Path) -> Policy:
+def load_policy(path: Path | None, root: Path) -> Policy:
     """The policy at `path` (default `root/policies/default.yml`), failing closed."""
-    from runner.mission.yaml_loader import parse_yaml
-
     file = path if path is not None else root / DEFAULT_PATH
     if not file.is_absolute():
         file = root / file
@@ -211,20 +216,20 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
             )
         seen.setdefault(name, i)
         allow = raw["allow"]
-        raised = _limits(allow.get("limits") or {}, f"rules[{i}].allow.limits", problem)
+        limits_at = f"rules[{i}].allow.{allow_key(Kind.RESOURCE)}"
         rules.append(
             Rule(
                 name=name,
                 mission=raw["match"]["mission"],
                 job=raw["match"]["job"],
-                images=tuple(allow.get("images", ())),
-                tools=tuple(allow.get("tools", ())),
-                uses=tuple(allow.get("uses", ())),
-                network=allow.get("network") == "egress",
-                secrets=frozenset(s.upper() for s in allow.get("secrets", ())),
-                exec=allow.get("exec") is True,
-                tools_all=allow.get("tools-all") is True,
-                limits=raised,
+                images=tuple(_allowed(allow, Kind.IMAGE, ())),
+                tools=tuple(_allowed(allow, Kind.TOOL, ())),
+                uses=tuple(_allowed(allow, Kind.USES, ())),
+                secrets=frozenset(s.upper() for s in _allowed(allow, Kind.SECRET, ())),
+                network=_allowed(allow, Kind.NETWORK) == "egress",
+                exec=_allowed(allow, Kind.EXEC) is True,
+                tools_all=_allowed(allow, Kind.TOOLS_ALL) is True,
+                limits=_limits(_allowed(allow, Kind.RESOURCE) or {}, limits_at, problem),
                 description=raw.get("description", ""),
             )
         )
@@ -240,8 +245,13 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         uses=tuple(doc.get("uses", ())),
         limits=limits,
         rules=tuple(rules),
-        enforce=frozenset(doc.get("enforce", ())),
+        enforce=frozenset(SecurityCheck(name) for name in doc.get("enforce", ())),
     )
+
+
+def _allowed(allow: Mapping[str, Any], kind: Kind, default: Any = None) -> Any:
+    """What a validated rule's `allow:` says about `kind`."""
+    return allow.get(allow_key(kind), default)
 
 
 def memory_bytes(value: int | str) -> int | None:

@@ -5,15 +5,19 @@
     mission-secrets     secrets requested at the top level reach every job that inherits
     unpinned-image      an image reference (not a `containers/<name>`) without @sha256:
     tools-all           a job that gets its whole image (`tools: all`)
+    credential          a literal credential-like value: found by the mission loader's
+                        validation (SPEC 4), not here
 
-Each is a `Finding` WARNING. A policy's `enforce: [...]` turns the named checks into
-denials (see `runner.policy.decide`). Credentials written into the mission are found by
-the loader's validation (SPEC 4), not here.
+`SecurityCheck` is the one list of them: the names a policy's `enforce: [...]` accepts
+(tests hold `schemas/policy.yml` to it) and the rule of every finding they emit. Each is a
+`Finding` WARNING; an enforced check's findings become denials (`runner.policy.decisions`).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator
+from typing import assert_never
 
 from runner.findings import Finding, Severity
 from runner.mission.model import Mission
@@ -26,12 +30,28 @@ from runner.policy.capabilities import (
     resolve,
 )
 
-CHECKS = ("template-injection", "mission-secrets", "unpinned-image", "tools-all")
+
+class SecurityCheck(enum.StrEnum):
+    """Every check a policy may enforce, in the order their findings are listed."""
+
+    TEMPLATE_INJECTION = "template-injection"
+    MISSION_SECRETS = "mission-secrets"
+    UNPINNED_IMAGE = "unpinned-image"
+    TOOLS_ALL = "tools-all"
+    CREDENTIAL = "credential"
 
 
-def _finding(mission: Mission, keypath: str, message: str, rule: str) -> Finding:
+def security_check(rule: str) -> SecurityCheck | None:
+    """The check a finding's rule names; None when it is not a security check."""
+    try:
+        return SecurityCheck(rule)
+    except ValueError:
+        return None
+
+
+def _finding(mission: Mission, keypath: str, message: str, check: SecurityCheck) -> Finding:
     line, col = mission.where(keypath)
-    return Finding(mission.path, line, col, message, rule, keypath, Severity.WARNING)
+    return Finding(mission.path, line, col, message, check.value, keypath, Severity.WARNING)
 
 
 def untrusted_inputs(source: str) -> list[str]:
@@ -68,7 +88,7 @@ def _template_injection(mission: Mission) -> Iterator[Finding]:
                     f"(`${{{{{source}}}}}`): a crafted value runs as shell code; pass it "
                     f"through env (env: {{{var}: '${{{{ {source.strip()} }}}}'}}) and use "
                     f'"${var}" in the script',
-                    "template-injection",
+                    SecurityCheck.TEMPLATE_INJECTION,
                 )
 
 
@@ -82,7 +102,7 @@ def _mission_secrets(mission: Mission) -> Iterator[Finding]:
             f"secrets {', '.join(secrets)} are requested for the whole mission and reach "
             f"every job that does not set its own permissions ({', '.join(inheriting)}); "
             "request them in `jobs.<id>.permissions.secrets` of the jobs that need them",
-            "mission-secrets",
+            SecurityCheck.MISSION_SECRETS,
         )
 
 
@@ -111,7 +131,7 @@ def _unpinned(mission: Mission, keypath: str, image: str) -> Finding:
         keypath,
         f"image {image} is not pinned by digest: its tag can move to other content; pin it "
         f"({image.split('@')[0]}@sha256:<digest>)",
-        "unpinned-image",
+        SecurityCheck.UNPINNED_IMAGE,
     )
 
 
@@ -123,21 +143,32 @@ def _tools_all(mission: Mission) -> Iterator[Finding]:
                 f"jobs.{job.id}.tools",
                 "the job gets its whole image (`tools: all`): every executable in it, not "
                 "only the ones it needs; list the tools instead",
-                "tools-all",
+                SecurityCheck.TOOLS_ALL,
             )
 
 
+def _findings(check: SecurityCheck, mission: Mission) -> Iterator[Finding]:
+    match check:
+        case SecurityCheck.TEMPLATE_INJECTION:
+            return _template_injection(mission)
+        case SecurityCheck.MISSION_SECRETS:
+            return _mission_secrets(mission)
+        case SecurityCheck.UNPINNED_IMAGE:
+            return _unpinned_images(mission)
+        case SecurityCheck.TOOLS_ALL:
+            return _tools_all(mission)
+        case SecurityCheck.CREDENTIAL:
+            return iter(())  # the mission loader's validation finds these (SPEC 4)
+        case _:
+            assert_never(check)
+
+
 def security_findings(mission: Mission) -> list[Finding]:
-    """Every security warning about `mission`, in file order of the checks."""
-    return [
-        *_template_injection(mission),
-        *_mission_secrets(mission),
-        *_unpinned_images(mission),
-        *_tools_all(mission),
-    ]
+    """Every security warning about `mission`, check by check in `SecurityCheck` order."""
+    return [finding for check in SecurityCheck for finding in _findings(check, mission)]
 
 
-def enforced_findings(mission: Mission, enforce: Iterable[str]) -> list[Finding]:
+def enforced_findings(mission: Mission, enforce: Iterable[SecurityCheck]) -> list[Finding]:
     """The findings of the checks a policy enforces, as errors."""
     wanted = frozenset(enforce)
     if not wanted:
@@ -149,7 +180,9 @@ def enforced_findings(mission: Mission, enforce: Iterable[str]) -> list[Finding]
     ]
 
 
-def with_enforcement(findings: Iterable[Finding], enforce: Iterable[str]) -> list[Finding]:
+def with_enforcement(
+    findings: Iterable[Finding], enforce: Iterable[SecurityCheck]
+) -> list[Finding]:
     """`findings` with those of enforced checks raised to errors."""
     wanted = frozenset(enforce)
     return [

@@ -35,7 +35,8 @@ from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
 from runner.mission.model import Mission
 from runner.mission.plan import instances, select_jobs
-from runner.policy.model import Decision, Policy, decide, denials_message, granted
+from runner.policy.decisions import Decision, decide, denials_message, granted
+from runner.policy.model import Policy
 from runner.records.eventlog import EventLog
 from runner.records.events import (
     ArtifactStored,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from declared import gc_pruned, step_finished
 
 from runner.app import App
 from runner.audit import canonical, merkle
@@ -53,7 +54,7 @@ def signer_of(repo: Path) -> Signer:
 def fill(repo: Path, count: int, run_id: str = "r1") -> None:
     with Ledger.open(repo / ".runner", signer=signer_of(repo)) as led:
         for i in range(count):
-            led.append("step.finished", run_id, {"i": i})
+            led.append("step.finished", run_id, step_finished(i))
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_verify_intact_then_tampered(repo: Path) -> None:
     assert "could rewrite or truncate the whole ledger" in intact.out
     path = repo / ".runner" / "ledger" / ENTRIES
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[2] = lines[2].replace(b'"i":2', b'"i":7')
+    lines[2] = lines[2].replace(b'"step":2', b'"step":7')
     path.write_bytes(b"".join(lines))
     tampered = invoke(repo, "audit", "verify", "--json")
     assert tampered.code == 1
@@ -121,7 +122,7 @@ def test_checkpoint_export_then_verify_against_the_anchor(repo: Path) -> None:
 
 def test_checkpoint_needs_a_key(in_tmp: Path) -> None:
     with Ledger.open(in_tmp / ".runner", signer=None) as led:
-        led.append("gc.pruned", None, {})
+        led.append("gc.pruned", None, gc_pruned())
     result = invoke(in_tmp, "audit", "checkpoint")
     assert result.code == 2 and "no signing key" in result.err
 
@@ -140,7 +141,7 @@ def test_prove_prints_a_proof_that_verifies(repo: Path) -> None:
     result = invoke(repo, "audit", "prove", "4", "--json")
     assert result.code == 0
     proof = result.json()
-    assert isinstance(proof, dict) and proof["size"] == 7 and proof["entry"]["i"] == 4
+    assert isinstance(proof, dict) and proof["size"] == 7 and proof["entry"]["step"] == 4
     lines = (repo / ".runner" / "ledger" / ENTRIES).read_bytes().splitlines()
     leaf = merkle.leaf_hash(lines[4])
     root = merkle.root_of(merkle.leaf_hash(line) for line in lines)
@@ -153,7 +154,7 @@ def test_prove_prints_a_proof_that_verifies(repo: Path) -> None:
 def test_prove_refuses_an_entry_changed_since_the_checkpoint(repo: Path) -> None:
     fill(repo, 4)
     path = repo / ".runner" / "ledger" / ENTRIES
-    path.write_bytes(path.read_bytes().replace(b'"i":1', b'"i":9'))
+    path.write_bytes(path.read_bytes().replace(b'"step":1', b'"step":9'))
     result = invoke(repo, "audit", "prove", "1")
     assert result.code == 1 and "not provably in the signed checkpoint" in result.err
 

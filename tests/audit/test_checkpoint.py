@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runner.audit import checkpoint
 from runner.audit.checkpoint import Checkpoint, CheckpointError
 from runner.audit.keys import PublicKey, Signer, TrustedKeys
+from runner.errors import VerificationFailed
 
 PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -112,3 +113,9 @@ def test_split_notes_gives_offsets_and_flags_a_torn_last_note() -> None:
     assert [p[0] for p in parts] == [0, len(one.encode()), len((one + two).encode())]
     assert [checkpoint.note_complete(p[2]) for p in parts] == [True, True, False]
     assert checkpoint.parse(parts[1][1][:-1]).checkpoint.size == 2  # type: ignore[index]
+
+
+def test_a_malformed_note_is_a_verification_failure_in_the_error_tree() -> None:
+    with pytest.raises(VerificationFailed) as info:
+        checkpoint.parse("runner/x\n5\n\n\u2014 k AAAA\n")
+    assert isinstance(info.value, CheckpointError) and info.value.exit_code == 1

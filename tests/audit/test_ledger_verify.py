@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from declared import gc_pruned, step_finished
 
 from runner.audit import canonical, checkpoint, ledger, merkle
-from runner.audit.keys import Signer, TrustedKeys, revoke
-from runner.audit.ledger import ENTRIES, GENESIS, Ledger
+from runner.audit import verify as ledger_verify
+from runner.audit.keys import Signer, TrustedKeys
+from runner.audit.ledger import ENTRIES, GENESIS, Ledger, revoke_key, rotate_key
 from runner.audit.verify import Code, Report, verify_ledger
 
 N = 30
@@ -29,7 +31,7 @@ def state(tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch) -> Pa
     state = tmp_path / "state"
     with Ledger.open(state, signer=signer, origin="runner/test/main") as led:
         for i in range(N):
-            led.append("step.finished", f"r{i // 10}", {"i": i, "note": "ok"})
+            led.append("step.finished", f"r{i // 10}", step_finished(i))
     return state
 
 
@@ -108,7 +110,7 @@ def test_an_intact_ledger_verifies_and_says_what_it_cannot_prove(
 
 def test_flipped_byte_leaving_valid_json(state: Path, signer: Signer) -> None:
     lines = raw_lines(state)
-    lines[5] = lines[5].replace(b'"note":"ok"', b'"note":"oK"')
+    lines[5] = lines[5].replace(b'"name":"ok"', b'"name":"oK"')
     write_lines(state, lines)
     report = verify(state, signer)
     assert not report.ok
@@ -120,7 +122,7 @@ def test_flipped_byte_leaving_valid_json(state: Path, signer: Signer) -> None:
 
 def test_flipped_byte_leaving_invalid_json(state: Path, signer: Signer) -> None:
     lines = raw_lines(state)
-    lines[7] = lines[7].replace(b'"note":"ok"', b'"note":"ok*')
+    lines[7] = lines[7].replace(b'"name":"ok"', b'"name":"ok*')
     write_lines(state, lines)
     report = verify(state, signer)
     bad = finding(report, Code.UNPARSEABLE)
@@ -189,7 +191,7 @@ def test_replayed_entry(state: Path, signer: Signer) -> None:
 def test_spliced_entry_from_another_ledger(state: Path, signer: Signer, tmp_path: Path) -> None:
     other = tmp_path / "other"
     with Ledger.open(other, signer=signer, origin="runner/test/other") as led:
-        led.append("step.finished", "x", {"i": 0})
+        led.append("step.finished", "x", step_finished(0))
     foreign = canonical.loads(entries_path(other).read_bytes().splitlines()[0])
     last = raw_lines(state)[-1]
     spliced = dict(foreign, seq=N, prev=merkle.leaf_hash(last[:-1]).hex())
@@ -203,7 +205,7 @@ def test_relinked_forgery_without_the_key_breaks_the_checkpoint(
     state: Path, signer: Signer
 ) -> None:
     items = parsed(state)
-    items[25]["note"] = "forged"
+    items[25]["name"] = "forged"
     write_lines(state, rechain(items))
     report = verify(state, signer)
     assert report.codes() & {Code.SEQ_MISMATCH, Code.CHAIN_BREAK} == set()
@@ -216,7 +218,7 @@ def test_relinked_forgery_without_the_key_breaks_the_checkpoint(
 
 def test_checkpoints_forged_under_an_untrusted_key(state: Path, signer: Signer) -> None:
     items = parsed(state)
-    items[3]["note"] = "forged"
+    items[3]["name"] = "forged"
     resign_all(state, Signer.generate(), rechain(items))
     report = verify(state, signer)
     untrusted = finding(report, Code.UNTRUSTED_KEY)
@@ -272,7 +274,7 @@ def test_a_rewrite_by_the_key_holder_is_caught_only_by_an_anchor(
 ) -> None:
     anchor = anchor_of(state)
     items = parsed(state)
-    items[3]["note"] = "rewritten"
+    items[3]["name"] = "rewritten"
     resign_all(state, signer, rechain(items))
     assert verify(state, signer).ok  # what verify cannot prove without an anchor...
     assert Code.UNANCHORED in verify(state, signer).codes()  # ...and says so
@@ -303,11 +305,9 @@ def test_an_anchor_signed_by_an_untrusted_key_is_refused(state: Path, signer: Si
 def test_rotation_is_verified_and_the_old_key_may_not_sign_after_it(
     state: Path, signer: Signer, tmp_path: Path
 ) -> None:
-    from runner.audit.keys import rotate
-
     with Ledger.open(state, signer=signer) as led:
-        new = rotate(led, state, tmp_path / "repo", signer)
-        led.append("step.finished", "r9", {"i": 99})
+        new = rotate_key(led, state, tmp_path / "repo", signer)
+        led.append("step.finished", "r9", step_finished(99))
     rotated = [e for e in parsed(state) if e["type"] == "key.rotated"]
     assert len(rotated) == 1 and len(rotated[0]["signatures"]) == 2
     assert verify(state, signer, new).ok
@@ -344,10 +344,12 @@ def test_a_rotation_from_an_untrusted_key(state: Path, signer: Signer) -> None:
 def test_a_key_revoked_earlier_may_not_sign_checkpoints(state: Path, signer: Signer) -> None:
     other = Signer.generate()
     with Ledger.open(state, signer=other) as led:
-        revoke(led, signer.public, "laptop lost", other)
+        revoke_key(led, signer.public, "laptop lost", other)
     assert verify(state, signer, other).ok
     with Ledger.open(state, signer=signer) as led:
-        led.append("step.finished", "r", {"i": 100})  # closes with a checkpoint by the revoked key
+        led.append(
+            "step.finished", "r", step_finished(100)
+        )  # closes with a checkpoint by the revoked key
     report = verify(state, signer, other)
     revoked = finding(report, Code.REVOKED_KEY)
     assert revoked.seq == N and "revoked" in revoked.message
@@ -358,8 +360,8 @@ def test_a_key_revoked_earlier_may_not_sign_checkpoints(state: Path, signer: Sig
 
 def test_unsealed_tail_is_a_warning_naming_the_range(state: Path, signer: Signer) -> None:
     with Ledger.open(state, signer=None) as led:
-        led.append("gc.pruned", None, {"runs": []})
-        led.append("gc.pruned", None, {"runs": []})
+        led.append("gc.pruned", None, gc_pruned())
+        led.append("gc.pruned", None, gc_pruned())
     report = verify(state, signer)
     assert report.ok and report.sealed == N
     unsealed = finding(report, Code.UNSEALED_TAIL)
@@ -386,11 +388,9 @@ def test_json_findings_carry_code_severity_seq_offset(state: Path, signer: Signe
 def test_checking_in_chunks_and_in_worker_processes_finds_the_same(
     state: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:
-    from runner.audit import verify as ledger_verify
-
     lines = raw_lines(state)
     del lines[12]
-    lines[20] = lines[20].replace(b'"note":"ok"', b'"note":"ok*')
+    lines[20] = lines[20].replace(b'"name":"ok"', b'"name":"ok*')
     write_lines(state, lines)
     whole = verify(state, signer).serialize()
     assert {f["code"] for f in whole["findings"]} >= {"SEQ_MISMATCH", "CHAIN_BREAK", "UNPARSEABLE"}
@@ -406,7 +406,7 @@ def test_the_anchor_is_proven_consistent_with_the_latest_checkpoint(
     data = (state / "ledger" / "checkpoints").read_bytes()
     first = next(t for _, t, _ in checkpoint.split_notes(data) if t)[:-1]  # size 10
     items = parsed(state)
-    items[25]["note"] = "forged"
+    items[25]["name"] = "forged"
     write_lines(state, rechain(items))
     report = verify(state, signer, anchor=first)
     mismatch = finding(report, Code.CHECKPOINT_MISMATCH)

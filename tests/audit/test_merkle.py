@@ -24,6 +24,7 @@ from runner.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from runner.errors import VerificationFailed
 
 LEAVES = [
     b"",
@@ -364,3 +365,10 @@ def test_proofs_agree_with_the_reference_and_mutations_fail(size: int, data: st.
             _consistency_fails(*p[1:])
             for p in consistency_mutations(m, size, cproof, old_root, root)
         )
+
+
+def test_a_proof_that_fails_is_a_verification_failure_in_the_error_tree() -> None:
+    leaves = [leaf_hash(bytes([i])) for i in range(4)]
+    with pytest.raises(VerificationFailed) as info:
+        verify_inclusion(0, 4, leaves[0], [leaves[1]], root_of(leaves))  # one hash short
+    assert isinstance(info.value, ProofError) and info.value.exit_code == 1

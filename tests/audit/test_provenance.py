@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from declared import step_started
 
 from runner.app import App
 from runner.audit import canonical, provenance
@@ -41,7 +42,7 @@ def record_run(state: Path, signer: Signer, run_id: str, *, finish: bool = True)
             led.append(
                 "step.started",
                 run_id,
-                {"job": "build", "step": step, "image": f"img{step % 2}", "image_digest": digest},
+                step_started(step) | {"image": f"img{step % 2}", "image_digest": digest},
             )
         led.append(
             "artifact.stored",
@@ -55,7 +56,8 @@ def record_run(state: Path, signer: Signer, run_id: str, *, finish: bool = True)
             },
         )
         if finish:
-            led.append("run.finished", run_id, {"result": "success", "events_sha256": "f" * 64})
+            finished = {"result": "success", "reason": "", "events_sha256": "f" * 64}
+            led.append("run.finished", run_id, finished)
 
 
 @pytest.fixture

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from runner.audit import canonical
 from runner.errors import InvalidPolicy, PolicyDenied
+from runner.mission.loader import discover_missions, load_mission
 from runner.mission.model import Job, Matrix, Mission, Permissions, Step, Strategy
-from runner.policy.loader import memory_bytes
-from runner.policy.model import (
-    ENFORCEABLE,
-    Decision,
-    Limits,
-    Policy,
-    decide,
-    denials_message,
-    granted,
-    load_policy,
-)
+from runner.policy.capabilities import Kind
+from runner.policy.decisions import Decision, decide, denials_message, granted
+from runner.policy.loader import load_policy, memory_bytes
+from runner.policy.model import Limits, Policy, allow_key
+from runner.policy.security_checks import SecurityCheck
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -295,8 +294,6 @@ def test_digest_is_canonical(tmp_path: Path) -> None:
 
 
 def test_the_document_and_decisions_hold_no_floats_for_the_ledger(tmp_path: Path) -> None:
-    from runner.audit import canonical
-
     policy = policy_of(
         tmp_path,
         "version: 1\nimages: [base]\ntools: [sh]\n"
@@ -319,12 +316,10 @@ def test_the_projects_own_policy_loads_and_is_tight() -> None:
     assert {"sh", "cat", "python3"} <= set(policy.tools)
     assert not {"curl", "wget", "bash", "docker", "sudo"} & set(policy.tools)
     assert not any(r.network or r.exec or r.tools_all or r.secrets for r in policy.rules)
-    assert set(policy.enforce) == set(ENFORCEABLE)
+    assert set(policy.enforce) == set(SecurityCheck)
 
 
 def test_the_projects_own_missions_pass_its_own_policy() -> None:
-    from runner.mission.loader import discover_missions, load_mission
-
     paths = discover_missions(REPO)
     assert paths
     policy = load_policy(None, REPO)
@@ -350,6 +345,47 @@ def test_every_capability_is_denied_by_a_policy_that_grants_nothing(tmp_path: Pa
         ("resource", "timeout-minutes=90"): (False, None),
         ("uses", "./actions/lint"): (False, None),
     }
+
+
+# What a rule's `allow:` holds to grant each kind to EVERYTHING or WHOLE_IMAGE: a new kind
+# without an entry here fails the test below.
+ALLOW_ONE = {
+    Kind.IMAGE: ["python"],
+    Kind.TOOL: ["sh", "curl"],
+    Kind.USES: ["./actions/*"],
+    Kind.SECRET: ["deploy_token"],
+    Kind.NETWORK: "egress",
+    Kind.EXEC: True,
+    Kind.TOOLS_ALL: True,
+    Kind.RESOURCE: {"timeout-minutes": 90},
+}
+WHOLE_IMAGE = job("whole", tools="all")
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_a_rule_allowing_one_kind_grants_that_kind_and_no_other(tmp_path: Path, kind: Kind) -> None:
+    allow = {allow_key(kind): ALLOW_ONE[kind]}
+    rule = {"name": "one", "match": {"mission": "*", "job": "*"}, "allow": allow}
+    policy = policy_of(tmp_path, f"version: 1\nrules: [{json.dumps(rule)}]\n")
+    decisions = decide(mission(EVERYTHING, WHOLE_IMAGE), policy)
+    assert {d.capability for d in decisions} == set(Kind)
+    granted_kinds = {d.capability for d in decisions if d.allowed}
+    implied = {Kind.TOOL} if kind is Kind.TOOLS_ALL else set()  # a whole image has every tool
+    assert granted_kinds == {kind, *implied}
+    assert all(d.rule == "one" for d in decisions if d.allowed)
+
+
+def test_the_schema_allows_exactly_one_key_per_capability_kind() -> None:
+    schema = yaml.safe_load((REPO / "schemas" / "policy.yml").read_text(encoding="utf-8"))
+    allow = schema["rules"]["schema"]["schema"]["allow"]["schema"]
+    assert sorted(allow) == sorted(allow_key(kind) for kind in Kind)
+
+
+def test_the_docs_table_lists_every_capability_kind() -> None:
+    text = (REPO / "docs" / "policy.md").read_text(encoding="utf-8")
+    table = text[text.index("| capability | from | allowed by |") :].split("\n\n")[0]
+    rows = re.findall(r"^\| `([a-z-]+)` \|", table, re.MULTILINE)
+    assert sorted(rows) == sorted([*(kind.value for kind in Kind), "check"])
 
 
 def test_a_matching_rule_grants_and_is_named(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonpatch
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +18,7 @@ from runner.app import App
 from runner.cli import cli
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
+from runner.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,8 +112,6 @@ def test_check_denies_what_the_policy_does_not_grant(repo: Path) -> None:
 
 
 def _digest(root: Path) -> str:
-    from runner.policy.model import load_policy
-
     return load_policy(None, root).digest
 
 
@@ -194,8 +194,6 @@ def test_named_missions_and_a_policy_option(repo: Path) -> None:
 
 
 def _digest_of(path: Path, root: Path) -> str:
-    from runner.policy.model import load_policy
-
     return load_policy(path, root).digest
 
 
@@ -403,10 +401,6 @@ def test_diff_summarizes_grants_and_revocations(in_tmp: Path) -> None:
         "tightened: enforce += tools-all (base)",
     ]
     patch = [json.loads(line) for line in lines[lines.index("patch (RFC 6902):") + 1 :]]
-    import jsonpatch
-
-    from runner.policy.model import load_policy
-
     before, after = load_policy(old, in_tmp), load_policy(new, in_tmp)
     assert jsonpatch.apply_patch(dict(before.document), patch) == after.document
 

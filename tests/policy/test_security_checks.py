@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runner.findings import Finding, Severity
+from runner.mission.loader import load_mission
 from runner.mission.model import Job, Matrix, Mission, Permissions, Step, Strategy
 from runner.policy.security_checks import (
+    SecurityCheck,
     enforced_findings,
+    security_check,
     security_findings,
     untrusted_inputs,
     with_enforcement,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def mission(*jobs: Job, **fields: Any) -> Mission:
@@ -135,3 +143,38 @@ def test_enforcement_turns_chosen_warnings_into_errors() -> None:
         ("unpinned-image", Severity.ERROR),
         ("tools-all", Severity.WARNING),
     ]
+
+
+# ---------------------------------------------------------------------- the one list
+
+
+def test_the_schema_accepts_exactly_the_security_checks_in_enforce() -> None:
+    schema = yaml.safe_load((REPO / "schemas" / "policy.yml").read_text(encoding="utf-8"))
+    accepted = schema["enforce"]["schema"]["allowed"]
+    assert sorted(accepted) == sorted(check.value for check in SecurityCheck)
+
+
+EVERY_CHECK = """\
+name: risky
+on: [manual]
+permissions: {secrets: [DEPLOY_TOKEN]}
+jobs:
+  a:
+    container: python:3.12
+    tools: all
+    env: {DB_PASSWORD: hunter2hunter2}
+    steps:
+      - run: echo "${{ github.event.issue.title }}"
+"""
+
+
+def test_the_checks_and_the_loader_emit_exactly_the_security_checks(tmp_path: Path) -> None:
+    path = tmp_path / "risky.yml"
+    path.write_text(textwrap.dedent(EVERY_CHECK), encoding="utf-8")
+    loaded, warnings = load_mission(path)
+    emitted = [f.rule for f in [*security_findings(loaded), *warnings]]
+    assert {c for c in map(security_check, emitted) if c is not None} == set(SecurityCheck)
+    assert [f.rule for f in security_findings(loaded)] == [
+        check.value for check in SecurityCheck if check is not SecurityCheck.CREDENTIAL
+    ]
+    assert security_check("artifact") is None

@@ -1,0 +1,315 @@
+"""The policy's decision on every capability a job asks for, and what a job may then use.
+
+    decide(mission, policy, warnings=())   one Decision per capability per job instance
+                                           (`runner.policy.capabilities`), plus a denied
+                                           `check` for each finding of a check the policy
+                                           enforces (`runner.policy.security_checks`, and
+                                           the loader's `warnings`, e.g. `credential`)
+    granted(decisions, job_key) -> Grants  what one job instance may use; PolicyDenied
+                                           when anything it asks for was denied
+    denials_message(decisions) -> str      one line per denial, for the run's error
+
+A capability is allowed by the top-level lists (rule "base": `images`, `tools`, `uses`,
+`limits`) or by the first rule, in file order, whose `match` globs (fnmatch, case-sensitive)
+match the mission's name and the job's id and whose `allow` grants it. Each decision says
+why, per `Kind`: what granted it, or why it was denied and what would allow it (the text
+`policy check --explain` prints). See docs/policy.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal, assert_never
+
+from runner.errors import PolicyDenied
+from runner.findings import Finding, Severity
+from runner.mission.model import Mission
+from runner.mission.plan import JobInstance
+from runner.policy.capabilities import (
+    Capability,
+    Kind,
+    is_image_reference,
+    is_pinned,
+    mission_capabilities,
+)
+from runner.policy.model import BASE, BUILTIN, Grants, Limits, Policy, allow_key
+from runner.policy.security_checks import SecurityCheck, enforced_findings, with_enforcement
+
+CHECK: Final = "check"  # the capability of a decision on an enforced security check
+
+
+@dataclass(frozen=True)
+class Decision:
+    mission: str
+    job: str  # the job instance key ("test (1, linux)")
+    capability: Kind | Literal["check"]
+    value: str
+    allowed: bool
+    rule: str | None  # "base", a rule name, "builtin"; None when denied
+    reason: str
+    keypath: str
+    line: int
+    col: int
+    path: str = ""  # the mission file
+    limits: Limits | None = None  # on the image decision: the job instance's limits
+
+    def serialize(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mission": self.mission,
+            "path": self.path,
+            "job": self.job,
+            "capability": str(self.capability),
+            "value": self.value,
+            "allowed": self.allowed,
+            "rule": self.rule,
+            "reason": self.reason,
+            "keypath": self.keypath,
+            "line": self.line,
+            "col": self.col,
+        }
+        if self.limits is not None:
+            out["limits"] = self.limits.serialize()
+        return out
+
+    def __str__(self) -> str:
+        verdict = "allowed" if self.allowed else "denied"
+        return f"{self.capability} {self.value}: {verdict} ({self.reason})"
+
+
+def decide(mission: Mission, policy: Policy, warnings: Iterable[Finding] = ()) -> list[Decision]:
+    """The decision on every capability of every job instance, in plan order.
+
+    `warnings` are the loader's warnings about the mission (`load_mission(path)[1]`): those
+    of a check the policy enforces (e.g. `credential`) become denials, like the security
+    checks of `runner.policy.security_checks` that it enforces.
+    """
+    decisions: list[Decision] = []
+    enforced: list[Finding] = []
+    if policy.denied is None and policy.enforce:
+        enforced = enforced_findings(mission, policy.enforce)
+        enforced += [
+            f
+            for f in with_enforcement(warnings, policy.enforce)
+            if f.severity is Severity.ERROR and f.rule in policy.enforce
+        ]
+    for inst, caps in mission_capabilities(mission):
+        limits = policy.limits_for(mission.name, inst.job.id)
+        for cap in caps:
+            decision = _decide_one(mission, policy, inst, cap)
+            if cap.kind is Kind.IMAGE:
+                decision = replace(decision, limits=limits)
+            decisions.append(decision)
+        for finding in enforced:
+            on_image = finding.keypath.endswith(".container")
+            if finding.rule == SecurityCheck.UNPINNED_IMAGE and on_image:
+                continue  # decided on the instance's image decision
+            if _concerns(finding.keypath, inst.job.id):
+                decisions.append(_check_decision(mission, inst, finding))
+    return decisions
+
+
+def _concerns(keypath: str, job_id: str) -> bool:
+    """Whether a finding at keypath concerns job_id (mission-level findings concern all)."""
+    if not keypath.startswith("jobs."):
+        return True
+    rest = keypath[len("jobs.") :]
+    return rest == job_id or rest.startswith(f"{job_id}.") or rest.startswith(f"{job_id}[")
+
+
+def _check_decision(mission: Mission, inst: JobInstance, finding: Finding) -> Decision:
+    return Decision(
+        mission=mission.name,
+        job=inst.key,
+        capability=CHECK,
+        value=finding.rule,
+        allowed=False,
+        rule=None,
+        reason=f"{finding.message} (the policy enforces {finding.rule})",
+        keypath=finding.keypath,
+        line=finding.line,
+        col=finding.col,
+        path=mission.path,
+    )
+
+
+def _decide_one(mission: Mission, policy: Policy, inst: JobInstance, cap: Capability) -> Decision:
+    line, col = mission.where(cap.keypath)
+
+    def make(allowed: bool, rule: str | None, reason: str) -> Decision:
+        return Decision(
+            mission=mission.name,
+            job=inst.key,
+            capability=cap.kind,
+            value=cap.value,
+            allowed=allowed,
+            rule=rule,
+            reason=reason,
+            keypath=cap.keypath,
+            line=line,
+            col=col,
+            path=mission.path,
+        )
+
+    if cap.builtin:
+        return make(True, BUILTIN, cap.builtin)
+    if cap.refused:
+        return make(False, None, cap.refused)
+    if policy.denied is not None:
+        return make(False, None, policy.denied)
+    unpinned = (
+        cap.kind is Kind.IMAGE
+        and SecurityCheck.UNPINNED_IMAGE in policy.enforce
+        and is_image_reference(cap.value)
+        and not is_pinned(cap.value)
+    )
+    if unpinned:
+        return make(
+            False,
+            None,
+            f"image {cap.value} is not pinned by digest and the policy enforces unpinned-image; "
+            f"pin it ({cap.value.split('@')[0]}@sha256:<digest>)",
+        )
+    if policy.base.grants(cap):
+        return make(True, BASE, _granted_by(cap, "the top-level lists"))
+    for rule in policy.rules_for(mission.name, inst.job.id):
+        if rule.grants(cap):
+            return make(True, rule.name, _granted_by(cap, f"rule {rule.name}"))
+    return make(False, None, _why_denied(mission, policy, inst, cap))
+
+
+# ---------------------------------------------------------------------- explaining
+
+
+def _granted_by(cap: Capability, who: str) -> str:
+    match cap.kind:
+        case Kind.RESOURCE:
+            return f"{cap.value} is within the ceiling of {who}"
+        case (
+            Kind.IMAGE
+            | Kind.TOOL
+            | Kind.USES
+            | Kind.SECRET
+            | Kind.NETWORK
+            | Kind.EXEC
+            | Kind.TOOLS_ALL
+        ):
+            return f"granted by {who}"
+        case _:
+            assert_never(cap.kind)
+
+
+def _why_denied(mission: Mission, policy: Policy, inst: JobInstance, cap: Capability) -> str:
+    job = inst.job.id
+    scope = f"mission {mission.name!r}, job {job!r}"
+    match cap.kind:
+        case Kind.RESOURCE:
+            head = (
+                f"{cap.value} is above the limit of {policy.limits.timeout_minutes:g} minutes "
+                f"and no rule matching {scope} raises it"
+            )
+        case Kind.IMAGE | Kind.TOOL | Kind.USES:
+            key = allow_key(cap.kind)
+            head = f"neither the top-level `{key}:` nor a rule matching {scope} grants it"
+        case Kind.SECRET | Kind.NETWORK | Kind.EXEC | Kind.TOOLS_ALL:
+            head = f"no rule matching {scope} grants it"
+        case _:
+            assert_never(cap.kind)
+    if cap.kind is Kind.USES and not cap.value.startswith(("./", "docker://")):
+        head += " (a marketplace action cannot run here anyway: vendor it under ./actions/)"
+    elsewhere = [r.name for r in policy.rules if r.grants(cap) and not r.matches(mission.name, job)]
+    if elsewhere:
+        head += f"; rule {', '.join(elsewhere)} would, but does not match this job"
+    return f"{head}; to allow it: {_how(cap.kind)} in {policy.path}"
+
+
+def _how(kind: Kind) -> str:
+    """What in the policy would allow a request of `kind`."""
+    key = allow_key(kind)
+    match kind:
+        case Kind.IMAGE:
+            return f"add a pattern to `{key}:` (or a rule's `allow.{key}`)"
+        case Kind.TOOL:
+            return f"add it to `{key}:` (or a rule's `allow.{key}`)"
+        case Kind.USES:
+            return f"add a pattern to `{key}:` (or a rule's `allow.{key}`)"
+        case Kind.SECRET:
+            return f"a rule with `allow: {{{key}: [NAME]}}`"
+        case Kind.NETWORK:
+            return f"a rule with `allow: {{{key}: egress}}`"
+        case Kind.EXEC | Kind.TOOLS_ALL:
+            return f"a rule with `allow: {{{key}: true}}`"
+        case Kind.RESOURCE:
+            return f"a rule with `allow: {{{key}: {{timeout-minutes: N}}}}`"
+        case _:
+            assert_never(kind)
+
+
+# ---------------------------------------------------------------------- using
+
+
+def denials(decisions: Iterable[Decision]) -> list[Decision]:
+    return [d for d in decisions if not d.allowed]
+
+
+def denials_message(decisions: Iterable[Decision]) -> str:
+    """One line per denial: `path:line:col: keypath: <capability> <value> denied to <job>: why`."""
+    lines = []
+    for d in denials(decisions):
+        lines.append(
+            f"{d.path}:{d.line}:{d.col}: {d.keypath}: {d.capability} {d.value} denied to job "
+            f"{d.job!r}: {d.reason}"
+        )
+    return "\n".join(lines)
+
+
+def granted(decisions: Sequence[Decision], job_key: str, *, mission: str | None = None) -> Grants:
+    """What job instance `job_key` may use; PolicyDenied if anything it asks for was denied."""
+    mine = [d for d in decisions if d.job == job_key and (mission is None or d.mission == mission)]
+    if not mine:
+        raise ValueError(f"no decisions for job {job_key!r}")
+    refused = denials(mine)
+    if refused:
+        raise PolicyDenied(
+            f"{len(refused)} request{'s' if len(refused) != 1 else ''} of job {job_key!r} "
+            f"denied by the policy:\n{denials_message(refused)}"
+        )
+    image: Decision | None = None
+    tools: list[str] = []
+    all_tools = network = exec_ = False
+    secrets: set[str] = set()
+    uses: set[str] = set()
+    for d in mine:
+        match d.capability:
+            case Kind.IMAGE:
+                image = d
+            case Kind.TOOL:
+                tools.append(d.value)
+            case Kind.TOOLS_ALL:
+                all_tools = True
+            case Kind.USES:
+                uses.add(d.value)
+            case Kind.SECRET:
+                if d.rule != BUILTIN:  # a builtin secret (GITHUB_TOKEN) is not passed in
+                    secrets.add(d.value)
+            case Kind.NETWORK:
+                network = True
+            case Kind.EXEC:
+                exec_ = True
+            case Kind.RESOURCE:
+                pass  # within the limits, which the image decision carries
+            case "check":
+                pass  # never allowed: a job with one was refused above
+            case _:
+                assert_never(d.capability)
+    if image is None:
+        raise ValueError(f"no image decision for job {job_key!r}")
+    return Grants(
+        image=image.value,
+        tools="all" if all_tools else tuple(tools),
+        network=network,
+        secrets=frozenset(secrets),
+        exec=exec_,
+        limits=image.limits if image.limits is not None else Limits(),
+        uses=frozenset(uses),
+    )
