@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_container.py [--image IMAGE] [-n 20] [--total 64] [--threads 32]
 
 `bare_sdk_step` is one create+start+wait+remove of the same hardened container a step gets
-(`runner.hardening.container_config`, without a workspace), through the SDK's ordinary
+(`runner.engine.docker.hardening.container_config`, without a workspace), through the SDK's ordinary
 high-level calls; `bare_sdk_throughput` is containers per second with a thread pool.
 """
 

@@ -1,4 +1,4 @@
-"""Benchmark: load and validate (and plan, when runner.plan exists) a 1,000-job mission.
+"""Benchmark: load and validate (and plan, runner.mission.plan) a 1,000-job mission.
 
 Generates a mission of 1,000 jobs in 10 needs chains, every tenth job with a 2x3 matrix,
 expressions in env/if/run/outputs, then prints the median of 5 timed runs of

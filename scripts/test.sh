@@ -10,5 +10,6 @@ scripts/base-images.sh
 .venv/bin/ruff check runner tests bench
 .venv/bin/ruff format --check runner tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 # pytest exits 5 when it collected nothing: that fails here like any other failure.
 exec .venv/bin/pytest "$@"

@@ -3,15 +3,23 @@ and the real home directory are never written by a test."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from runner.app import App
+from runner.cli import cli
+from runner.error_handler import Exit, handle_errors
+from runner.output import Output
 
 if TYPE_CHECKING:
     from runner.engine.backend import Backend
@@ -43,6 +51,35 @@ def docker_client() -> Iterator[object]:
 
 
 RUNNER = [sys.executable, "-m", "runner"]
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def invoke(state: Path, *args: str) -> CliResult:
+    """`runner --state-dir STATE ARGS...` in-process, as `runner.cli.main` runs it: errors
+    become one message and an exit code through the one error handler; no colour."""
+    out, err = io.StringIO(), io.StringIO()
+    app = App(state_dir=state, out=Output(stdout=out, stderr=err, color="never"))
+    try:
+        with handle_errors(app.out, debug=False, state_dir=lambda: app.state_dir):
+            result = cli.main(
+                ["--state-dir", str(state), *args],
+                obj=app,
+                standalone_mode=False,
+                prog_name="runner",
+            )
+            code = result if isinstance(result, int) else 0
+    except Exit as exc:
+        code = exc.code
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def runner_cli(

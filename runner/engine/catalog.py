@@ -165,7 +165,7 @@ def _flatten(errors: Any, prefix: str) -> list[str]:
 
 
 BUILTIN_CATALOG = """\
-# runner's tool catalog: tool name -> the files the tool needs (see runner/catalog.py)
+# runner's tool catalog: tool name -> the files the tool needs (see runner/engine/catalog.py)
 sh:
   description: the POSIX shell (dash)
   paths: [/bin/sh]

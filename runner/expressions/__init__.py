@@ -8,26 +8,26 @@ May import: only the base modules (`errors`, `findings`).
 
 from __future__ import annotations
 
-from runner.expressions.evaluate import (
+from runner.expressions.check import (
     FUNCTIONS,
     KNOWN_CONTEXTS,
     STATUS_FUNCTIONS,
-    ExpressionError,
     Problem,
     Scope,
     check,
+    find_expressions,
+)
+from runner.expressions.evaluate import (
     evaluate,
     evaluate_condition,
     evaluate_node,
-    find_expressions,
     has_status_function,
     interpolate,
-    parse,
     referenced_members,
-    to_source,
     to_string,
     truthy,
 )
+from runner.expressions.parser import ExpressionError, parse, to_source
 
 __all__ = [
     "FUNCTIONS",

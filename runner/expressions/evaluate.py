@@ -1,8 +1,8 @@
-"""GitHub Actions `${{ }}` expressions: find them in text, check them statically, evaluate
-them. Parsed by `runner.expr_parser`, never `eval`'d; value rules in `runner.expr_values`.
+"""Evaluating `${{ }}` expressions, and the questions the rest of runner asks of them.
+Parsed by `runner.expressions.parser`, never `eval`'d; value rules in
+`runner.expressions.values`; finding and static checks in `runner.expressions.check`.
+Everything here is used through the package namespace, `runner.expressions`.
 
-    find_expressions(text)              every `${{ ... }}`: (offset of `${{`, inner source)
-    check(text, scope, bare=False)      all Problems of every expression, offsets into text
     evaluate(source, contexts, fns)     value of one expression (the inside of `${{ }}`)
     interpolate(text, contexts, fns)    text with each `${{ }}` replaced by its string value
     evaluate_condition(text, ...)       an `if:`, bare or wrapped in `${{ }}`
@@ -23,14 +23,9 @@ from typing import Any
 
 from runner.expressions import values as V
 from runner.expressions.check import (
-    FUNCTIONS,
-    KNOWN_CONTEXTS,
     SIGNATURES,
     STATUS_FUNCTIONS,
-    Problem,
-    Scope,
     arity_problem,
-    check,
     find_expressions,
     scan,
 )
@@ -49,29 +44,7 @@ from runner.expressions.parser import (
     Prop,
     Star,
     parse,
-    to_source,
 )
-
-__all__ = [
-    "FUNCTIONS",
-    "KNOWN_CONTEXTS",
-    "STATUS_FUNCTIONS",
-    "ExpressionError",
-    "Problem",
-    "Scope",
-    "check",
-    "evaluate",
-    "evaluate_condition",
-    "evaluate_node",
-    "find_expressions",
-    "has_status_function",
-    "interpolate",
-    "parse",
-    "referenced_members",
-    "to_source",
-    "to_string",
-    "truthy",
-]
 
 to_string = V.to_string
 truthy = V.truthy

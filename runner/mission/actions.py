@@ -6,8 +6,8 @@
     docker://IMAGE          the image's entrypoint, with `with.args`
     owner/repo@ref          well-formed but cannot run here: vendor it as a local action
 
-Each needs a policy grant (runner.capabilities); checkout is granted as built in. A local
-action is read safely (runner.yaml_loader) and validated: unknown keys, another `using`,
+Each needs a policy grant (runner.policy.capabilities); checkout is granted as built in. A local
+action is read safely (runner.mission.yaml_loader) and validated: unknown keys, another `using`,
 a step without `run`, or a nested `uses:` (which no policy decision covered) are errors.
 """
 

@@ -1,6 +1,6 @@
 """Frozen records of a validated mission: what the core holds after the loading boundary.
 
-`runner.loader.load_mission(path)` is the one way in: safe YAML with positions ->
+`runner.mission.loader.load_mission(path)` is the one way in: safe YAML with positions ->
 Cerberus schema -> semantic checks -> these records. Nothing after that boundary touches
 raw dicts. Expression strings stay strings here (`${{ ... }}` included); they are parsed
 by `runner.expressions` where they are checked and evaluated.

@@ -161,6 +161,16 @@ def _freeze(skeleton: Any) -> Any:
     return (type(skeleton).__name__, skeleton)
 
 
+def validation_errors(validator: Validator) -> list[cerrors.ValidationError]:
+    """The errors of `validator`'s last validation as `ValidationError` objects, each with
+    its `document_path`, `code` and `child_errors`.
+
+    Cerberus' public `errors` is a formatted dict without positions or codes; the objects
+    live in the private `_errors`. This is the one place runner reads it (the policy
+    loader too), and tests/mission/test_schema.py fails if Cerberus changes it."""
+    return list(validator._errors)
+
+
 def _job_errors(job: dict[str, Any]) -> list[cerrors.ValidationError]:
     skeleton = _skeleton(job)
     key = _freeze(skeleton)
@@ -170,7 +180,7 @@ def _job_errors(job: dict[str, Any]) -> list[cerrors.ValidationError]:
         cached = (
             []
             if validator.validate({"job": _thaw(skeleton)}, normalize=False)
-            else list(validator._errors)
+            else validation_errors(validator)
         )
         if len(_JOB_CACHE) >= _JOB_CACHE_SIZE:
             _JOB_CACHE.clear()
@@ -198,7 +208,7 @@ def validate(doc: YamlDocument) -> list[Finding]:
     validator = _validator()
     if not validator.validate(top, normalize=False):
         root_keys = list(_document()["mission"])
-        for error in validator._errors:
+        for error in validation_errors(validator):
             unknown = error.code == cerrors.UNKNOWN_FIELD.code
             _walk(error, doc, out, root_keys if unknown else ())
     return out

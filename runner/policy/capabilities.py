@@ -1,6 +1,6 @@
 """What each job instance asks for: the capabilities the policy must grant before it runs.
 
-One job instance (after matrix expansion, `runner.plan`) asks for:
+One job instance (after matrix expansion, `runner.mission.plan`) asks for:
 
     image       its container (`container:`, default `base`), resolved per matrix value
     tool        each entry of `tools:`            tools-all   `tools: all`
@@ -34,13 +34,13 @@ from typing import Any
 
 from runner import expressions
 from runner.engine.images import is_image_reference as is_image_reference  # for the policy
+from runner.expressions import find_expressions
 from runner.expressions import parser as ep
-from runner.expressions.evaluate import find_expressions
 from runner.mission.model import Job, Mission
 from runner.mission.plan import JobInstance, instances
+from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
 
 DEFAULT_IMAGE = "base"
-GITHUB_TOKEN = "GITHUB_TOKEN"
 DYNAMIC_SECRET = "*"
 
 _FIELD_KEYS = {"with_": "with", "if_": "if", "delay_s": "delay", "max_delay_s": "max-delay"}
@@ -341,7 +341,7 @@ def job_capabilities(
                     Kind.SECRET,
                     name,
                     keypath,
-                    builtin="secrets.GITHUB_TOKEN means nothing here: it evaluates to empty",
+                    builtin=GITHUB_TOKEN_NOTE,
                 )
             )
         else:

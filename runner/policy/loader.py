@@ -29,6 +29,7 @@ import yaml
 from runner.durable import json_digest
 from runner.errors import InvalidMission, InvalidPolicy
 from runner.findings import Finding, sort_findings
+from runner.mission.schema import validation_errors
 from runner.mission.yaml_loader import parse_yaml
 from runner.policy.capabilities import Kind
 from runner.policy.model import (
@@ -198,7 +199,7 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         problem("version", f"unsupported policy version {version}; this runner reads version 1")
     validator = PolicyValidator(schema())
     if not validator.validate(doc):
-        for error in _leaves(validator._errors):
+        for error in _leaves(validation_errors(validator)):
             problem(_keypath(error.document_path), _message(error), key=error.code == 0x03)
     limits = Limits()
     if not findings:

@@ -19,6 +19,7 @@ from typing import Any
 
 from runner import expressions
 from runner.engine.backend import WORKSPACE_PATH as WORKSPACE
+from runner.run.workspace import repo_files
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
     """GitHub's hashFiles(): one SHA-256 over the SHA-256 of every matching file, in path
     order ("" when none match). Patterns are globs over the repository's files (git's
     view, as the workspace copy); `!pattern` excludes; `**/x` also matches a top-level x."""
-    from runner.run.workspace import repo_files
-
     include = [p for p in patterns if not p.startswith("!")]
     exclude = [p[1:] for p in patterns if p.startswith("!")]
 

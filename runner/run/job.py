@@ -368,7 +368,7 @@ class JobRunner:
         attempt: int,
         deadline: float,
     ) -> AttemptResult:
-        """One attempt of a step: a `run` step, or what its `uses:` means (runner.actions)."""
+        """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
         base_env = {**self.state.info.step_environment(), **env}
         if step.uses is None:
             default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"

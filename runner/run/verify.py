@@ -19,7 +19,7 @@ from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.expressions.evaluate import ExpressionError, evaluate_condition, to_string
+from runner.expressions import ExpressionError, evaluate_condition, to_string
 from runner.mission.model import Mission
 from runner.records.results import CheckResult, CheckStatus, JobResult, RunResult, Status
 

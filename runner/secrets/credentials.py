@@ -3,7 +3,7 @@
 Each `CredentialRule` is a regex over one stretch of text plus what a stream needs to
 mask it when it arrives in pieces: `triggers` (a tail that is a prefix of one may be the
 start of a credential), `pending` (a started but unfinished one, anchored at the end) and
-`rest` (how a match held for too long goes on). `runner.redact` applies them.
+`rest` (how a match held for too long goes on). `runner.secrets.redact` applies them.
 
 Rules marked `ignore_case` are matched against a lower-case copy of the text of the same
 length (so spans are the original's): `re` scans a case-sensitive pattern with a literal

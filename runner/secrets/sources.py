@@ -30,10 +30,8 @@ from runner.errors import InvalidInput
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_STYLE = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
-GITHUB_TOKEN_NOTE = (
-    "secrets.GITHUB_TOKEN is empty: there is no GitHub token on a local runner; pass one "
-    "with --secret GITHUB_TOKEN if a step really needs it"
-)
+GITHUB_TOKEN = "GITHUB_TOKEN"
+GITHUB_TOKEN_NOTE = "secrets.GITHUB_TOKEN means nothing here: it evaluates to empty"
 _HOW = "pass it through an environment variable (--secret NAME=ENV_VAR) or a --secret-file"
 
 

@@ -1,50 +1,20 @@
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from declared import gc_pruned, step_finished
 
-from runner.app import App
 from runner.audit import canonical, merkle
 from runner.audit.keys import Signer, load_signer
 from runner.audit.ledger import ENTRIES, Ledger
-from runner.cli import cli
-from runner.error_handler import Exit, handle_errors
-from runner.output import Output
 
 RUNNER = Path(sys.executable).parent / "runner"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-def invoke(root: Path, *args: str) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=root / ".runner", out=Output(stdout=out, stderr=err, color="never"))
-    code = 0
-    try:
-        with handle_errors(app.out, debug=False):
-            argv = ["--state-dir", str(root / ".runner"), *args]
-            result = CliRunner().invoke(cli, argv, obj=app, catch_exceptions=False)
-            code = result.exit_code
-    except Exit as exc:
-        code = exc.code
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def signer_of(repo: Path) -> Signer:
@@ -59,31 +29,31 @@ def fill(repo: Path, count: int, run_id: str = "r1") -> None:
 
 @pytest.fixture
 def repo(in_tmp: Path) -> Path:
-    assert invoke(in_tmp, "keys", "init").code == 0
+    assert invoke(in_tmp / ".runner", "keys", "init").code == 0
     return in_tmp
 
 
 def test_keys_init_makes_a_key_once(in_tmp: Path) -> None:
-    first = invoke(in_tmp, "keys", "init")
+    first = invoke(in_tmp / ".runner", "keys", "init")
     assert first.code == 0 and "made signing key" in first.out
     pubs = list((in_tmp / "policies" / "keys").glob("*.pub"))
     assert len(pubs) == 1
-    second = invoke(in_tmp, "--json", "keys", "init")
+    second = invoke(in_tmp / ".runner", "--json", "keys", "init")
     document = second.json()
     assert second.code == 0 and isinstance(document, dict) and document["created"] is False
     assert list((in_tmp / "policies" / "keys").glob("*.pub")) == pubs
 
 
 def test_verify_without_a_ledger_proves_nothing(in_tmp: Path) -> None:
-    result = invoke(in_tmp, "audit", "verify")
+    result = invoke(in_tmp / ".runner", "audit", "verify")
     assert result.code == 1 and "verifying nothing proves nothing" in result.err
-    as_json = invoke(in_tmp, "audit", "verify", "--json")
+    as_json = invoke(in_tmp / ".runner", "audit", "verify", "--json")
     assert as_json.code == 1 and as_json.json()["ok"] is False  # type: ignore[index]
 
 
 def test_verify_intact_then_tampered(repo: Path) -> None:
     fill(repo, 5)
-    intact = invoke(repo, "audit", "verify")
+    intact = invoke(repo / ".runner", "audit", "verify")
     assert intact.code == 0
     assert "intact" in intact.out and "UNANCHORED" in intact.out
     assert "could rewrite or truncate the whole ledger" in intact.out
@@ -91,31 +61,31 @@ def test_verify_intact_then_tampered(repo: Path) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     lines[2] = lines[2].replace(b'"step":2', b'"step":7')
     path.write_bytes(b"".join(lines))
-    tampered = invoke(repo, "audit", "verify", "--json")
+    tampered = invoke(repo / ".runner", "audit", "verify", "--json")
     assert tampered.code == 1
     document = tampered.json()
     assert isinstance(document, dict) and document["ok"] is False
     chain = next(f for f in document["findings"] if f["code"] == "CHAIN_BREAK")
     assert chain["seq"] == 3 and chain["offset"] == len(lines[0] + lines[1] + lines[2])
     assert chain["severity"] == "error"
-    human = invoke(repo, "audit", "verify")
+    human = invoke(repo / ".runner", "audit", "verify")
     assert human.code == 1 and "TAMPERED" in human.out
 
 
 def test_checkpoint_export_then_verify_against_the_anchor(repo: Path) -> None:
     fill(repo, 3)
     anchor = repo / "anchor.note"
-    exported = invoke(repo, "audit", "checkpoint", "--export", str(anchor))
+    exported = invoke(repo / ".runner", "audit", "checkpoint", "--export", str(anchor))
     assert exported.code == 0 and anchor.read_text().splitlines()[1] == "3"
     fill(repo, 2)
-    result = invoke(repo, "audit", "verify", "--anchor", str(anchor), "--json")
+    result = invoke(repo / ".runner", "audit", "verify", "--anchor", str(anchor), "--json")
     document = result.json()
     assert result.code == 0 and isinstance(document, dict)
     assert document["anchored"] is True and document["findings"] == []
     path = repo / ".runner" / "ledger" / ENTRIES
     path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:2]))
     (repo / ".runner" / "ledger" / "checkpoints").unlink()
-    truncated = invoke(repo, "audit", "verify", "--anchor", str(anchor), "--json")
+    truncated = invoke(repo / ".runner", "audit", "verify", "--anchor", str(anchor), "--json")
     assert truncated.code == 1
     assert "TRUNCATED" in [f["code"] for f in truncated.json()["findings"]]  # type: ignore[index]
 
@@ -123,22 +93,22 @@ def test_checkpoint_export_then_verify_against_the_anchor(repo: Path) -> None:
 def test_checkpoint_needs_a_key(in_tmp: Path) -> None:
     with Ledger.open(in_tmp / ".runner", signer=None) as led:
         led.append("gc.pruned", None, gc_pruned())
-    result = invoke(in_tmp, "audit", "checkpoint")
+    result = invoke(in_tmp / ".runner", "audit", "checkpoint")
     assert result.code == 2 and "no signing key" in result.err
 
 
 def test_show_filters_by_run(repo: Path) -> None:
     fill(repo, 2, "r1")
     fill(repo, 1, "r2")
-    shown = invoke(repo, "audit", "show", "--run", "r2", "--json").json()
+    shown = invoke(repo / ".runner", "audit", "show", "--run", "r2", "--json").json()
     assert isinstance(shown, list) and [e["run_id"] for e in shown] == ["r2"]
-    human = invoke(repo, "audit", "show")
+    human = invoke(repo / ".runner", "audit", "show")
     assert human.code == 0 and len(human.out.splitlines()) == 3 and "step.finished" in human.out
 
 
 def test_prove_prints_a_proof_that_verifies(repo: Path) -> None:
     fill(repo, 7)
-    result = invoke(repo, "audit", "prove", "4", "--json")
+    result = invoke(repo / ".runner", "audit", "prove", "4", "--json")
     assert result.code == 0
     proof = result.json()
     assert isinstance(proof, dict) and proof["size"] == 7 and proof["entry"]["step"] == 4
@@ -147,7 +117,7 @@ def test_prove_prints_a_proof_that_verifies(repo: Path) -> None:
     root = merkle.root_of(merkle.leaf_hash(line) for line in lines)
     assert proof["leaf"] == leaf.hex()
     merkle.verify_inclusion(4, 7, leaf, [bytes.fromhex(h) for h in proof["proof"]], root)
-    beyond = invoke(repo, "audit", "prove", "7")
+    beyond = invoke(repo / ".runner", "audit", "prove", "7")
     assert beyond.code == 2 and "not covered" in beyond.err
 
 
@@ -155,14 +125,14 @@ def test_prove_refuses_an_entry_changed_since_the_checkpoint(repo: Path) -> None
     fill(repo, 4)
     path = repo / ".runner" / "ledger" / ENTRIES
     path.write_bytes(path.read_bytes().replace(b'"step":1', b'"step":9'))
-    result = invoke(repo, "audit", "prove", "1")
+    result = invoke(repo / ".runner", "audit", "prove", "1")
     assert result.code == 1 and "not provably in the signed checkpoint" in result.err
 
 
 def test_rotate_records_the_new_key_signed_by_both(repo: Path) -> None:
     fill(repo, 2)
     old = signer_of(repo)
-    result = invoke(repo, "keys", "rotate", "--json")
+    result = invoke(repo / ".runner", "keys", "rotate", "--json")
     assert result.code == 0
     document = result.json()
     assert isinstance(document, dict) and document["old"] == old.public.key_id
@@ -175,14 +145,14 @@ def test_rotate_records_the_new_key_signed_by_both(repo: Path) -> None:
         if b"key.rotated" in line
     ]
     assert [s["key"] for s in rotated[0]["signatures"]] == [old.public.key_id, new.public.key_id]
-    assert invoke(repo, "audit", "verify").code == 0
+    assert invoke(repo / ".runner", "audit", "verify").code == 0
 
 
 def test_rotate_refuses_a_key_from_the_environment(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RUNNER_SIGNING_KEY", Signer.generate().pem().decode())
-    result = invoke(repo, "keys", "rotate")
+    result = invoke(repo / ".runner", "keys", "rotate")
     assert result.code == 2 and "RUNNER_SIGNING_KEY" in result.err
 
 

@@ -1,21 +1,17 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from declared import step_started
 
-from runner.app import App
 from runner.audit import canonical, provenance
 from runner.audit.keys import Signer, TrustedKeys, load_signer
 from runner.audit.ledger import Ledger
-from runner.cli import cli
 from runner.errors import InvalidInput, VerificationFailed
-from runner.output import Output
 
 IMAGE_A = "sha256:" + "a" * 64
 IMAGE_B = "sha256:" + "b" * 64
@@ -128,26 +124,9 @@ def test_cli_export_writes_the_envelope(in_tmp: Path) -> None:
     state = in_tmp / ".runner"
     signer = load_signer(state, in_tmp, create=True, say=lambda _: None)
     record_run(state, signer, "run-1")
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=state, out=Output(stdout=out, stderr=err, color="never"))
     target = in_tmp / "prov.json"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "--state-dir",
-            str(state),
-            "audit",
-            "export",
-            "run-1",
-            "--format",
-            "slsa",
-            "-o",
-            str(target),
-        ],
-        obj=app,
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0 and "wrote SLSA provenance" in err.getvalue()
+    result = invoke(state, "audit", "export", "run-1", "--format", "slsa", "-o", str(target))
+    assert result.code == 0 and "wrote SLSA provenance" in result.err
     envelope = json.loads(target.read_text())
     statement = provenance.open_envelope(envelope, TrustedKeys([signer.public]))
     assert statement["predicate"]["runDetails"]["metadata"]["invocationId"] == "run-1"

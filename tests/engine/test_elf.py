@@ -1,4 +1,4 @@
-"""runner.elf against `readelf` (a tool of this test only) on real and synthetic ELF files."""
+"""runner.engine.elf against `readelf` (a tool of this test only) on real and synthetic ELF files."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import invoke
 
-from runner.app import App
-from runner.cli import cli
 from runner.engine.fake import FakeBackend
 from runner.engine.images import (
     FALLBACK_BASE,
@@ -25,9 +23,7 @@ from runner.engine.images import (
     image_tag,
     resolve_container,
 )
-from runner.error_handler import Exit, handle_errors
 from runner.errors import InvalidInput
-from runner.output import Output
 
 if TYPE_CHECKING:
     from runner.engine.docker.backend import DockerBackend
@@ -128,34 +124,24 @@ def test_resolve_container_names_references_and_the_default(
         resolve_container("runner-test.invalid/nothing:1", REPO, backend=backend)
 
 
-def cli_run(args: list[str], state: Path) -> tuple[int, str, str]:
-    """`runner ARGS` in-process, with the error handling of `runner.cli.main`."""
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=state, out=Output(stdout=out, stderr=err))
-    code = 0
-    try:
-        with handle_errors(app.out, debug=False):
-            code = cli.main(args, obj=app, standalone_mode=False, prog_name="runner") or 0
-    except Exit as exc:
-        code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.mark.docker
 def test_images_build_command_prints_tags_and_json(
     probe: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo, _ = probe
     monkeypatch.chdir(repo)
-    code, out, _ = cli_run(["images", "build"], tmp_path / "state")
+    done = invoke(tmp_path / "state", "images", "build")
+    code, out, _ = done.code, done.out, done.err
     tag = image_tag("probe", repo)
     assert code == 0
     assert out.startswith(f"probe -> {tag}  ") and out.rstrip().endswith("(built)")
-    code, out, _ = cli_run(["images", "build", "probe", "--json"], tmp_path / "state")
+    done = invoke(tmp_path / "state", "images", "build", "probe", "--json")
+    code, out, _ = done.code, done.out, done.err
     assert code == 0
     (entry,) = json.loads(out)["images"]
     assert (entry["name"], entry["tag"], entry["cached"]) == ("probe", tag, True)
-    code, _, err = cli_run(["images", "build", "nope"], tmp_path / "state")
+    done = invoke(tmp_path / "state", "images", "build", "nope")
+    code, _, err = done.code, done.out, done.err
     assert code == 2
     assert "no containers/<name>/Dockerfile for nope (known: probe)" in err
 

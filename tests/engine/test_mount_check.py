@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import stat
 import time
@@ -11,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from runner.app import App
-from runner.cli import cli
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend
 from runner.engine.docker.mount_check import check_container, parse_mountinfo, violations
 from runner.errors import MissionFailed
-from runner.output import Output
 
 SAMPLE = (
     "600 500 0:50 / / ro,relatime master:1 - overlay overlay rw,lowerdir=/x\n"
@@ -110,13 +105,11 @@ def test_a_run_refuses_a_job_whose_workspace_turned_out_executable(
         create_volume(self, *args, **kwargs)
 
     monkeypatch.setattr(DockerBackend, "create_volume", dropping_noexec)
-    out = io.StringIO()
-    app = App(state_dir=tmp_path / "state", out=Output(stdout=out, stderr=io.StringIO()))
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["run", "--json", "m.yml"], obj=app, standalone_mode=False)
-    assert isinstance(result.exception, MissionFailed)
+    result = invoke(tmp_path / "state", "run", "--json", "m.yml")
+    assert result.code == MissionFailed.exit_code, result.err
     assert time.monotonic() - started < 15, "the refused step was left running"
-    job = json.loads(out.getvalue())["jobs"]["j"]
+    job = result.json()["jobs"]["j"]
     assert job["steps"][0]["reason"] == (
         "refused: /workspace (overlay) is writable by uid 65534 and not noexec"
     )

@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import InvalidInput
-from runner.expressions import parser as P
-from runner.expressions.evaluate import (
+from runner.expressions import (
     FUNCTIONS,
     STATUS_FUNCTIONS,
     ExpressionError,
@@ -31,6 +30,7 @@ from runner.expressions.evaluate import (
     to_string,
     truthy,
 )
+from runner.expressions import parser as P
 from runner.findings import Severity
 
 NAN = math.nan

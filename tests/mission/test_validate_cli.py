@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 from textwrap import dedent
 
-from click.testing import CliRunner
-
-from runner.app import App
-from runner.cli import cli
-from runner.output import Output
+from conftest import invoke
 
 GOOD = """
 name: good
@@ -30,14 +25,6 @@ jobs:
 """
 
 
-def _invoke(args: list[str], state: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=state, out=Output(stdout=out, stderr=err, color="never"))
-    result = CliRunner().invoke(cli, args, obj=app)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, out.getvalue(), err.getvalue()
-
-
 def _missions(repo: Path, **files: str) -> None:
     folder = repo / ".missions"
     folder.mkdir(exist_ok=True)
@@ -47,7 +34,8 @@ def _missions(repo: Path, **files: str) -> None:
 
 def test_default_validates_every_mission_and_prints_each_finding(in_tmp: Path) -> None:
     _missions(in_tmp, **{"a.yml": GOOD, "b.yaml": BAD})
-    code, out, _ = _invoke(["validate"], in_tmp / "state")
+    done = invoke(in_tmp / "state", "validate")
+    code, out = done.code, done.out
     assert code == 2
     assert out.splitlines() == [
         '.missions/a.yml:3:1: note: permissions: "read-all" is a GitHub token scope, '
@@ -60,7 +48,8 @@ def test_default_validates_every_mission_and_prints_each_finding(in_tmp: Path) -
 
 def test_valid_missions_exit_0(in_tmp: Path) -> None:
     _missions(in_tmp, **{"a.yml": GOOD})
-    code, out, _ = _invoke(["validate"], in_tmp / "state")
+    done = invoke(in_tmp / "state", "validate")
+    code, out = done.code, done.out
     assert code == 0
     assert out.splitlines()[-1] == "1 file checked: 0 errors, 0 warnings, 1 note"
 
@@ -70,7 +59,8 @@ def test_a_directory_argument_means_its_yaml_files(in_tmp: Path) -> None:
     workflows.mkdir(parents=True)
     (workflows / "ci.yml").write_text(dedent(BAD), encoding="utf-8")
     (workflows / "README.md").write_text("not yaml", encoding="utf-8")
-    code, out, _ = _invoke(["validate", ".github/workflows"], in_tmp / "state")
+    done = invoke(in_tmp / "state", "validate", ".github/workflows")
+    code, out = done.code, done.out
     assert code == 2
     assert out.splitlines()[0].startswith(".github/workflows/ci.yml:5:13: jobs.a.needs[0]: ")
     assert out.splitlines()[-1] == "1 file checked: 1 error, 0 warnings, 0 notes"
@@ -78,7 +68,8 @@ def test_a_directory_argument_means_its_yaml_files(in_tmp: Path) -> None:
 
 def test_json_lists_the_findings_of_each_file(in_tmp: Path) -> None:
     _missions(in_tmp, **{"a.yml": GOOD, "b.yml": BAD})
-    code, out, _ = _invoke(["validate", "--json"], in_tmp / "state")
+    done = invoke(in_tmp / "state", "validate", "--json")
+    code, out = done.code, done.out
     assert code == 2
     report = json.loads(out)
     assert [(r["path"], r["valid"]) for r in report] == [
@@ -122,5 +113,6 @@ def test_no_missions_is_an_error_with_a_hint(in_tmp: Path) -> None:
 
 def test_the_project_missions_validate(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
-    code, out, _ = _invoke(["validate", str(repo / ".missions")], tmp_path / "state")
+    done = invoke(tmp_path / "state", "validate", str(repo / ".missions"))
+    code, out = done.code, done.out
     assert code == 0, out

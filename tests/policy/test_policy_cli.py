@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonpatch
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from runner.app import App
-from runner.cli import cli
-from runner.error_handler import Exit, handle_errors
-from runner.output import Output
 from runner.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,32 +49,11 @@ rules:
 """
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 def write(root: Path, name: str, text: str) -> Path:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
-
-
-def invoke(root: Path, *args: str) -> Result:
-    """As `runner.cli.main` does: the command, then errors as messages and exit codes."""
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=root / ".runner", out=Output(stdout=out, stderr=err, color="never"))
-    code = 0
-    try:
-        with handle_errors(app.out, debug=False):
-            result = CliRunner().invoke(cli, list(args), obj=app, catch_exceptions=False)
-            code = result.exit_code
-    except Exit as exc:
-        code = exc.code
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -91,7 +64,7 @@ def repo(in_tmp: Path) -> Path:
 
 def test_check_denies_what_the_policy_does_not_grant(repo: Path) -> None:
     write(repo, "policies/default.yml", POLICY)
-    result = invoke(repo, "policy", "check")
+    result = invoke(repo / ".runner", "policy", "check")
     assert result.code == 3
     assert result.out.splitlines() == [
         f"policy: policies/default.yml (sha256:{_digest(repo)[:12]})",
@@ -117,7 +90,7 @@ def _digest(root: Path) -> str:
 
 def test_explain_names_the_rule_or_the_reason_and_place(repo: Path) -> None:
     write(repo, "policies/default.yml", POLICY)
-    lines = invoke(repo, "policy", "check", "--explain").out.splitlines()
+    lines = invoke(repo / ".runner", "policy", "check", "--explain").out.splitlines()
     assert "    allowed  image python  [base] granted by the top-level lists" in lines
     assert (
         "    denied   network egress  at jobs.publish.permissions.network (11:28): no rule "
@@ -134,7 +107,7 @@ def test_explain_names_the_rule_or_the_reason_and_place(repo: Path) -> None:
 
 def test_a_matching_rule_allows_and_check_exits_0(repo: Path) -> None:
     write(repo, "policies/default.yml", POLICY + RELEASE_RULE)
-    result = invoke(repo, "policy", "check", "--explain")
+    result = invoke(repo / ".runner", "policy", "check", "--explain")
     assert result.code == 0, result.out
     assert "    allowed  network egress  [ci-may-publish] granted by rule ci-may-publish" in (
         result.out.splitlines()
@@ -144,7 +117,7 @@ def test_a_matching_rule_allows_and_check_exits_0(repo: Path) -> None:
 
 def test_json_is_a_list_of_decisions(repo: Path) -> None:
     write(repo, "policies/default.yml", POLICY)
-    result = invoke(repo, "policy", "check", "--json")
+    result = invoke(repo / ".runner", "policy", "check", "--json")
     assert result.code == 3
     decisions = json.loads(result.out)
     assert isinstance(decisions, list) and len(decisions) == 8
@@ -158,7 +131,7 @@ def test_json_is_a_list_of_decisions(repo: Path) -> None:
 
 
 def test_no_policy_denies_everything_and_says_why(repo: Path) -> None:
-    result = invoke(repo, "policy", "check", "--explain")
+    result = invoke(repo / ".runner", "policy", "check", "--explain")
     assert result.code == 3
     lines = result.out.splitlines()
     why = "no policy at policies/default.yml: everything is denied; write one (see docs/policy.md)"
@@ -169,7 +142,7 @@ def test_no_policy_denies_everything_and_says_why(repo: Path) -> None:
 
 def test_an_invalid_policy_is_exit_2_with_positions(repo: Path) -> None:
     write(repo, "policies/default.yml", POLICY + "tools-all: true\n")
-    result = invoke(repo, "policy", "check")
+    result = invoke(repo / ".runner", "policy", "check")
     assert result.code == 2
     assert (
         "policies/default.yml:5:1: tools-all: unknown key; a policy holds only the keys "
@@ -185,7 +158,7 @@ def test_named_missions_and_a_policy_option(repo: Path) -> None:
         "other/one.yml",
         "name: one\njobs:\n  a:\n    container: python\n    steps: [{run: 'true'}]\n",
     )
-    result = invoke(repo, "policy", "check", "--policy", "strict.yml", "other/one.yml")
+    result = invoke(repo / ".runner", "policy", "check", "--policy", "strict.yml", "other/one.yml")
     assert result.code == 0, result.out + result.err
     assert result.out.splitlines()[:2] == [
         f"policy: strict.yml (sha256:{_digest_of(repo / 'strict.yml', repo)[:12]})",
@@ -211,7 +184,7 @@ def test_security_warnings_are_shown_and_enforced_ones_deny(repo: Path) -> None:
         """,
     )
     write(repo, "policies/default.yml", "version: 1\nimages: [base]\ntools: [sh]\n")
-    lax = invoke(repo, "policy", "check", ".missions/pr.yml")
+    lax = invoke(repo / ".runner", "policy", "check", ".missions/pr.yml")
     assert lax.code == 0
     assert ".missions/pr.yml:6:14: warning: jobs.greet.steps[0].run: untrusted input" in lax.out
     write(
@@ -219,7 +192,7 @@ def test_security_warnings_are_shown_and_enforced_ones_deny(repo: Path) -> None:
         "policies/default.yml",
         "version: 1\nimages: [base]\ntools: [sh]\nenforce: [template-injection]\n",
     )
-    strict = invoke(repo, "policy", "check", "--explain", ".missions/pr.yml")
+    strict = invoke(repo / ".runner", "policy", "check", "--explain", ".missions/pr.yml")
     assert strict.code == 3
     assert (
         "    denied   check template-injection  at jobs.greet.steps[0].run (6:14): untrusted"
@@ -241,13 +214,13 @@ def test_enforced_credential_warnings_from_validation_deny(repo: Path) -> None:
         """,
     )
     write(repo, "policies/default.yml", "version: 1\nimages: [base]\ntools: [sh]\n")
-    assert invoke(repo, "policy", "check", ".missions/db.yml").code == 0
+    assert invoke(repo / ".runner", "policy", "check", ".missions/db.yml").code == 0
     write(
         repo,
         "policies/default.yml",
         "version: 1\nimages: [base]\ntools: [sh]\nenforce: [credential]\n",
     )
-    result = invoke(repo, "policy", "check", "--json", ".missions/db.yml")
+    result = invoke(repo / ".runner", "policy", "check", "--json", ".missions/db.yml")
     assert result.code == 3
     (denied,) = [d for d in json.loads(result.out) if not d["allowed"]]
     assert (denied["capability"], denied["value"], denied["keypath"]) == (
@@ -288,7 +261,7 @@ def test_enforced_credential_warnings_from_validation_deny(repo: Path) -> None:
 def test_smuggled_capabilities_are_refused(in_tmp: Path, mission: str, error: str) -> None:
     write(in_tmp, "policies/default.yml", POLICY)
     write(in_tmp, ".missions/x.yml", mission)
-    result = invoke(in_tmp, "policy", "check")
+    result = invoke(in_tmp / ".runner", "policy", "check")
     assert result.code == 2
     assert error in result.err
 
@@ -309,7 +282,7 @@ def test_anchors_and_merge_keys_do_not_escape_the_decision(in_tmp: Path) -> None
           b: *job
         """,
     )
-    result = invoke(in_tmp, "policy", "check", "--json")
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
     assert result.code == 3
     denied = {
         (d["job"], d["capability"], d["value"]) for d in json.loads(result.out) if not d["allowed"]
@@ -329,7 +302,7 @@ def test_on_is_a_string_key_in_missions(in_tmp: Path) -> None:
         ".missions/x.yml",
         "name: x\non: [push]\njobs:\n  a:\n    permissions: {network: egress}\n    steps: [{run: 'true'}]\n",
     )
-    result = invoke(in_tmp, "policy", "check", "--json")
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
     assert result.code == 3
     assert {"capability": "network", "allowed": False}.items() <= next(
         d for d in json.loads(result.out) if d["capability"] == "network"
@@ -350,7 +323,7 @@ def test_matrix_image_from_a_yaml_matrix(in_tmp: Path) -> None:
             steps: [{run: 'true'}]
         """,
     )
-    result = invoke(in_tmp, "policy", "check", "--json")
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
     assert result.code == 3
     images = {
         (d["job"], d["value"], d["allowed"])
@@ -386,7 +359,7 @@ def test_diff_summarizes_grants_and_revocations(in_tmp: Path) -> None:
             allow: {exec: true}
         """,
     )
-    result = invoke(in_tmp, "policy", "diff", str(old), str(new))
+    result = invoke(in_tmp / ".runner", "policy", "diff", str(old), str(new))
     assert result.code == 0
     lines = result.out.splitlines()
     summary = lines[2 : lines.index("patch (RFC 6902):")]
@@ -407,7 +380,7 @@ def test_diff_summarizes_grants_and_revocations(in_tmp: Path) -> None:
 
 def test_diff_from_no_policy_grants_everything_and_json(in_tmp: Path) -> None:
     new = write(in_tmp, "new.yml", POLICY)
-    result = invoke(in_tmp, "policy", "diff", "absent.yml", str(new), "--json")
+    result = invoke(in_tmp / ".runner", "policy", "diff", "absent.yml", str(new), "--json")
     doc = json.loads(result.out)
     assert doc["old"]["denied"].startswith("no policy at absent.yml")
     assert {"op": "add", "path": "/version", "value": 1} in doc["patch"]
@@ -420,7 +393,7 @@ def test_diff_of_equal_policies(in_tmp: Path) -> None:
     b = write(
         in_tmp, "b.yml", "# same, reordered\n" + "\n".join(reversed(POLICY.splitlines())) + "\n"
     )
-    result = invoke(in_tmp, "policy", "diff", str(a), str(b))
+    result = invoke(in_tmp / ".runner", "policy", "diff", str(a), str(b))
     assert result.code == 0
     assert result.out.splitlines()[-1] == "no change"
 
@@ -432,7 +405,7 @@ def test_diff_of_an_invalid_policy_is_exit_2(in_tmp: Path) -> None:
         "b.yml",
         POLICY + "rules: [{name: x, match: {mission: '*', job: '*'}, allow: {root: true}}]\n",
     )
-    result = invoke(in_tmp, "policy", "diff", str(a), str(b))
+    result = invoke(in_tmp / ".runner", "policy", "diff", str(a), str(b))
     assert result.code == 2
     assert "b.yml:5:60: rules[0].allow.root: unknown key" in result.err
 

@@ -3,48 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from click.testing import CliRunner
+from conftest import invoke
 
-from runner.app import App
-from runner.cli import cli
-from runner.error_handler import Exit, handle_errors
-from runner.output import Output
 from runner.records.eventlog import EventLog
 from runner.records.rundirs import hold_run_lock
 from runner.secrets.redact import Redactor
 
 RUNNER = Path(sys.executable).parent / "runner"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def invoke(state: Path, *args: str) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    app = App(state_dir=state, out=Output(stdout=out, stderr=err, color="never"))
-    code = 0
-    try:
-        with handle_errors(app.out, debug=False):
-            result = CliRunner().invoke(
-                cli, ["--state-dir", str(state), *args], obj=app, catch_exceptions=False
-            )
-            code = result.exit_code
-    except Exit as exc:
-        code = exc.code
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def write_run(state: Path, run_id: str, *, secret: str = "s3cr3t-token-value") -> Path:

@@ -3,7 +3,6 @@ and `runner runs` agreeing on which runs are live."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,14 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from runner.app import App
-from runner.cli import cli
 from runner.engine.backend import LABEL_RUN, run_labels
 from runner.engine.docker.backend import connect
 from runner.errors import InvalidInput
-from runner.output import Output
 from runner.records.results import RunResult, Status
 from runner.records.rundirs import RunDir, RunLocked, hold_run_lock, is_live, run_dirs
 from runner.run.gc import parse_age, prune_runs, sweep
@@ -157,14 +153,9 @@ def test_gc_after_a_sigkilled_run_leaves_nothing_of_it(tmp_path: Path) -> None:
         )
         with hold_run_lock(state, alive):
             client.create_volume(f"runner-{alive}", labels=run_labels(state, alive))
-            out = io.StringIO()
-            result = CliRunner().invoke(
-                cli,
-                ["--state-dir", str(state), "gc", "--json"],
-                obj=App(state_dir=state, out=Output(stdout=out, stderr=out)),
-            )
-            assert result.exit_code == 0, out.getvalue() + str(result.exception)
-            report = json.loads(out.getvalue())
+            result = invoke(state, "gc", "--json")
+            assert result.code == 0, result.err
+            report = result.json()
             assert backend.list_labelled(f"{LABEL_RUN}={dead}") == ({}, {})
             assert backend.list_labelled(f"{LABEL_RUN}={unlabelled}") == ({}, {})
             _, kept = backend.list_labelled(f"{LABEL_RUN}={alive}")
@@ -192,28 +183,17 @@ def test_gc_after_a_sigkilled_run_leaves_nothing_of_it(tmp_path: Path) -> None:
 
 def test_gc_without_an_engine_is_exit_4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    out = io.StringIO()
-    result = CliRunner().invoke(
-        cli,
-        ["gc"],
-        obj=App(state_dir=tmp_path / "state", out=Output(stdout=out, stderr=out)),
-    )
-    assert result.exit_code != 0
-    assert getattr(result.exception, "exit_code", None) == 4
+    result = invoke(tmp_path / "state", "gc")
+    assert result.code == 4, result.err
 
 
 @pytest.mark.docker
 def test_gc_prunes_old_runs_and_records_it(tmp_path: Path) -> None:
     state = (tmp_path / "state").resolve()
     make_runs(state, {"old1": 50, "new1": 1}, time.time())
-    out = io.StringIO()
-    result = CliRunner().invoke(
-        cli,
-        ["--state-dir", str(state), "gc", "--older-than", "2d"],
-        obj=App(state_dir=state, out=Output(stdout=out, stderr=out)),
-    )
-    assert result.exit_code == 0, out.getvalue() + str(result.exception)
-    assert out.getvalue().splitlines() == [
+    result = invoke(state, "gc", "--older-than", "2d")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
         "removed 0 container(s) and 0 volume(s) of dead runs; pruned 1 run(s)",
         "  pruned run old1",
     ]
@@ -269,14 +249,9 @@ def test_gc_and_runs_agree_on_which_runs_are_live(tmp_path: Path) -> None:
     with hold_run_lock(state, "live") as live:
         live.write_record(record("live"))
         live.lock.write_text(dead_pid)  # a pid of another pid namespace, say
-        out = io.StringIO()
-        listed = CliRunner().invoke(
-            cli,
-            ["--state-dir", str(state), "runs", "--json"],
-            obj=App(state_dir=state, out=Output(stdout=out, stderr=out)),
-        )
-        assert listed.exit_code == 0, out.getvalue()
-        results = {run["run_id"]: run["result"] for run in json.loads(out.getvalue())}
+        listed = invoke(state, "runs", "--json")
+        assert listed.code == 0, listed.err
+        results = {run["run_id"]: run["result"] for run in listed.json()}
         swept = sweep(backend, state)  # type: ignore[arg-type]
         pruned = prune_runs(state, older_than_s=None, keep=0, now=time.time())
     assert results == {"live": "running", "crashed": "crashed", "finished": "success"}

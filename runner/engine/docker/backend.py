@@ -113,7 +113,7 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._admit = threading.BoundedSemaphore(ENGINE_CONCURRENCY)
         self._layouts: set[str] = set()
-        # a local engine's volume directories can be used in place (see runner.volume_dir)
+        # a local engine's volume directories can be used in place (see runner.engine.docker.volume_dir)
         self._local = str(self.api.base_url).startswith("http+docker://")
         self._data_dirs: dict[str, Path] = {}  # workspace volume -> its data directory
 

@@ -23,13 +23,13 @@ once), and so never trust a value's type. Rules and message formats:
     duration    "1x" is not a duration: a number of seconds or 500ms, 30s, 2m, 1h
     env-var     environment variable name "A=B" is not valid: it must not be empty or
                 contain "=", whitespace or NUL
-    artifact, credential   see runner.check_content
-    expression, if-cond    see runner.check_expressions
+    artifact, credential   see runner.mission.checks.content
+    expression, if-cond    see runner.mission.checks.expressions
     github-only (note) "runs-on" is GitHub-only and means nothing to a local runner; ignored
     name        (warning) no "name": the mission is named after its file, "ci"
 
 The checks of what a mission holds (artifacts, credentials) and of its expressions live
-in runner.check_content and runner.check_expressions; `Checker` runs them all.
+in runner.mission.checks.content and .expressions; `Checker` runs them all.
 """
 
 from __future__ import annotations

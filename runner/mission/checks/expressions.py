@@ -36,6 +36,7 @@ from runner.expressions import parser as ep
 from runner.findings import Severity
 from runner.mission.checks.base import Reporter, dict_of, list_of, names_of, one_expression, show
 from runner.mission.yaml_loader import join
+from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
 
 # GitHub's context-availability table (docs: contexts#context-availability), plus `mission`
 BASE = frozenset({"github", "mission", "vars", "inputs"})
@@ -221,10 +222,10 @@ class ExpressionChecks(Reporter):
     def _expression(self, text: str, keypath: str, scope: ex.Scope, *, bare: bool) -> None:
         if "github_token" in text.lower():
             for name, offset in references(text, "secrets", bare=bare):
-                if name.upper() == "GITHUB_TOKEN":
+                if name.upper() == GITHUB_TOKEN:
                     self.add(
                         keypath,
-                        "secrets.GITHUB_TOKEN means nothing here: it evaluates to empty",
+                        GITHUB_TOKEN_NOTE,
                         "github-only",
                         Severity.NOTE,
                         at=self.doc.locate(keypath, offset),
