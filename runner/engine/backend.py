@@ -35,7 +35,7 @@ from runner.errors import PolicyDenied, RunnerError
 LABEL_RUN = "runner.run-id"
 LABEL_STATE = "runner.state-dir"
 LABEL_JOB = "runner.job"
-LABEL_ROLE = "runner.role"  # "step", "workspace", "workspace-data", "helper"
+LABEL_ROLE = "runner.role"  # "step", "workspace", "workspace-data", "helper", "network", "init"
 
 WORKSPACE_PATH = "/workspace"
 NOBODY = 65534
