@@ -163,18 +163,19 @@ def test_a_damaged_init_volume_is_found_and_refilled_from_the_image(
 ) -> None:
     """The volume is checked byte for byte against the image before any step mounts it."""
     image = init_tag()
-    expected = backend._init_content(image, None)
-    assert expected is not None and expected.startswith(b"\x7fELF")
     volume = f"runner-test-init-{run_id}"
     backend.api.create_volume(volume, labels={LABEL_RUN: run_id})
     try:
-        assert backend._init_content(image, volume) is None  # empty
+        expected, held = backend._init_contents(image, volume)
+        assert expected is not None and expected.startswith(b"\x7fELF")
+        assert held is None  # empty
         backend._ready_volume(image, volume)
-        assert backend._init_content(image, volume) == expected
+        assert backend._init_contents(image, volume) == (expected, expected)
         backend._fill_init(image, volume, b"#!/bin/sh\necho hijacked\n")
+        assert backend._init_contents(image, volume)[1] != expected
         backend._ready_volume(image, volume)
-        assert backend._init_content(image, volume) == expected
+        assert backend._init_contents(image, volume) == (expected, expected)
     finally:
         backend.remove_volume(volume)
-    backend.prepare_init()
-    assert backend._init_content(image, init_volume()) == expected
+    backend._await_init()  # what every `create` waits for
+    assert backend._init_contents(image, init_volume()) == (expected, expected)

@@ -66,6 +66,7 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Docker 20.10's API; newer engines and Podman serve it too. A fixed version also spares
 # the SDK's version probe, which leaks its socket when no engine answers.
 API_VERSION = "1.41"
+INIT_CHECK_PATH = "/check"  # where a helper mounts the runner-init volume
 LAYOUT_IMAGE = "runner-internal/workspace-layout"  # containers of it are never started
 # Calls that make the engine work (create, start, remove, volumes) admitted at once. The
 # engine saturates at a handful (shared/research: 4-8 workers reach its 6-8 containers/s;
@@ -127,7 +128,8 @@ class DockerBackend:
         # a local engine's volume directories can be used in place (see runner.engine.docker.volume_dir)
         self._local = str(self.api.base_url).startswith("http+docker://")
         self._data_dirs: dict[str, Path] = {}  # workspace volume -> its data directory
-        self._init_ready = False  # the runner-init volume is filled and checked
+        self._init_thread: threading.Thread | None = None  # fills and checks its volume
+        self._init_error: RunnerError | None = None
         self._init_lock = threading.Lock()
         self._env: dict[str, bytes] = {}  # created, not started: runner-init's stdin
         self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
@@ -138,7 +140,7 @@ class DockerBackend:
     def create(self, spec: ContainerSpec) -> str:
         arguments = create_arguments(self.api, container_config(spec))
         env = contract.encode_env(spec.env)
-        self.prepare_init()
+        self._await_init()
         with self._admit, docker_errors(f"creating a container of {spec.image}"):
             created = self.api.create_container(**arguments)
         cid = cast(str, created["Id"])
@@ -147,60 +149,82 @@ class DockerBackend:
         return cid
 
     def prepare_init(self, say: Callable[[str], None] | None = None) -> None:
-        """Make runner-init ready for steps: its image (built once per engine; `say` shows
-        the progress) and the volume steps mount it from, filled and checked once per
-        backend."""
+        """Make runner-init ready for steps: its image, built once per engine (`say`
+        shows the progress), then the volume steps mount it from, filled and checked in
+        the background (once per backend: `create` waits for it)."""
         with self._init_lock:
-            if self._init_ready:
+            if self._init_thread is not None:
                 return
             image = ensure_image(self, say)
             volume = init_volume()
             with docker_errors("preparing the runner-init volume"):
                 self.api.create_volume(volume, labels={LABEL_ROLE: "init"})
+            self._init_thread = threading.Thread(
+                target=self._ready_in_background, args=(image, volume), daemon=True
+            )
+            self._init_thread.start()
+
+    def _ready_in_background(self, image: str, volume: str) -> None:
+        try:
             self._ready_volume(image, volume)
-            self._init_ready = True
+        except RunnerError as exc:
+            self._init_error = exc
+
+    def _await_init(self) -> None:
+        self.prepare_init()
+        assert self._init_thread is not None
+        self._init_thread.join()
+        if self._init_error is not None:
+            raise self._init_error
 
     def _ready_volume(self, image: str, volume: str) -> None:
-        """Make `volume` hold exactly the runner-init of `image` (filled when it does not:
-        empty, or damaged)."""
+        """Make `volume` hold exactly the runner-init of `image`: one never-started helper
+        of the image with the volume mounted beside the program reads both, and the volume
+        is filled when it differs (empty, or damaged)."""
         with docker_errors(f"filling the runner-init volume {volume}"):
-            expected = self._init_content(image, None)
-            if self._init_content(image, volume) == expected:
+            expected, held = self._init_contents(image, volume)
+            if expected is None:
+                raise RunnerError(f"the runner-init image {image} holds no {contract.PATH}")
+            if held == expected:
                 return
             self._fill_init(image, volume, expected)
-            if self._init_content(image, volume) != expected:
+            if self._init_contents(image, volume)[1] != expected:
                 raise RunnerError(
                     f"the runner-init volume {volume} does not hold runner-init",
                     hint=f"remove it (`docker volume rm {volume}`) and run again",
                 )
 
-    def _init_content(self, image: str, volume: str | None) -> bytes | None:
-        """runner-init as the image has it (`volume` None) or as `volume` holds it."""
-        mounts = [] if volume is None else [Mount(contract.DIRECTORY, volume, no_copy=True)]
-        helper = self._helper(image, mounts)
+    def _init_contents(self, image: str, volume: str) -> tuple[bytes | None, bytes | None]:
+        """runner-init as the image has it, and as `volume` holds it (None: missing)."""
+        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
         try:
-            try:
-                stream, _ = self.api.get_archive(helper, contract.PATH)
-            except docker.errors.NotFound:
-                return None
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-                member = tar.next()
-                handle = tar.extractfile(member) if member is not None else None
-                return handle.read() if handle is not None else None
+            name = posixpath.basename(contract.PATH)
+            return (
+                self._file_of(helper, contract.PATH),
+                self._file_of(helper, f"{INIT_CHECK_PATH}/{name}"),
+            )
         finally:
             self.remove(helper)
 
-    def _fill_init(self, image: str, volume: str, program: bytes | None) -> None:
-        if program is None:
-            raise RunnerError(f"the runner-init image {image} holds no {contract.PATH}")
+    def _file_of(self, cid: str, path: str) -> bytes | None:
+        try:
+            stream, _ = self.api.get_archive(cid, path)
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None else None
+            return handle.read() if handle is not None else None
+
+    def _fill_init(self, image: str, volume: str, program: bytes) -> None:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             info = tarfile.TarInfo(posixpath.basename(contract.PATH))
             info.size, info.mode = len(program), 0o555
             tar.addfile(info, io.BytesIO(program))
-        helper = self._helper(image, [Mount(contract.DIRECTORY, volume, no_copy=True)])
+        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
         try:
-            self.put_archive(helper, contract.DIRECTORY, buffer.getvalue())
+            self.put_archive(helper, INIT_CHECK_PATH, buffer.getvalue())
         finally:
             self.remove(helper)
 
