@@ -261,8 +261,13 @@ class DockerBackend:
         with docker_errors(f"starting container {cid[:12]}"):
             if env is not None and stdin is None:
                 stdin = sdk.attach_stdin(self.api, cid)
-            with self._admit:
-                self.api.start(cid)
+            try:
+                with self._admit:
+                    self.api.start(cid)
+            except BaseException:
+                if stdin is not None:
+                    stdin.close()
+                raise
             if stdin is not None:
                 stdin.send(env if env is not None else b"")
 

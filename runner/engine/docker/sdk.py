@@ -42,8 +42,12 @@ class Stdin:
         except OSError:
             pass
         finally:
-            if self._owns:
-                self._response.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close a stdin-only connection (an output one closes with its reader)."""
+        if self._owns:
+            self._response.close()
 
 
 def _post_attach(api: docker.APIClient, cid: str, params: dict[str, int]) -> Any:
