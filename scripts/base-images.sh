@@ -3,6 +3,9 @@
 # without any registry: no image can be pulled on this machine.
 #   runner-base/busybox:latest  - busybox-static rootfs (~2 MB), for quick engine tests
 #   debian:bookworm-slim        - debootstrap --variant=minbase bookworm rootfs
+#   runner-internal/init:<hash> - runner-init, the entrypoint of every step, compiled from
+#                                 runner/engine/stepinit/ (gcc from Debian's mirror, about
+#                                 a minute), and the read-only volume steps mount it from
 # Idempotent: an image that already exists is left alone.
 set -euo pipefail
 
@@ -42,4 +45,18 @@ if ! have debian:bookworm-slim; then
   chmod 1777 "$work/deb/tmp"
   tar -C "$work/deb" -c . | docker import -c 'CMD ["/bin/bash"]' - debian:bookworm-slim >/dev/null
   log "built debian:bookworm-slim"
+fi
+
+python="$(dirname "$0")/../.venv/bin/python"
+if [ -x "$python" ]; then
+  "$python" - <<'PY'
+import sys
+from runner.engine.docker.backend import connect
+
+backend = connect()
+try:
+    backend.prepare_init(lambda line: print(f"base-images: {line}", file=sys.stderr))
+finally:
+    backend.close()
+PY
 fi

@@ -1,5 +1,5 @@
-"""`runner gc [--older-than AGE] [--keep N]`: remove the containers and volumes of runs that
-are no longer alive (crashed, killed), and prune old run directories. Never the ledger;
+"""`runner gc [--older-than AGE] [--keep N]`: remove the containers, volumes and egress
+networks of runs that are no longer alive (crashed, killed), and prune old run directories. Never the ledger;
 what was removed or pruned is recorded there (`gc.pruned`)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main(app: App, *, older_than: str | None, keep: int | None) -> int:
         backend.close()
     pruned = prune_runs(app.state_dir, older_than_s=older_than_s, keep=keep, now=time.time())
     report: dict[str, Any] = {**swept.serialize(), "pruned_runs": pruned}
-    if swept.containers or swept.volumes or pruned:
+    if swept.containers or swept.volumes or swept.networks or pruned:
         _record(app, report)
     if app.out.json_mode:
         app.out.json(report)
@@ -33,6 +33,8 @@ def main(app: App, *, older_than: str | None, keep: int | None) -> int:
         f"removed {len(swept.containers)} container(s) and {len(swept.volumes)} volume(s) "
         f"of dead runs; pruned {len(pruned)} run(s)"
     )
+    if swept.networks:
+        app.out.line(f"  removed {len(swept.networks)} egress network(s) and their firewall rules")
     for run_id in pruned:
         app.out.line(f"  pruned run {run_id}")
     for run_id in sorted(set(swept.alive_runs)):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from runner.app import App
-from runner.engine.docker.backend import connect
+from runner.engine.docker.backend import DockerBackend, connect
 from runner.errors import InvalidInput
 from runner.findings import Finding
 from runner.mission.loader import discover_missions, load_mission
@@ -32,6 +32,17 @@ def _select(app: App, paths: tuple[Path, ...], event: str) -> list[tuple[Mission
     if not chosen:
         raise InvalidInput(f"no mission in .missions/ runs on event {event!r} (see their `on:`)")
     return chosen
+
+
+def _engine(app: App) -> DockerBackend:
+    """The engine, with runner-init ready for the steps (built the first time, shown)."""
+    backend = connect()
+    try:
+        backend.prepare_init(app.out.line)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
 
 
 def main(
@@ -79,7 +90,7 @@ def main(
             options,
             warnings=warnings,
             redactor=redactor,
-            connect=connect,
+            connect=lambda: _engine(app),
             resolve_factory=lambda backend, m: resolver(backend, m, app.root, app.state_dir),
         )
     return 0

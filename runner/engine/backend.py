@@ -1,25 +1,30 @@
 """The engine behind a small protocol: everything runner asks of a container engine.
 
 `Backend` covers containers (create, attach, start, wait, kill, remove, archives in and
-out, the mount check), workspace volumes, and images (build from a Dockerfile, import a
-root filesystem, export an image's filesystem, inspect, pull, tag, remove). Its arguments
-and results are plain values and the dataclasses below, never an engine's own types, so
-that a second engine is one more implementation: `docker.backend.DockerBackend` speaks the
-Docker API (Podman's included), `fake.FakeBackend` keeps everything in memory for tests.
+out), workspace volumes, per-job egress networks, and images (build from a Dockerfile,
+import a root filesystem, export an image's filesystem, inspect, pull, tag, remove). Its
+arguments and results are plain values and the dataclasses below, never an engine's own
+types, so that a second engine is one more implementation: `docker.backend.DockerBackend`
+speaks the Docker API (Podman's included), `fake.FakeBackend` keeps everything in memory
+for tests.
 
 `ContainerSpec` is everything a step container is made of, before hardening (the Docker
 backend turns it into its configuration: `docker.hardening`); `spec_digest` is what the
-ledger records of it.
+ledger records of it. Every step container runs under runner-init (`runner.engine.stepinit`):
+the backend delivers the program and hands it the spec's environment at start, so that no
+environment value is stored in the engine's configuration; runner-init refuses a writable
+and executable mount before the step runs (SPEC 6) and kills the container at
+`deadline_s`.
 
-Every container and volume runner creates carries `LABEL_RUN` (the run id) and
-`LABEL_STATE` (the state directory of that run) so that `runner gc` can find what a
-crashed run left behind and tell whether its run is still alive.
+Every container, volume and network runner creates for a run carries `LABEL_RUN` (the run
+id) and `LABEL_STATE` (the state directory of that run) so that `runner gc` can find what
+a crashed run left behind and tell whether its run is still alive.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Protocol
@@ -30,7 +35,7 @@ from runner.errors import PolicyDenied, RunnerError
 LABEL_RUN = "runner.run-id"
 LABEL_STATE = "runner.state-dir"
 LABEL_JOB = "runner.job"
-LABEL_ROLE = "runner.role"  # "step", "workspace", "workspace-data", "helper"
+LABEL_ROLE = "runner.role"  # "step", "workspace", "workspace-data", "helper", "network", "init"
 
 WORKSPACE_PATH = "/workspace"
 NOBODY = 65534
@@ -38,6 +43,10 @@ NOBODY = 65534
 
 class NotFound(RunnerError):
     """A container, volume, image or path inside a container that does not exist."""
+
+
+class EgressUnavailable(RunnerError):
+    """This engine or host cannot give a job egress without also giving it the host."""
 
 
 class ImageBuildFailed(RunnerError):
@@ -60,7 +69,8 @@ def run_labels(state_dir: Path, run_id: str, job_key: str | None = None) -> dict
 
 @dataclass(frozen=True, kw_only=True)
 class ContainerSpec:
-    """One step container, before hardening. `env` is exactly what the step sees."""
+    """One step container, before hardening. `env` is exactly what the step sees (over
+    the image's own), handed to runner-init at start and never stored by the engine."""
 
     image: str
     command: list[str]
@@ -71,13 +81,14 @@ class ContainerSpec:
     pids: int
     workdir: str = WORKSPACE_PATH
     user: int = NOBODY
-    network: bool = False
+    network: str | None = None  # the job's egress network (`create_network`); None: none
     workspace_volume: str | None = None
     workspace_path: str = WORKSPACE_PATH
     workspace_exec: bool = False
     seccomp_deny_memfd: bool = False
     tmp_bytes: int | None = None  # size of the noexec /tmp; None = min(64 MiB, memory / 4)
-    log_max_bytes: int = 16 * 1024 * 1024  # per json-file, 2 files are kept
+    # seconds after its start when runner-init kills the whole container, runner or not
+    deadline_s: float | None = None
 
 
 def check_spec(spec: ContainerSpec) -> None:
@@ -162,7 +173,9 @@ class Backend(Protocol):
         """A tar of `path` of a (stopped) container, in chunks; NotFound when it is missing."""
         ...
 
-    def start(self, cid: str) -> None: ...
+    def start(self, cid: str) -> None:
+        """Start the container and hand runner-init the spec's environment."""
+        ...
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Connect to a created container's stdout and stderr; call before `start` so
@@ -179,13 +192,6 @@ class Backend(Protocol):
 
     def remove(self, cid: str) -> None:
         """Force-remove with its anonymous volumes; a missing container is not an error."""
-        ...
-
-    def check_mounts(self, cid: str, user: int, executable: Collection[str]) -> list[str] | None:
-        """SPEC 6 as the kernel applies it to the running container `cid`: every mount
-        that `user` can write and that is not `noexec`, except the mount points in
-        `executable`, one line each (empty: none). None when this engine cannot look
-        (a remote engine, a container that already exited)."""
         ...
 
     # -- volumes ---------------------------------------------------------------------------
@@ -220,6 +226,24 @@ class Backend(Protocol):
         self, label: str
     ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
         """(containers, volumes) carrying `label` ("key" or "key=value"): id/name -> labels."""
+        ...
+
+    # -- networks --------------------------------------------------------------------------
+
+    def create_network(self, name: str, labels: Mapping[str, str], *, host_reachable: bool) -> None:
+        """A network of its own for one job granted egress: it reaches the outside, never
+        another job's containers, and, unless `host_reachable`, not this host (any of its
+        addresses) nor the engine's other networks. `EgressUnavailable` when the host
+        cannot be kept out (no firewall to set, not root, a remote engine)."""
+        ...
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network made by `create_network` (and its firewall rules); missing is
+        fine."""
+        ...
+
+    def list_networks(self, label: str) -> dict[str, dict[str, str]]:
+        """Networks carrying `label` ("key" or "key=value"): name -> labels."""
         ...
 
     # -- images ----------------------------------------------------------------------------

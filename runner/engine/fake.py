@@ -14,9 +14,12 @@ whole timeout pass at once, so deadlines and retry delays cost no real time; a h
 container yields a millisecond of real time per wait so that another thread can cancel it.
 
 Every call is recorded (`calls`), and so are the containers ever created (`created`), the
-most that ran at once (`peak_running`) and what is left (`containers`, `volumes`).
-What the fake cannot show (hardening, isolation, the kernel's mounts, real output
-streams) is proven by the Docker tests.
+most that ran at once (`peak_running`) and what is left (`containers`, `volumes`,
+`networks`). runner-init's contract is kept: with `mount_problems` set, a started
+container refuses as runner-init does (its line, exit `contract.REFUSED`) before its
+script runs; with `egress_unavailable` set, `create_network` fails closed unless the host
+may be reachable. What the fake cannot show (hardening, isolation, the kernel's mounts,
+the firewall, real output streams) is proven by the Docker tests.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from typing import IO
 from runner.engine.backend import (
     NOBODY,
     ContainerSpec,
+    EgressUnavailable,
     ImageConfig,
     ImageInfo,
     NotFound,
     check_spec,
 )
+from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, RunnerError
 
 HANG_SLICE_S = 0.001  # real time a hanging container's wait yields to other threads
@@ -186,7 +191,9 @@ class FakeBackend:
         self.volumes: dict[str, FakeVolume] = {}
         self.images: dict[str, FakeImage] = {}  # reference and id -> image
         self.pullable: dict[str, bytes] = {}  # what `pull_image` can fetch: ref -> rootfs
-        self.mount_problems: list[str] = []  # what `check_mounts` reports of a running one
+        self.mount_problems: list[str] = []  # what runner-init refuses a started one for
+        self.networks: dict[str, dict[str, str]] = {}  # name -> labels
+        self.egress_unavailable: str | None = None  # why the host cannot be kept out
         self.local_volumes = True  # False: `read_files` says None, as a remote engine does
         self.peak_running = 0
         self.closed = False
@@ -278,6 +285,13 @@ class FakeBackend:
                 raise RunnerError(f"container {cid} was started twice")
             container.state = "running"
             self.peak_running = max(self.peak_running, len(self.running()))
+        if self.mount_problems:  # runner-init refuses before the step runs
+            line = contract.REFUSAL_PREFIX + "; ".join(self.mount_problems).encode() + b"\n"
+            with self._lock:
+                container.behaviour = Exit(contract.REFUSED, line)
+                container.output.add(line)
+                container.ends_at = self.clock.monotonic()
+            return
         behaviour = self.script(container.spec)  # may block on the test's synchronisation
         with self._lock:
             container.behaviour = behaviour
@@ -350,13 +364,6 @@ class FakeBackend:
             self._exit(container, KILLED)
         container.output.close()
 
-    def check_mounts(self, cid: str, user: int, executable: Collection[str]) -> list[str] | None:
-        self._record("check_mounts", cid, user, tuple(executable))
-        container = self._container(cid)
-        if container.state != "running":
-            return None
-        return list(self.mount_problems)
-
     # -- volumes ---------------------------------------------------------------------------
 
     def create_volume(
@@ -420,6 +427,35 @@ class FakeBackend:
             }
             volumes = {v.name: dict(v.labels) for v in self.volumes.values() if matches(v.labels)}
         return containers, volumes
+
+    # -- networks --------------------------------------------------------------------------
+
+    def create_network(self, name: str, labels: Mapping[str, str], *, host_reachable: bool) -> None:
+        self._record("create_network", name, dict(labels), host_reachable)
+        if self.egress_unavailable is not None and not host_reachable:
+            raise EgressUnavailable(self.egress_unavailable, hint="the fake's hint")
+        with self._lock:
+            if name in self.networks:
+                raise RunnerError(f"creating network {name}: it exists")
+            self.networks[name] = dict(labels)
+
+    def remove_network(self, name: str) -> None:
+        self._record("remove_network", name)
+        with self._lock:
+            users = [c.id for c in self.containers.values() if c.spec.network == name]
+            if users:
+                raise RunnerError(f"removing network {name}: in use by {', '.join(users)}")
+            self.networks.pop(name, None)
+
+    def list_networks(self, label: str) -> dict[str, dict[str, str]]:
+        self._record("list_networks", label)
+        key, _, value = label.partition("=")
+        with self._lock:
+            return {
+                name: dict(labels)
+                for name, labels in self.networks.items()
+                if key in labels and (not value or labels[key] == value)
+            }
 
     # -- images ----------------------------------------------------------------------------
 

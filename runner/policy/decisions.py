@@ -181,10 +181,18 @@ def _decide_one(mission: Mission, policy: Policy, inst: JobInstance, cap: Capabi
 # ---------------------------------------------------------------------- explaining
 
 
+DOCKER_TOOLS = (
+    "; it runs with only the job's `tools:`, cut from that image "
+    "(the whole image only with `tools: all`, which needs its own grant)"
+)
+
+
 def _granted_by(cap: Capability, who: str) -> str:
     match cap.kind:
         case Kind.RESOURCE:
             return f"{cap.value} is within the ceiling of {who}"
+        case Kind.USES if cap.value.startswith("docker://"):
+            return f"granted by {who}{DOCKER_TOOLS}"
         case (
             Kind.IMAGE
             | Kind.TOOL

@@ -247,6 +247,7 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         limits=limits,
         rules=tuple(rules),
         enforce=frozenset(SecurityCheck(name) for name in doc.get("enforce", ())),
+        accept=frozenset(doc.get("accept", ())),
     )
 
 

@@ -1,7 +1,8 @@
 """The policy as values: what it grants, to whom, within which limits (SPEC 5).
 
     Policy   the top-level lists (`images`, `tools`, `uses`, `limits`), the rules, the
-             security checks it enforces, or `denied`: why it denies everything
+             security checks it enforces, the weaker guarantees it accepts (`accept`),
+             or `denied`: why it denies everything
     Rule     whom it matches (`match`: globs over the mission's name and the job's id)
              and what it allows (`allow`), one field per capability kind
     Limits   a job's container limits; `LimitRaise`: the ceilings a rule raises them to
@@ -30,6 +31,8 @@ VERSION = 1
 BASE = "base"
 BUILTIN = "builtin"
 RULE = "policy"
+# `accept:` values: a guarantee runner fails closed on unless the policy accepts its loss
+EGRESS_TO_HOST = "egress-to-host"  # egress where runner cannot keep the host out of reach
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,14 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = ()
     enforce: frozenset[SecurityCheck] = frozenset()
+    accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST
     denied: str | None = None  # set: the policy denies everything, and this says why
+
+    @property
+    def accepts_egress_to_host(self) -> bool:
+        """Whether jobs granted egress may run where the host cannot be kept out of reach
+        (else such a job is refused: fail closed)."""
+        return self.denied is None and EGRESS_TO_HOST in self.accept
 
     @functools.cached_property
     def base(self) -> Rule:

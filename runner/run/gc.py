@@ -32,12 +32,14 @@ def parse_age(text: str) -> float:
 class Sweep:
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
     alive_runs: list[str] = field(default_factory=list)
 
     def serialize(self) -> dict[str, Any]:
         return {
             "containers": self.containers,
             "volumes": self.volumes,
+            "networks": self.networks,
             "alive_runs": sorted(set(self.alive_runs)),
         }
 
@@ -55,14 +57,17 @@ def _ours(labels: dict[str, str], state_dir: Path) -> bool:
 
 
 def sweep(backend: Backend, state_dir: Path) -> Sweep:
-    """Remove the labelled containers and volumes of this state dir's runs that are not
-    alive (containers first: a volume in use cannot go)."""
+    """Remove the labelled containers, volumes and networks (with their firewall rules)
+    of this state dir's runs that are not alive (containers first: a volume or network in
+    use cannot go)."""
     done = Sweep()
     alive: dict[str, bool] = {}
     containers, volumes = backend.list_labelled(LABEL_RUN)
+    networks = backend.list_networks(LABEL_RUN)
     for remove, found, removed in (
         (backend.remove, containers, done.containers),
         (backend.remove_volume, volumes, done.volumes),
+        (backend.remove_network, networks, done.networks),
     ):
         for key, labels in found.items():
             if not _ours(labels, state_dir):

@@ -1,5 +1,6 @@
-"""One job instance, start to end: its workspace, then each step in a fresh hardened
-container, with `if`, retries, timeouts, output/env files and artifacts.
+"""One job instance, start to end: its workspace (and, when granted egress, a network of
+its own), then each step in a fresh hardened container, with `if`, retries, timeouts,
+output/env files and artifacts.
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from runner import expressions
-from runner.engine.backend import run_labels
+from runner.engine.backend import EgressUnavailable, run_labels
+from runner.engine.catalog import load_catalog
 from runner.engine.images import present
+from runner.engine.toolsets import build_toolset
 from runner.errors import InvalidInput, RunnerError
 from runner.mission import actions
 from runner.mission.model import Job, Step
@@ -30,7 +33,7 @@ from runner.run.contexts import hash_files, implicit_success
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step import Attempt, AttemptResult, StepContainers
-from runner.run.workspace import WORKSPACE_DIR, Workspace
+from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 
 SHELLS: dict[str, list[str]] = {
     "sh": ["sh", "-e", "-c"],
@@ -147,6 +150,7 @@ class JobRunner:
         self.result.status = Status.RUNNING
         coe = self.job.continue_on_error
         workspace: Workspace | None = None
+        network: str | None = None
         try:
             self.result.continue_on_error = (
                 expressions.truthy(
@@ -169,6 +173,8 @@ class JobRunner:
                 else None,
             )
             workspace.prepare(self._consumed())
+            if self.grants.network:
+                network = self._create_network()
             self.containers = StepContainers(
                 self.state,
                 self.instance.key,
@@ -176,6 +182,7 @@ class JobRunner:
                 workspace.volume,
                 self._labels(),
                 self.stop,
+                network,
             )
             for step in self.job.steps:
                 self._run_step(step, deadline)
@@ -188,6 +195,11 @@ class JobRunner:
             problem = self.containers.close() if self.containers is not None else None
             if problem is not None:
                 self._fail(problem)
+            if network is not None:
+                try:
+                    self.state.backend.remove_network(network)
+                except RunnerError as exc:
+                    self._fail(exc.message)
             if workspace is not None:
                 workspace.close()
         if self.result.status is Status.RUNNING:
@@ -205,6 +217,20 @@ class JobRunner:
             )
         )
         return self.result
+
+    def _create_network(self) -> str:
+        """The job's own egress network, kept off the host unless the policy accepts
+        otherwise; a host that cannot keep it off refuses the job (fail closed)."""
+        name = volume_name(self.state.info.run_id, self.instance.key) + "-net"
+        accepted = self.state.accept_egress_to_host
+        try:
+            self.state.backend.create_network(name, self._labels(), host_reachable=accepted)
+        except EgressUnavailable as exc:
+            how = f"; {exc.hint}" if exc.hint else ""
+            raise EgressUnavailable(
+                f"refused: job {self.instance.key!r} is granted egress, but {exc.message}{how}"
+            ) from exc
+        return name
 
     def _fail(self, reason: str) -> None:
         self._failed = True
@@ -391,8 +417,7 @@ class JobRunner:
             return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
         if kind is actions.ActionKind.DOCKER:
-            ref = step.uses.removeprefix("docker://")
-            image = ResolvedImage(ref, present(self.state.backend, ref).id, interpreter=True)
+            image = self._docker_image(step.uses.removeprefix("docker://"))
             command = shlex.split(with_.get("args", ""))
             return self._containers.run(
                 Attempt(
@@ -407,6 +432,23 @@ class JobRunner:
                 deadline,
             )
         return self._composite(step, with_, base_env, attempt, deadline)
+
+    def _docker_image(self, ref: str) -> ResolvedImage:
+        """A `docker://` step's image, cut down to the job's tools like its own image
+        (`tools: all`, which needs its grant, keeps it whole)."""
+        toolset = build_toolset(
+            self.state.backend,
+            ref,
+            self.grants.tools,
+            load_catalog(self.state.info.root),
+            self.state.state_dir,
+        )
+        return ResolvedImage(
+            ref=toolset.image,
+            digest=present(self.state.backend, toolset.image).id,
+            manifest_digest=toolset.manifest_digest,
+            interpreter=toolset.interpreter,
+        )
 
     def _composite(
         self,

@@ -255,6 +255,7 @@ def _run(
         snapshot=snapshot,
         cancel=cancel,
         retry_seed=options.retry_seed,
+        accept_egress_to_host=policy.accepts_egress_to_host,
     )
     started = time.monotonic()
     keys = [inst.key for job_id, insts in plan.items() if job_id in selected for inst in insts]

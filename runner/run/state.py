@@ -40,6 +40,8 @@ class RunState:
     snapshot: RepoSnapshot
     cancel: threading.Event
     retry_seed: int | None = None
+    # the policy accepts egress that can reach the host where runner cannot keep it off
+    accept_egress_to_host: bool = False
     clock: Clock = field(default_factory=SystemClock)  # deadlines, durations, retry delays
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> record
     lock: threading.Lock = field(default_factory=threading.Lock)

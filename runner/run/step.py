@@ -2,9 +2,14 @@
 
 create -> (the previous step's container is reaped off the critical path) -> start ->
 output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
-`$RUNNER_OUTPUT` / `$RUNNER_ENV` read back. Once per job the kernel's mount table of the
-running container is checked (`Backend.check_mounts`). The job's last container is kept
-until its artifacts are collected. Deadlines are read on the run's clock.
+`$RUNNER_OUTPUT` / `$RUNNER_ENV` read back. The job's last container is kept until its
+artifacts are collected. Deadlines are read on the run's clock.
+
+Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
+mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
+step with "refused: ..." and is never retried. The container also carries its own
+deadline, the step's plus `INIT_GRACE_S`, so that it dies even if runner does not live to
+kill it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from runner.engine.backend import ContainerSpec, check_spec, spec_digest
+from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
 from runner.records.events import StepStarted
@@ -28,6 +34,8 @@ from runner.run.workspace import IO_DIR, WORKSPACE_DIR
 
 POLL_S = 0.25
 MAX_IO_BYTES = 2 * 1024 * 1024
+INIT_GRACE_S = 10.0  # runner kills at the deadline; runner-init this much later, alone
+HEAD_BYTES = 8192  # of a step's raw output, where runner-init's refusal line is
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class StepContainers:
         volume: str,
         labels: Mapping[str, str],
         stop: threading.Event,
+        network: str | None = None,
     ) -> None:
         self.state = state
         self.job_key = job_key
@@ -79,10 +88,10 @@ class StepContainers:
         self.volume = volume
         self.labels = dict(labels)
         self.stop = stop
+        self.network = network  # the job's egress network, when granted
         self.last: str | None = None  # kept for the artifacts
         self._reapers: list[threading.Thread] = []
         self._reap_errors: list[str] = []
-        self._mounts_checked = False
 
     def run(self, attempt: Attempt, deadline: float) -> AttemptResult:
         state, backend, clock = self.state, self.state.backend, self.state.clock
@@ -94,13 +103,14 @@ class StepContainers:
             workdir=attempt.workdir,
             labels=self.labels,
             user=limits.user,
-            network=self.grants.network,
+            network=self.network,
             workspace_volume=self.volume,
             workspace_exec=self.grants.exec,
             memory_bytes=limits.memory_bytes,
             cpus=limits.cpus,
             pids=limits.pids,
             seccomp_deny_memfd=attempt.image.interpreter,
+            deadline_s=max(0.0, deadline - clock.monotonic()) + INIT_GRACE_S,
         )
         check_spec(spec)  # refused before it is recorded as started
         config_digest = spec_digest(spec)
@@ -123,10 +133,11 @@ class StepContainers:
             self._reapers.append(reaper)
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
         output = backend.attach_output(cid)
-        reader = threading.Thread(target=self._pump, args=(output, pump), daemon=True)
+        head = bytearray()
+        reader = threading.Thread(target=self._pump, args=(output, pump, head), daemon=True)
         reader.start()
         backend.start(cid)
-        reason = "" if self._mounts_checked else self._check_mounts(cid)
+        reason = ""
         code: int | None = None
         while not reason:
             if self.stop.is_set():
@@ -141,6 +152,9 @@ class StepContainers:
             backend.kill(cid)
         reader.join(timeout=10)
         pump.close()
+        refused = None if reason else contract.refusal(code, bytes(head))
+        if refused is not None:  # a step could print such a line itself: redacted as output
+            reason = state.redactor(refused)
         result = AttemptResult(Status.FAILURE, reason, None if reason else code)
         result.tail, result.log_sha256 = list(pump.tail), pump.digest.hexdigest()
         if reason:
@@ -168,24 +182,17 @@ class StepContainers:
                 self._reap_errors.append(exc.message)
         return self._reap_errors[0] if self._reap_errors else None
 
-    def _check_mounts(self, cid: str) -> str:
-        """SPEC 6 against the kernel's view, once per job: a reason to refuse, or ""."""
-        allowed = [WORKSPACE_DIR] if self.grants.exec else []
-        found = self.state.backend.check_mounts(cid, self.grants.limits.user, allowed)
-        if found is None:
-            return ""  # already gone (or a remote engine): the next step is checked
-        self._mounts_checked = True
-        return "refused: " + "; ".join(found) if found else ""
-
     def _reap(self, cid: str) -> None:
         try:
             self.state.backend.remove(cid)
         except RunnerError as exc:
             self._reap_errors.append(exc.message)
 
-    def _pump(self, output: Iterator[bytes], pump: OutputPump) -> None:
+    def _pump(self, output: Iterator[bytes], pump: OutputPump, head: bytearray) -> None:
         try:
             for chunk in output:
+                if len(head) < HEAD_BYTES:
+                    head += chunk[: HEAD_BYTES - len(head)]
                 pump.feed(chunk)
         except RunnerError:
             return

@@ -41,13 +41,13 @@ def test_the_digest_covers_every_field_of_the_spec() -> None:
         "pids": 33,
         "workdir": "/workspace/sub",
         "user": 1000,
-        "network": True,
+        "network": "runner-r1-net",
         "workspace_volume": "ws",
         "workspace_path": "/w",
         "workspace_exec": True,
         "seccomp_deny_memfd": True,
         "tmp_bytes": MiB,
-        "log_max_bytes": MiB,
+        "deadline_s": 70.0,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(ContainerSpec)}
     digests = {name: spec_digest(spec(**{name: value})) for name, value in changed.items()}

@@ -211,6 +211,8 @@ def test_the_private_sdk_api_that_attaching_uses_is_still_there() -> None:
     these members must fail here, not in a run."""
     for name in sdk.PRIVATE:
         assert callable(getattr(docker.APIClient, name, None)), name
+    parameters = list(inspect.signature(docker.APIClient._get_raw_response_socket).parameters)
+    assert parameters == ["self", "response"]
     parameters = list(inspect.signature(docker.APIClient._read_from_socket).parameters)
     assert parameters[:4] == ["self", "response", "stream", "tty"]
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # no I/O
@@ -221,21 +223,24 @@ def test_create_arguments_split_the_hardened_config_without_dropping_a_key() -> 
     """The public low-level API in place of the SDK's private `_create_container_args`:
     every hardening option must reach the engine, in the container or its host config."""
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # no I/O
-    config = container_config(spec("r1", ["true"], workspace_volume="ws", network=False))
+    config = container_config(spec("r1", ["true"], workspace_volume="ws", network=None))
     arguments = create_arguments(api, config)
     host = arguments.pop("host_config")
     kept = ["image", "command", "entrypoint", "environment", "working_dir", "labels", "user"]
     assert arguments == {key: config[key] for key in [*kept, "stdin_open", "tty"]}
+    assert arguments["environment"] == {}  # sent to runner-init on stdin, never stored
+    assert arguments["entrypoint"][0] == "/.runner-init/runner-init"
     assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["ALL"])
     assert host.get("Privileged", False) is False
     assert host["SecurityOpt"] == config["security_opt"]
-    assert (host["NetworkMode"], host["IpcMode"], host["Init"]) == ("none", "none", True)
+    assert (host["NetworkMode"], host["IpcMode"], host["Init"]) == ("none", "none", False)
     assert (host["PidsLimit"], host["Memory"], host["MemorySwap"]) == (32, 64 * MiB, 64 * MiB)
     assert host["NanoCpus"] == 1_000_000_000
     assert host["Tmpfs"] == config["tmpfs"]
     assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
-    assert host["LogConfig"] == {"Type": "json-file", "Config": config["log_config"]["config"]}
-    assert [m["Target"] for m in host["Mounts"]] == ["/workspace"]
+    assert host["LogConfig"] == {"Type": "none", "Config": {}}
+    assert [m["Target"] for m in host["Mounts"]] == ["/.runner-init", "/workspace"]
+    assert host["Mounts"][0]["ReadOnly"] is True
     with pytest.raises(TypeError):  # a key of neither kind fails loudly
         create_arguments(api, {**config, "no_such_option": True})
 

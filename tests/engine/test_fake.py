@@ -17,12 +17,14 @@ from runner.engine.backend import (
     LABEL_RUN,
     Backend,
     ContainerSpec,
+    EgressUnavailable,
     ImageBuildFailed,
     ImageConfig,
     ImageInfo,
     NotFound,
 )
 from runner.engine.fake import KILLED, Exit, FakeBackend, FakeClock, Hang
+from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, PolicyDenied, RunnerError
 
 MiB = 1024 * 1024
@@ -78,15 +80,43 @@ def test_a_hang_lets_the_clock_run_until_it_is_killed() -> None:
     before = backend.clock.monotonic()
     assert backend.wait(cid, 30) is None
     assert backend.clock.monotonic() - before == 30  # no real time was spent on it
-    assert backend.check_mounts(cid, 65534, []) == []
     backend.kill(cid)
     assert backend.wait(cid, 30) == KILLED
     assert b"".join(output) == b"a\nb\n"  # the stream ends when the container does
-    assert backend.check_mounts(cid, 65534, []) is None
     backend.kill(cid)  # not running: not an error
     backend.remove(cid)
     backend.remove(cid)  # gone: not an error
     assert backend.containers == {} and backend.created[0].removed
+
+
+def test_mount_problems_are_refused_as_runner_init_does_before_the_script_runs() -> None:
+    ran: list[ContainerSpec] = []
+    backend = FakeBackend(lambda s: ran.append(s) or Exit(0))  # type: ignore[func-returns-value]
+    backend.add_image("img")
+    backend.mount_problems = ["/w (overlay) is writable by uid 65534 and not noexec"]
+    cid = backend.create(spec())
+    output = backend.attach_output(cid)
+    backend.start(cid)
+    assert backend.wait(cid, None) == contract.REFUSED
+    line = b"".join(output)
+    assert line == b"runner-init: refused: /w (overlay) is writable by uid 65534 and not noexec\n"
+    assert contract.refusal(contract.REFUSED, line) == (
+        "refused: /w (overlay) is writable by uid 65534 and not noexec"
+    )
+    assert ran == []
+
+
+def test_networks_are_labelled_and_fail_closed_when_the_host_cannot_be_kept_out() -> None:
+    backend = FakeBackend()
+    backend.create_network("n1", {"runner.run-id": "r1"}, host_reachable=False)
+    assert backend.list_networks("runner.run-id=r1") == {"n1": {"runner.run-id": "r1"}}
+    backend.egress_unavailable = "no iptables"
+    with pytest.raises(EgressUnavailable, match="no iptables"):
+        backend.create_network("n2", {}, host_reachable=False)
+    backend.create_network("n3", {}, host_reachable=True)  # accepted by the policy
+    backend.remove_network("n1")
+    backend.remove_network("n1")  # missing: not an error
+    assert sorted(backend.networks) == ["n3"]
 
 
 def test_an_exit_takes_its_seconds_of_clock_time_and_a_shorter_wait_times_out() -> None:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
-from runner.engine.docker.hardening import container_config, seccomp_profile
+from runner.engine.docker.hardening import container_config, init_volume, seccomp_profile
 from runner.errors import PolicyDenied
 
 MiB = 1024 * 1024
@@ -49,16 +49,18 @@ def test_config_is_hardened() -> None:
     assert config["network_mode"] == "none"
     assert config["ipc_mode"] == "none"
     assert config["user"] == "65534:65534"
-    assert config["init"] is True
+    assert config["init"] is False  # runner-init is the entrypoint instead
     assert config["pids_limit"] == 128
     assert config["mem_limit"] == config["memswap_limit"] == 256 * MiB
     assert config["nano_cpus"] == 1_500_000_000
     assert config["security_opt"][0] == "no-new-privileges:true"
-    assert config["log_config"]["type"] == "json-file"
-    assert set(config["log_config"]["config"]) == {"max-size", "max-file"}
+    assert config["log_config"] == {"type": "none", "config": {}}  # no log file on the host
     assert config["devices"] == [] and config["volumes"] == {}
     assert config["working_dir"] == "/workspace"
-    assert config["entrypoint"] == []  # the image's entrypoint never wraps a step
+    # the image's entrypoint never wraps a step: runner-init does, then the command
+    assert config["entrypoint"] == ["/.runner-init/runner-init", "--env-stdin", "--"]
+    assert config["command"] == ["sh", "-c", "true"]
+    assert config["stdin_open"] is True
 
 
 def test_only_the_workspace_volume_is_mounted_and_no_host_path() -> None:
@@ -66,13 +68,22 @@ def test_only_the_workspace_volume_is_mounted_and_no_host_path() -> None:
     assert config["mounts"] == [
         {
             "Type": "volume",
+            "Source": init_volume(),
+            "Target": "/.runner-init",
+            "ReadOnly": True,
+            "VolumeOptions": {"NoCopy": True},
+        },
+        {
+            "Type": "volume",
             "Source": "ws",
             "Target": "/workspace",
             "ReadOnly": False,
             "VolumeOptions": {"NoCopy": True},
-        }
+        },
     ]
-    assert container_config(spec(workspace_volume=None))["mounts"] == []
+    assert [m["Target"] for m in container_config(spec(workspace_volume=None))["mounts"]] == [
+        "/.runner-init"
+    ]
     assert "docker.sock" not in json.dumps(config)
 
 
@@ -84,12 +95,32 @@ def test_tmp_is_a_small_noexec_tmpfs_the_user_owns() -> None:
     assert f"size={8 * MiB}" in small.split(",")  # a quarter of the memory limit
 
 
-def test_environment_is_exactly_the_declared_one() -> None:
-    assert container_config(spec(env={"X": "y"}))["environment"] == {"X": "y"}
+def test_no_environment_value_is_in_the_configuration() -> None:
+    """The engine stores the configuration on the host's disk: the step's environment
+    (secrets included) goes to runner-init on stdin instead (`DockerBackend.start`)."""
+    config = container_config(spec(env={"X": "y", "TOKEN": "s3cr3t"}))
+    assert config["environment"] == {}
+    assert "s3cr3t" not in json.dumps(config)
 
 
-def test_network_only_when_granted() -> None:
-    assert container_config(spec(network=True))["network_mode"] == "bridge"
+def test_runner_init_carries_the_deadline_and_the_granted_exec_mount() -> None:
+    config = container_config(spec(deadline_s=70.2, workspace_exec=True))
+    assert config["entrypoint"] == [
+        "/.runner-init/runner-init",
+        "--env-stdin",
+        "--deadline",
+        "71",
+        "--exec-mount",
+        "/workspace",
+        "--",
+    ]
+
+
+def test_network_only_when_granted_and_only_the_jobs_own() -> None:
+    assert container_config(spec())["network_mode"] == "none"
+    config = container_config(spec(network="runner-r1-abc-net"))
+    assert config["network_mode"] == "runner-r1-abc-net"  # never Docker's default bridge
+    assert config["sysctls"]["net.ipv6.conf.all.disable_ipv6"] == "1"
 
 
 def test_labels_carry_the_run_id() -> None:

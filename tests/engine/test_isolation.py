@@ -154,7 +154,12 @@ def test_exec_on_the_workspace_when_granted(
         + "; cp /usr/bin/true /tmp/t; /tmp/t; echo @tmp=$?"
     )
     code, output = step(
-        backend, run_id, ["sh", "-c", script], image=DEBIAN, workspace_volume=space.volume
+        backend,
+        run_id,
+        ["sh", "-c", script],
+        image=DEBIAN,
+        workspace_volume=space.volume,
+        workspace_exec=True,  # granted, so runner-init lets the executable workspace be
     )
     got = facts(output)
     assert code == 0, output

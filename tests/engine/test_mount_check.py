@@ -1,91 +1,108 @@
-"""No mount both writable and executable: the check reads the kernel's mount table."""
+"""No mount both writable and executable (SPEC 6), checked by runner-init inside each step
+container before the step can execute anything: never raced by a step that exits at once,
+and on every engine, since it is the container's own entrypoint that looks."""
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import invoke
+from conftest import invoke, run_container
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.docker import backend as docker_backend
 from runner.engine.docker.backend import DockerBackend
-from runner.engine.docker.mount_check import check_container, parse_mountinfo, violations
+from runner.engine.stepinit import contract
 from runner.errors import MissionFailed
 
-SAMPLE = (
-    "600 500 0:50 / / ro,relatime master:1 - overlay overlay rw,lowerdir=/x\n"
-    "601 600 0:52 / /tmp rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=65536k\n"
-    "602 600 0:53 / /dev rw,nosuid - tmpfs tmpfs rw,mode=755\n"
-    "603 600 0:54 / /work\\040space rw,relatime - overlay overlay rw\n"
-)
+pytestmark = pytest.mark.docker
+BUSYBOX = "runner-base/busybox:latest"
+REFUSAL = "/workspace (overlay) is writable by uid 65534 and not noexec"
 
 
-def _stat(uid: int, mode: int) -> os.stat_result:
-    return os.stat_result((stat.S_IFDIR | mode, 0, 0, 1, uid, uid, 0, 0, 0, 0))
+def spec(run_id: str, command: list[str], **changes: Any) -> ContainerSpec:
+    fields: dict[str, Any] = {
+        "image": BUSYBOX,
+        "command": command,
+        "env": {},
+        "labels": {LABEL_RUN: run_id},
+        "memory_bytes": 64 * 1024 * 1024,
+        "cpus": 1,
+        "pids": 16,
+    }
+    fields.update(changes)
+    return ContainerSpec(**fields)
 
 
-def test_parse_keeps_per_mount_options_and_unescapes() -> None:
-    mounts = parse_mountinfo(SAMPLE)
-    assert [m.point for m in mounts] == ["/", "/tmp", "/dev", "/work space"]
-    assert "noexec" in mounts[1].options and "ro" in mounts[0].options
+def run(backend: DockerBackend, step: ContainerSpec) -> tuple[int | None, str]:
+    cid = backend.create(step)
+    try:
+        return run_container(backend, cid, 30)
+    finally:
+        backend.remove(cid)
 
 
-def test_only_mounts_the_user_can_write_and_exec_are_violations() -> None:
-    owners = {"/dev": _stat(0, 0o755), "/work space": _stat(65534, 0o755)}
-    found = violations(parse_mountinfo(SAMPLE), owners.__getitem__, 65534, frozenset())
-    assert found == ["/work space (overlay) is writable by uid 65534 and not noexec"]
-    granted = violations(
-        parse_mountinfo(SAMPLE), owners.__getitem__, 65534, frozenset({"/work space"})
-    )
-    assert granted == []
-    world = {"/dev": _stat(0, 0o1777), "/work space": _stat(0, 0o755)}
-    null = os.stat_result((stat.S_IFCHR | 0o666, 0, 0, 1, 0, 0, 0, 0, 0, 0))
-    masked = {"/dev": null, "/work space": _stat(0, 0o755)}
-    assert violations(parse_mountinfo(SAMPLE), masked.__getitem__, 65534, frozenset()) == []
-    assert violations(parse_mountinfo(SAMPLE), world.__getitem__, 65534, frozenset()) == [
-        "/dev (tmpfs) is writable by uid 65534 and not noexec"
-    ]
-
-
-@pytest.mark.docker
-@pytest.mark.parametrize("exec_volume", [False, True])
-def test_a_real_container_is_checked_by_its_kernel_mounts(
-    backend: DockerBackend, run_id: str, exec_volume: bool
+@pytest.mark.parametrize(("exec_volume", "granted"), [(False, False), (True, False), (True, True)])
+def test_a_writable_executable_workspace_is_refused_unless_granted(
+    backend: DockerBackend, run_id: str, exec_volume: bool, granted: bool
 ) -> None:
     volume = f"runner-{run_id}-ws"
     backend.create_volume(volume, {LABEL_RUN: run_id}, exec_allowed=exec_volume)
-    cid = backend.create(
-        ContainerSpec(
-            image="runner-base/busybox:latest",
-            command=["sleep", "30"],
-            env={},
-            labels={LABEL_RUN: run_id},
-            memory_bytes=64 * 1024 * 1024,
-            cpus=1,
-            pids=16,
-            workspace_volume=volume,
-            workspace_exec=exec_volume,
-        )
+    step = spec(
+        run_id,
+        ["sh", "-c", "echo the step ran"],
+        workspace_volume=volume,
+        workspace_exec=granted,
     )
-    backend.start(cid)
-    pid = backend.host_pid(cid)
-    assert pid is not None
-    found = check_container(pid, 65534, frozenset())
-    expected = ["/workspace (overlay) is writable by uid 65534 and not noexec"]
-    assert found == (expected if exec_volume else [])
-    assert check_container(pid, 65534, frozenset({"/workspace"})) == []
-    assert backend.check_mounts(cid, 65534, []) == found  # the Backend operation
-    assert backend.check_mounts(cid, 65534, ["/workspace"]) == []
-    backend.kill(cid)
-    assert backend.wait(cid, 10) is not None
-    assert backend.check_mounts(cid, 65534, []) is None  # exited: nothing to look at
+    code, output = run(backend, step)
+    if exec_volume and not granted:
+        assert code == contract.REFUSED
+        assert output == f"runner-init: refused: {REFUSAL}\n"  # the step never ran
+        assert contract.refusal(code, output.encode()) == f"refused: {REFUSAL}"
+    else:
+        assert (code, output) == (0, "the step ran\n")
 
 
-@pytest.mark.docker
+def test_a_step_that_exits_at_once_is_refused_every_time(
+    backend: DockerBackend, run_id: str
+) -> None:
+    """The host-side check this replaces looked once the step had started, and missed a
+    step that was already gone (4 of 12 runs on Podman)."""
+    volume = f"runner-{run_id}-ws"
+    backend.create_volume(volume, {LABEL_RUN: run_id}, exec_allowed=True)
+    codes = [run(backend, spec(run_id, ["true"], workspace_volume=volume))[0] for _ in range(12)]
+    assert codes == [contract.REFUSED] * 12
+
+
+def test_every_writable_executable_mount_is_named_with_its_escaped_path(
+    backend: DockerBackend, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a runtime that adds mounts of its own would (Podman adds /run and /var/tmp):
+    a space in a mount point (escaped as \\040 by the kernel), owners and modes as the
+    kernel decides them, `ro` and `noexec` respected, /dev/null masks ignored."""
+    config_of = docker_backend.container_config
+
+    def with_mounts(step: ContainerSpec) -> dict[str, Any]:
+        config = config_of(step)
+        config["tmpfs"] = {
+            **config["tmpfs"],
+            "/work space": "rw,exec,mode=1777",  # refused
+            "/var/tmp": "rw,exec,mode=0755",  # root's: the step cannot write it
+            "/run": "rw,noexec,mode=1777",  # noexec
+            "/opt": "ro,exec,mode=1777",  # read-only
+        }
+        return config
+
+    monkeypatch.setattr(docker_backend, "container_config", with_mounts)
+    code, output = run(backend, spec(run_id, ["sh", "-c", "echo the step ran"]))
+    assert code == contract.REFUSED
+    assert output == (
+        "runner-init: refused: /work space (tmpfs) is writable by uid 65534 and not noexec\n"
+    )
+
+
 def test_a_run_refuses_a_job_whose_workspace_turned_out_executable(
     in_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

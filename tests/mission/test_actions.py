@@ -107,7 +107,7 @@ def test_a_mission_using_every_kind_of_action(tmp_path: Path) -> None:
     (repo / "data.txt").write_bytes(b"data\n")
     (repo / "policies" / "default.yml").write_text(
         "version: 1\nimages: [base]\ntools: [sh]\n"
-        'uses: ["./actions/*", "docker://runner-base/busybox:latest", "octo-org/tool@v1"]\n'
+        'uses: ["./actions/*", "docker://debian:bookworm-slim", "octo-org/tool@v1"]\n'
         "limits: {timeout-minutes: 5, memory: 128m, cpus: 1, pids: 32}\n"
     )
     (repo / ".missions" / "m.yml").write_text(
@@ -124,8 +124,8 @@ def test_a_mission_using_every_kind_of_action(tmp_path: Path) -> None:
                     with: {who: ann}
                   - run: test "${{ steps.greet.outputs.line }}" = "hello ann"
                   - run: echo "hash=${{ hashFiles('data.txt') }}"
-                  - uses: docker://runner-base/busybox:latest
-                    with: {args: echo from the image}
+                  - uses: docker://debian:bookworm-slim  # cut down to the job's tools: sh
+                    with: {args: sh -c 'echo from the image'}
               market:
                 steps:
                   - uses: octo-org/tool@v1

@@ -1,4 +1,5 @@
-"""The wheel a user installs holds every package, the schemas and the seccomp profile.
+"""The wheel a user installs holds every package, the schemas, the seccomp profile and
+runner-init's source (the entrypoint of every step, built by the engine from it).
 
 Packages are found by setup.py, not listed; this test builds the wheel from a clean copy
 of the tracked files, installs it into a fresh virtual environment (not the development
@@ -16,6 +17,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from runner.engine.stepinit.image import tag
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,6 +76,8 @@ def test_the_wheel_holds_every_package_and_data_file(installed: tuple[Path, Path
         "runner/schemas/policy.yml",
         "runner/engine/docker/seccomp_default.json",
         "runner/engine/docker/seccomp_default.NOTICE",
+        "runner/engine/stepinit/runner-init.c",
+        "runner/engine/stepinit/Dockerfile",
     ):
         assert data in names, f"{data} is not in the wheel"
 
@@ -118,3 +123,13 @@ def test_the_installed_runner_validates_and_checks_a_policy(
         text=True,
     )
     assert seccomp.stdout.strip() == "True", seccomp.stderr
+    init = subprocess.run(  # the image tag is the hash of the shipped build files
+        [
+            str(runner.parent / "python"),
+            "-c",
+            "from runner.engine.stepinit.image import tag; print(tag())",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert init.stdout.strip() == tag(), init.stderr

@@ -71,11 +71,11 @@ def scripted(spec: ContainerSpec) -> Behaviour:
     return Exit(code, output, seconds, writes)
 
 
-def grants(limits: Limits | None = None) -> Grants:
+def grants(limits: Limits | None = None, *, network: bool = False) -> Grants:
     return Grants(
         image="base",
         tools=("sh",),
-        network=False,
+        network=network,
         secrets=frozenset(),
         exec=False,
         limits=limits or Limits(),
@@ -113,6 +113,8 @@ def run_mission(
     cancel: threading.Event | None = None,
     backend: FakeBackend | None = None,
     limits: Limits | None = None,
+    network: bool = False,
+    accept_egress_to_host: bool = False,
 ) -> Outcome:
     """Run every job of `mission` (YAML, dedented) through the real Executor."""
     loaded, _ = parse_mission(textwrap.dedent(mission).encode(), "m.yml")
@@ -136,8 +138,9 @@ def run_mission(
         cancel=cancel if cancel is not None else threading.Event(),
         retry_seed=retry_seed,
         clock=engine.clock,
+        accept_egress_to_host=accept_egress_to_host,
     )
-    granted = grants(limits)
+    granted = grants(limits, network=network)
     executor = Executor(
         state,
         instances(loaded),

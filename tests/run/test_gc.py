@@ -205,9 +205,14 @@ def test_gc_prunes_old_runs_and_records_it(tmp_path: Path) -> None:
 class Labelled:
     """The backend seam `sweep` uses: labelled containers and volumes, and their removal."""
 
-    def __init__(self, labels: dict[str, dict[str, str]]) -> None:
+    def __init__(
+        self,
+        labels: dict[str, dict[str, str]],
+        networks: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.containers = {f"c-{key}": value for key, value in labels.items()}
         self.volumes = {f"v-{key}": value for key, value in labels.items()}
+        self.networks = {f"n-{key}": value for key, value in (networks or {}).items()}
 
     def list_labelled(
         self, label: str
@@ -220,6 +225,13 @@ class Labelled:
 
     def remove_volume(self, name: str) -> None:
         del self.volumes[name]
+
+    def list_networks(self, label: str) -> dict[str, dict[str, str]]:
+        assert label == LABEL_RUN
+        return dict(self.networks)
+
+    def remove_network(self, name: str) -> None:
+        del self.networks[name]
 
 
 def test_gc_and_runs_agree_on_which_runs_are_live(tmp_path: Path) -> None:
@@ -260,3 +272,16 @@ def test_gc_and_runs_agree_on_which_runs_are_live(tmp_path: Path) -> None:
     assert sorted(swept.volumes) == ["v-crashed", "v-finished"]
     assert pruned == ["crashed", "finished"]
     assert [run.run_id for run in run_dirs(state)] == ["live"]
+
+
+def test_gc_removes_the_egress_networks_of_dead_runs_only(tmp_path: Path) -> None:
+    state = (tmp_path / "state").resolve()
+    with hold_run_lock(state, "crashed") as run:
+        run.write_record(RunResult(run_id="crashed", mission="m", mission_path="m.yml", event="x"))
+    labels = {run_id: run_labels(state, run_id) for run_id in ("live", "crashed")}
+    backend = Labelled(labels, networks=labels)
+    with hold_run_lock(state, "live"):
+        swept = sweep(backend, state)  # type: ignore[arg-type]
+    assert swept.networks == ["n-crashed"]
+    assert sorted(backend.networks) == ["n-live"]
+    assert swept.serialize()["networks"] == ["n-crashed"]

@@ -1,5 +1,13 @@
 """`Backend` on the Docker API (the local socket or DOCKER_HOST; Podman's API too).
 
+Step containers run under runner-init (`runner.engine.stepinit`), from a read-only volume
+(`hardening.init_volume()`) that holds only the program: it is filled once per engine from
+the runner-init image (built if missing) and checked against it byte for byte, so every
+image (toolsets, `tools: all`, `docker://`) gets it without being rebuilt. `create` keeps
+the step's environment in memory only; `start` hands it to runner-init over the attach
+connection's stdin (the one `attach_output` opened, or one of its own), after the
+container started, so no environment value is ever in the container's configuration.
+
 Docker and requests errors are translated where they happen (`errors.docker_errors`): an
 engine that does not answer is `EngineUnavailable` (exit 4) with how to start one. Only
 the SDK's public API is used: containers are created with the low-level client's
@@ -25,9 +33,10 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import tarfile
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -44,9 +53,11 @@ from runner.engine.backend import (
     ImageInfo,
     NotFound,
 )
-from runner.engine.docker import images, mount_check, sdk, volume_dir
+from runner.engine.docker import images, networks, sdk, volume_dir
 from runner.engine.docker.errors import START_HINT, docker_errors, missing_ok
-from runner.engine.docker.hardening import container_config
+from runner.engine.docker.hardening import container_config, init_volume
+from runner.engine.stepinit import contract
+from runner.engine.stepinit.image import ensure_image
 from runner.errors import EngineUnavailable, RunnerError
 
 DATA_SUFFIX = "-data"
@@ -55,6 +66,7 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Docker 20.10's API; newer engines and Podman serve it too. A fixed version also spares
 # the SDK's version probe, which leaks its socket when no engine answers.
 API_VERSION = "1.41"
+INIT_CHECK_PATH = "/check"  # where a helper mounts the runner-init volume
 LAYOUT_IMAGE = "runner-internal/workspace-layout"  # containers of it are never started
 # Calls that make the engine work (create, start, remove, volumes) admitted at once. The
 # engine saturates at a handful (shared/research: 4-8 workers reach its 6-8 containers/s;
@@ -116,14 +128,116 @@ class DockerBackend:
         # a local engine's volume directories can be used in place (see runner.engine.docker.volume_dir)
         self._local = str(self.api.base_url).startswith("http+docker://")
         self._data_dirs: dict[str, Path] = {}  # workspace volume -> its data directory
+        self._init_thread: threading.Thread | None = None  # fills and checks its volume
+        self._init_error: RunnerError | None = None
+        self._init_lock = threading.Lock()
+        self._env: dict[str, bytes] = {}  # created, not started: runner-init's stdin
+        self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
 
     def close(self) -> None:
         self.client.close()
 
     def create(self, spec: ContainerSpec) -> str:
         arguments = create_arguments(self.api, container_config(spec))
+        env = contract.encode_env(spec.env)
+        self._await_init()
         with self._admit, docker_errors(f"creating a container of {spec.image}"):
             created = self.api.create_container(**arguments)
+        cid = cast(str, created["Id"])
+        with self._lock:
+            self._env[cid] = env
+        return cid
+
+    def prepare_init(self, say: Callable[[str], None] | None = None) -> None:
+        """Make runner-init ready for steps: its image, built once per engine (`say`
+        shows the progress), then the volume steps mount it from, filled and checked in
+        the background (once per backend: `create` waits for it)."""
+        with self._init_lock:
+            if self._init_thread is not None:
+                return
+            image = ensure_image(self, say)
+            volume = init_volume()
+            with docker_errors("preparing the runner-init volume"):
+                self.api.create_volume(volume, labels={LABEL_ROLE: "init"})
+            self._init_thread = threading.Thread(
+                target=self._ready_in_background, args=(image, volume), daemon=True
+            )
+            self._init_thread.start()
+
+    def _ready_in_background(self, image: str, volume: str) -> None:
+        try:
+            self._ready_volume(image, volume)
+        except RunnerError as exc:
+            self._init_error = exc
+
+    def _await_init(self) -> None:
+        self.prepare_init()
+        assert self._init_thread is not None
+        self._init_thread.join()
+        if self._init_error is not None:
+            raise self._init_error
+
+    def _ready_volume(self, image: str, volume: str) -> None:
+        """Make `volume` hold exactly the runner-init of `image`: one never-started helper
+        of the image with the volume mounted beside the program reads both, and the volume
+        is filled when it differs (empty, or damaged)."""
+        with docker_errors(f"filling the runner-init volume {volume}"):
+            expected, held = self._init_contents(image, volume)
+            if expected is None:
+                raise RunnerError(f"the runner-init image {image} holds no {contract.PATH}")
+            if held == expected:
+                return
+            self._fill_init(image, volume, expected)
+            if self._init_contents(image, volume)[1] != expected:
+                raise RunnerError(
+                    f"the runner-init volume {volume} does not hold runner-init",
+                    hint=f"remove it (`docker volume rm {volume}`) and run again",
+                )
+
+    def _init_contents(self, image: str, volume: str) -> tuple[bytes | None, bytes | None]:
+        """runner-init as the image has it, and as `volume` holds it (None: missing)."""
+        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
+        try:
+            name = posixpath.basename(contract.PATH)
+            return (
+                self._file_of(helper, contract.PATH),
+                self._file_of(helper, f"{INIT_CHECK_PATH}/{name}"),
+            )
+        finally:
+            self.remove(helper)
+
+    def _file_of(self, cid: str, path: str) -> bytes | None:
+        try:
+            stream, _ = self.api.get_archive(cid, path)
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None else None
+            return handle.read() if handle is not None else None
+
+    def _fill_init(self, image: str, volume: str, program: bytes) -> None:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(posixpath.basename(contract.PATH))
+            info.size, info.mode = len(program), 0o555
+            tar.addfile(info, io.BytesIO(program))
+        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
+        try:
+            self.put_archive(helper, INIT_CHECK_PATH, buffer.getvalue())
+        finally:
+            self.remove(helper)
+
+    def _helper(self, image: str, mounts: list[Mount]) -> str:
+        """A container that is never started, to read or fill files through."""
+        created = self.api.create_container(
+            image,
+            ["/nonexistent"],
+            entrypoint=[],
+            labels={LABEL_ROLE: "helper"},
+            network_disabled=True,
+            host_config=self.api.create_host_config(mounts=mounts, network_mode="none"),
+        )
         return cast(str, created["Id"])
 
     def put_archive(self, cid: str, path: str, data: bytes | IO[bytes]) -> None:
@@ -140,15 +254,35 @@ class DockerBackend:
             yield from stream
 
     def start(self, cid: str) -> None:
-        with self._admit, docker_errors(f"starting container {cid[:12]}"):
-            self.api.start(cid)
+        """Start, then send runner-init the step's environment (it waits for it)."""
+        with self._lock:
+            env = self._env.pop(cid, None)
+            stdin = self._stdin.pop(cid, None)
+        with docker_errors(f"starting container {cid[:12]}"):
+            if env is not None and stdin is None:
+                stdin = sdk.attach_stdin(self.api, cid)
+            try:
+                with self._admit:
+                    self.api.start(cid)
+            except BaseException:
+                if stdin is not None:
+                    stdin.close()
+                raise
+            if stdin is not None:
+                stdin.send(env if env is not None else b"")
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Attach to a created container's stdout and stderr *before* it starts, as
-        `docker run` does: nothing it prints can be missed, however fast it exits, and
-        nothing is read back from the engine's capped log files."""
+        `docker run` does: nothing it prints can be missed, however fast it exits (and
+        there is no log file to read back: the log driver is `none`). The same
+        connection carries runner-init's environment at `start`."""
+        with self._lock:
+            pending = cid in self._env
         with docker_errors(f"attaching to container {cid[:12]}"):
-            frames = sdk.attach(self.api, cid)
+            frames, stdin = sdk.attach(self.api, cid, stdin=pending)
+        if stdin is not None:
+            with self._lock:
+                self._stdin[cid] = stdin
         return self._frames(cid, frames)
 
     def _frames(self, cid: str, frames: Iterator[bytes]) -> Iterator[bytes]:
@@ -175,6 +309,9 @@ class DockerBackend:
                     raise
 
     def remove(self, cid: str) -> None:
+        with self._lock:
+            self._env.pop(cid, None)
+            self._stdin.pop(cid, None)
         with self._admit, docker_errors(f"removing container {cid[:12]}"):
             try:
                 self.api.remove_container(cid, force=True, v=True)
@@ -276,25 +413,20 @@ class DockerBackend:
                     if not missing_ok(exc):
                         raise
 
-    def host_pid(self, cid: str) -> int | None:
-        """The host pid of a running container's first process, when the engine runs on
-        this host and the container still runs; else None."""
-        if not self._local:
-            return None
-        with docker_errors(f"inspecting container {cid[:12]}"):
-            try:
-                state = cast(Any, self.api).inspect_container(cid)["State"]
-            except docker.errors.NotFound:
-                return None
-        pid = int(state.get("Pid") or 0)
-        return pid if pid > 0 and state.get("Running") else None
+    # -- networks (runner.engine.docker.networks) -------------------------------------------
 
-    def check_mounts(self, cid: str, user: int, executable: Collection[str]) -> list[str] | None:
-        """The kernel's mount table of the container's first process (`mount_check`)."""
-        pid = self.host_pid(cid)
-        if pid is None:
-            return None  # a remote engine, or already gone
-        return mount_check.check_container(pid, user, frozenset(executable))
+    def create_network(self, name: str, labels: Mapping[str, str], *, host_reachable: bool) -> None:
+        with self._admit:
+            networks.create(
+                self.api, name, labels, host_reachable=host_reachable, local=self._local
+            )
+
+    def remove_network(self, name: str) -> None:
+        with self._admit:
+            networks.remove(self.api, name)
+
+    def list_networks(self, label: str) -> dict[str, dict[str, str]]:
+        return networks.labelled(self.api, label)
 
     def list_labelled(
         self, label: str

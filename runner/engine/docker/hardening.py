@@ -5,6 +5,14 @@ SDK's `containers.create`; tests check it as data and then prove it in real cont
 What no engine may do whatever the policy says (root, no limits) is refused before, by the
 engine-neutral `backend.check_spec`.
 
+The entrypoint is runner-init (`runner.engine.stepinit`), from a read-only volume at
+`/.runner-init` (`init_volume()`, filled once per engine from its image by the backend), in
+place of Docker's own init: it receives the step's environment on stdin, so the
+configuration holds no environment at all (`config.v2.json` on the host's disk never
+holds a secret), checks the mounts before the step runs, and kills the container at the
+step's deadline. The json-file log driver is off (`none`): runner reads the output through
+the attach stream, and nothing the step prints is written to the host's disk by Docker.
+
 Seccomp: `seccomp_default.json` is Docker's own default profile (see
 seccomp_default.NOTICE). It is always passed explicitly, so that an engine started with a
 weaker default cannot weaken a step; where an interpreter is allowed, `memfd_create` is
@@ -21,10 +29,11 @@ from importlib import resources
 from typing import Any
 
 from runner.engine.backend import LABEL_ROLE, ContainerSpec, check_spec
+from runner.engine.stepinit import contract
+from runner.engine.stepinit.image import tag as init_tag
 
 MiB = 1024 * 1024
 TMP_MAX_BYTES = 64 * MiB
-LOG_FILES = 2
 DENIED_WITH_INTERPRETERS = ("memfd_create",)
 
 
@@ -55,6 +64,12 @@ def _seccomp_option(deny_memfd: bool) -> str:
     return "seccomp=" + json.dumps(profile, separators=(",", ":"), sort_keys=True)
 
 
+@cache
+def init_volume() -> str:
+    """The read-only volume holding runner-init: named by its image's content hash."""
+    return "runner-init-" + init_tag().rsplit(":", 1)[1][:24]
+
+
 def tmp_size(spec: ContainerSpec) -> int:
     """tmpfs pages count against the memory limit: keep /tmp well below it."""
     if spec.tmp_bytes is not None:
@@ -67,7 +82,15 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     check_spec(spec)
     uid = spec.user
     tmp = f"rw,noexec,nosuid,nodev,size={tmp_size(spec)},mode=1777,uid={uid},gid={uid}"
-    mounts: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = [
+        {
+            "Type": "volume",
+            "Source": init_volume(),
+            "Target": contract.DIRECTORY,
+            "ReadOnly": True,
+            "VolumeOptions": {"NoCopy": True},
+        }
+    ]
     if spec.workspace_volume is not None:
         mounts.append(
             {
@@ -78,18 +101,28 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
                 "VolumeOptions": {"NoCopy": True},
             }
         )
+    extra: dict[str, Any] = {}
+    if spec.network is not None:  # no IPv6, so not the host's link-local addresses either
+        extra["sysctls"] = {
+            "net.ipv6.conf.all.disable_ipv6": "1",
+            "net.ipv6.conf.default.disable_ipv6": "1",
+        }
     labels = dict(spec.labels)
     labels.setdefault(LABEL_ROLE, "step")
     labels["runner.workspace-exec"] = "true" if spec.workspace_exec else "false"
     return {
         "image": spec.image,
         "command": list(spec.command),
-        "entrypoint": [],
-        "environment": dict(spec.env),
+        "entrypoint": contract.argv(
+            env_stdin=True,
+            deadline_s=spec.deadline_s,
+            exec_mounts=[spec.workspace_path] if spec.workspace_exec else [],
+        ),
+        "environment": {},  # sent on stdin (`contract.encode_env`), never stored
         "working_dir": spec.workdir,
         "labels": labels,
         "user": f"{uid}:{uid}",
-        "network_mode": "bridge" if spec.network else "none",
+        "network_mode": spec.network if spec.network is not None else "none",
         "privileged": False,
         "read_only": True,
         "cap_drop": ["ALL"],
@@ -99,16 +132,14 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
         "mem_limit": spec.memory_bytes,
         "memswap_limit": spec.memory_bytes,
         "nano_cpus": round(spec.cpus * 1e9),
-        "log_config": {
-            "type": "json-file",
-            "config": {"max-size": str(spec.log_max_bytes), "max-file": str(LOG_FILES)},
-        },
+        "log_config": {"type": "none", "config": {}},
         "tmpfs": {"/tmp": tmp},
-        "init": True,
+        "init": False,  # runner-init is the entrypoint
         "ulimits": [{"name": "core", "soft": 0, "hard": 0}],
         "mounts": mounts,
         "devices": [],
         "volumes": {},
-        "stdin_open": False,
+        "stdin_open": True,  # the environment comes this way
         "tty": False,
+        **extra,
     }

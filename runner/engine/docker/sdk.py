@@ -2,41 +2,97 @@
 (`tests/engine/test_docker_backend.py`) so that an SDK release that changes it fails a
 test instead of a run.
 
-`attach(api, cid)` is the body of the SDK's public `APIClient.attach(stream=True)`
+`attach(api, cid, stdin=...)` is the body of the SDK's public `APIClient.attach(stream=True)`
 without its two costs for runner: it inspects the container first (one more engine call
 per step), and its stream's `close()` leaves the socket open once the stream has ended (a
-leaked socket per step). Here: the attach request, the multiplexed frames of a container
-without a TTY, and the response closed when the reader is done.
+leaked socket per step). Here: the attach request (with stdin too when asked, for
+runner-init's environment), the multiplexed frames of a container without a TTY, and the
+response closed when the reader is done. `attach_stdin` is the same connection for stdin
+only, and `send` writes to an attached stdin and closes its direction. Containers run
+with the `none` log driver, so there are no logs to replay: attaching happens before
+start, and nothing is missed.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any, cast
 
 import docker
 
 # the private members used below, checked by the test that pins them
-PRIVATE = ("_post", "_url", "_raise_for_status", "_read_from_socket")
+PRIVATE = ("_post", "_url", "_raise_for_status", "_read_from_socket", "_get_raw_response_socket")
 
 
-def attach(api: docker.APIClient, cid: str) -> Iterator[bytes]:
-    """stdout and stderr of container `cid` (with what it printed already), as they come,
-    until it exits; the connection is closed when the iterator is."""
+class Stdin:
+    """The write side of an attach connection, and the response that holds it open."""
+
+    def __init__(self, raw: Any, response: Any, *, owns: bool) -> None:
+        self._raw = getattr(raw, "_sock", raw)  # the socket under the SDK's SocketIO
+        self._response = response
+        self._owns = owns  # a stdin-only connection: closed once sent
+
+    def send(self, data: bytes) -> None:
+        """Write `data` and half-close: runner-init reads its length-prefixed blob; a
+        container that already died leaves the step's own error to be reported."""
+        try:
+            self._raw.sendall(data)
+            self._raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close a stdin-only connection (an output one closes with its reader)."""
+        if self._owns:
+            self._response.close()
+
+
+def _post_attach(api: docker.APIClient, cid: str, params: dict[str, int]) -> Any:
     client = cast(Any, api)
     response = client._post(
         client._url("/containers/{0}/attach", cid),
         headers={"Connection": "Upgrade", "Upgrade": "tcp"},
-        params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
+        params={**params, "logs": 0, "stream": 1},
         stream=True,
     )
     try:
         client._raise_for_status(response)
+    except BaseException:
+        response.close()
+        raise
+    return response
+
+
+def attach(
+    api: docker.APIClient, cid: str, *, stdin: bool = False
+) -> tuple[Iterator[bytes], Stdin | None]:
+    """stdout and stderr of container `cid`, as they come, until it exits (the connection
+    is closed when the iterator is), and its stdin when `stdin`."""
+    client = cast(Any, api)
+    response = _post_attach(api, cid, {"stdout": 1, "stderr": 1, "stdin": int(stdin)})
+    try:
+        writer = None
+        if stdin:
+            writer = Stdin(client._get_raw_response_socket(response), response, owns=False)
         frames: Iterator[bytes] = client._read_from_socket(response, True, False)
     except BaseException:
         response.close()
         raise
-    return _closing(frames, response)
+    return _closing(frames, response), writer
+
+
+def attach_stdin(api: docker.APIClient, cid: str) -> Stdin:
+    """The stdin of container `cid` alone (its output is not read)."""
+    client = cast(Any, api)
+    response = _post_attach(api, cid, {"stdout": 0, "stderr": 0, "stdin": 1})
+    try:
+        return Stdin(client._get_raw_response_socket(response), response, owns=True)
+    except BaseException:
+        response.close()
+        raise
 
 
 def _closing(frames: Iterator[bytes], response: Any) -> Iterator[bytes]:
