@@ -80,6 +80,8 @@ def main(
             warnings=warnings,
             redactor=redactor,
             connect=connect,
-            resolve_factory=lambda backend, m: resolver(backend, m, app.root, app.state_dir),
+            resolve_factory=lambda backend, m, builds: resolver(
+                backend, m, app.root, app.state_dir, builds
+            ),
         )
     return 0
