@@ -172,10 +172,15 @@ def scan(repo: Path, exclude: Sequence[str] = ()) -> Scan:
         if known is not None and rel not in (dirty or ()) and (known[0] == LINK) == link:
             entries.append(Entry(rel, link, _mode(st.st_mode, link), known[1], False))
             continue
-        blob = _link_blob(os.readlink(path).encode(), algorithm) if link else None
-        entries.append(
-            Entry(rel, link, _mode(st.st_mode, link), blob or _file_blob(path, algorithm), True)
-        )
+        try:
+            blob = (
+                _link_blob(os.fsencode(os.readlink(path)), algorithm)
+                if link
+                else _file_blob(path, algorithm)
+            )
+        except OSError:
+            raise InvalidInput(f"{path} changed while runner read it; run again") from None
+        entries.append(Entry(rel, link, _mode(st.st_mode, link), blob, True))
     return Scan(tuple(entries), dirty, algorithm)
 
 
@@ -261,7 +266,7 @@ class RepoSnapshot:
                 target = os.readlink(path)
             except OSError:
                 raise changed from None
-            if entry.hashed and _link_blob(target.encode(), self.scan.algorithm) != entry.blob:
+            if entry.hashed and _link_blob(os.fsencode(target), self.scan.algorithm) != entry.blob:
                 raise changed
             info = self._info(name, tarfile.SYMTYPE, entry.mode)
             info.linkname = target
