@@ -387,7 +387,7 @@ class FakeBackend:
         lower: str | None = None,
         quota_bytes: int | None = None,
     ) -> None:
-        self._record("create_volume", name, dict(labels), exec_allowed, owner)
+        self._record("create_volume", name, dict(labels), exec_allowed, owner, lower, quota_bytes)
         with self._lock:
             if lower is not None and lower not in self.volumes:
                 raise NotFound(f"no volume {lower}")

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import run_container
+from fake_run import run_mission, scripted
+
+from runner.engine.fake import FakeBackend
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend, connect
@@ -23,6 +26,7 @@ from runner.run.artifacts import store
 from runner.run.snapshot import RepoSnapshot, SnapshotCache
 from runner.run.workspace import (
     IO_DIR,
+    volume_name,
     ArtifactMissing,
     ArtifactTooLarge,
     UnsafeArchive,
@@ -257,6 +261,39 @@ def test_a_snapshot_streams_in_bounded_chunks_and_readers_are_independent(repo: 
         sizes.append(len(chunk))
     assert max(sizes) <= tarstream.CHUNK
     assert b"".join(snapshot.chunks()) == b"".join(second)
+
+
+def test_a_job_at_its_quota_says_so_and_is_not_retried(tmp_path: Path) -> None:
+    engine = FakeBackend(scripted)
+    engine.full_volumes.add(volume_name("r1", "fill"))
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          fill:
+            steps: [{run: exit 1, retry: {max-attempts: 3, on: [failure]}}]
+          other:
+            steps: [{run: exit 1}]
+        """,
+        backend=engine,
+        limits=Limits(workspace_bytes=64 * MiB),
+    )
+    assert done.status() == {
+        "fill": (
+            "failure",
+            "step 'exit 1' failed: job fill wrote more than its 64 MiB workspace quota "
+            "(limits.workspace-size in the policy) (exit code 1)",
+        ),
+        "other": ("failure", "step 'exit 1' failed: exit code 1"),
+    }
+    assert len(done.specs["fill"]) == 1  # a full workspace stays full: no retry
+    (snapshot,) = done.snapshots()
+    assert {call[0]: call[3:] for call in engine.called("create_volume")} == {
+        volume_name("r1", "fill"): (65534, snapshot, 64 * MiB),
+        volume_name("r1", "other"): (65534, snapshot, 64 * MiB),
+    }
 
 
 @pytest.fixture(params=["in-place", "through-the-engine"])
