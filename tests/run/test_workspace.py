@@ -14,10 +14,9 @@ import pytest
 from conftest import run_container
 from fake_run import run_mission, scripted
 
-from runner.engine.fake import FakeBackend
-
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend, connect
+from runner.engine.fake import FakeBackend
 from runner.errors import InvalidInput
 from runner.mission.model import Artifact
 from runner.policy.model import Limits
@@ -26,7 +25,6 @@ from runner.run.artifacts import store
 from runner.run.snapshot import RepoSnapshot, SnapshotCache
 from runner.run.workspace import (
     IO_DIR,
-    volume_name,
     ArtifactMissing,
     ArtifactTooLarge,
     UnsafeArchive,
@@ -35,6 +33,7 @@ from runner.run.workspace import (
     repo_files,
     rewrite_archive,
     safe_members,
+    volume_name,
 )
 
 BUSYBOX = "runner-base/busybox:latest"
