@@ -26,9 +26,10 @@ from typing import Any
 
 from runner.engine.catalog import load_catalog
 from runner.engine.docker.backend import DockerBackend, connect
-from runner.engine.images import resolve_container
+from runner.engine.images import Builds, resolve_container
 from runner.engine.rootfs import export_rootfs
 from runner.engine.toolsets import build_toolset
+from runner.policy.loader import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [("base", ("sh", "cat")), ("python", ("sh", "python3"))]
@@ -46,7 +47,9 @@ def measure(
     client: Any, backend: DockerBackend, name: str, tools: tuple[str, ...], rounds: int
 ) -> dict[str, Any]:
     catalog = load_catalog(ROOT)
-    source = resolve_container(name, ROOT, backend=backend)
+    source = resolve_container(
+        name, ROOT, backend=backend, builds=Builds(load_policy(None, ROOT).build)
+    )
     cold, export, cached = [], [], []
     created: list[str] = []
     result: dict[str, Any] = {}

@@ -39,6 +39,32 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_snapshot_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A run keeps its repository snapshot volume as a cache for the next run
+    (`runner.run.snapshot`); the snapshots of this session's state dirs go at its end.
+    Through the docker CLI, when there is one: the pure tests run without an engine."""
+    yield
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    label = "runner.snapshot-of"
+    try:
+        names = subprocess.run(
+            ["docker", "volume", "ls", "-q", "--filter", f"label={label}"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.split()  # fmt: skip
+        for name in names:
+            owner = subprocess.run(
+                ["docker", "volume", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', name],
+                capture_output=True, text=True, check=False, timeout=60,
+            ).stdout.strip()  # fmt: skip
+            if owner.startswith(base + os.sep):
+                subprocess.run(
+                    ["docker", "volume", "rm", "-f", name], capture_output=True, check=False
+                )
+    except (OSError, subprocess.SubprocessError):
+        pass  # no engine: no snapshot was made
+
+
 @pytest.fixture
 def docker_client() -> Iterator[object]:
     """A client of the real engine. No engine is a failure, never a skip: CI has one."""

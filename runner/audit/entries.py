@@ -19,6 +19,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     key.revoked      key, by, reason (signed by `by`)
     recovery         file, offset, length, sha256, quarantined (a torn tail cut off)
     gc.pruned        runs, containers, volumes
+    image.built      name, tag, image_id, context_sha256, bases, network (a
+                     containers/<name>/Dockerfile built, in a run or by `images build`)
     ([name]: optional)
 
 Each type is a subclass of `Declared` whose `Field`s are its fields: declaring the class
@@ -289,3 +291,13 @@ class GcPruned(Declared):
     runs = Field(list)
     containers = Field(int)
     volumes = Field(int)
+
+
+class ImageBuilt(Declared):
+    TYPE = "image.built"
+    name = Field(str)  # containers/<name>
+    tag = Field(str)
+    image_id = Field(str)  # the engine's content id (sha256:...)
+    context_sha256 = Field(str)  # of the build context, as the tag says
+    bases = Field(list)  # the images its Dockerfile used (FROM, COPY --from)
+    network = Field(bool)  # built with the network (the policy's build.network)

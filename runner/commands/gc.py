@@ -1,6 +1,9 @@
 """`runner gc [--older-than AGE] [--keep N]`: remove the containers, volumes and egress
-networks of runs that are no longer alive (crashed, killed), and prune old run directories. Never the ledger;
-what was removed or pruned is recorded there (`gc.pruned`)."""
+networks of runs that are no longer alive (crashed, killed), prune old run directories, and
+remove repository snapshots (`runner.run.snapshot`) last used more than AGE ago (default 7
+days) or beyond the N most recently used (default 3), unless a run is live. Never the
+ledger; what was removed or pruned is recorded there (`gc.pruned`; `volumes` counts the
+snapshots too)."""
 
 from __future__ import annotations
 
@@ -8,11 +11,9 @@ import time
 from typing import Any
 
 from runner.app import App
-from runner.audit.keys import load_signer
-from runner.audit.ledger import Ledger
+from runner.commands.recording import append_entry
 from runner.engine.docker.backend import connect
-from runner.errors import InvalidInput
-from runner.run.gc import parse_age, prune_runs, sweep
+from runner.run.gc import collect_snapshots, parse_age, prune_runs, sweep
 
 
 def main(app: App, *, older_than: str | None, keep: int | None) -> int:
@@ -20,12 +21,27 @@ def main(app: App, *, older_than: str | None, keep: int | None) -> int:
     backend = connect()
     try:
         swept = sweep(backend, app.state_dir)
+        snapshots = collect_snapshots(
+            backend, app.state_dir, older_than_s=older_than_s, keep=keep, now=time.time()
+        )
     finally:
         backend.close()
     pruned = prune_runs(app.state_dir, older_than_s=older_than_s, keep=keep, now=time.time())
-    report: dict[str, Any] = {**swept.serialize(), "pruned_runs": pruned}
-    if swept.containers or swept.volumes or swept.networks or pruned:
-        _record(app, report)
+    report: dict[str, Any] = {
+        **swept.serialize(),
+        "snapshots": snapshots or [],
+        "pruned_runs": pruned,
+    }
+    if swept.containers or swept.volumes or swept.networks or pruned or snapshots:
+        append_entry(
+            app,
+            "gc.pruned",
+            {
+                "runs": pruned,
+                "containers": len(swept.containers),
+                "volumes": len(swept.volumes) + len(snapshots or []),
+            },
+        )
     if app.out.json_mode:
         app.out.json(report)
         return 0
@@ -37,27 +53,10 @@ def main(app: App, *, older_than: str | None, keep: int | None) -> int:
         app.out.line(f"  removed {len(swept.networks)} egress network(s) and their firewall rules")
     for run_id in pruned:
         app.out.line(f"  pruned run {run_id}")
+    for name in snapshots or []:
+        app.out.line(f"  removed repository snapshot {name}")
+    if snapshots is None:
+        app.out.line("  kept the repository snapshots: a run is live")
     for run_id in sorted(set(swept.alive_runs)):
         app.out.line(f"  kept run {run_id}: still running")
     return 0
-
-
-def _record(app: App, report: dict[str, Any]) -> None:
-    """The `gc.pruned` ledger entry (signed when a key is at hand)."""
-    try:
-        signer = load_signer(app.state_dir, app.root, create=False, say=app.out.line)
-    except InvalidInput:
-        signer = None
-    ledger = Ledger.open(app.state_dir, signer=signer)
-    try:
-        ledger.append(
-            "gc.pruned",
-            None,
-            {
-                "runs": report["pruned_runs"],
-                "containers": len(report["containers"]),
-                "volumes": len(report["volumes"]),
-            },
-        )
-    finally:
-        ledger.close()

@@ -1,14 +1,22 @@
 """`runner images build [NAME...]`: build containers/<name>/Dockerfile, tagged by content.
 
-An image whose build context is unchanged is not rebuilt (its tag already exists).
+An image whose build context is unchanged is not rebuilt (its tag already exists). Builds
+are bounded by the policy's `build:` (policies/default.yml): the images a Dockerfile may
+use, which builds get the network, memory, CPU and a timeout; Ctrl-C or SIGTERM stops a
+build in the engine. Every image built is recorded in the ledger (`image.built`).
 """
 
 from __future__ import annotations
 
+import threading
+
 from runner.app import App
+from runner.commands.recording import append_entry
 from runner.engine.docker.backend import connect
-from runner.engine.images import CONTAINERS, BuiltImage, available, build
-from runner.errors import InvalidInput
+from runner.engine.images import CONTAINERS, Builds, BuiltImage, available, build
+from runner.errors import InvalidInput, PolicyDenied
+from runner.policy.loader import load_policy
+from runner.run.session import cancel_on_signals
 
 
 def _size(size: int) -> str:
@@ -29,14 +37,23 @@ def main(app: App, names: tuple[str, ...]) -> int:
             f"no {CONTAINERS}/<name>/Dockerfile for {', '.join(unknown)} "
             f"(known: {', '.join(known) or 'none'})"
         )
+    policy = load_policy(None, app.root)
+    cancel = threading.Event()
+
+    def recorded(image: BuiltImage) -> None:
+        append_entry(app, "image.built", image.ledger_fields())
+
     backend = connect()
     built: list[BuiltImage] = []
     try:
-        for name in wanted:
-            image = build(backend, name, app.root)
-            built.append(image)
-            state = "cached" if image.cached else "built"
-            app.out.line(f"{name} -> {image.tag}  {_size(image.size)}  ({state})")
+        if policy.denied is not None:
+            raise PolicyDenied(f"no image is built: {policy.denied}")
+        with cancel_on_signals(cancel):
+            for name in wanted:
+                image = build(backend, name, app.root, Builds(policy.build, cancel, recorded))
+                built.append(image)
+                state = "cached" if image.cached else "built"
+                app.out.line(f"{name} -> {image.tag}  {_size(image.size)}  ({state})")
     finally:
         backend.close()
     if app.out.json_mode:

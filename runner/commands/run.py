@@ -91,6 +91,8 @@ def main(
             warnings=warnings,
             redactor=redactor,
             connect=lambda: _engine(app),
-            resolve_factory=lambda backend, m: resolver(backend, m, app.root, app.state_dir),
+            resolve_factory=lambda backend, m, builds: resolver(
+                backend, m, app.root, app.state_dir, builds
+            ),
         )
     return 0

@@ -2,7 +2,8 @@
 
 `backend` (the `Backend` protocol: containers, volumes, archives, images, the mount
 check; `ContainerSpec` and its ledger digest), `clock` (the time deadlines and retries are
-read on), `images` (`containers/<name>/Dockerfile` builds, tagged by content), `toolsets`
+read on), `images` (`containers/<name>/Dockerfile` builds, tagged by content, within the
+policy's rules) with `dockerfile` (the images a Dockerfile uses), `toolsets`
 (pruned FROM-scratch images) with `catalog`, `elf` and `rootfs` (an exported image
 filesystem, read offline). `docker/` implements `Backend` on the Docker API.
 Everything here but `docker/` is engine-neutral and talks to the engine only through

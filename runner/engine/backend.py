@@ -1,7 +1,8 @@
 """The engine behind a small protocol: everything runner asks of a container engine.
 
 `Backend` covers containers (create, attach, start, wait, kill, remove, archives in and
-out), workspace volumes, per-job egress networks, and images (build from a Dockerfile,
+out), volumes (repository snapshots, and workspaces: copy-on-write views of a snapshot
+with a quota), per-job egress networks, and images (build from a context runner made,
 import a root filesystem, export an image's filesystem, inspect, pull, tag, remove). Its
 arguments and results are plain values and the dataclasses below, never an engine's own
 types, so that a second engine is one more implementation: `docker.backend.DockerBackend`
@@ -14,17 +15,25 @@ ledger records of it. Every step container runs under runner-init (`runner.engin
 the backend delivers the program and hands it the spec's environment at start, so that no
 environment value is stored in the engine's configuration; runner-init refuses a writable
 and executable mount before the step runs (SPEC 6) and kills the container at
-`deadline_s`.
+`deadline_s`. `BuildSpec` is an image build, bounded like a step.
+
+Nothing a step or the repository shaped is ever written by runner on the host: a
+snapshot's files and a consumed artifact enter a volume through the engine
+(`create_snapshot`, `put_workspace`: a never-started helper container and the archive API,
+so the engine extracts them inside that container, where every link resolves).
 
 Every container, volume and network runner creates for a run carries `LABEL_RUN` (the run
 id) and `LABEL_STATE` (the state directory of that run) so that `runner gc` can find what
-a crashed run left behind and tell whether its run is still alive.
+a crashed run left behind and tell whether its run is still alive. Snapshot volumes
+outlive runs (they are a cache): they carry `LABEL_SNAPSHOT` (their content digest) and
+`LABEL_SNAPSHOT_OF` (the state directory whose cache they are) instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Protocol
@@ -35,7 +44,11 @@ from runner.errors import PolicyDenied, RunnerError
 LABEL_RUN = "runner.run-id"
 LABEL_STATE = "runner.state-dir"
 LABEL_JOB = "runner.job"
-LABEL_ROLE = "runner.role"  # "step", "workspace", "workspace-data", "helper", "network", "init"
+LABEL_ROLE = (
+    "runner.role"  # "step", "workspace", "workspace-data", "snapshot", "helper", "network", "init"
+)
+LABEL_SNAPSHOT = "runner.snapshot"  # a snapshot volume: the digest of what it holds
+LABEL_SNAPSHOT_OF = "runner.snapshot-of"  # a snapshot volume: the state dir caching it
 
 WORKSPACE_PATH = "/workspace"
 NOBODY = 65534
@@ -130,6 +143,21 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildSpec:
+    """One image build, bounded like a step: `context` is a tar runner made (the
+    Dockerfile at its root), built without network unless `network`, within
+    `memory_bytes` (swap included) and `cpus`, for at most `timeout_s`."""
+
+    context: Path
+    tag: str
+    labels: Mapping[str, str]
+    memory_bytes: int
+    cpus: float
+    timeout_s: float
+    network: bool = False
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What the engine knows of an image: `id` is its content id (`sha256:...`), the
@@ -165,8 +193,9 @@ class Backend(Protocol):
         """Create (not start) the hardened container; returns its id."""
         ...
 
-    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes]) -> None:
-        """Extract a tar into `path` (an existing directory) of a container."""
+    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes] | Iterable[bytes]) -> None:
+        """Extract a tar (whole, a file, or streamed in chunks) into `path` (an existing
+        directory) of a container."""
         ...
 
     def get_archive(self, cid: str, path: str) -> Iterator[bytes]:
@@ -196,6 +225,21 @@ class Backend(Protocol):
 
     # -- volumes ---------------------------------------------------------------------------
 
+    def create_snapshot(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        tree: Callable[[str], Iterable[bytes]],
+        helper_labels: Mapping[str, str],
+    ) -> None:
+        """A volume holding the tar `tree(prefix)` (its members named under `prefix`, the
+        place the engine asks for), extracted by the engine inside a never-started helper
+        container labelled `helper_labels`: links in it resolve inside that container,
+        never on the host. Snapshots are the read-only lower layer of workspaces
+        (`create_volume(lower=name)`); no container ever mounts one. A failed copy
+        leaves no volume."""
+        ...
+
     def create_volume(
         self,
         name: str,
@@ -203,11 +247,26 @@ class Backend(Protocol):
         *,
         exec_allowed: bool,
         owner: int = NOBODY,
-        seeds: Sequence[bytes | IO[bytes]] = (),
+        lower: str | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
-        """A workspace volume whose root belongs to `owner`, holding the tars `seeds`
-        extracted in order at its root. Files on it can be executed only when
-        `exec_allowed`."""
+        """A workspace volume: a copy-on-write view of the snapshot volume `lower` (empty
+        when None) whose root belongs to `owner` and whose writes go to a layer of its
+        own, of at most `quota_bytes` when the engine can enforce it (a write past it
+        fails with ENOSPC). Files on it can be executed only when `exec_allowed`."""
+        ...
+
+    def put_workspace(
+        self, volume: str, path: str, data: Iterable[bytes], labels: Mapping[str, str]
+    ) -> None:
+        """Extract the tar `data` into `path` (workspace-relative, an existing directory)
+        of workspace `volume`, through a never-started helper container labelled
+        `labels` with the workspace mounted: the engine extracts it, never the host."""
+        ...
+
+    def workspace_full(self, volume: str) -> bool:
+        """Whether workspace `volume` is at its quota (no space or no inode left); False
+        when it has none or the engine cannot tell."""
         ...
 
     def read_files(
@@ -219,7 +278,8 @@ class Backend(Protocol):
         ...
 
     def remove_volume(self, name: str) -> None:
-        """Remove a volume made by `create_volume` (and its parts); missing is fine."""
+        """Remove a volume made by `create_volume` (and its parts) or `create_snapshot`;
+        missing is fine."""
         ...
 
     def list_labelled(
@@ -252,9 +312,10 @@ class Backend(Protocol):
         """The image's id and size, or None when the engine does not have it."""
         ...
 
-    def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
-        """Build the `Dockerfile` of the directory `context` (the build context), never
-        pulling a newer base, and tag it `tag`; ImageBuildFailed when the build fails."""
+    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+        """Build `spec` (never pulling a newer base) and tag it; ImageBuildFailed when the
+        build fails or runs past its timeout, `Interrupted` when `cancel` is set first:
+        either way the engine stops the build."""
         ...
 
     def pull_image(self, reference: str) -> ImageInfo:

@@ -4,9 +4,11 @@ container, for tests of what runs on top of it (as httpx ships `MockTransport`).
 What a container does is scripted: when one starts, `script(spec)` says how it behaves,
 `Exit` (prints `output`, writes `writes` into its workspace, exits with `code` after
 `seconds`) or `Hang` (runs until it is killed). The script may also raise a `RunnerError`
-(an engine failing at start), or block on the test's own synchronisation. Workspace
-volumes hold real tar contents (`seeds`, `put_archive`, `get_archive` and `read_files`
-work on them), images are records (`add_image`, `build_image`, `import_image` ...).
+(an engine failing at start), or block on the test's own synchronisation. Volumes hold
+real tar contents: a snapshot what its tree holds, a workspace a copy of its lower
+snapshot (`put_archive`, `put_workspace`, `get_archive` and `read_files` work on them; a
+test marks one at its quota with `full_volumes`); images are records (`add_image`,
+`build_image` reads the Dockerfile of its context tar, `import_image` ...).
 
 Time is a `FakeClock`, shared with the executor through `RunState.clock`: it passes only
 when someone waits. Waiting for a container lets it run to its exit, or lets the wait's
@@ -30,13 +32,13 @@ import itertools
 import posixpath
 import tarfile
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 from runner.engine.backend import (
     NOBODY,
+    BuildSpec,
     ContainerSpec,
     EgressUnavailable,
     ImageConfig,
@@ -45,7 +47,7 @@ from runner.engine.backend import (
     check_spec,
 )
 from runner.engine.stepinit import contract
-from runner.errors import InvalidInput, RunnerError
+from runner.errors import Interrupted, InvalidInput, RunnerError
 
 HANG_SLICE_S = 0.001  # real time a hanging container's wait yields to other threads
 KILLED = 137  # 128 + SIGKILL, as an engine reports it
@@ -170,6 +172,8 @@ class FakeVolume:
     owner: int
     files: dict[str, bytes] = field(default_factory=dict)  # workspace-relative path -> data
     dirs: set[str] = field(default_factory=set)
+    lower: str | None = None  # the snapshot a workspace was made from
+    quota_bytes: int | None = None
 
 
 @dataclass
@@ -195,6 +199,7 @@ class FakeBackend:
         self.networks: dict[str, dict[str, str]] = {}  # name -> labels
         self.egress_unavailable: str | None = None  # why the host cannot be kept out
         self.local_volumes = True  # False: `read_files` says None, as a remote engine does
+        self.full_volumes: set[str] = set()  # workspaces `workspace_full` says are at quota
         self.peak_running = 0
         self.closed = False
         self._ids = itertools.count(1)
@@ -242,10 +247,10 @@ class FakeBackend:
             self.created.append(container)
         return cid
 
-    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes]) -> None:
+    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes] | Iterable[bytes]) -> None:
         self._record("put_archive", cid, path)
         container = self._container(cid)
-        raw = data if isinstance(data, bytes) else data.read()
+        raw = _whole(data)
         with self._lock:
             volume, rel = self._where(container, path)
             if volume is None:
@@ -366,6 +371,19 @@ class FakeBackend:
 
     # -- volumes ---------------------------------------------------------------------------
 
+    def create_snapshot(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        tree: Callable[[str], Iterable[bytes]],
+        helper_labels: Mapping[str, str],
+    ) -> None:
+        self._record("create_snapshot", name, dict(labels))
+        volume = FakeVolume(name, dict(labels), False, NOBODY)
+        _extract(_whole(tree("")), "", volume.files, volume.dirs)
+        with self._lock:
+            self.volumes[name] = volume
+
     def create_volume(
         self,
         name: str,
@@ -373,16 +391,34 @@ class FakeBackend:
         *,
         exec_allowed: bool,
         owner: int = NOBODY,
-        seeds: Sequence[bytes | IO[bytes]] = (),
+        lower: str | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
-        self._record("create_volume", name, dict(labels), exec_allowed, owner)
+        self._record("create_volume", name, dict(labels), exec_allowed, owner, lower, quota_bytes)
         with self._lock:
+            if lower is not None and lower not in self.volumes:
+                raise NotFound(f"no volume {lower}")
             volume = self.volumes.setdefault(
-                name, FakeVolume(name, dict(labels), exec_allowed, owner)
+                name, FakeVolume(name, dict(labels), exec_allowed, owner, lower=lower)
             )
-            for seed in seeds:
-                raw = seed if isinstance(seed, bytes) else seed.read()
-                _extract(raw, "", volume.files, volume.dirs)
+            volume.quota_bytes = quota_bytes
+            if lower is not None:  # copy-on-write, modelled as a copy
+                volume.files.update(self.volumes[lower].files)
+                volume.dirs.update(self.volumes[lower].dirs)
+
+    def put_workspace(
+        self, volume: str, path: str, data: Iterable[bytes], labels: Mapping[str, str]
+    ) -> None:
+        self._record("put_workspace", volume, path)
+        with self._lock:
+            if volume not in self.volumes:
+                raise NotFound(f"no volume {volume}")
+            target = self.volumes[volume]
+            _extract(_whole(data), posixpath.normpath(path), target.files, target.dirs)
+
+    def workspace_full(self, volume: str) -> bool:
+        self._record("workspace_full", volume)
+        return volume in self.full_volumes
 
     def read_files(
         self, volume: str, directory: str, names: Sequence[str], limit: int
@@ -480,10 +516,14 @@ class FakeBackend:
             found = self.images.get(image)
         return found.info if found is not None else None
 
-    def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
-        self._record("build_image", context, tag, dict(labels))
-        dockerfile = (context / "Dockerfile").read_bytes()
-        return self._store(tag, dockerfile, ImageConfig(labels=dict(labels)))
+    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+        self._record("build_image", spec)
+        if cancel.is_set():
+            raise Interrupted(f"the build of {spec.tag} was cancelled")
+        with tarfile.open(spec.context) as context:
+            handle = context.extractfile("Dockerfile")
+            dockerfile = handle.read() if handle is not None else b""
+        return self._store(spec.tag, dockerfile, ImageConfig(labels=dict(spec.labels)))
 
     def pull_image(self, reference: str) -> ImageInfo:
         self._record("pull_image", reference)
@@ -518,6 +558,15 @@ class FakeBackend:
             if found is not None and image == found.info.id:  # by id: every tag goes
                 for name in [n for n, i in self.images.items() if i is found]:
                     del self.images[name]
+
+
+def _whole(data: bytes | IO[bytes] | Iterable[bytes]) -> bytes:
+    """A tar given whole, as a file or in chunks, as bytes."""
+    if isinstance(data, bytes):
+        return data
+    if hasattr(data, "read"):
+        return bytes(data.read())
+    return b"".join(data)
 
 
 def _parents(directory: str) -> list[str]:

@@ -27,6 +27,7 @@ import cerberus
 import yaml
 
 from runner.durable import json_digest
+from runner.engine.images import BuildRules
 from runner.errors import InvalidMission, InvalidPolicy
 from runner.findings import Finding, sort_findings
 from runner.mission.schema import validation_errors
@@ -50,6 +51,8 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _MEMORY = re.compile(r"(?i)^([0-9]+) ?([bkmgt]?)(?:i?b)?$")
 _MIN_MEMORY = 6 * 1024**2  # Docker refuses less
 _MAX_MEMORY = 1024**5
+# the smallest workspace quota (an ext4 filesystem of that size) and artifact bound
+_MIN_SIZES = {"workspace-size": 16 * 1024**2, "artifact-size": 1024**2}
 
 
 class PolicyValidator(cerberus.Validator):  # type: ignore[misc]
@@ -202,8 +205,11 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         for error in _leaves(validation_errors(validator)):
             problem(_keypath(error.document_path), _message(error), key=error.code == 0x03)
     limits = Limits()
+    build = BuildRules()
     if not findings:
         limits = _base_limits(_limits(doc.get("limits") or {}, "limits", problem))
+        limits = _storage_limits(doc.get("limits") or {}, limits, problem)
+        build = _build_rules(doc.get("build") or {}, limits, problem)
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     raw_rules = (doc.get("rules") or []) if not findings else []
@@ -248,6 +254,7 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         rules=tuple(rules),
         enforce=frozenset(SecurityCheck(name) for name in doc.get("enforce", ())),
         accept=frozenset(doc.get("accept", ())),
+        build=build,
     )
 
 
@@ -278,6 +285,43 @@ def _limits(raw: Mapping[str, Any], keypath: str, problem: Any) -> LimitRaise:
         cpus=float(raw["cpus"]) if "cpus" in raw else None,
         pids=raw.get("pids"),
         user=raw.get("user"),
+    )
+
+
+def _storage_limits(raw: Mapping[str, Any], limits: Limits, problem: Any) -> Limits:
+    """The workspace quota and artifact bounds of the validated top-level `limits`."""
+
+    def size(key: str, default: int) -> int:
+        if key not in raw:
+            return default
+        found = memory_bytes(raw[key])
+        if found is None or found < _MIN_SIZES[key]:
+            least = _MIN_SIZES[key] // 1024**2
+            problem(f"limits.{key}", f"{raw[key]!r} is less than the {least}m it needs")
+        elif found > _MAX_MEMORY:
+            problem(f"limits.{key}", f"{raw[key]!r} is more than 1024t; write a real limit")
+        else:
+            return found
+        return default
+
+    return replace(
+        limits,
+        workspace_bytes=size("workspace-size", limits.workspace_bytes),
+        artifact_bytes=size("artifact-size", limits.artifact_bytes),
+        artifact_files=int(raw.get("artifact-files", limits.artifact_files)),
+        artifact_depth=int(raw.get("artifact-depth", limits.artifact_depth)),
+    )
+
+
+def _build_rules(raw: Mapping[str, Any], limits: Limits, problem: Any) -> BuildRules:
+    """The validated `build:` key; its limits default to the jobs' (top-level `limits`)."""
+    given = _limits(raw.get("limits") or {}, "build.limits", problem)
+    return BuildRules(
+        bases=tuple(raw.get("from", ())),
+        network=tuple(raw.get("network", ())),
+        memory_bytes=given.memory_bytes or limits.memory_bytes,
+        cpus=given.cpus or limits.cpus,
+        timeout_s=(given.timeout_minutes or limits.timeout_minutes) * 60,
     )
 
 

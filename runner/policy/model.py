@@ -2,10 +2,13 @@
 
     Policy   the top-level lists (`images`, `tools`, `uses`, `limits`), the rules, the
              security checks it enforces, the weaker guarantees it accepts (`accept`),
-             or `denied`: why it denies everything
+             how images are built (`build`: the engine's `BuildRules`), or `denied`: why
+             it denies everything
     Rule     whom it matches (`match`: globs over the mission's name and the job's id)
              and what it allows (`allow`), one field per capability kind
-    Limits   a job's container limits; `LimitRaise`: the ceilings a rule raises them to
+    Limits   a job's container limits, its workspace quota and the bounds of the
+             artifacts it produces; `LimitRaise`: the ceilings a rule raises the
+             container limits to (the quota and artifact bounds are the top level's)
     Grants   what one job instance may use, once every request of it is allowed
 
 `Rule.grants(capability)` is the one place that says which `allow` field grants which
@@ -23,6 +26,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, assert_never
 
+from runner.engine.images import BuildRules
 from runner.policy.capabilities import Capability, Kind
 from runner.policy.security_checks import SecurityCheck
 
@@ -43,9 +47,14 @@ class Limits:
     cpus: float = 1.0
     pids: int = 256
     user: int = 65534
+    workspace_bytes: int = 2 * 1024**3  # the job's writes to its workspace, at most
+    artifact_bytes: int = 1024**3  # one artifact's tar, at most
+    artifact_files: int = 10_000  # members of one artifact's tar, at most
+    artifact_depth: int = 64  # path components of an artifact's member, at most
 
     def serialize(self) -> dict[str, Any]:
-        """Integers only, so that the ledger's canonical JSON (no floats) can hold it."""
+        """The container limits, integers only, so that the ledger's canonical JSON (no
+        floats) can hold them (the whole policy is in `policy.changed`)."""
         return {
             "timeout_seconds": round(self.timeout_minutes * 60),
             "memory": self.memory,
@@ -164,6 +173,7 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     enforce: frozenset[SecurityCheck] = frozenset()
     accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST
+    build: BuildRules = field(default_factory=BuildRules)
     denied: str | None = None  # set: the policy denies everything, and this says why
 
     @property

@@ -1,5 +1,5 @@
 """The garbage runs leave: labelled containers and volumes of runs that are no longer live,
-and old run directories.
+old run directories, and repository snapshots no run has used for a while.
 
 Whether a run is live is `runner.records.rundirs`'s one rule (its lock is held), the same
 `runner runs` and `runner logs --follow` ask; this module only decides what to remove.
@@ -16,6 +16,7 @@ from runner.engine.backend import LABEL_RUN, LABEL_STATE, Backend
 from runner.errors import InvalidInput, RunnerError
 from runner.mission.durations import AGE_UNITS, parse_duration
 from runner.records.rundirs import RunDir, is_live, list_runs
+from runner.run.snapshot import DEFAULT_KEEP, DEFAULT_MAX_AGE_S, SnapshotCache
 
 
 def parse_age(text: str) -> float:
@@ -110,3 +111,21 @@ def prune_runs(
             raise RunnerError(f"cannot prune run {run.run_id} in {run.path}: {exc}") from exc
         pruned.append(run.run_id)
     return sorted(pruned)
+
+
+def collect_snapshots(
+    backend: Backend,
+    state_dir: Path,
+    *,
+    older_than_s: float | None,
+    keep: int | None,
+    now: float,
+) -> list[str] | None:
+    """Remove this state dir's repository snapshots last used more than `older_than_s` ago
+    (default 7 days) or not among the `keep` most recently used (default 3); the names
+    removed, or None when a live run holds them (`runner.run.snapshot`)."""
+    return SnapshotCache(backend, state_dir).collect(
+        keep=DEFAULT_KEEP if keep is None else keep,
+        older_than_s=DEFAULT_MAX_AGE_S if older_than_s is None else older_than_s,
+        now=now,
+    )

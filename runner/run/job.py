@@ -74,6 +74,7 @@ class JobRunner:
         self._env_files: dict[str, str] = {}
         self._failed = False
         self.containers: StepContainers | None = None  # set once the workspace exists
+        self.workspace: Workspace | None = None
 
     # -- contexts --------------------------------------------------------------------
 
@@ -164,14 +165,13 @@ class JobRunner:
                 self.state.backend,
                 self.state.info.run_id,
                 self.instance.key,
-                self.state.info.root,
+                lower=self.state.snapshots.volume(self.grants.limits.user),
                 exec_allowed=self.grants.exec,
                 labels=self._labels(),
                 uid=self.grants.limits.user,
-                snapshot=self.state.snapshot
-                if self.state.snapshot.uid == self.grants.limits.user
-                else None,
+                quota_bytes=self.grants.limits.workspace_bytes,
             )
+            self.workspace = workspace
             workspace.prepare(self._consumed())
             if self.grants.network:
                 network = self._create_network()
@@ -288,6 +288,10 @@ class JobRunner:
             except InvalidInput as exc:  # a step the runner cannot start: never retried
                 outcome = AttemptResult(Status.FAILURE, self.state.redactor(exc.message))
                 break
+            quota = self._quota_hit() if outcome.status is Status.FAILURE else None
+            if quota is not None:
+                outcome.reason = f"{quota} ({outcome.reason})"
+                break  # a retry would meet the same full workspace
             reason = outcome.reason
             if outcome.status is Status.SUCCESS or self.stop.is_set():
                 break
@@ -345,6 +349,9 @@ class JobRunner:
                 log_sha256=sr.log_sha256,
             )
         )
+
+    def _quota_hit(self) -> str | None:
+        return self.workspace.quota_hit() if self.workspace is not None else None
 
     def _skip(self, sr: StepResult, status: Status, reason: str) -> None:
         sr.status = sr.outcome = status
@@ -519,4 +526,6 @@ class JobRunner:
 
     def _collect_artifacts(self, workspace: Workspace) -> None:
         last = self.containers.last if self.containers is not None else None
-        artifacts.collect(self.state, self.instance.key, self.job.produces, workspace, last)
+        artifacts.collect(
+            self.state, self.instance.key, self.job.produces, workspace, last, self.grants.limits
+        )

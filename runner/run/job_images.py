@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.engine.backend import Backend
 from runner.engine.catalog import load_catalog
-from runner.engine.images import present, resolve_container
+from runner.engine.images import Builds, present, resolve_container
 from runner.engine.toolsets import build_toolset
 from runner.mission.model import Mission
 from runner.mission.plan import JobInstance
@@ -17,8 +17,11 @@ from runner.run.scheduler import Resolve
 from runner.run.state import ResolvedImage
 
 
-def resolver(backend: Backend, mission: Mission, root: Path, state_dir: Path) -> Resolve:
-    """A `Resolve` for the executor; memoised per (image, tools) within one run."""
+def resolver(
+    backend: Backend, mission: Mission, root: Path, state_dir: Path, builds: Builds
+) -> Resolve:
+    """A `Resolve` for the executor; memoised per (image, tools) within one run. Images
+    of `containers/` are built within `builds` (the policy's rules, the run's cancel)."""
     catalog = load_catalog(root)
     cache: dict[tuple[str, object], ResolvedImage] = {}
     lock = threading.Lock()
@@ -28,7 +31,7 @@ def resolver(backend: Backend, mission: Mission, root: Path, state_dir: Path) ->
         with lock:
             if key in cache:
                 return cache[key]
-        source = resolve_container(grants.image, root, backend=backend)
+        source = resolve_container(grants.image, root, backend=backend, builds=builds)
         toolset = build_toolset(backend, source, grants.tools, catalog, state_dir)
         resolved = ResolvedImage(
             ref=toolset.image,

@@ -29,7 +29,8 @@ import jsonpatch
 from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
-from runner.engine.backend import LABEL_RUN, Backend
+from runner.engine.backend import LABEL_RUN, Backend, run_labels
+from runner.engine.images import Builds, BuiltImage
 from runner.errors import Interrupted, MissionFailed, PolicyDenied
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -55,9 +56,9 @@ from runner.report.junit import write_junit
 from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
 from runner.run.scheduler import Executor, Resolve, default_parallelism
+from runner.run.snapshot import RepoSnapshot, RunSnapshots, SnapshotCache
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
-from runner.run.workspace import RepoSnapshot
 from runner.secrets.redact import Redactor
 
 LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
@@ -154,7 +155,7 @@ def execute(
     warnings: Sequence[Finding] = (),
     redactor: Redactor,
     connect: Callable[[], Backend],
-    resolve_factory: Callable[[Backend, Mission], Resolve],
+    resolve_factory: Callable[[Backend, Mission, Builds], Resolve],
 ) -> RunResult:
     """Run one validated mission. Raises PolicyDenied (3), EngineUnavailable (4),
     Interrupted (130) or MissionFailed (1); returns the result on success."""
@@ -220,7 +221,7 @@ def _run(
     decisions: list[Decision],
     redactor: Redactor,
     backend: Backend,
-    resolve_factory: Callable[[Backend, Mission], Resolve],
+    resolve_factory: Callable[[Backend, Mission, Builds], Resolve],
     run_dir: RunDir,
 ) -> RunResult:
     """The run proper, in `run_dir`, whose lock the caller holds until it returns."""
@@ -242,7 +243,15 @@ def _run(
     plan = instances(mission)
     selected = select_jobs(mission, options.jobs)
     cancel = threading.Event()
-    snapshot = RepoSnapshot(app.root, uid=policy.limits.user)
+    snapshots = RunSnapshots(
+        RepoSnapshot(app.root, uid=policy.limits.user),
+        SnapshotCache(backend, app.state_dir),
+        helper_labels=run_labels(app.state_dir, run_id),
+    )
+
+    def built(image: BuiltImage) -> None:
+        ledger.append("image.built", run_id, image.ledger_fields())
+
     state = RunState(
         backend=backend,
         sink=sink,
@@ -252,7 +261,7 @@ def _run(
         secrets=dict(options.secrets or {}),
         artifacts_dir=run_dir.artifacts,
         state_dir=app.state_dir,
-        snapshot=snapshot,
+        snapshots=snapshots,
         cancel=cancel,
         retry_seed=options.retry_seed,
         accept_egress_to_host=policy.accepts_egress_to_host,
@@ -265,7 +274,7 @@ def _run(
     executor = Executor(
         state,
         plan,
-        resolve=resolve_factory(backend, mission),
+        resolve=resolve_factory(backend, mission, Builds(policy.build, cancel, built)),
         grants=lambda key: granted(decisions, key),
         max_parallel=options.max_parallel or default_parallelism(),
         selected=selected,
@@ -274,7 +283,7 @@ def _run(
         try:
             result.jobs = executor.run()
         finally:
-            snapshot.close()
+            snapshots.close()
             closer = getattr(view, "close", None)
             if closer is not None:
                 closer()

@@ -13,7 +13,7 @@ from runner.engine.clock import Clock, SystemClock
 from runner.mission.model import Mission
 from runner.records.sink import Sink
 from runner.run.contexts import RunInfo
-from runner.run.workspace import RepoSnapshot
+from runner.run.snapshot import RunSnapshots
 from runner.secrets.redact import Redactor
 
 
@@ -37,7 +37,7 @@ class RunState:
     secrets: Mapping[str, str]
     artifacts_dir: Path
     state_dir: Path
-    snapshot: RepoSnapshot
+    snapshots: RunSnapshots  # the repository snapshot's volumes
     cancel: threading.Event
     retry_seed: int | None = None
     # the policy accepts egress that can reach the host where runner cannot keep it off

@@ -1,35 +1,40 @@
-"""The per-job workspace: a volume holding a copy of the repository (SPEC 6).
+"""The per-job workspace: a copy-on-write view of the run's repository snapshot (SPEC 6).
 
-The copy is taken from the working tree: the files git would track (tracked and untracked,
-minus what .gitignore excludes) when the repository is a git work tree, every file
-otherwise; never `.runner/` (state, keys) nor `.git/` (history, and credentials that CI
-checkouts persist in `.git/config`). Every file is owned by the step user, so steps can
-write. Artifacts leave a stopped step container as a tar that must pass `safe_members`,
-and enter the next one rewritten from its safe members only.
+The snapshot (`runner.run.snapshot`) is the working tree as git sees it (tracked and
+untracked, minus what .gitignore excludes; every file otherwise): `repo_files` lists it,
+never `.runner/` (state, keys) nor `.git/` (history, and credentials that CI checkouts
+persist in `.git/config`). The engine holds it once in a volume of its own, and each job's
+workspace (`Workspace`) is an overlay whose lower layer is that volume and whose writes go
+to the job's own layer, within the job's quota: a job's workspace costs the same whatever
+the repository's size, and a step cannot write the snapshot. Every file is owned by the
+step user, so steps can write (their writes copy the file up into the job's layer).
+
+Artifacts leave a stopped step container as a tar that must pass `safe_members` (and stay
+within the policy's bounds, `runner.run.artifacts`), and enter the next job's workspace
+rewritten from their safe members only (`rewrite_archive`: names under the artifact's
+path, owned by the step user, no setuid bits, no extended headers), through the engine
+(`Backend.put_workspace`): runner never extracts anything on the host.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
 import shutil
-import stat
 import subprocess
 import tarfile
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from runner.engine.backend import LABEL_JOB, LABEL_RUN, NOBODY, WORKSPACE_PATH, Backend, NotFound
 from runner.errors import InvalidInput, RunnerError
+from runner.run import tarstream
 
 ALWAYS_EXCLUDED = (".runner", ".git")
 WORKSPACE_DIR = WORKSPACE_PATH
 IO_DIR = f"{WORKSPACE_DIR}/.runner/io"  # the steps' $RUNNER_OUTPUT / $RUNNER_ENV files
-SPOOL_BYTES = 8 * 1024 * 1024
 
 
 class UnsafeArchive(RunnerError):
@@ -38,16 +43,38 @@ class UnsafeArchive(RunnerError):
     exit_code = 1
 
 
-def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+class ArtifactTooLarge(RunnerError):
+    """An artifact over one of the policy's bounds (bytes, files, path depth)."""
+
+    exit_code = 1
+
+
+def binary_size(size: int) -> str:
+    """`size` bytes as people read a limit: "2 GiB", "512 MiB", "1.5 KiB", "12 bytes"."""
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.4g} {unit}"
+    return f"{size} bytes"
+
+
+def safe_members(
+    tar: tarfile.TarFile, *, max_files: int | None = None, max_depth: int | None = None
+) -> list[tarfile.TarInfo]:
     """Every member of `tar`, or UnsafeArchive naming the first that is not safe to extract:
     absolute or `..` paths, links pointing outside the archive's root or through a link,
-    devices, FIFOs and anything but regular files, directories and symlinks."""
+    devices, FIFOs and anything but regular files, directories and symlinks; or
+    ArtifactTooLarge at the member past `max_files`, or deeper than `max_depth` path
+    components (read no further: memory stays bounded by `max_files`)."""
     members: list[tarfile.TarInfo] = []
     links: set[str] = set()
     seen: set[str] = set()
     for member in tar:
         name = member.name
         where = f"artifact member {name!r}"
+        if max_files is not None and len(members) >= max_files:
+            raise ArtifactTooLarge(f"it holds more than {max_files} files and directories")
+        if max_depth is not None and len(posixpath.normpath(name).split("/")) > max_depth:
+            raise ArtifactTooLarge(f"{where} is deeper than {max_depth} directories")
         if name.startswith("/") or posixpath.isabs(name):
             raise UnsafeArchive(f"{where} has an absolute path")
         clean = posixpath.normpath(name)
@@ -129,80 +156,6 @@ def repo_files(repo: Path, *, exclude: Sequence[str] = ()) -> list[str]:
     return [f for f in files if not any(f == e or f.startswith(e + "/") for e in excluded)]
 
 
-def _owned(info: tarfile.TarInfo, uid: int) -> tarfile.TarInfo:
-    info.uid = info.gid = uid
-    info.uname = info.gname = ""
-    info.mode &= 0o777  # never setuid/setgid/sticky in a workspace
-    return info
-
-
-def write_repo_tar(repo: Path, out: IO[bytes], *, uid: int, exclude: Sequence[str] = ()) -> int:
-    """Write the workspace copy of `repo` as a tar to `out`, with the empty `IO_DIR`;
-    returns the number of files."""
-    count = 0
-    dirs_done: set[str] = set()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in _parents(posixpath.relpath(IO_DIR, WORKSPACE_DIR)):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            tar.addfile(_owned(_dir_mode(info), uid))
-        for rel in repo_files(repo, exclude=exclude):
-            path = repo / rel
-            try:
-                st = path.lstat()
-            except FileNotFoundError:  # listed by git but deleted in the work tree
-                continue
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                continue
-            parent = posixpath.dirname(rel)
-            missing: list[str] = []
-            while parent and parent not in dirs_done:
-                missing.append(parent)
-                parent = posixpath.dirname(parent)
-            for directory in reversed(missing):
-                info = tar.gettarinfo(str(repo / directory), arcname=directory)
-                tar.addfile(_owned(info, uid))
-                dirs_done.add(directory)
-            info = _owned(tar.gettarinfo(str(path), arcname=rel), uid)
-            if info.isfile():
-                with path.open("rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
-            count += 1
-    return count
-
-
-class RepoSnapshot:
-    """The repository as a tar, built once and shared by the jobs of a run (thread-safe:
-    every reader has its own file or buffer). Small snapshots stay in memory."""
-
-    def __init__(self, repo: Path, *, uid: int = NOBODY, exclude: Sequence[str] = ()) -> None:
-        self.repo = repo
-        self.uid = uid
-        handle, name = tempfile.mkstemp(prefix="runner-repo-", suffix=".tar")
-        self._path: Path | None = Path(name)
-        with os.fdopen(handle, "w+b") as out:
-            self.files = write_repo_tar(repo, out, uid=uid, exclude=exclude)
-            self.size = out.tell()
-            out.seek(0)
-            self.data: bytes | None = out.read() if self.size <= SPOOL_BYTES else None
-        if self.data is not None:
-            self.close()
-
-    def open(self) -> IO[bytes]:
-        """A new reader of the tar."""
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        assert self._path is not None, "snapshot used after close()"
-        return self._path.open("rb")
-
-    def close(self) -> None:
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
-            self._path = None
-
-
 def volume_name(run_id: str, job_key: str) -> str:
     digest = hashlib.sha256(job_key.encode()).hexdigest()[:12]
     return f"runner-{run_id}-{digest}"
@@ -215,74 +168,75 @@ class ArtifactMissing(RunnerError):
 
 
 class Workspace:
-    """A per-job volume holding a copy of the repository, mounted at /workspace in steps.
+    """A job's volume, mounted at /workspace in its steps: a copy-on-write view of the
+    snapshot volume `lower` (see the module docstring), of at most `quota_bytes` of writes.
 
     Its files are not executable unless the policy grants `exec`. `IO_DIR` (under the
-    workspace's `.runner/`, which a copy never holds) takes the steps' output/env files."""
+    workspace's `.runner/`, which the repository's copy never holds) takes the steps'
+    output/env files."""
 
     def __init__(
         self,
         backend: Backend,
         run_id: str,
         job_key: str,
-        repo: Path,
         *,
+        lower: str | None,
         exec_allowed: bool,
         uid: int = NOBODY,
         labels: Mapping[str, str] | None = None,
-        snapshot: RepoSnapshot | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
         self.backend = backend
-        self.repo = repo
+        self.job_key = job_key
+        self.lower = lower
         self.exec_allowed = exec_allowed
         self.uid = uid
+        self.quota_bytes = quota_bytes
         self.labels = dict(labels or {LABEL_RUN: run_id, LABEL_JOB: job_key})
         self.volume = volume_name(run_id, job_key)
-        self._snapshot = snapshot
         self._created = False
 
     def prepare(self, consumed: Sequence[tuple[str, Path]] = ()) -> None:
-        """Create the volume: the repository copy, `IO_DIR`, then each consumed artifact
-        (its produced path, its stored tar) placed at the same path it was produced at."""
-        seeds: list[bytes | IO[bytes]] = []
-        for path, stored in consumed:
-            parent = posixpath.dirname(check_relative(path, "artifact path")) or "."
-            seeds.append(rewrite_archive(stored.read_bytes(), parent, self.uid))
-        own = self._snapshot is None
-        snapshot = self._snapshot or RepoSnapshot(self.repo, uid=self.uid)
-        if snapshot.uid != self.uid:
-            raise ValueError(f"snapshot owned by uid {snapshot.uid}, workspace by {self.uid}")
-        try:
-            with snapshot.open() as repo_tar:
-                self._created = True
-                self.backend.create_volume(
-                    self.volume,
-                    self.labels,
-                    exec_allowed=self.exec_allowed,
-                    owner=self.uid,
-                    seeds=[repo_tar, *seeds],
-                )
-        finally:
-            if own:
-                snapshot.close()
+        """Create the volume, then place each consumed artifact (its produced path, its
+        stored tar) at the same path it was produced at, through the engine."""
+        places = [
+            (posixpath.dirname(check_relative(path, "artifact path")) or ".", stored)
+            for path, stored in consumed
+        ]
+        self._created = True
+        self.backend.create_volume(
+            self.volume,
+            self.labels,
+            exec_allowed=self.exec_allowed,
+            owner=self.uid,
+            lower=self.lower,
+            quota_bytes=self.quota_bytes,
+        )
+        for parent, stored in places:
+            with stored.open("rb") as source:
+                tar = rewrite_archive(source, parent, self.uid)
+                self.backend.put_workspace(self.volume, ".", tar, self.labels)
 
-    def collect(self, cid: str, artifact_path: str) -> tuple[bytes, str, int]:
-        """The tar of `artifact_path` (workspace-relative) copied out of the stopped step
-        container `cid`, checked by `safe_members`: (tar bytes, its sha256 hex, its size).
-        ArtifactMissing when the path does not exist, UnsafeArchive when it is unsafe."""
+    def archive(self, cid: str, artifact_path: str) -> Iterator[bytes]:
+        """The tar of `artifact_path` (workspace-relative) of the stopped step container
+        `cid`, in chunks as the engine sends them; ArtifactMissing when it does not exist."""
         rel = check_relative(artifact_path, "artifact path")
         try:
-            data = b"".join(self.backend.get_archive(cid, posixpath.join(WORKSPACE_DIR, rel)))
+            yield from self.backend.get_archive(cid, posixpath.join(WORKSPACE_DIR, rel))
         except NotFound as exc:
             raise ArtifactMissing(
                 f"artifact path {artifact_path!r} was not produced in the workspace"
             ) from exc
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-                safe_members(tar)
-        except tarfile.TarError as exc:
-            raise UnsafeArchive(f"artifact {artifact_path!r} is not a readable tar: {exc}") from exc
-        return data, hashlib.sha256(data).hexdigest(), len(data)
+
+    def quota_hit(self) -> str | None:
+        """What to say when the job's writes reached its quota, else None."""
+        if self.quota_bytes is None or not self.backend.workspace_full(self.volume):
+            return None
+        return (
+            f"job {self.job_key} wrote more than its {binary_size(self.quota_bytes)} workspace "
+            "quota (limits.workspace-size in the policy)"
+        )
 
     def close(self) -> None:
         """Remove the volume (its containers must be gone)."""
@@ -291,28 +245,48 @@ class Workspace:
             self._created = False
 
 
-def rewrite_archive(data: bytes, prefix: str, uid: int) -> bytes:
-    """The safe members of the tar `data` under `prefix`, owned by `uid`, no setuid bits."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+def _placed(info: tarfile.TarInfo, name: str, uid: int) -> tarfile.TarInfo:
+    """A fresh member `name` of `info`'s type, size, mode (no setuid bits) and link, owned
+    by `uid`: nothing else of the original header (no extended attributes) is kept."""
+    out = tarfile.TarInfo(name)
+    out.type, out.size, out.mtime = info.type, info.size if info.isfile() else 0, info.mtime
+    out.mode = info.mode & 0o777
+    out.uid = out.gid = uid
+    return out
+
+
+def rewrite_archive(source: IO[bytes], prefix: str, uid: int) -> Iterator[bytes]:
+    """The safe members of the tar `source` under `prefix`, owned by `uid`, no setuid
+    bits, as a stream of chunks. The members are checked before this returns
+    (UnsafeArchive); `source` must stay open while the stream is read."""
+    tar = tarfile.open(fileobj=source, mode="r:")  # noqa: SIM115 - the stream closes it
+    try:
         members = safe_members(tar)
-        rewritten = io.BytesIO()
-        with tarfile.open(fileobj=rewritten, mode="w", format=tarfile.PAX_FORMAT) as out:
-            for directory in _parents(prefix):
-                info = tarfile.TarInfo(directory)
-                info.type = tarfile.DIRTYPE
-                out.addfile(_owned(_dir_mode(info), uid))
-            for member in members:
-                extracted = tar.extractfile(member) if member.isfile() else None
-                member.name = posixpath.normpath(posixpath.join(prefix, member.name))
-                if member.islnk():
-                    member.linkname = posixpath.normpath(posixpath.join(prefix, member.linkname))
-                out.addfile(_owned(member, uid), extracted)
-    return rewritten.getvalue()
+    except BaseException:
+        tar.close()
+        raise
+    return _rewritten(tar, members, prefix, uid)
 
 
-def _dir_mode(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.mode = 0o755
-    return info
+def _rewritten(
+    tar: tarfile.TarFile, members: Iterable[tarfile.TarInfo], prefix: str, uid: int
+) -> Iterator[bytes]:
+    with tar:
+        for directory in _parents(prefix):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
+            yield tarstream.header(info)
+        for member in members:
+            info = _placed(member, posixpath.normpath(posixpath.join(prefix, member.name)), uid)
+            if member.issym():
+                info.linkname = member.linkname
+            elif member.islnk():
+                info.linkname = posixpath.normpath(posixpath.join(prefix, member.linkname))
+            yield tarstream.header(info)
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                yield from tarstream.content(handle, member.size, f"artifact member {member.name}")
+        yield tarstream.END
 
 
 def _parents(prefix: str) -> Iterable[str]:

@@ -3,7 +3,9 @@ anything else, and everything runner writes is declared, end to end."""
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,9 @@ def test_every_entry_runner_writes_is_declared_and_every_declared_type_is_writte
     (repo / "policies").mkdir()
     (repo / ".missions" / "flow.yml").write_text(MISSION)
     (repo / ".missions" / "denied.yml").write_text(DENIED)
+    stamp = f"runner.test={uuid.uuid4()}"  # a fresh image: `images build` builds it
+    (repo / "containers" / "stamp").mkdir(parents=True)
+    (repo / "containers" / "stamp" / "Dockerfile").write_text(f"FROM scratch\nLABEL {stamp}\n")
     (repo / "policies" / "default.yml").write_text(
         textwrap.dedent("""\
             version: 1
@@ -159,6 +164,16 @@ def test_every_entry_runner_writes_is_declared_and_every_declared_type_is_writte
         torn.write(b'{"kid":"x","log":"runn')  # a crash mid-write
     cli("audit", "checkpoint")  # opening the ledger recovers the torn tail
     cli("gc", "--keep", "0")
+    try:
+        cli("images", "build")
+    finally:
+        for image in subprocess.run(
+            ["docker", "image", "ls", "-q", "--filter", f"label={stamp}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split():
+            subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
 
     written = stored(state)
     for raw in written:

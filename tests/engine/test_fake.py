@@ -7,7 +7,6 @@ import inspect
 import io
 import tarfile
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from runner.engine import images
 from runner.engine.backend import (
     LABEL_RUN,
     Backend,
+    BuildSpec,
     ContainerSpec,
     EgressUnavailable,
     ImageBuildFailed,
@@ -169,7 +169,8 @@ def test_what_an_engine_refuses_the_fake_refuses_too() -> None:
 def test_workspace_files_go_in_and_out_as_an_engine_archives_them() -> None:
     backend = FakeBackend(lambda s: Exit(writes={"/workspace/out/b.txt": b"bee"}))
     backend.add_image("img")
-    backend.create_volume("ws", {}, exec_allowed=False, seeds=[tar_of({"a/x.txt": b"x"})])
+    backend.create_snapshot("snap", {}, lambda prefix: [tar_of({"a/x.txt": b"x"})], {})
+    backend.create_volume("ws", {}, exec_allowed=False, lower="snap")
     cid = backend.create(spec(workspace_volume="ws"))
     backend.put_archive(cid, "/workspace/a", tar_of({"y.txt": b"y"}))
     backend.start(cid)
@@ -213,31 +214,37 @@ def test_resolve_container_builds_once_by_content_then_uses_references(tmp_path:
     backend = FakeBackend()
     (tmp_path / "containers" / "py").mkdir(parents=True)
     (tmp_path / "containers" / "py" / "Dockerfile").write_text("FROM scratch\n")
-    tag = images.resolve_container("py", tmp_path, backend=backend)
+    builds = images.Builds(images.BuildRules())
+    tag = images.resolve_container("py", tmp_path, backend=backend, builds=builds)
     assert tag == images.image_tag("py", tmp_path)
-    assert images.resolve_container("py", tmp_path, backend=backend) == tag
-    assert backend.called("build_image") == [
-        (tmp_path / "containers" / "py", tag, {images.LABEL_IMAGE: "py"})
+    assert images.resolve_container("py", tmp_path, backend=backend, builds=builds) == tag
+    specs = [args[0] for args in backend.called("build_image")]
+    assert [(s.tag, s.labels) for s in specs if isinstance(s, BuildSpec)] == [
+        (tag, {images.LABEL_IMAGE: "py"})
     ]
+    assert len(specs) == 1
     backend.pullable["ghcr.io/x/y:1"] = b""
-    assert images.resolve_container("ghcr.io/x/y:1", tmp_path, backend=backend) == "ghcr.io/x/y:1"
+    assert (
+        images.resolve_container("ghcr.io/x/y:1", tmp_path, backend=backend, builds=builds)
+        == "ghcr.io/x/y:1"
+    )
     assert backend.called("pull_image") == [("ghcr.io/x/y:1",)]
     with pytest.raises(InvalidInput, match="not in containers/ and not a local image, and"):
-        images.resolve_container("ghcr.io/x/absent:1", tmp_path, backend=backend)
+        images.resolve_container("ghcr.io/x/absent:1", tmp_path, backend=backend, builds=builds)
     with pytest.raises(InvalidInput, match="'nope:1' is not present in the engine"):
         images.present(backend, "nope:1")
 
 
 def test_a_failed_build_names_the_dockerfile_and_shows_the_tail(tmp_path: Path) -> None:
     class Failing(FakeBackend):
-        def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
+        def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
             log = [f"step {n}" for n in range(20)]
             raise ImageBuildFailed("The command '/bin/sh -c false' returned 1", log)
 
     (tmp_path / "containers" / "bad").mkdir(parents=True)
     (tmp_path / "containers" / "bad" / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(images.BuildFailed) as caught:
-        images.build(Failing(), "bad", tmp_path)
+        images.build(Failing(), "bad", tmp_path, images.Builds(images.BuildRules()))
     text = caught.value.message
     assert text.startswith(
         "containers/bad/Dockerfile: build failed: The command '/bin/sh -c false' returned 1"

@@ -18,18 +18,23 @@ from runner.engine.images import (
     FALLBACK_BASE,
     LABEL_IMAGE,
     BuildFailed,
+    BuildRules,
+    Builds,
     build,
     context_hash,
     image_tag,
     resolve_container,
 )
 from runner.errors import InvalidInput
+from runner.policy.loader import load_policy
 
 if TYPE_CHECKING:
     from runner.engine.docker.backend import DockerBackend
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / ".venv" / "bin" / "runner"
+BUILDS = Builds(BuildRules(bases=("debian:bookworm-slim",)))
+POLICY = "version: 1\nbuild: {from: [debian:bookworm-slim]}\n"
 
 
 def test_context_hash_covers_names_modes_and_content(tmp_path: Path) -> None:
@@ -58,7 +63,7 @@ def test_a_missing_definition_names_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "containers" / "base" / "Dockerfile").write_text("FROM scratch\n")
     backend = FakeBackend()
     with pytest.raises(InvalidInput, match=r"containers/nope/Dockerfile: .*\(known: base\)"):
-        build(backend, "nope", tmp_path)
+        build(backend, "nope", tmp_path, BUILDS)
     assert backend.calls == []
 
 
@@ -70,6 +75,8 @@ def probe(tmp_path: Path, docker_client: Any) -> Iterator[tuple[Path, str]]:
     ctx.mkdir(parents=True)
     (ctx / "Dockerfile").write_text("FROM debian:bookworm-slim\nCOPY hello /hello\n")
     (ctx / "hello").write_text(f"{uuid.uuid4()}\n")
+    (repo / "policies").mkdir()
+    (repo / "policies" / "default.yml").write_text(POLICY)
     yield repo, "probe"
     for image in docker_client.images.list(filters={"label": f"{LABEL_IMAGE}=probe"}):
         docker_client.images.remove(image.id, force=True)
@@ -80,15 +87,15 @@ def test_build_tags_by_content_and_skips_an_existing_tag(
     probe: tuple[Path, str], docker_client: Any, backend: DockerBackend
 ) -> None:
     repo, name = probe
-    first = build(backend, name, repo)
+    first = build(backend, name, repo, BUILDS)
     assert first.tag == f"runner/probe:{context_hash(repo / 'containers' / 'probe')}"
     assert first.cached is False and first.size > 0
     image = docker_client.images.get(first.tag)
     assert image.labels[LABEL_IMAGE] == "probe"
-    again = build(backend, name, repo)
+    again = build(backend, name, repo, BUILDS)
     assert (again.cached, again.id, again.tag) == (True, first.id, first.tag)
     (repo / "containers" / "probe" / "hello").write_text("changed\n")
-    changed = build(backend, name, repo)
+    changed = build(backend, name, repo, BUILDS)
     assert changed.cached is False and changed.tag != first.tag
 
 
@@ -101,7 +108,7 @@ def test_a_failed_build_shows_its_last_output(
         "FROM debian:bookworm-slim\nRUN echo marker-before-failure && exit 3\n"
     )
     with pytest.raises(BuildFailed) as caught:
-        build(backend, name, repo)
+        build(backend, name, repo, BUILDS)
     text = str(caught.value)
     assert text.startswith("containers/probe/Dockerfile: build failed: ")
     assert "returned a non-zero code: 3" in text
@@ -113,15 +120,17 @@ def test_a_failed_build_shows_its_last_output(
 def test_resolve_container_names_references_and_the_default(
     tmp_path: Path, docker_client: Any, backend: DockerBackend
 ) -> None:
-    base = resolve_container(None, REPO, backend=backend)
-    assert base == image_tag("base", REPO) == resolve_container("base", REPO, backend=backend)
+    builds = Builds(load_policy(None, REPO).build)  # the project's own policy
+    base = resolve_container(None, REPO, backend=backend, builds=builds)
+    again = resolve_container("base", REPO, backend=backend, builds=builds)
+    assert base == image_tag("base", REPO) == again
     assert docker_client.images.get(base).attrs["Config"]["User"] == "65534"
     empty = tmp_path / "empty-repo"
     empty.mkdir()
-    assert resolve_container(None, empty, backend=backend) == FALLBACK_BASE
-    assert resolve_container(FALLBACK_BASE, REPO, backend=backend) == FALLBACK_BASE
+    assert resolve_container(None, empty, backend=backend, builds=builds) == FALLBACK_BASE
+    assert resolve_container(FALLBACK_BASE, REPO, backend=backend, builds=builds) == FALLBACK_BASE
     with pytest.raises(InvalidInput, match="not in containers/ and not a local image"):
-        resolve_container("runner-test.invalid/nothing:1", REPO, backend=backend)
+        resolve_container("runner-test.invalid/nothing:1", REPO, backend=backend, builds=builds)
 
 
 @pytest.mark.docker

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import run_container
 
-from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.backend import LABEL_RUN, NOBODY, ContainerSpec
 from runner.engine.docker.backend import DockerBackend
+from runner.run.snapshot import RepoSnapshot
 from runner.run.workspace import Workspace
 
 pytestmark = pytest.mark.docker
@@ -50,11 +51,18 @@ def facts(output: str) -> dict[str, str]:
     return dict(re.findall(r"^@(\w+)=(.*)$", output, re.M))
 
 
-def workspace(backend: DockerBackend, run_id: str, repo: Path, *, exec_allowed: bool) -> Workspace:
+def workspace(
+    backend: DockerBackend, run_id: str, repo: Path, *, exec_allowed: bool, uid: int = NOBODY
+) -> Workspace:
+    """A workspace holding `repo` (hello.txt added), its files owned by `uid`: the tar a
+    snapshot volume gets, put straight into the workspace through the engine."""
     repo.mkdir(exist_ok=True)
     (repo / "hello.txt").write_text("hello\n")
-    space = Workspace(backend, run_id, f"job-{exec_allowed}", repo, exec_allowed=exec_allowed)
+    space = Workspace(
+        backend, run_id, f"job-{exec_allowed}", lower=None, exec_allowed=exec_allowed, uid=uid
+    )
     space.prepare()
+    backend.put_workspace(space.volume, ".", RepoSnapshot(repo, uid=uid).chunks(), space.labels)
     return space
 
 
@@ -183,8 +191,7 @@ def test_a_uid_from_the_policy_owns_workspace_and_tmp(
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "a.txt").write_text("a\n")
-    space = Workspace(backend, run_id, "j", repo, exec_allowed=False, uid=1234)
-    space.prepare()
+    space = workspace(backend, run_id, repo, exec_allowed=False, uid=1234)
     code, output = step(
         backend,
         run_id,

@@ -21,10 +21,11 @@ from runner.engine import toolsets
 from runner.engine.backend import ContainerSpec, ImageConfig
 from runner.engine.catalog import parse_catalog
 from runner.engine.fake import FakeBackend
-from runner.engine.images import resolve_container
+from runner.engine.images import Builds, resolve_container
 from runner.engine.rootfs import ImageFS, NotInImage
 from runner.engine.toolsets import build_toolset, collect
 from runner.errors import InvalidInput
+from runner.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 LD = "/lib64/ld-linux-x86-64.so.2"
@@ -470,7 +471,9 @@ def test_a_cached_build_returns_the_same_tag_without_rebuilding(backend: Any, st
 
 @pytest.mark.docker
 def test_python_toolset_runs_a_script_with_its_standard_library(backend: Any, state: Path) -> None:
-    source = resolve_container("python", REPO, backend=backend)
+    source = resolve_container(
+        "python", REPO, backend=backend, builds=Builds(load_policy(None, REPO).build)
+    )
     toolset = build_toolset(backend, source, ("sh", "python3"), CATALOG_REAL, state)
     assert toolset.interpreter is True
     script = (

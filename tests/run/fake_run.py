@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.engine.backend import WORKSPACE_PATH, ContainerSpec
+from runner.engine.backend import LABEL_SNAPSHOT, WORKSPACE_PATH, ContainerSpec
 from runner.engine.fake import Behaviour, Exit, FakeBackend, FakeClock, Hang, Script
 from runner.mission.loader import parse_mission
 from runner.mission.plan import instances
@@ -34,8 +34,8 @@ from runner.records.results import JobResult
 from runner.records.sink import Sink
 from runner.run.contexts import RunInfo
 from runner.run.scheduler import Executor
+from runner.run.snapshot import RepoSnapshot, RunSnapshots, SnapshotCache
 from runner.run.state import ResolvedImage, RunState
-from runner.run.workspace import RepoSnapshot
 from runner.secrets.redact import Redactor
 
 IMAGE = "runner-toolset:fake"
@@ -99,8 +99,15 @@ class Outcome:
         return {key: (job.status.value, job.reason) for key, job in self.jobs.items()}
 
     def left_behind(self) -> tuple[list[str], list[str]]:
-        """(containers, volumes) the run did not remove."""
-        return list(self.backend.containers), list(self.backend.volumes)
+        """(containers, volumes) the run did not remove (the repository snapshot is a
+        cache that outlives runs: `snapshots`)."""
+        volumes = [name for name in self.backend.volumes if name not in self.snapshots()]
+        return list(self.backend.containers), volumes
+
+    def snapshots(self) -> list[str]:
+        """The repository snapshot volumes (`runner.run.snapshot`)."""
+        _, volumes = self.backend.list_labelled(LABEL_SNAPSHOT)
+        return list(volumes)
 
 
 def run_mission(
@@ -123,7 +130,9 @@ def run_mission(
     (repo / "data.txt").write_text("from the repository\n")
     engine = backend if backend is not None else FakeBackend(script)
     image = engine.add_image(IMAGE)
-    snapshot = RepoSnapshot(repo)
+    snapshots = RunSnapshots(
+        RepoSnapshot(repo), SnapshotCache(engine, tmp_path / "state"), helper_labels={}
+    )
     (tmp_path / "artifacts").mkdir(exist_ok=True)
     state = RunState(
         backend=engine,
@@ -134,7 +143,7 @@ def run_mission(
         secrets={},
         artifacts_dir=tmp_path / "artifacts",
         state_dir=tmp_path / "state",
-        snapshot=snapshot,
+        snapshots=snapshots,
         cancel=cancel if cancel is not None else threading.Event(),
         retry_seed=retry_seed,
         clock=engine.clock,
@@ -152,7 +161,7 @@ def run_mission(
     try:
         jobs = executor.run()
     finally:
-        snapshot.close()
+        snapshots.close()
     outcome = Outcome(
         jobs,
         engine,

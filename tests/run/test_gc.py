@@ -132,7 +132,7 @@ def test_gc_after_a_sigkilled_run_leaves_nothing_of_it(tmp_path: Path) -> None:
         from runner.run.workspace import Workspace
         backend = connect()
         labels = run_labels(Path({str(state)!r}), {dead!r}, "job")
-        space = Workspace(backend, {dead!r}, "job", Path({str(repo)!r}), exec_allowed=False, labels=labels)
+        space = Workspace(backend, {dead!r}, "job", lower=None, exec_allowed=False, labels=labels)
         space.prepare()
         cid = backend.create(ContainerSpec(image="runner-base/busybox:latest", command=["sleep", "120"],
             env={{}}, labels=labels, memory_bytes=32 << 20, cpus=1, pids=16, workspace_volume=space.volume))

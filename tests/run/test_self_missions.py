@@ -58,6 +58,7 @@ def test_an_interpreter_cannot_exec_an_elf_from_memory(tmp_path: Path) -> None:
     (repo / "policies" / "default.yml").write_text(
         "version: 1\nimages: [python]\ntools: [sh, python3]\n"
         "limits: {timeout-minutes: 5, memory: 256m, cpus: 1, pids: 64}\n"
+        "build: {from: [debian:bookworm-slim], network: [python]}\n"
     )
     script = (
         "import os, shutil, sys\n"

@@ -1,4 +1,5 @@
-"""The workspace copy, artifact path safety, and artifacts out of / into real containers."""
+"""The workspace copy, artifact path safety, and artifacts out of / into real containers
+(through the engine only: snapshots and artifacts are never extracted on the host)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,28 @@ from pathlib import Path
 
 import pytest
 from conftest import run_container
+from fake_run import run_mission, scripted
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
 from runner.engine.docker.backend import DockerBackend, connect
+from runner.engine.fake import FakeBackend
 from runner.errors import InvalidInput
+from runner.mission.model import Artifact
+from runner.policy.model import Limits
+from runner.run import tarstream
+from runner.run.artifacts import store
+from runner.run.snapshot import RepoSnapshot, SnapshotCache
 from runner.run.workspace import (
     IO_DIR,
     ArtifactMissing,
-    RepoSnapshot,
+    ArtifactTooLarge,
     UnsafeArchive,
     Workspace,
+    binary_size,
     repo_files,
     rewrite_archive,
     safe_members,
+    volume_name,
 )
 
 BUSYBOX = "runner-base/busybox:latest"
@@ -96,14 +106,49 @@ def test_safe_members_pass() -> None:
 
 def test_rewrite_places_under_a_prefix_owned_by_the_user_without_setuid() -> None:
     data = make_tar(file("app.bin", b"abc", mode=0o4755))
-    rewritten = rewrite_archive(data, "build/out", 1234)
+    rewritten = b"".join(rewrite_archive(io.BytesIO(data), "build/out", 1234))
     with tarfile.open(fileobj=io.BytesIO(rewritten)) as tar:
         found = {m.name: m for m in tar}
+        handle = tar.extractfile("build/out/app.bin")
+        assert handle is not None and handle.read() == b"abc"
     assert list(found) == ["build", "build/out", "build/out/app.bin"]
     assert {(m.uid, m.gid) for m in found.values()} == {(1234, 1234)}
     assert found["build/out/app.bin"].mode == 0o755
     with pytest.raises(UnsafeArchive):
-        rewrite_archive(make_tar(file("../x")), ".", 1234)
+        rewrite_archive(io.BytesIO(make_tar(file("../x"))), ".", 1234)
+
+
+def test_rewrite_keeps_no_extended_header_of_the_producer() -> None:
+    """An xattr (a file capability, say) in the producer's tar never reaches a consumer."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("tool")
+        info.size, info.pax_headers = 1, {"SCHILY.xattr.security.capability": "x"}
+        tar.addfile(info, io.BytesIO(b"x"))
+    rewritten = b"".join(rewrite_archive(io.BytesIO(buffer.getvalue()), ".", 1234))
+    with tarfile.open(fileobj=io.BytesIO(rewritten)) as tar:
+        (member,) = tar.getmembers()
+    assert member.name == "tool" and member.pax_headers == {}
+
+
+def test_members_past_the_count_or_depth_bound_are_refused_without_reading_on() -> None:
+    many = make_tar(*(file(f"f{n}") for n in range(8)))
+    with tarfile.open(fileobj=io.BytesIO(many)) as tar:
+        with pytest.raises(ArtifactTooLarge, match="more than 4 files"):
+            safe_members(tar, max_files=4)
+        assert len(tar.members) == 5  # stopped at the fifth, no further
+    deep = make_tar(file("a/b/c/d.txt"))
+    with (
+        tarfile.open(fileobj=io.BytesIO(deep)) as tar,
+        pytest.raises(ArtifactTooLarge, match="deeper than 3 directories"),
+    ):
+        safe_members(tar, max_depth=3)
+
+
+def test_sizes_read_as_limits_are_written() -> None:
+    assert [binary_size(n) for n in (2 * 1024**3, 1536, 64 * 1024**2, 12)] == [
+        "2 GiB", "1.5 KiB", "64 MiB", "12 bytes",
+    ]  # fmt: skip
 
 
 def git(repo: Path, *args: str) -> None:
@@ -145,9 +190,8 @@ def test_snapshot_is_owned_by_the_step_user(repo: Path) -> None:
     (repo / "src" / "run.sh").chmod(0o6755)
     (repo / "link").symlink_to("src/main.py")
     snapshot = RepoSnapshot(repo, uid=4321)
-    with snapshot.open() as handle, tarfile.open(fileobj=handle) as tar:
+    with tarfile.open(fileobj=io.BytesIO(b"".join(snapshot.chunks()))) as tar:
         found = {m.name: m for m in tar}
-    snapshot.close()
     assert set(found) == {
         ".gitignore", "build", "build/junk.o", "src", "src/main.py", "src/run.sh", "untracked.txt",
         "link", ".runner", ".runner/io",
@@ -159,20 +203,123 @@ def test_snapshot_is_owned_by_the_step_user(repo: Path) -> None:
 
 
 def test_artifact_paths_must_stay_inside(tmp_path: Path) -> None:
-    space = Workspace(object(), "r", "j", tmp_path, exec_allowed=False)  # type: ignore[arg-type]
+    space = Workspace(object(), "r", "j", lower=None, exec_allowed=False)  # type: ignore[arg-type]
     for bad in ("../x", "/etc/passwd", "", "a/../../x"):
         with pytest.raises(InvalidInput, match="not a relative path inside the workspace"):
-            space.collect("cid", bad)
+            list(space.archive("cid", bad))
+
+
+def test_the_digest_is_of_content_owner_and_modes_however_git_sees_the_files(
+    repo: Path,
+) -> None:
+    git(repo, "init", "-q")
+    git(repo, "add", "src/main.py", ".gitignore")
+    git(repo, "-c", "user.email=r@x", "-c", "user.name=r", "commit", "-qm", "one")
+    clean = RepoSnapshot(repo)
+    assert not any(e.hashed for e in clean.scan.entries if e.path == "src/main.py")
+    (repo / "src" / "main.py").touch()  # stat-dirty, same content: the same blob id
+    assert RepoSnapshot(repo).digest == clean.digest
+    assert RepoSnapshot(repo, uid=1000).digest != clean.digest
+    (repo / "src" / "main.py").write_text("print(2)\n")
+    modified = RepoSnapshot(repo)
+    assert [e.hashed for e in modified.scan.entries if e.path == "src/main.py"] == [True]
+    assert modified.digest != clean.digest
+    (repo / "src" / "main.py").write_text("print(1)\n")
+    assert RepoSnapshot(repo).digest == clean.digest
+    (repo / "src" / "main.py").chmod(0o755)
+    assert RepoSnapshot(repo).digest != clean.digest
+    (repo / "src" / "main.py").chmod(0o644)
+    (repo / "untracked.txt").write_text("other\n")
+    assert RepoSnapshot(repo).digest != clean.digest
+
+
+def test_an_index_git_does_not_check_is_not_trusted(repo: Path) -> None:
+    """assume-unchanged (or skip-worktree) hides a change from `git diff-files`: such a
+    file is hashed, so a snapshot never holds other content than its digest says."""
+    git(repo, "init", "-q")
+    git(repo, "add", "src/main.py")
+    before = RepoSnapshot(repo).digest
+    git(repo, "update-index", "--assume-unchanged", "src/main.py")
+    (repo / "src" / "main.py").write_text("print('changed')\n")
+    assert RepoSnapshot(repo).digest != before
+
+
+def test_a_file_changed_during_the_copy_fails_it(repo: Path) -> None:
+    snapshot = RepoSnapshot(repo)
+    (repo / "untracked.txt").write_text("not what was digested\n")
+    with pytest.raises(InvalidInput, match=r"untracked\.txt changed while runner copied it"):
+        b"".join(snapshot.chunks())
+
+
+def test_a_snapshot_streams_in_bounded_chunks_and_readers_are_independent(repo: Path) -> None:
+    (repo / "big.bin").write_bytes(b"z" * (5 * MiB + 3))
+    snapshot = RepoSnapshot(repo)
+    first, second = snapshot.chunks(), snapshot.chunks()
+    sizes = []
+    for chunk in first:
+        sizes.append(len(chunk))
+    assert max(sizes) <= tarstream.CHUNK
+    assert b"".join(snapshot.chunks()) == b"".join(second)
+
+
+def test_a_job_at_its_quota_says_so_and_is_not_retried(tmp_path: Path) -> None:
+    engine = FakeBackend(scripted)
+    engine.full_volumes.add(volume_name("r1", "fill"))
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          fill:
+            steps: [{run: exit 1, retry: {max-attempts: 3, on: [failure]}}]
+          other:
+            steps: [{run: exit 1}]
+        """,
+        backend=engine,
+        limits=Limits(workspace_bytes=64 * MiB),
+    )
+    assert done.status() == {
+        "fill": (
+            "failure",
+            "step 'exit 1' failed: job fill wrote more than its 64 MiB workspace quota "
+            "(limits.workspace-size in the policy) (exit code 1)",
+        ),
+        "other": ("failure", "step 'exit 1' failed: exit code 1"),
+    }
+    assert len(done.specs["fill"]) == 1  # a full workspace stays full: no retry
+    (snapshot,) = done.snapshots()
+    assert {call[0]: call[3:] for call in engine.called("create_volume")} == {
+        volume_name("r1", "fill"): (65534, snapshot, 64 * MiB),
+        volume_name("r1", "other"): (65534, snapshot, 64 * MiB),
+    }
 
 
 @pytest.fixture(params=["in-place", "through-the-engine"])
 def backend(request: pytest.FixtureRequest) -> Iterator[DockerBackend]:
-    """Both ways a volume is seeded and read: in place (a local engine) and through a
+    """Both ways a volume is laid out and read: in place (a local engine) and through a
     never-started helper container and the archive API (a remote one)."""
     engine = connect()
     engine._local = request.param == "in-place"
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def snapshot_of(
+    backend: DockerBackend, run_id: str, tmp_path: Path
+) -> Iterator[Callable[[Path], str]]:
+    """The snapshot volume of a repository, made as a run makes it; removed afterwards."""
+    cache = SnapshotCache(backend, tmp_path / "state")
+    made: list[str] = []
+
+    def make(repo: Path) -> str:
+        made.append(cache.ensure(RepoSnapshot(repo), {LABEL_RUN: run_id}))
+        return made[-1]
+
+    yield make
+    for name in made:
+        backend.remove_volume(name)
 
 
 def run_step(backend: DockerBackend, run_id: str, space: Workspace, script: str) -> tuple[str, str]:
@@ -189,16 +336,21 @@ def run_step(backend: DockerBackend, run_id: str, space: Workspace, script: str)
         )
     )
     code, output = run_container(backend, cid, 30)
-    assert code == 0
+    assert code == 0, output
     return cid, output
 
 
 @pytest.mark.docker
 def test_artifacts_out_and_into_the_next_job(
-    backend: DockerBackend, run_id: str, repo: Path, tmp_path: Path
+    backend: DockerBackend,
+    run_id: str,
+    repo: Path,
+    tmp_path: Path,
+    snapshot_of: Callable[[Path], str],
 ) -> None:
     git(repo, "init", "-q")
-    producer = Workspace(backend, run_id, "build", repo, exec_allowed=False)
+    lower = snapshot_of(repo)
+    producer = Workspace(backend, run_id, "build", lower=lower, exec_allowed=False)
     producer.prepare()
     cid, listing = run_step(
         backend,
@@ -214,47 +366,46 @@ def test_artifacts_out_and_into_the_next_job(
         ".", "./.gitignore", "./.runner", "./.runner/io", "./src", "./src/main.py",
         "./untracked.txt", "io-ok",
     ]  # fmt: skip
-    data, digest, size = producer.collect(cid, "out/sub/report.txt")
+    stored = tmp_path / "report.tar"
+    digest, size = store(
+        producer, cid, Artifact("report", "out/sub/report.txt", "dir"), stored, Limits()
+    )
+    data = stored.read_bytes()
     assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.next()
         assert member is not None and member.name == "report.txt"
         handle = tar.extractfile(member)
         assert handle is not None and handle.read() == b"report\n"
-    stored = tmp_path / "report.tar"
-    stored.write_bytes(data)
-    with pytest.raises(UnsafeArchive, match="link to the absolute path"):
-        producer.collect(cid, "out")
-    with pytest.raises(UnsafeArchive, match="pointing outside"):
-        producer.collect(cid, "out/up")
-    with pytest.raises(ArtifactMissing, match="was not produced"):
-        producer.collect(cid, "out/none.txt")
+    refused = {
+        "out": (UnsafeArchive, "link to the absolute path"),
+        "out/up": (UnsafeArchive, "pointing outside"),
+        "out/none.txt": (ArtifactMissing, "was not produced"),
+    }
+    for n, (path, (error, message)) in enumerate(refused.items()):
+        target = tmp_path / f"refused-{n}.tar"
+        with pytest.raises(error, match=message):
+            store(producer, cid, Artifact(f"a{n}", path, "dir"), target, Limits())
+        assert not target.exists() and not list(tmp_path.glob("*.partial"))
     backend.remove(cid)
     producer.close()
 
-    consumer = Workspace(backend, run_id, "publish", repo, exec_allowed=False)
+    consumer = Workspace(backend, run_id, "publish", lower=lower, exec_allowed=False)
     consumer.prepare([("out/sub/report.txt", stored)])
     cid, output = run_step(
         backend,
         run_id,
         consumer,
-        "cat out/sub/report.txt; echo more >> out/sub/report.txt && echo w-ok",
+        "cat out/sub/report.txt; echo more >> out/sub/report.txt && echo w-ok;"
+        " echo changed > src/main.py",
     )
     assert output.split() == ["report", "w-ok"]
     backend.remove(cid)
     consumer.close()
     assert backend.list_labelled(f"{LABEL_RUN}={run_id}") == ({}, {})
-
-
-def test_a_large_snapshot_stays_on_disk_and_readers_are_independent(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("runner.run.workspace.SPOOL_BYTES", 10)
-    snapshot = RepoSnapshot(repo)
-    assert snapshot.data is None
-    with snapshot.open() as first, snapshot.open() as second:
-        head = first.read(512)
-        assert second.read()[:512] == head and len(head) == 512
-    snapshot.close()
-    with pytest.raises(AssertionError, match="after close"):
-        snapshot.open()
+    again = Workspace(backend, run_id, "again", lower=lower, exec_allowed=False)
+    again.prepare()
+    cid, output = run_step(backend, run_id, again, "cat src/main.py; test -e out || echo no-out")
+    assert output.split() == ["print(1)", "no-out"]  # no job writes the snapshot
+    backend.remove(cid)
+    again.close()

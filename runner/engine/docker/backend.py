@@ -17,26 +17,44 @@ arguments (`create_arguments`), and image operations live in `images`.
 Workspace volumes (SPEC 6: no mount both writable and executable unless granted): the
 local driver ignores `noexec` on bind volumes, and a tmpfs volume loses what is put into it
 before a container runs. So a workspace is an overlay volume: a plain "data" volume holds
-`lower/` (empty), `upper/` (the files) and `work/`, and the workspace volume is the local
-driver's `type=overlay` mount of them with `noexec,nosuid,nodev` (without `noexec` when exec
-is granted). The engine mounts it only while a container uses it, but the files live on disk
-in `upper/`, so they survive between steps and `put_archive`/`get_archive` work on created
-or stopped containers. The layout (with the owner of `upper/`, the workspace root) comes
+`upper/` (the job's writes), `work/` (overlayfs' own) and `lower/` (empty), and the
+workspace volume is the local driver's `type=overlay` mount with `noexec,nosuid,nodev`
+(without `noexec` when exec is granted) whose lower layer is the run's repository
+snapshot (a volume of its own, see below; `lower/` when there is none). The engine mounts
+it only while a container uses it, but the files live on disk in `upper/`, so they survive
+between steps and `put_archive`/`get_archive` work on created or stopped containers.
+
+Snapshots (`create_snapshot`): a plain volume the engine fills from runner's tar through a
+never-started helper container and the archive API. dockerd extracts inside that
+container's root (so a link in the tar resolves inside the helper, never on the host); the
+tar is put at `/` with its members under `snapshot/`, the volume's mount point, so that a
+committed link pointing above the repository is kept as a dangling link as it always was
+instead of refusing the whole copy. Workspaces name the snapshot's directory as their
+lowerdir, so a job's workspace costs the same whatever the repository's size, and no step
+ever writes a snapshot (overlayfs never writes its lower layer). Consumed artifacts go in
+the same way, into a helper with the job's workspace mounted (`put_workspace`).
+
+On a local engine runner uses the data volume's directory in place for what holds no file
+a step or the repository shaped (`volume_dir`): the quota (an ext4 filesystem of the
+quota's size, loop-mounted over the fresh directory, unmounted before the volume is
+removed), the layout, and reading a step's output files. A remote engine gets the layout
 from a file-less image the engine copies into the fresh data volume when a never-started
-helper container is created; the files then go in with one `put_archive` through it.
-Rejected designs: a tmpfs volume kept mounted by a running keeper container (RAM, one more
-container per job), an ext4 image file (needs a loop device set up as root on the host).
+helper container is created, and no quota (runner cannot mount on its host).
+Rejected designs: a tmpfs volume kept mounted by a running keeper container (RAM charged
+to the steps' memory limits, one more container per job); the local driver mounting an
+image file (it cannot set up a loop device: `mount ... data: loop: invalid argument`).
 Needs an engine that may mount overlayfs (rootful Docker; not Docker-in-Docker on overlay).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -48,6 +66,8 @@ from docker.types import Mount
 from runner.engine.backend import (
     LABEL_ROLE,
     NOBODY,
+    WORKSPACE_PATH,
+    BuildSpec,
     ContainerSpec,
     ImageConfig,
     ImageInfo,
@@ -68,6 +88,7 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 API_VERSION = "1.41"
 INIT_CHECK_PATH = "/check"  # where a helper mounts the runner-init volume
 LAYOUT_IMAGE = "runner-internal/workspace-layout"  # containers of it are never started
+SNAPSHOT_MOUNT = "snapshot"  # where a helper mounts the snapshot it fills (under /)
 # Calls that make the engine work (create, start, remove, volumes) admitted at once. The
 # engine saturates at a handful (shared/research: 4-8 workers reach its 6-8 containers/s;
 # 50 only add latency, and 1,000 threads starting steps got ~1/s here). `--max-parallel`
@@ -133,6 +154,8 @@ class DockerBackend:
         self._init_lock = threading.Lock()
         self._env: dict[str, bytes] = {}  # created, not started: runner-init's stdin
         self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
+        self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
+        self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
 
     def close(self) -> None:
         self.client.close()
@@ -196,15 +219,13 @@ class DockerBackend:
 
     def _init_contents(self, image: str, volume: str) -> tuple[bytes | None, bytes | None]:
         """runner-init as the image has it, and as `volume` holds it (None: missing)."""
-        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
-        try:
+        mounts = [Mount(INIT_CHECK_PATH, volume, no_copy=True)]
+        with self._helper(NOBODY, {}, mounts, image=image) as helper:
             name = posixpath.basename(contract.PATH)
             return (
                 self._file_of(helper, contract.PATH),
                 self._file_of(helper, f"{INIT_CHECK_PATH}/{name}"),
             )
-        finally:
-            self.remove(helper)
 
     def _file_of(self, cid: str, path: str) -> bytes | None:
         try:
@@ -222,25 +243,11 @@ class DockerBackend:
             info = tarfile.TarInfo(posixpath.basename(contract.PATH))
             info.size, info.mode = len(program), 0o555
             tar.addfile(info, io.BytesIO(program))
-        helper = self._helper(image, [Mount(INIT_CHECK_PATH, volume, no_copy=True)])
-        try:
+        mounts = [Mount(INIT_CHECK_PATH, volume, no_copy=True)]
+        with self._helper(NOBODY, {}, mounts, image=image) as helper:
             self.put_archive(helper, INIT_CHECK_PATH, buffer.getvalue())
-        finally:
-            self.remove(helper)
 
-    def _helper(self, image: str, mounts: list[Mount]) -> str:
-        """A container that is never started, to read or fill files through."""
-        created = self.api.create_container(
-            image,
-            ["/nonexistent"],
-            entrypoint=[],
-            labels={LABEL_ROLE: "helper"},
-            network_disabled=True,
-            host_config=self.api.create_host_config(mounts=mounts, network_mode="none"),
-        )
-        return cast(str, created["Id"])
-
-    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes]) -> None:
+    def put_archive(self, cid: str, path: str, data: bytes | IO[bytes] | Iterable[bytes]) -> None:
         with docker_errors(f"copying files into {path} of container {cid[:12]}"):
             if not self.api.put_archive(cid, path, data):
                 raise RunnerError(f"the engine did not extract the archive into {path}")
@@ -319,6 +326,25 @@ class DockerBackend:
                 if not missing_ok(exc):
                     raise
 
+    def create_snapshot(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        tree: Callable[[str], Iterable[bytes]],
+        helper_labels: Mapping[str, str],
+    ) -> None:
+        with docker_errors(f"creating snapshot volume {name}"), self._admit:
+            made = self.api.create_volume(name, labels={**labels, LABEL_ROLE: "snapshot"})
+        try:
+            mounts = [Mount(f"/{SNAPSHOT_MOUNT}", name, type="volume")]
+            with self._helper(NOBODY, helper_labels, mounts) as helper:
+                self.put_archive(helper, "/", tree(SNAPSHOT_MOUNT))
+        except BaseException:
+            self.remove_volume(name)
+            raise
+        with self._lock:
+            self._mountpoints[name] = str(made["Mountpoint"])
+
     def create_volume(
         self,
         name: str,
@@ -326,7 +352,8 @@ class DockerBackend:
         *,
         exec_allowed: bool,
         owner: int = NOBODY,
-        seeds: Sequence[bytes | IO[bytes]] = (),
+        lower: str | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
         data = name + DATA_SUFFIX
         with docker_errors(f"creating workspace volume {name}"):
@@ -335,15 +362,18 @@ class DockerBackend:
             root = made["Mountpoint"]
             local = volume_dir.usable(root) if self._local else None
             if local is not None:
-                volume_dir.lay_out(local, owner)
-                for seed in seeds:
-                    volume_dir.extract(seed, local / "upper")
                 with self._lock:
                     self._data_dirs[name] = local
+                if quota_bytes is not None:
+                    volume_dir.mount_quota(local, quota_bytes)
+                    with self._lock:
+                        self._quotas.add(name)
+                volume_dir.lay_out(local, owner)
             else:
-                self._seed_through_helper(data, labels, owner, seeds)
+                self._lay_out_through_helper(data, labels, owner)
+            lowerdir = self._mountpoint(lower) if lower is not None else f"{root}/lower"
             flags = "nosuid,nodev" if exec_allowed else "noexec,nosuid,nodev"
-            options = f"{flags},lowerdir={root}/lower,upperdir={root}/upper,workdir={root}/work"
+            options = f"{flags},lowerdir={lowerdir},upperdir={root}/upper,workdir={root}/work"
             with self._admit:
                 self.api.create_volume(
                     name,
@@ -352,33 +382,68 @@ class DockerBackend:
                     labels={**labels, LABEL_ROLE: "workspace"},
                 )
 
-    def _seed_through_helper(
-        self,
-        data: str,
-        labels: Mapping[str, str],
-        owner: int,
-        seeds: Sequence[bytes | IO[bytes]],
-    ) -> None:
-        """A remote engine's volume: lay it out and seed it through a never-started helper."""
-        image = self._layout_image(owner)
-        with docker_errors(f"seeding volume {data}"):
-            # the engine copies the image's /data (the layout, with owners) into the empty
-            # volume when the container is created; the helper is never started
-            helper = self.api.create_container(
-                image,
-                ["/nonexistent"],
-                entrypoint=[],
-                labels={**labels, LABEL_ROLE: "helper"},
-                network_disabled=True,
-                host_config=self.api.create_host_config(
-                    mounts=[Mount("/data", data, type="volume")], network_mode="none"
-                ),
-            )["Id"]
+    def _mountpoint(self, volume: str) -> str:
+        """The engine host's directory of volume `volume` (a snapshot)."""
+        with self._lock:
+            known = self._mountpoints.get(volume)
+        if known is not None:
+            return known
+        with docker_errors(f"inspecting volume {volume}"):
             try:
-                for seed in seeds:
-                    self.put_archive(helper, "/data/upper", seed)
-            finally:
-                self.remove(helper)
+                found = str(self.api.inspect_volume(volume)["Mountpoint"])
+            except docker.errors.NotFound as exc:
+                raise NotFound(f"volume {volume} does not exist") from exc
+        with self._lock:
+            self._mountpoints[volume] = found
+        return found
+
+    @contextlib.contextmanager
+    def _helper(
+        self,
+        owner: int,
+        labels: Mapping[str, str],
+        mounts: Sequence[Mount],
+        *,
+        image: str | None = None,
+    ) -> Iterator[str]:
+        """A never-started container with `mounts`, to read or fill files through, removed
+        after: of `image`, or of the layout image of `owner`."""
+        image = image or self._layout_image(owner)
+        with docker_errors("creating a helper container"), self._admit:
+            helper = str(
+                self.api.create_container(
+                    image,
+                    ["/nonexistent"],
+                    entrypoint=[],
+                    labels={**labels, LABEL_ROLE: "helper"},
+                    network_disabled=True,
+                    host_config=self.api.create_host_config(
+                        mounts=list(mounts), network_mode="none"
+                    ),
+                )["Id"]
+            )
+        try:
+            yield helper
+        finally:
+            self.remove(helper)
+
+    def _lay_out_through_helper(self, data: str, labels: Mapping[str, str], owner: int) -> None:
+        """A remote engine's data volume: the engine copies the layout image's /data (the
+        layout, with owners) into the empty volume when the helper is created."""
+        with self._helper(owner, labels, [Mount("/data", data, type="volume")]):
+            pass
+
+    def put_workspace(
+        self, volume: str, path: str, data: Iterable[bytes], labels: Mapping[str, str]
+    ) -> None:
+        mounts = [Mount(WORKSPACE_PATH, volume, type="volume")]
+        with self._helper(NOBODY, labels, mounts) as helper:
+            self.put_archive(helper, posixpath.join(WORKSPACE_PATH, path), data)
+
+    def workspace_full(self, volume: str) -> bool:
+        with self._lock:
+            local = self._data_dirs.get(volume) if volume in self._quotas else None
+        return local is not None and volume_dir.full(local)
 
     def read_files(
         self, volume: str, directory: str, names: Sequence[str], limit: int
@@ -405,13 +470,42 @@ class DockerBackend:
         names = [name] if name.endswith(DATA_SUFFIX) else [name, name + DATA_SUFFIX]
         with self._lock:
             self._data_dirs.pop(name, None)
+            self._quotas.discard(name)
+            self._mountpoints.pop(name, None)
         with self._admit, docker_errors(f"removing volume {name}"):
             for each in names:
+                if each.endswith(DATA_SUFFIX):
+                    self._unmount_quota(each)
                 try:
                     self.api.remove_volume(each, force=True)
                 except docker.errors.APIError as exc:
-                    if not missing_ok(exc):
+                    if missing_ok(exc):
+                        continue
+                    if exc.status_code != 409 or not self._remove_helpers_of(each):
                         raise
+                    self.api.remove_volume(each, force=True)
+
+    def _unmount_quota(self, data: str) -> None:
+        """Unmount the quota of data volume `data` (left mounted by a crashed runner too)."""
+        if not self._local:
+            return
+        try:
+            root = self.api.inspect_volume(data)["Mountpoint"]
+        except docker.errors.NotFound:
+            return
+        local = volume_dir.usable(root)
+        if local is not None:
+            volume_dir.unmount(local)
+
+    def _remove_helpers_of(self, volume: str) -> bool:
+        """Remove the (never-started) helper containers a crash left holding `volume`;
+        whether there were any."""
+        found = self.api.containers(
+            all=True, filters={"volume": volume, "label": f"{LABEL_ROLE}=helper"}
+        )
+        for container in found:
+            self.api.remove_container(container["Id"], force=True)
+        return bool(found)
 
     # -- networks (runner.engine.docker.networks) -------------------------------------------
 
@@ -444,8 +538,8 @@ class DockerBackend:
     def inspect_image(self, image: str) -> ImageInfo | None:
         return images.inspect(self.api, image)
 
-    def build_image(self, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
-        return images.build(self.api, context, tag, labels)
+    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+        return images.build(self.api, spec, cancel)
 
     def pull_image(self, reference: str) -> ImageInfo:
         return images.pull(self.api, reference)

@@ -2,26 +2,43 @@
 tag and remove.
 
 Functions of the SDK's low-level client (`docker.APIClient`), which `DockerBackend`
-delegates to. Builds never pull a newer base (`pull=False`) and remove their intermediate
-containers; an image's filesystem is exported through a created, never started container
-(labelled `runner.role=helper`, removed at once).
+delegates to. An image's filesystem is exported through a created, never started
+container (labelled `runner.role=helper`, removed at once).
+
+A build (`build`) is bounded like a step: the engine's own limits on its RUN containers
+(`memory` = `memswap`, a CPU quota), no network unless the spec grants it
+(`networkmode=none`), never a pull of a newer base, intermediate containers removed even
+on failure, and a deadline. Its progress is read in a thread while the caller's thread
+watches the deadline and the cancel event; either closes the connection
+(`sdk.BuildStream.cancel`), which makes dockerd cancel the build and kill its running step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+import json
+import threading
+import time
 from typing import IO, Any, cast
 
 import docker
 import docker.errors
 from docker.utils import parse_repository_tag
 
-from runner.engine.backend import LABEL_ROLE, ImageBuildFailed, ImageConfig, ImageInfo, NotFound
+from runner.engine.backend import (
+    LABEL_ROLE,
+    BuildSpec,
+    ImageBuildFailed,
+    ImageConfig,
+    ImageInfo,
+    NotFound,
+)
+from runner.engine.docker import sdk
 from runner.engine.docker.errors import docker_errors, explain, missing_ok
-from runner.errors import RunnerError
+from runner.errors import Interrupted, RunnerError
 
 EXPORT_CHUNK = 1 << 20
+CPU_PERIOD_US = 100_000
+WATCH_S = 0.2  # how often a build's deadline and cancel event are looked at
 
 
 def inspect(api: docker.APIClient, image: str) -> ImageInfo | None:
@@ -41,24 +58,61 @@ def _present(api: docker.APIClient, image: str) -> ImageInfo:
     return info
 
 
-def build(api: docker.APIClient, context: Path, tag: str, labels: Mapping[str, str]) -> ImageInfo:
+def build_params(spec: BuildSpec) -> dict[str, Any]:
+    """The `POST /build` query of `spec` (Docker API 1.41)."""
+    return {
+        "t": spec.tag,
+        "labels": json.dumps(dict(spec.labels)),
+        "networkmode": "default" if spec.network else "none",
+        "memory": spec.memory_bytes,
+        "memswap": spec.memory_bytes,
+        "cpuperiod": CPU_PERIOD_US,
+        "cpuquota": max(1000, round(spec.cpus * CPU_PERIOD_US)),
+        "rm": 1,
+        "forcerm": 1,
+        "pull": 0,
+    }
+
+
+def build(api: docker.APIClient, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
     log: list[str] = []
-    with docker_errors(f"building {context}"):
-        for item in api.build(
-            path=str(context),
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            labels=dict(labels),
-        ):
-            if "stream" in item:
-                log += [line for line in str(item["stream"]).splitlines() if line.strip()]
-            if "error" in item or "errorDetail" in item:
-                detail = item.get("error") or item["errorDetail"].get("message", "")
-                raise ImageBuildFailed(str(detail).strip(), log)
-    return _present(api, tag)
+    failure: list[BaseException] = []
+    what = f"building {spec.tag}"
+
+    def read(stream: sdk.BuildStream) -> None:
+        try:
+            with docker_errors(what):
+                for item in stream.items():
+                    if "stream" in item:
+                        log.extend(ln for ln in str(item["stream"]).splitlines() if ln.strip())
+                    if "error" in item or "errorDetail" in item:
+                        detail = item.get("error") or item["errorDetail"].get("message", "")
+                        raise ImageBuildFailed(str(detail).strip(), log)
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    deadline = time.monotonic() + spec.timeout_s
+    with spec.context.open("rb") as context, docker_errors(what):
+        stream = sdk.build(api, build_params(spec), context)
+    reader = threading.Thread(target=read, args=(stream,), name=f"build {spec.tag}", daemon=True)
+    reader.start()
+    stopped: RunnerError | None = None
+    try:
+        while reader.is_alive() and stopped is None:
+            reader.join(WATCH_S)
+            if cancel.is_set():
+                stopped = Interrupted(f"the build of {spec.tag} was cancelled")
+            elif time.monotonic() >= deadline:
+                stopped = ImageBuildFailed(f"it ran past its timeout of {spec.timeout_s:g} s", log)
+    finally:
+        if reader.is_alive():  # cancelled, timed out, or interrupted in this thread
+            stream.cancel()
+            reader.join()
+    if stopped is not None:
+        raise stopped
+    if failure:
+        raise failure[0]
+    return _present(api, spec.tag)
 
 
 def pull(api: docker.APIClient, reference: str) -> ImageInfo:

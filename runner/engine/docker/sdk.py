@@ -11,15 +11,21 @@ response closed when the reader is done. `attach_stdin` is the same connection f
 only, and `send` writes to an attached stdin and closes its direction. Containers run
 with the `none` log driver, so there are no logs to replay: attaching happens before
 start, and nothing is missed.
+
+`build(api, params, context)` is the SDK's public `APIClient.build` without what hides its
+response: a build must be cancellable (Ctrl-C, a timeout), and the engine cancels one when
+its connection goes, so `BuildStream.cancel` shuts that connection down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, cast
 
 import docker
+from docker.utils.json_stream import json_stream
 
 # the private members used below, checked by the test that pins them
 PRIVATE = ("_post", "_url", "_raise_for_status", "_read_from_socket", "_get_raw_response_socket")
@@ -100,3 +106,46 @@ def _closing(frames: Iterator[bytes], response: Any) -> Iterator[bytes]:
         yield from frames
     finally:
         response.close()
+
+
+class BuildStream:
+    """One `POST /build` in flight: `items()` are the engine's decoded progress messages,
+    `cancel()` (from any thread) shuts its connection down, which makes dockerd cancel the
+    build (its running step is killed) and `items()` end."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        chunks = self._response.iter_content(chunk_size=None)
+        try:
+            for item in json_stream(chunks):
+                yield item if isinstance(item, dict) else {"stream": str(item)}
+        finally:
+            self._response.close()
+
+    def cancel(self) -> None:
+        sock = getattr(self._response.raw.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def build(api: docker.APIClient, params: Mapping[str, Any], context: IO[bytes]) -> BuildStream:
+    """Start building the tar `context` with the API's query `params` (the SDK's public
+    `build` hides its response, so a build could not be cancelled)."""
+    client = cast(Any, api)
+    response = client._post(
+        client._url("/build"),
+        params=dict(params),
+        data=context,
+        headers={"Content-Type": "application/x-tar"},
+        stream=True,
+        timeout=None,
+    )
+    try:
+        client._raise_for_status(response)
+    except BaseException:
+        response.close()
+        raise
+    return BuildStream(response)

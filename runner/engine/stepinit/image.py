@@ -13,6 +13,8 @@ beforehand on a fresh machine.
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 import tempfile
 import threading
 import time
@@ -20,13 +22,16 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from runner.engine.backend import LABEL_ROLE, Backend, ImageBuildFailed
+from runner.engine.backend import LABEL_ROLE, Backend, BuildSpec, ImageBuildFailed
 from runner.errors import RunnerError
 
 REPOSITORY = "runner-internal/init"
 FILES = ("Dockerfile", "runner-init.c")
 ROLE = "init-image"
 PROGRESS_EVERY_S = 15.0
+BUILD_MEMORY_BYTES = 1 << 30
+BUILD_CPUS = 2.0
+BUILD_TIMEOUT_S = 900.0
 _lock = threading.Lock()
 
 
@@ -43,8 +48,13 @@ def tag() -> str:
     return f"{REPOSITORY}:{digest.hexdigest()}"
 
 
-def ensure_image(backend: Backend, say: Callable[[str], None] | None = None) -> str:
-    """The runner-init image's tag, built first if the engine does not have it."""
+def ensure_image(
+    backend: Backend,
+    say: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> str:
+    """The runner-init image's tag, built first if the engine does not have it (a trusted
+    build of runner's own files, bounded like every build; `cancel` stops it)."""
     wanted = tag()
     with _lock:
         if backend.inspect_image(wanted) is not None:
@@ -58,10 +68,23 @@ def ensure_image(backend: Backend, say: Callable[[str], None] | None = None) -> 
         ticker = threading.Thread(target=_tick, args=(notify, started, done), daemon=True)
         ticker.start()
         try:
-            with tempfile.TemporaryDirectory(prefix="runner-init-") as context:
-                for name, data in _files().items():
-                    (Path(context) / name).write_bytes(data)
-                backend.build_image(Path(context), wanted, {LABEL_ROLE: ROLE})
+            with tempfile.TemporaryDirectory(prefix="runner-init-") as scratch:
+                context = Path(scratch) / "context.tar"
+                with tarfile.open(context, mode="w") as tar:
+                    for name, data in _files().items():
+                        info = tarfile.TarInfo(name)
+                        info.size, info.mode = len(data), 0o644
+                        tar.addfile(info, io.BytesIO(data))
+                spec = BuildSpec(
+                    context=context,
+                    tag=wanted,
+                    labels={LABEL_ROLE: ROLE},
+                    network=True,  # apt-get install gcc from Debian's mirror
+                    memory_bytes=BUILD_MEMORY_BYTES,
+                    cpus=BUILD_CPUS,
+                    timeout_s=BUILD_TIMEOUT_S,
+                )
+                backend.build_image(spec, cancel or threading.Event())
         except ImageBuildFailed as exc:
             tail = "\n    ".join(exc.log[-10:])
             raise RunnerError(

@@ -1,0 +1,25 @@
+"""One ledger entry written by a command outside a run (`gc.pruned`, `image.built`):
+signed with the state directory's key when there is one; a command never creates a key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.app import App
+from runner.audit.keys import load_signer
+from runner.audit.ledger import Ledger
+from runner.errors import InvalidInput
+
+
+def append_entry(app: App, type_: str, fields: Mapping[str, Any]) -> None:
+    """Append one entry of `type_` (no run) to the ledger of `app`'s state directory."""
+    try:
+        signer = load_signer(app.state_dir, app.root, create=False, say=app.out.line)
+    except InvalidInput:
+        signer = None
+    ledger = Ledger.open(app.state_dir, signer=signer)
+    try:
+        ledger.append(type_, None, dict(fields))
+    finally:
+        ledger.close()
