@@ -89,7 +89,8 @@ class EngineUnavailable(RunnerError):
 
 class StorageFailed(EngineUnavailable):
     """A file runner writes (run.json, the event log, the ledger, an exported image) could
-    not be written: a full disk or an I/O error. One message names the path."""
+    not be written: a full disk or an I/O error. One message names the path and says
+    what to do (it is also what a failed job shows as its reason)."""
 
     @classmethod
     def writing(cls, path: object, exc: OSError, what: str = "") -> StorageFailed:
@@ -97,10 +98,10 @@ class StorageFailed(EngineUnavailable):
         reason = exc.strerror or str(exc)
         subject = f"{what} {path}" if what else str(path)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            hint = "free disk space (or raise the quota) where it lives, then run again"
+            advice = "free disk space (or raise the quota) there, then run again"
         else:
-            hint = "free disk space and check the disk it lives on, then run again"
-        return cls(f"could not write {subject}: {reason}", hint=hint)
+            advice = "free disk space and check the disk, then run again"
+        return cls(f"could not write {subject}: {reason}; {advice}")
 
 
 class Interrupted(RunnerError):

@@ -629,20 +629,19 @@ class Ledger:
             self._undo(start)
             raise LedgerUnavailable(
                 f"could not write to the audit ledger {self.directory / ENTRIES}: "
-                f"{exc.strerror or exc}; the {type} entry was not recorded",
-                hint="free disk space, then run again",
+                f"{exc.strerror or exc}; the {type} entry was not recorded; free disk "
+                "space, then run again"
             ) from exc
         try:
             os.fdatasync(self._fd)
         except OSError as exc:
             self._broken = (
                 f"fsync of the audit ledger {self.directory / ENTRIES} failed "
-                f"({exc.strerror or exc}); the {type} entry was not acknowledged"
+                f"({exc.strerror or exc}); the {type} entry was not acknowledged; free disk "
+                "space and check the disk, then run again"
             )
             self._undo(start)
-            raise LedgerUnavailable(
-                self._broken, hint="free disk space and check the disk, then run again"
-            ) from exc
+            raise LedgerUnavailable(self._broken) from exc
         leaf = leaf_hash(line)
         self._frontier.append(leaf)
         self._last = leaf

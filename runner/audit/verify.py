@@ -333,11 +333,13 @@ def verify_ledger(
         )
     findings = found.findings()
     anchor_files = {item.source for item in given}
-    tampered = any(
-        f.code.is_tampering
-        and not (f.file in anchor_files and f.code in (Code.UNTRUSTED_KEY, Code.BAD_SIGNATURE))
-        for f in findings
-    )
+
+    def unusable(f: LedgerFinding) -> bool:
+        """Not evidence against the ledger: an anchor no trusted key signed, or no keys."""
+        signature = f.code in (Code.UNTRUSTED_KEY, Code.BAD_SIGNATURE)
+        return signature and (f.file in anchor_files or not len(trusted))
+
+    tampered = any(f.code.is_tampering and not unusable(f) for f in findings)
     return Report(
         count,
         len(notes),

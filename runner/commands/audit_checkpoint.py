@@ -10,7 +10,6 @@ from pathlib import Path
 from runner.app import App
 from runner.audit import anchors
 from runner.audit.checkpoint import parse
-from runner.audit.findings import Code
 from runner.audit.head import read_head, record_path
 from runner.audit.keys import PUB_DIR, load_trusted
 from runner.audit.ledger import ENTRIES, Ledger, ledger_dir, load_signer
@@ -65,8 +64,8 @@ def main(app: App, *, export_to: Path | None, adopt: bool = False) -> int:
 
 def _adoptable(app: App) -> bytes:
     """The root `audit verify` proves for a ledger runner has no record of: every line,
-    link and checkpoint verified with the trusted keys and the anchor store. A ledger
-    nobody ever sealed may be adopted; one with evidence of tampering may not."""
+    link and checkpoint verified with the trusted keys and the anchor store, without a
+    single error (a ledger no checkpoint covers proves nothing, so it is not adopted)."""
     if read_head(app.state_dir) is not None:
         raise InvalidInput(
             f"runner already keeps a record of this ledger ({record_path(app.state_dir)}): "
@@ -78,7 +77,7 @@ def _adoptable(app: App) -> bytes:
         ledger_dir(app.state_dir), load_trusted(app.root / PUB_DIR), anchors=given
     )
     blocking = [f for f in report.findings if not f.code.is_warning]
-    if any(f.code is not Code.NO_CHECKPOINT for f in blocking):
+    if blocking:
         raise VerificationFailed(
             f"the ledger does not verify ({', '.join(sorted({f.code.value for f in blocking}))}): "
             "runner will not adopt it",

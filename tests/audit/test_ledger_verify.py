@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from declared import gc_pruned, step_finished
+from forge import entries_path, parsed, raw_lines, rechain, write_lines
 
 from runner.audit import canonical, checkpoint, ledger, merkle
 from runner.audit import verify as ledger_verify
 from runner.audit.keys import Signer, TrustedKeys
-from runner.audit.ledger import ENTRIES, GENESIS, Ledger, revoke_key, rotate_key
+from runner.audit.ledger import Ledger, revoke_key, rotate_key
 from runner.audit.verify import Code, Report, verify_ledger
 
 N = 30
@@ -35,36 +36,8 @@ def state(tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch) -> Pa
     return state
 
 
-def entries_path(state: Path) -> Path:
-    return state / "ledger" / ENTRIES
-
-
-def raw_lines(state: Path) -> list[bytes]:
-    return entries_path(state).read_bytes().splitlines(keepends=True)
-
-
-def write_lines(state: Path, lines: list[bytes]) -> None:
-    entries_path(state).write_bytes(b"".join(lines))
-
-
 def offset_of(state: Path, seq: int) -> int:
     return sum(len(line) for line in raw_lines(state)[:seq])
-
-
-def rechain(items: list[dict[str, Any]], start: int = 0) -> list[bytes]:
-    """What a forger without the key does: renumber and relink every entry."""
-    out: list[bytes] = []
-    prev = GENESIS
-    for seq, entry in enumerate(items):
-        entry = dict(entry, seq=seq, prev=prev)
-        line = canonical.dumps(entry)
-        prev = merkle.leaf_hash(line).hex()
-        out.append(line + b"\n")
-    return out
-
-
-def parsed(state: Path) -> list[dict[str, Any]]:
-    return [canonical.loads(line[:-1]) for line in raw_lines(state)]
 
 
 def verify(state: Path, *keys: Signer, anchor: str | None = None) -> Report:
