@@ -677,17 +677,6 @@ class Ledger:
         if self.signer is None:
             raise InvalidInput("no signing key: cannot sign a checkpoint")
         self._check_signer()
-        current = notes.Checkpoint(self.origin, self._size, self._frontier.root())
-        last = self._last_note()
-        if (
-            last is not None
-            and last.checkpoint == current
-            and any(s.name == self.signer.name for s in last.signatures)
-        ):
-            if self._recorded != current.size:
-                self._record(last.text)
-            return last.text
-        note = notes.sign(current, self.signer)
         path = self.directory / CHECKPOINTS
         created = not path.exists()
         try:
@@ -697,8 +686,19 @@ class Ledger:
         try:
             end = os.fstat(fd).st_size
             torn = torn_note_tail(fd, end)
-            if torn < end:
+            if torn < end:  # first, so that the tree signed includes its recovery entry
                 self._quarantine(fd, CHECKPOINTS, torn, end)
+            current = notes.Checkpoint(self.origin, self._size, self._frontier.root())
+            last = self._last_note()
+            if (
+                last is not None
+                and last.checkpoint == current
+                and any(s.name == self.signer.name for s in last.signatures)
+            ):
+                if self._recorded != current.size:
+                    self._record(last.text)
+                return last.text
+            note = notes.sign(current, self.signer)
             try:
                 _write_all(fd, (note + "\n").encode())
                 os.fsync(fd)
@@ -717,6 +717,7 @@ class Ledger:
     def _record(self, note: str) -> None:
         """Runner's record of what it just signed (after the note reached the file)."""
         parsed = notes.parse(note).checkpoint
+        assert parsed.size == self._frontier.size, "a record of another tree than the note's"
         head = SignedHead(
             note, parsed, self._frontier.copy(), self._offset, self._last, dict(self._keys.retired)
         )

@@ -46,7 +46,7 @@ def _record(app: App, report: dict[str, Any]) -> None:
         signer = load_signer(app.state_dir, app.root, create=False, say=app.out.line)
     except InvalidInput:
         signer = None
-    ledger = Ledger.open(app.state_dir, signer=signer)
+    ledger = Ledger.open(app.state_dir, signer=signer, repo=app.root)
     try:
         ledger.append(
             "gc.pruned",

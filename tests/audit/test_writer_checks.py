@@ -6,10 +6,13 @@ signatures."""
 
 from __future__ import annotations
 
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +23,9 @@ from forge import note_texts, parsed, raw_lines, rechain, write_lines, write_not
 
 from runner.audit import canonical, checkpoint
 from runner.audit.head import read_head, record_path
-from runner.audit.keys import Signer, load_signer
+from runner.audit.keys import Signer, TrustedKeys, load_signer
 from runner.audit.ledger import CHECKPOINTS, ENTRIES, Ledger
+from runner.audit.verify import verify_ledger
 
 MISSION = """\
 name: m
@@ -426,3 +430,47 @@ def test_the_origin_names_the_repository_not_the_state_dirs_parent(
     assert origin.startswith("runner/my-project/"), origin
     first = canonical.loads(raw_lines(elsewhere)[0][:-1])
     assert first["log"] == origin and first["type"] == "run.started"
+
+
+# -- crashes (kill -9 at random moments) -----------------------------------------------------
+
+WRITER = """\
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from declared import step_finished
+from runner.audit import ledger
+from runner.audit.keys import Signer
+ledger.CHECKPOINT_EVERY = 5
+state, key = Path(sys.argv[1]), Signer.from_pem(sys.stdin.buffer.read(), "test")
+n = 0
+while True:
+    with ledger.Ledger.open(state, signer=key) as led:
+        for _ in range(7):
+            led.append("step.finished", "r", step_finished(n))
+            n += 1
+        led.checkpoint()
+"""
+
+
+def test_kill_9_at_random_moments_never_leaves_a_ledger_the_writer_refuses(
+    tmp_path: Path,
+) -> None:
+    state, key = tmp_path / "state", Signer.generate()
+    rng = random.Random(11)
+    here = str(Path(__file__).parent)
+    for round_ in range(25):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(state), here], stdin=subprocess.PIPE
+        )
+        assert child.stdin is not None
+        child.stdin.write(key.pem())
+        child.stdin.close()
+        time.sleep(rng.uniform(0.15, 0.6))  # python starts in ~0.1 s; then it writes
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        with Ledger.open(state, signer=key) as led:  # never refused after a crash
+            led.append("step.finished", "check", step_finished(round_))
+    report = verify_ledger(state / "ledger", TrustedKeys([key.public]))
+    assert report.ok and report.sealed == report.entries, report.findings
+    assert report.entries > 100
