@@ -66,6 +66,7 @@ from typing import Any, NoReturn
 
 from runner.audit import canonical, entries
 from runner.audit import checkpoint as notes
+from runner.audit.continuity import Problem, check_head, check_line, line_ending_at
 from runner.audit.entries import (
     ENVELOPE,
     TYPE_NAME,
@@ -88,7 +89,6 @@ from runner.audit.files import (
     LongLine,
     StoredLine,
     TornTail,
-    contains_note,
     first_entry_origin,
     iter_entries,
     last_checkpoint,
@@ -167,6 +167,12 @@ def default_origin(repo: Path) -> str:
     """`runner/<the repository's directory name>/<16 random hex digits>`."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", repo.resolve().name) or "repo"
     return f"runner/{name}/{secrets.token_hex(8)}"
+
+
+def _problem(
+    code: Code, message: str, *, seq: int | None = None, hint: str | None = None
+) -> Problem:
+    return Problem(LedgerFinding(code, seq, None, message), hint)
 
 
 def _now_ms() -> int:
@@ -308,15 +314,16 @@ class Ledger:
             self._load_cache()  # a writer that never signs: the cache is enough
         elif adopt is None:
             self._refuse(
-                Code.NO_RECORD,
-                None,
-                f"runner has no record of the last checkpoint it signed for this ledger "
-                f"({record_path(self.state_dir)} is missing), so it cannot tell whether its "
-                "entries were rewritten since: it will not sign them",
-                hint="if this state directory was copied, copy the record along with it "
-                "(it lives beside the keys); if an older runner wrote this ledger, check it "
-                "with `runner audit verify [--anchor FILE]`, then adopt it with "
-                "`runner audit checkpoint --adopt`",
+                _problem(
+                    Code.NO_RECORD,
+                    f"runner has no record of the last checkpoint it signed for this ledger "
+                    f"({record_path(self.state_dir)} is missing), so it cannot tell whether "
+                    "its entries were rewritten since: it will not sign them",
+                    hint="if this state directory was copied, copy the record along with it "
+                    "(it lives beside the keys); if an older runner wrote this ledger, check "
+                    "it with `runner audit verify [--anchor FILE]`, then adopt it with "
+                    "`runner audit checkpoint --adopt`",
+                )
             )
         self._catch_up(expect=adopt if head is None and self.signer is not None else None)
 
@@ -331,52 +338,13 @@ class Ledger:
     def _start_from(self, head: SignedHead) -> None:
         """Take the record's tree, once the ledger is seen to extend it."""
         record = record_path(self.state_dir)
-        if head.origin != self.origin:
-            self._refuse(
-                Code.FOREIGN_ENTRY,
-                None,
-                f"the ledger in {self.directory} is log {self.origin!r}, but runner last "
-                f"signed log {head.origin!r} ({record}): the ledger was replaced",
-            )
-        end = os.fstat(self._fd).st_size
-        if end < head.offset:
-            self._refuse(
-                Code.TRUNCATED,
-                None,
-                f"runner signed a checkpoint of {head.size} entries covering {head.offset} "
-                f"bytes of {ENTRIES} ({record}), but the file holds {end}: entries were removed",
-            )
-        if head.size:
-            if leaf_hash(self._line_ending_at(head.offset)) != head.last:
-                self._refuse(
-                    Code.CHECKPOINT_MISMATCH,
-                    head.size - 1,
-                    f"entry {head.size - 1}, the last of the {head.size} runner sealed "
-                    f"({record}), is not the one it signed: entries before seq {head.size} "
-                    "were rewritten (`runner audit verify` shows which)",
-                )
-            if not contains_note(self.directory, head.note):
-                self._refuse(
-                    Code.MISSING_CHECKPOINT,
-                    None,
-                    f"the checkpoint of {head.size} entries runner signed last ({record}) is "
-                    f"no longer in {self.directory / CHECKPOINTS}: it was deleted",
-                )
+        problem = check_head(self._fd, self.directory, self.origin, head, record)
+        if problem is not None:
+            self._refuse(problem)
         self._frontier = head.frontier.copy()
         self._size, self._offset, self._last = head.size, head.offset, head.last
         self._keys = KeyHistory.of(head.retired)
         self._recorded = head.size
-
-    def _line_ending_at(self, offset: int) -> bytes:
-        """The line that ends (with its newline) at byte `offset`; b"" when there is none."""
-        window = min(offset, MAX_ENTRY_BYTES + 2)
-        data = os.pread(self._fd, window, offset - window)
-        if not data.endswith(b"\n"):
-            return b""
-        start = data.rfind(b"\n", 0, len(data) - 1) + 1
-        if start == 0 and window < offset:
-            return b""  # longer than any entry runner writes
-        return data[start:-1]
 
     def _load_cache(self) -> None:
         """Start from the cached frontier if it checks out, else from the beginning."""
@@ -389,7 +357,7 @@ class Ledger:
             return
         if not isinstance(offset, int) or not 0 < offset <= os.fstat(self._fd).st_size:
             return
-        if leaf_hash(self._line_ending_at(offset)) != last:
+        if leaf_hash(line_ending_at(self._fd, offset)) != last:
             return
         note = self._last_note()
         if (
@@ -434,14 +402,12 @@ class Ledger:
                 "remove .runner/keys/current and run `runner keys init`",
             )
 
-    def _refuse(
-        self, code: Code, seq: int | None, message: str, *, hint: str | None = None
-    ) -> NoReturn:
+    def _refuse(self, problem: Problem) -> NoReturn:
         refused = LedgerRefused(
-            LedgerFinding(code, seq, None, message),
-            hint=hint
-            or "nothing was signed; run `runner audit verify` to see what changed, "
-            "and keep the ledger as it is for the investigation",
+            problem.finding,
+            hint=problem.hint
+            or "nothing was signed; run `runner audit verify` to see what changed, and keep "
+            "the ledger as it is for the investigation",
         )
         self._refused = refused
         raise refused
@@ -455,10 +421,12 @@ class Ledger:
         end = os.fstat(self._fd).st_size
         if end < self._offset:
             self._refuse(
-                Code.TRUNCATED,
-                self._size,
-                f"{ENTRIES} was cut to {end} bytes under a live writer that had hashed "
-                f"{self._offset}: entries were removed",
+                _problem(
+                    Code.TRUNCATED,
+                    f"{ENTRIES} was cut to {end} bytes under a live writer that had hashed "
+                    f"{self._offset}: entries were removed",
+                    seq=self._size,
+                )
             )
         torn: TornTail | None = None
         for block in read_blocks(self._fd, self._offset, end, seq=self._size, chunk=_CHUNK):
@@ -466,63 +434,29 @@ class Ledger:
                 for line in lines_of(block):
                     self._take(line)
             elif isinstance(block, LongLine):
-                self._refuse(
-                    Code.UNPARSEABLE,
-                    block.seq,
-                    f"entry {block.seq} is {block.length} bytes long, over the "
-                    f"{MAX_ENTRY_BYTES}-byte limit runner writes: it was not written by runner",
-                )
+                self._take(StoredLine(block.seq, block.offset, block.length, None, block.leaf))
             else:
                 torn = block
         if expect is not None and self.root() != expect:
             self._refuse(
-                Code.NO_RECORD,
-                None,
-                "the ledger is not the one `audit verify` just proved (it changed meanwhile): "
-                "nothing was adopted",
-                hint="run `runner audit checkpoint --adopt` again",
+                _problem(
+                    Code.NO_RECORD,
+                    "the ledger is not the one `audit verify` just proved (it changed "
+                    "meanwhile): nothing was adopted",
+                    hint="run `runner audit checkpoint --adopt` again",
+                )
             )
         if torn is not None:
             self._recover(torn.offset, end)
 
     def _take(self, line: StoredLine) -> None:
         """One line another writer (or an earlier run) appended: checked, then hashed."""
-        seq = line.seq
-        if line.data is None:
-            self._refuse(
-                Code.UNPARSEABLE,
-                seq,
-                f"entry {seq} is {line.length} bytes long, over the {MAX_ENTRY_BYTES}-byte "
-                "limit runner writes: it was not written by runner",
-            )
-        try:
-            raw = canonical.loads(line.data)
-        except canonical.CanonicalError as exc:
-            self._refuse(Code.UNPARSEABLE, seq, f"entry {seq} is not strict JSON: {exc}")
-        if type(raw) is not dict:
-            self._refuse(Code.UNPARSEABLE, seq, f"entry {seq} is not a JSON object")
-        if raw.get("log") != self.origin:
-            self._refuse(
-                Code.FOREIGN_ENTRY,
-                seq,
-                f"entry {seq} is of log {raw.get('log')!r}, not of this ledger ({self.origin!r})",
-            )
-        if raw.get("seq") != seq:
-            self._refuse(
-                Code.SEQ_MISMATCH,
-                seq,
-                f"line {seq} says seq {raw.get('seq')!r}: an entry was inserted, deleted, "
-                "reordered or replayed",
-            )
-        if raw.get("prev") != self._last.hex():
-            self._refuse(
-                Code.CHAIN_BREAK,
-                seq,
-                f"entry {seq}'s prev is not the hash of the entry before it: one of them was "
-                "changed, removed or moved",
-            )
+        raw, problem = check_line(line, self.origin, self._last)
+        if problem is not None:
+            self._refuse(problem)
+        assert line.data is not None
         if raw.get("type") in KEY_TYPES:
-            self._keys.apply(raw, seq)
+            self._keys.apply(raw, line.seq)
         leaf = leaf_hash(line.data)
         self._frontier.append(leaf)
         self._last = leaf

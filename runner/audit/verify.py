@@ -23,11 +23,7 @@ What verify checks the entries against:
                         anchor, not a tampered ledger
 
 When the entries do not make a signed root, the finding names the first entry that
-differs when that can be known: the successors' `prev` fields still hold the leaf hashes
-that were signed, and when taking them for the leaves reproduces the signed root, the
-first entry whose own hash differs is the one changed. When it cannot (the entries were
-re-linked), it names the first entry after the last tree that still matches, and says
-the change is among the entries up to the mismatching one.
+differs when that can be known (runner/audit/mismatch.py).
 
 Each problem is reported once per code and file, with the first bad seq and byte offset
 and how many more there were in that file. Errors fail verification (exit 1): evidence
@@ -45,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -63,7 +58,6 @@ from runner.audit.files import (
     LongLine,
     TornTail,
     first_entry_origin,
-    iter_lines,
     read_blocks,
     read_origin,
 )
@@ -78,6 +72,7 @@ from runner.audit.merkle import (
     consistency_ranges,
     verify_consistency,
 )
+from runner.audit.mismatch import Claim, check_claims
 
 __all__ = ["AnchorNote", "Code", "LedgerFinding", "Report", "verify_ledger"]
 
@@ -248,15 +243,15 @@ def verify_ledger(
     count, roots, range_roots, keys = _stream(directory, origin, trusted, captures, ranges, found)
 
     claims = [
-        *(_Claim(n.size, n.root, n.file, n.offset, "checkpoint") for n in notes),
-        *(_Claim(n.size, n.root, n.file, n.offset, "anchor") for n in good_anchors),
+        *(Claim(n.size, n.root, n.file, n.offset, "checkpoint") for n in notes),
+        *(Claim(n.size, n.root, n.file, n.offset, "anchor") for n in good_anchors),
         *(
-            [_Claim(record.size, record.checkpoint.root, record_name, None, "record")]
+            [Claim(record.size, record.checkpoint.root, record_name, None, "record")]
             if record is not None and record.size
             else []
         ),
     ]
-    _check_claims(directory, claims, count, roots, found)
+    check_claims(directory, claims, count, roots, found)
     for note in notes:
         for key in note.good:
             retired = keys.retired.get(key.raw)
@@ -354,84 +349,6 @@ def verify_ledger(
     )
 
 
-@dataclass(frozen=True)
-class _Claim:
-    """A tree the entries must make: its size and signed root, and who signed it where."""
-
-    size: int
-    root: bytes
-    file: str
-    offset: int | None
-    kind: str  # checkpoint | anchor | record
-
-    def says(self) -> str:
-        if self.kind == "anchor":
-            return (
-                f"the ledger does not extend the anchor of size {self.size} (history before "
-                "it was rewritten): the anchor signs a root"
-            )
-        if self.kind == "record":
-            return f"runner's record says it signed a tree of size {self.size} with a root"
-        return f"the checkpoint of size {self.size} signs a root"
-
-
-def _check_claims(
-    directory: Path, claims: list[_Claim], count: int, roots: dict[int, bytes], found: Collector
-) -> None:
-    """TRUNCATED or CHECKPOINT_MISMATCH for each claim the entries do not make, naming the
-    first entry that differs when it can be known (module docstring)."""
-    matched = sorted({c.size for c in claims if c.size <= count and roots[c.size] == c.root})
-    # a mismatching claim -> the largest size below it that still matches
-    mismatched = {
-        (c.size, c.root): max((m for m in matched if m < c.size), default=0)
-        for c in claims
-        if c.size <= count and roots[c.size] != c.root
-    }
-    claimed_roots, first_diff = _locate(directory, mismatched) if mismatched else ({}, {})
-    for claim in claims:
-        if claim.size > count:
-            whose = {
-                "checkpoint": "a checkpoint",
-                "anchor": "the anchor",
-                "record": "runner's record of its last checkpoint",
-            }[claim.kind]
-            found.add(
-                Code.TRUNCATED,
-                count,
-                claim.offset,
-                f"{whose} covers {claim.size} entries but the ledger holds only {count}: "
-                "entries were removed",
-                claim.file,
-            )
-            continue
-        start = mismatched.get((claim.size, claim.root))
-        if start is None:
-            continue
-        first = first_diff.get(start)
-        if claimed_roots.get(claim.size) == claim.root and first is not None and first < claim.size:
-            seq, where = first, _known_text(first)
-        else:
-            seq, where = start, _range_text(start, claim.size)
-        message = f"{claim.says()} the entries do not make: {where}"
-        found.add(Code.CHECKPOINT_MISMATCH, seq, claim.offset, message, claim.file)
-
-
-def _known_text(first: int) -> str:
-    return (
-        f"entry {first} is not the one signed (entry {first + 1}'s prev still holds the hash "
-        "that was signed, and with it the signed root comes back)"
-    )
-
-
-def _range_text(seq: int, size: int) -> str:
-    if seq >= size - 1:
-        return f"entry {size - 1} was changed"
-    return (
-        f"one of entries {seq}..{size - 1} was changed (they were re-linked, so which one "
-        "cannot be told)"
-    )
-
-
 def _retired(note: _Note, keys: KeyHistory) -> bool:
     return any(
         key.raw in keys.retired and note.size > keys.retired[key.raw].seq for key in note.good
@@ -462,65 +379,6 @@ def _check_consistency(
                 f"{anchor.size}..{latest - 1}",
                 anchor.file,
             )
-
-
-# -- where the entries differ from a signed tree -------------------------------------------
-
-_PREV = re.compile(rb'"prev":"([0-9a-f]{64})"')
-
-
-def _claimed_prev(data: bytes | None) -> bytes | None:
-    """The `prev` an entry holds (the leaf hash its predecessor had when it was written)."""
-    if data is None:
-        return None
-    hits = _PREV.findall(data)
-    if len(hits) == 1:
-        return bytes.fromhex(hits[0].decode())
-    try:
-        entry = canonical.loads(data)
-    except canonical.CanonicalError:
-        return None
-    prev = entry.get("prev") if isinstance(entry, dict) else None
-    try:
-        return bytes.fromhex(prev) if isinstance(prev, str) and len(prev) == 64 else None
-    except ValueError:
-        return None
-
-
-def _locate(
-    directory: Path, mismatched: dict[tuple[int, bytes], int]
-) -> tuple[dict[int, bytes], dict[int, int]]:
-    """A second pass, run only on a ledger that does not verify. The leaves as the
-    successors' `prev` fields claim them: their root at each mismatching size N, and, for
-    each start M (the largest matching size below an N), the first entry from M on whose
-    own hash is not the one its successor claims."""
-    sizes = {size for size, _ in mismatched}
-    top = max(sizes)
-    claimed = Frontier()
-    claimed_roots: dict[int, bytes] = {}
-    starts = sorted(set(mismatched.values()))
-    first_diff: dict[int, int] = {}
-    pending: bytes | None = None  # the actual leaf of the previous line
-
-    def take(leaf_claimed: bytes, actual: bytes) -> None:
-        index = claimed.size
-        claimed.append(leaf_claimed)
-        if leaf_claimed != actual:
-            while starts and starts[0] <= index:
-                first_diff[starts.pop(0)] = index
-        if claimed.size in sizes:
-            claimed_roots[claimed.size] = claimed.root()
-
-    for line in iter_lines(directory):
-        if line.seq > top:
-            break
-        if pending is not None:
-            prev = _claimed_prev(line.data)
-            take(prev if prev is not None else pending, pending)
-        pending = line.leaf()
-    if pending is not None and claimed.size < top:
-        take(pending, pending)
-    return claimed_roots, first_diff
 
 
 # -- the pass over the entries -------------------------------------------------------------
