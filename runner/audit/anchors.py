@@ -69,7 +69,7 @@ def resolve_store(
             hint=f"give --anchor-store (or {ENV_VAR}) a directory outside both",
         )
     return None, (
-        f"not anchoring: the default anchor store {store} is inside {problem}; set "
+        f"the default anchor store {store} is inside {problem}, so it is not used; set "
         f"--anchor-store (or {ENV_VAR}) to a directory outside it"
     )
 
@@ -166,7 +166,7 @@ def keep(
     checkpoint is signed and in the ledger, only its copy out of reach is missing."""
     store, skipped = resolve_store(explicit, repo=repo, state_dir=state_dir)
     if store is None:
-        return None, skipped
+        return None, f"not anchored: {skipped}"
     try:
         return append(store, note), None
     except StorageFailed as exc:

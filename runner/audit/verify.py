@@ -304,7 +304,7 @@ def verify_ledger(
         )
     if count > sealed:
         advice = (
-            "do not seal them before the errors above are explained (runner will refuse to)"
+            "do not seal them before the errors above are explained: runner refuses to"
             if found.has_errors()
             else "`runner audit checkpoint` seals them"
         )

@@ -40,6 +40,7 @@ def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
         except UnicodeDecodeError:
             given.append(AnchorNote(None, str(anchor)))
     origin = read_origin(directory) or first_entry_origin(directory)
+    _, skipped = anchors.resolve_store(app.anchor_store, repo=app.root, state_dir=app.state_dir)
     store_file, stored = anchors.for_ledger(
         app.anchor_store, repo=app.root, state_dir=app.state_dir
     )
@@ -63,11 +64,12 @@ def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
         document = report.serialize()
         document["origin"] = origin
         document["trusted_keys"] = [key.key_id for key in trusted]
-        document["anchor_store"] = str(store_file) if store_file is not None else None
+        document["anchor_store"] = str(store_file) if store_file is not None else skipped
         document["record"] = str(record_path(app.state_dir)) if record is not None else None
         app.out.json(document)
     else:
-        _human(app, directory, origin, report, len(trusted), trusted_keys, store_file, record)
+        used = store_file if store_file is not None else skipped
+        _human(app, directory, origin, report, len(trusted), trusted_keys, used, record)
     return 0 if report.ok else 1
 
 
@@ -78,17 +80,20 @@ def _human(
     report: Report,
     trusted: int,
     keys_dir: Path,
-    store_file: Path | None,
+    store: Path | str | None,
     record: SignedHead | None,
 ) -> None:
+    """`store`: this ledger's file in the anchor store, or why the store was not used."""
     out = app.out
     out.line(
         f"ledger {directory} ({origin}): {report.entries} entries, "
         f"{report.checkpoints} checkpoints, {report.sealed} sealed by a trusted checkpoint"
     )
     used = [f"{source} ({count} checkpoint(s) of this ledger)" for source, count in report.anchors]
-    if store_file is not None and not store_file.exists():
-        used.append(f"anchor store {store_file} (absent: nothing anchored there yet)")
+    if isinstance(store, Path) and not store.exists():
+        used.append(f"anchor store {store} (absent: nothing anchored there yet)")
+    elif isinstance(store, str):
+        used.append(f"no anchor store ({store})")
     out.line("anchors checked: " + ("; ".join(used) if used else "none"))
     if record is not None:
         out.line(
