@@ -1,8 +1,10 @@
 """Ledger benchmarks (SPEC 9): durable appends per second from one writer (target >=
-2,000/s) and `runner audit verify` of a 1,000,000-entry ledger (target < 10 s on 2
-cores, memory flat).
+2,000/s), `runner audit verify` of a 1,000,000-entry ledger (target < 10 s on 2 cores,
+memory flat), and the peak memory of `audit verify` and of the writer's check when the
+ledger holds one 100 MB line (memory flat in the length of a line, too).
 
-    .venv/bin/python bench/bench_ledger.py [--appends 3000] [--entries 1000000] [--dir DIR]
+    .venv/bin/python bench/bench_ledger.py [--appends 3000] [--entries 1000000]
+                                           [--long-line-mb 100] [--dir DIR]
 
 Appends go through `Ledger.append` (flock, tail check, one write, fdatasync) in a
 directory on the disk under test (default: a temporary directory beside the repository);
@@ -11,7 +13,9 @@ which bounds any durable append, and the same appends on tmpfs (/dev/shm), which
 the ledger's own CPU cost. The 1M-entry ledger is generated directly - same line
 builder (`ledger.make_line`), same leaf hashing, a signed checkpoint every 1,000 entries
 - without 1M fsyncs; then `runner audit verify --json` runs as a real process, timed,
-with its peak RSS from `resource.getrusage(RUSAGE_CHILDREN)`.
+with its peak RSS from `resource.getrusage(RUSAGE_CHILDREN)`. The long line is written
+into a small ledger (its fourth line replaced), and each command runs under a fresh
+parent process, so that the peak RSS it reports is that command's alone.
 """
 
 from __future__ import annotations
@@ -121,10 +125,67 @@ def generate(root: Path, entries: int) -> tuple[Path, Signer, float]:
     return state, signer, time.perf_counter() - start
 
 
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+)
+
+
+def peak_rss(repo: Path, state: Path, *args: str) -> tuple[int, int, float]:
+    """(exit code, peak RSS in MiB, seconds) of `runner --state-dir STATE ARGS` in `repo`."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(RUNNER), "--state-dir", str(state), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, peak = done.stdout.split()
+    return int(code), int(peak), time.perf_counter() - start
+
+
+def long_line(base: Path, megabytes: int) -> None:
+    """Peak memory of verify and of the writer's check with one huge line in the ledger."""
+    repo = base / "long"
+    repo.mkdir()
+    signer = Signer.generate()
+    write_public(repo, signer.public)
+    state = repo / ".runner"
+    with ledger.Ledger.open(state, signer=signer) as led:
+        for i in range(8):
+            led.append("gc.pruned", None, {"runs": [f"r{i}"], "containers": 0, "volumes": 0})
+    keys = state / "keys"
+    (keys / "current").write_text(signer.name + "\n")
+    pem = keys / f"{signer.name}.pem"
+    pem.write_bytes(signer.pem())
+    pem.chmod(0o600)
+    _, small, _ = peak_rss(repo, state, "audit", "verify", "--json")
+    path = ledger.ledger_dir(state) / ledger.ENTRIES
+    lines = path.read_bytes().splitlines(keepends=True)
+    huge = b'{"x":"' + b"a" * (megabytes << 20) + b'"}\n'
+    with path.open("wb") as out:
+        out.write(b"".join(lines[:3]) + huge + b"".join(lines[4:]))
+    code, peak, took = peak_rss(repo, state, "audit", "verify", "--json")
+    print(
+        f"audit verify with a {megabytes} MB line: peak RSS {peak} MiB "
+        f"(an 8-entry ledger: {small} MiB), {took:.2f} s, exit {code} (UNPARSEABLE, as it should)"
+    )
+    with path.open("ab") as out:
+        out.write(huge)  # a torn tail after the damage: the writer refuses before reading it
+    code, peak, took = peak_rss(repo, state, "audit", "checkpoint")
+    print(
+        f"writer's check (audit checkpoint) of that ledger: peak RSS {peak} MiB, {took:.2f} s, "
+        f"exit {code} (refused: the entries no longer make what runner signed)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--appends", type=int, default=3000)
     parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--long-line-mb", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (a disk to test)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-ledger-", dir=args.dir or REPO.parent))
@@ -172,6 +233,7 @@ def main() -> None:
         )
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-2000:])
+        long_line(base, args.long_line_mb)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

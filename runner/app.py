@@ -13,6 +13,7 @@ class App:
     state_dir: Path  # `.runner` by default; --state-dir or RUNNER_STATE_DIR
     out: Output
     debug: bool = False
+    anchor_store: Path | None = None  # --anchor-store or RUNNER_ANCHOR_STORE (None: default)
 
     @property
     def root(self) -> Path:

@@ -43,16 +43,31 @@ def _app(ctx: click.Context, json_: bool) -> App:
     envvar="RUNNER_STATE_DIR",
     help="Where runs, the ledger and keys are kept (never mounted into a step).",
 )
+@click.option(
+    "--anchor-store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RUNNER_ANCHOR_STORE",
+    help="Where every run's final checkpoint is kept, out of the steps' and the ledger's "
+    "reach (default: ~/.local/share/runner/anchors).",
+)
 @click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option(
     "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, json_: bool, debug: bool, color: Any) -> None:
+def cli(
+    ctx: click.Context,
+    state_dir: Path,
+    anchor_store: Path | None,
+    json_: bool,
+    debug: bool,
+    color: Any,
+) -> None:
     """Run GitHub-Actions-style missions, each step sealed in its own hardened container."""
     app = ctx.ensure_object(App)
     app.state_dir = state_dir
+    app.anchor_store = anchor_store
     app.debug = debug
     app.out.json_mode = json_
     app.out.color = color
@@ -243,13 +258,19 @@ def audit_show(ctx: click.Context, run_id: str | None, json_: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the latest checkpoint to FILE (an anchor).",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take on a ledger runner has no record of signing (copied, or written by an older "
+    "runner), once `audit verify` passes on it.",
+)
 @json_option
 @click.pass_context
-def audit_checkpoint(ctx: click.Context, export_to: Path | None, json_: bool) -> None:
+def audit_checkpoint(ctx: click.Context, export_to: Path | None, adopt: bool, json_: bool) -> None:
     """Seal the ledger with a signed checkpoint; optionally export it as an anchor."""
     from runner.commands import audit_checkpoint as command
 
-    ctx.exit(command.main(_app(ctx, json_), export_to=export_to))
+    ctx.exit(command.main(_app(ctx, json_), export_to=export_to, adopt=adopt))
 
 
 @audit.command("prove")

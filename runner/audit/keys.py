@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from runner.durable import fsync_dir, write_atomic, write_new
-from runner.errors import InvalidInput
+from runner.errors import InvalidInput, StorageFailed
 
 ENV_VAR = "RUNNER_SIGNING_KEY"
 ALG_ED25519 = b"\x01"
@@ -171,18 +171,23 @@ def save(state_dir: Path, root: Path, signer: Signer) -> Signer:
     """Save a key pair (private 0600 in <state_dir>/keys/, .pub in <root>/policies/keys/),
     without making it current; returns it with its file as source."""
     directory = key_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
     path = directory / f"{signer.name}.pem"
-    write_new(path, signer.pem(), 0o600)
-    write_public(root, signer.public)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(directory, 0o700)
+        write_new(path, signer.pem(), 0o600)
+        write_public(root, signer.public)
+    except OSError as exc:
+        raise StorageFailed.writing(exc.filename or path, exc, "the signing key") from exc
     return Signer(signer.private, signer.public, str(path))
 
 
 def make_current(state_dir: Path, signer: Signer) -> None:
-    write_atomic(
-        key_dir(state_dir) / "current", (signer.name + "\n").encode(), mode=0o600, durable=True
-    )
+    path = key_dir(state_dir) / "current"
+    try:
+        write_atomic(path, (signer.name + "\n").encode(), mode=0o600, durable=True)
+    except OSError as exc:
+        raise StorageFailed.writing(path, exc, "the signing key's name") from exc
 
 
 def store(state_dir: Path, root: Path, signer: Signer) -> Signer:

@@ -10,6 +10,12 @@ predicate for one run, built from that run's ledger entries, in a signed DSSE en
 DSSE signs PAE = "DSSEv1" SP len(type) SP type SP len(body) SP body (lengths in ASCII
 decimal) with the Ed25519 signing key; the envelope's keyid is the key id that
 policies/keys/ trusts (`<name>+<key hash>`).
+
+Nothing is signed before it is verified: `export` runs `audit verify` on the ledger
+(trusted keys, anchors, runner's record) and refuses (`LedgerRefused`) unless it passes,
+unless every entry of the run is sealed by a trusted checkpoint, and unless the entries
+it then reads make the very root verify proved (the ledger did not change in between).
+A forged artifact digest is never signed as provenance.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import base64
 import binascii
 import datetime
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,12 @@ from runner.audit.entries import (
     RunStarted,
     StepStarted,
 )
-from runner.audit.files import iter_entries
+from runner.audit.files import iter_lines
+from runner.audit.findings import Code, LedgerFinding, LedgerRefused
+from runner.audit.head import SignedHead
 from runner.audit.keys import Signer, TrustedKeys
+from runner.audit.merkle import Frontier
+from runner.audit.verify import AnchorNote, verify_ledger
 from runner.errors import InvalidInput, VerificationFailed
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -50,15 +60,22 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def run_entries(ledger_dir: Path, run_id: str) -> list[dict[str, Any]]:
     """The run's entries, in ledger order (strictly parsed)."""
+    return [entry for _, entry in _read_run(ledger_dir, run_id)[0]]
+
+
+def _read_run(ledger_dir: Path, run_id: str) -> tuple[list[tuple[int, dict[str, Any]]], bytes]:
+    """(seq, entry) of the run's entries, and the root of every complete line read."""
     needle = json.dumps(run_id).encode()
     found = []
-    for _, line in iter_entries(ledger_dir):
-        if needle not in line:
+    tree = Frontier()
+    for line in iter_lines(ledger_dir):
+        tree.append(line.leaf())
+        if line.data is None or needle not in line.data:
             continue
-        entry = canonical.loads(line)
+        entry = canonical.loads(line.data)
         if isinstance(entry, dict) and Entry(entry).run_id == run_id:
-            found.append(entry)
-    return found
+            found.append((line.seq, entry))
+    return found, tree.root()
 
 
 def _digest(value: str | None) -> dict[str, str]:
@@ -200,10 +217,47 @@ def open_envelope(envelope: Mapping[str, Any], trusted: TrustedKeys) -> dict[str
     raise VerificationFailed("no trusted key signed this envelope")
 
 
-def export(ledger_dir: Path, run_id: str, signer: Signer) -> dict[str, Any]:
-    entries = run_entries(ledger_dir, run_id)
+def export(
+    ledger_dir: Path,
+    run_id: str,
+    signer: Signer,
+    *,
+    trusted: TrustedKeys | None = None,
+    anchors: Sequence[AnchorNote] = (),
+    record: SignedHead | None = None,
+    record_name: str = "runner's record",
+) -> dict[str, Any]:
+    """The run's signed provenance, once the ledger verifies against `trusted` (default:
+    the signer's own key), the anchors and runner's record, and the run is sealed."""
+    action = f"sign provenance of run {run_id!r}"
+    report = verify_ledger(
+        ledger_dir,
+        trusted if trusted is not None else TrustedKeys([signer.public]),
+        anchors=anchors,
+        record=record,
+        record_name=record_name,
+    )
+    if not report.ok:
+        first = next(f for f in report.findings if not f.code.is_warning)
+        raise LedgerRefused(first, action=action, hint="`runner audit verify` says why")
+    entries, root = _read_run(ledger_dir, run_id)
+    if root.hex() != report.root:
+        changed = LedgerFinding(
+            Code.CHECKPOINT_MISMATCH, None, None, "the ledger changed while it was verified"
+        )
+        raise LedgerRefused(changed, action=action, hint="run the export again")
     if not entries:
         raise InvalidInput(
             f"no run {run_id!r} in the ledger {ledger_dir}", hint="`runner runs` lists the runs"
         )
-    return envelope(statement(run_id, entries), signer)
+    last = entries[-1][0]
+    if last >= report.sealed:
+        unsealed = LedgerFinding(
+            Code.UNSEALED_TAIL,
+            last,
+            None,
+            f"the run's entries go up to seq {last}, but trusted checkpoints seal only the "
+            f"first {report.sealed}",
+        )
+        raise LedgerRefused(unsealed, action=action, hint="run `runner audit checkpoint` first")
+    return envelope(statement(run_id, [entry for _, entry in entries]), signer)

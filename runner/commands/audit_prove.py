@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from runner.app import App
 from runner.audit import canonical, checkpoint
-from runner.audit.files import ENTRIES, iter_entries, last_checkpoint, ledger_dir
+from runner.audit.files import ENTRIES, iter_lines, last_checkpoint, ledger_dir
 from runner.audit.keys import PUB_DIR, load_trusted
 from runner.audit.merkle import (
     ProofError,
@@ -45,12 +45,14 @@ def main(app: App, seq: int) -> int:
     found: list[bytes] = []
 
     def leaves() -> Iterator[bytes]:
-        for index, (_, line) in enumerate(iter_entries(directory)):
-            if index == size:
+        for line in iter_lines(directory):
+            if line.seq == size:
                 return
-            if index == seq:
-                found.append(line)
-            yield leaf_hash(line)
+            if line.seq == seq:
+                if line.data is None:
+                    raise ProofError(f"entry {seq} is {line.length} bytes long: not an entry")
+                found.append(line.data)
+            yield line.leaf()
 
     try:
         proof = proof_from_leaves(inclusion_ranges(seq, size), leaves())

@@ -8,7 +8,7 @@ from typing import Any
 from runner.app import App
 from runner.audit import canonical
 from runner.audit.entries import Entry
-from runner.audit.files import ENTRIES, iter_entries, ledger_dir
+from runner.audit.files import ENTRIES, MAX_ENTRY_BYTES, iter_lines, ledger_dir
 from runner.audit.provenance import iso_time
 from runner.errors import InvalidInput
 
@@ -19,7 +19,13 @@ def main(app: App, *, run_id: str | None) -> int:
         raise InvalidInput(f"no audit ledger at {directory}", hint="run a mission first")
     needle = json.dumps(run_id).encode() if run_id is not None else None
     shown: list[Any] = []
-    for offset, line in iter_entries(directory):
+    for stored in iter_lines(directory):
+        offset, line = stored.offset, stored.data
+        if line is None:
+            if run_id is None:
+                too_long = f"{stored.length} bytes, over the {MAX_ENTRY_BYTES}-byte entry limit"
+                _unparseable(app, shown, offset, too_long)
+            continue
         if needle is not None and needle not in line:
             continue
         try:

@@ -1,13 +1,17 @@
-"""`runner audit verify`: prove the ledger intact against keys trusted from outside it."""
+"""`runner audit verify`: prove the ledger intact against keys trusted from outside it,
+anchors kept outside it (`--anchor FILE`, the anchor store) and, on the machine that
+wrote it, runner's own record of the last checkpoint it signed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from runner.app import App
-from runner.audit.files import ENTRIES, ledger_dir, read_origin
+from runner.audit import anchors
+from runner.audit.files import ENTRIES, first_entry_origin, ledger_dir, read_origin
+from runner.audit.head import RecordUnreadable, SignedHead, read_head, record_path
 from runner.audit.keys import load_trusted
-from runner.audit.verify import Report, verify_ledger
+from runner.audit.verify import AnchorNote, Report, verify_ledger
 from runner.errors import InvalidInput, VerificationFailed
 
 NOTHING = "verifying nothing proves nothing"
@@ -25,38 +29,91 @@ def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
         raise VerificationFailed(
             message, hint="check --state-dir (or RUNNER_STATE_DIR), or run a mission first"
         )
-    anchor_text = None
+    given: list[AnchorNote] = []
     if anchor is not None:
         try:
-            anchor_text = anchor.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read the anchor {anchor}: {exc}") from None
+            raw = anchor.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the anchor {anchor}: {exc.strerror}") from None
+        try:
+            given.append(AnchorNote(raw.decode("utf-8"), str(anchor)))
+        except UnicodeDecodeError:
+            given.append(AnchorNote(None, str(anchor)))
+    origin = read_origin(directory) or first_entry_origin(directory)
+    _, skipped = anchors.resolve_store(app.anchor_store, repo=app.root, state_dir=app.state_dir)
+    store_file, stored = anchors.for_ledger(
+        app.anchor_store, repo=app.root, state_dir=app.state_dir
+    )
+    given.extend(stored)
+    record: SignedHead | None = None
+    record_problem: str | None = None
+    try:
+        record = read_head(app.state_dir)
+    except RecordUnreadable as exc:
+        record_problem = exc.message
     trusted = load_trusted(trusted_keys)
     report = verify_ledger(
-        directory, trusted, anchor=anchor_text, anchor_name=str(anchor or "anchor")
+        directory,
+        trusted,
+        anchors=given,
+        record=record,
+        record_name=str(record_path(app.state_dir)),
+        record_problem=record_problem,
     )
     if app.out.json_mode:
         document = report.serialize()
-        document["origin"] = read_origin(directory)
+        document["origin"] = origin
         document["trusted_keys"] = [key.key_id for key in trusted]
+        document["anchor_store"] = str(store_file) if store_file is not None else skipped
+        document["record"] = str(record_path(app.state_dir)) if record is not None else None
         app.out.json(document)
     else:
-        _human(app, directory, report, len(trusted), trusted_keys)
+        used = store_file if store_file is not None else skipped
+        _human(app, directory, origin, report, len(trusted), trusted_keys, used, record)
     return 0 if report.ok else 1
 
 
-def _human(app: App, directory: Path, report: Report, trusted: int, keys_dir: Path) -> None:
+def _human(
+    app: App,
+    directory: Path,
+    origin: str | None,
+    report: Report,
+    trusted: int,
+    keys_dir: Path,
+    store: Path | str | None,
+    record: SignedHead | None,
+) -> None:
+    """`store`: this ledger's file in the anchor store, or why the store was not used."""
     out = app.out
     out.line(
-        f"ledger {directory} ({read_origin(directory)}): {report.entries} entries, "
+        f"ledger {directory} ({origin}): {report.entries} entries, "
         f"{report.checkpoints} checkpoints, {report.sealed} sealed by a trusted checkpoint"
     )
+    used = [f"{source} ({count} checkpoint(s) of this ledger)" for source, count in report.anchors]
+    if isinstance(store, Path) and not store.exists():
+        used.append(f"anchor store {store} (absent: nothing anchored there yet)")
+    elif isinstance(store, str):
+        used.append(f"no anchor store ({store})")
+    out.line("anchors checked: " + ("; ".join(used) if used else "none"))
+    if record is not None:
+        out.line(
+            f"runner's record: {record_path(app.state_dir)} (last signed {record.size} entries)"
+        )
     for finding in report.findings:
         out.line(out.paint(str(finding), "yellow" if finding.code.is_warning else "red"))
-    if not report.ok:
+    if report.tampered:
         out.line(out.paint("TAMPERED: the ledger does not verify (see the errors above)", "red"))
         return
-    anchored = "and extends the anchor" if report.anchored else "but is not anchored"
+    if not report.ok:
+        out.line(
+            out.paint(
+                "NOT VERIFIED: nothing above is evidence of tampering, but the ledger is not "
+                "proven either (see the errors above)",
+                "red",
+            )
+        )
+        return
+    anchored = "and extends every anchor" if report.anchored else "but is not anchored"
     out.line(
         out.paint(
             f"intact: every line, link, seq and checkpoint verified against {trusted} trusted "
@@ -71,6 +128,7 @@ def _human(app: App, directory: Path, report: Report, trusted: int, keys_dir: Pa
         )
     if not report.anchored:
         out.line(
-            "not proven: without an anchor (--anchor FILE), someone holding the signing key "
-            "could rewrite or truncate the whole ledger, checkpoints included, undetected"
+            "not proven: without an anchor (--anchor FILE, or the anchor store), someone "
+            "holding the signing key could rewrite or truncate the whole ledger, checkpoints "
+            "included, undetected"
         )

@@ -1,9 +1,11 @@
-"""`runner keys init | rotate`: the Ed25519 key that signs the ledger's checkpoints."""
+"""`runner keys init | rotate`: the Ed25519 key that signs the ledger's checkpoints.
+Rotating opens the ledger with the old key, so it is refused (nothing signed) when the
+ledger does not extend what runner last signed, or when that key was already retired."""
 
 from __future__ import annotations
 
 from runner.app import App
-from runner.audit import keys
+from runner.audit import anchors, keys
 from runner.audit.ledger import Ledger, rotate_key
 from runner.errors import InvalidInput
 
@@ -45,8 +47,12 @@ def rotate(app: App) -> int:
     old = keys.local_signer(state_dir)
     if old is None:
         raise InvalidInput("no signing key to rotate", hint="run `runner keys init`")
-    with Ledger.open(state_dir, signer=old) as ledger:
+    with Ledger.open(state_dir, signer=old, repo=root) as ledger:
         new = rotate_key(ledger, state_dir, root, old)
+        note = ledger.checkpoint()
+    _, warning = anchors.keep(app.anchor_store, note, repo=root, state_dir=state_dir)
+    if warning is not None:
+        app.out.error(f"runner: warning: {warning}")
     public = keys.public_path(root, new.public)
     if app.out.json_mode:
         app.out.json({"old": old.public.key_id, "new": new.public.key_id, "public": str(public)})

@@ -18,7 +18,7 @@ def append_entry(app: App, type_: str, fields: Mapping[str, Any]) -> None:
         signer = load_signer(app.state_dir, app.root, create=False, say=app.out.line)
     except InvalidInput:
         signer = None
-    ledger = Ledger.open(app.state_dir, signer=signer)
+    ledger = Ledger.open(app.state_dir, signer=signer, repo=app.root)
     try:
         ledger.append(type_, None, dict(fields))
     finally:

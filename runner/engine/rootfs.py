@@ -3,21 +3,27 @@
 A toolset is cut out of a source image. The image's merged filesystem is exported once
 (`Backend.export_filesystem`) into the state dir, keyed by the image id, and then read
 here without the engine: symlinks are followed inside the image (`/bin -> usr/bin`,
-`/etc/alternatives/...`), never on the host.
+`/etc/alternatives/...`), never on the host. A full disk (or an I/O error) while
+exporting is `StorageFailed` naming the file, never blamed on the engine.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import io
 import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from runner.durable import atomic_output
 from runner.engine.backend import Backend
-from runner.errors import InvalidInput
+from runner.errors import InvalidInput, StorageFailed
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 
@@ -165,7 +171,30 @@ def export_rootfs(backend: Backend, image_id: str, cache_dir: Path) -> Path:
     path = cache_dir / f"{image_id.removeprefix('sha256:')}.tar"
     if path.exists():
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as out:
-        backend.export_filesystem(image_id, out)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as out, io.BufferedWriter(_HostFile(out, path)) as target:
+            backend.export_filesystem(image_id, target)
+    except OSError as exc:
+        raise StorageFailed.writing(path, exc, "the exported filesystem") from exc
     return path
+
+
+class _HostFile(io.RawIOBase):
+    """The export's target file: a write that fails on the host (a full disk) becomes
+    StorageFailed at once, so that the engine's error translation, which takes an
+    OSError for a lost connection, never sees it."""
+
+    def __init__(self, out: IO[bytes], path: Path) -> None:
+        super().__init__()
+        self._out = out
+        self._path = path
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return self._out.write(data)
+        except OSError as exc:
+            raise StorageFailed.writing(self._path, exc, "the exported filesystem") from exc

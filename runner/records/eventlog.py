@@ -16,10 +16,15 @@ to a transition the disk does not hold. `output` lines are not fsync'd one by on
 printing a million lines would otherwise wait on the disk a million times (an fsync costs
 milliseconds); they reach the disk with the next transition, so a crash loses at most the
 output of the step that was running, never a result.
+
+A write or sync that fails (a full disk, an I/O error) raises `StorageFailed` (exit 4)
+naming the file; a line written in part is cut off again, so the log keeps whole lines,
+and the log writes nothing more (every later event raises the same error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.durable import file_sha256
-from runner.errors import InvalidInput
+from runner.errors import InvalidInput, StorageFailed
 from runner.records.events import RunEvent, UnknownEvent, parse_event
 from runner.secrets.redact import Redactor, redact_structure
 
@@ -73,9 +78,13 @@ class EventLog:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._synced = 0  # every seq up to this one is on disk
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq = _reopen(path)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._failed: StorageFailed | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._seq = _reopen(path)
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._failure(exc) from exc
         self._digest: str | None = None
 
     def write(self, event: RunEvent) -> int:
@@ -91,13 +100,22 @@ class EventLog:
         with self._lock:
             if self._fd is None:
                 raise ValueError(f"event log {self.path} is closed")
-            self._seq += 1
-            record = {"seq": self._seq, "ts": now_rfc3339(), "kind": kind, **body}
+            if self._failed is not None:
+                raise self._failed
+            record = {"seq": self._seq + 1, "ts": now_rfc3339(), "kind": kind, **body}
             line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
             data = (line + "\n").encode("utf-8")
-            written = os.write(self._fd, data)
-            while written < len(data):  # only on a full disk or a signal; keep the line whole
-                written += os.write(self._fd, data[written:])
+            written = 0
+            try:
+                while written < len(data):  # short only on a full disk or a signal
+                    written += os.write(self._fd, data[written:])
+            except OSError as exc:
+                if written:  # keep whole lines: cut off the part that was written
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                self._failed = self._failure(exc)
+                raise self._failed from exc
+            self._seq += 1
             seq, fd = self._seq, self._fd
         if kind != "output":
             self._sync(fd, seq)
@@ -111,19 +129,32 @@ class EventLog:
                 return
             with self._lock:
                 target = self._seq
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._failed = self._failure(exc)
+                raise self._failed from exc
             self._synced = target
 
     def close(self) -> str:
         """Make everything durable, close, and return the file's SHA-256 (hex)."""
         with self._sync_lock, self._lock:
             if self._fd is not None:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                fd, self._fd = self._fd, None
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    self._failed = self._failure(exc)
+                    raise self._failed from exc
+                finally:
+                    os.close(fd)
                 self._digest = file_sha256(self.path)
-            assert self._digest is not None
+            if self._digest is None:
+                raise self._failed or ValueError(f"event log {self.path} is closed")
             return self._digest
+
+    def _failure(self, exc: OSError) -> StorageFailed:
+        return StorageFailed.writing(self.path, exc, "the event log")
 
     def __enter__(self) -> EventLog:
         return self

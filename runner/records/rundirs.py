@@ -15,6 +15,9 @@ run's directory is never seen unlocked while its runner lives. The kernel drops 
 when that process dies, even by SIGKILL: a crashed run is told from a running one without
 trusting a pid (which another process may have taken since, or which names a process of
 another pid namespace sharing the directory).
+
+A directory, lock or record that cannot be written (a full disk, an I/O error) raises
+`StorageFailed` (exit 4) naming the path.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.durable import write_atomic
-from runner.errors import InvalidInput, RunnerError
+from runner.errors import InvalidInput, RunnerError, StorageFailed
 from runner.records.eventlog import replay
 from runner.records.events import RunFinished, RunStarted
 from runner.records.results import RunResult
@@ -118,7 +121,10 @@ class RunDir:
         if redactor is not None:
             document = redact_structure(document, redactor)
         text = json.dumps(document, indent=2, sort_keys=True)
-        write_atomic(self.run_json, (text + "\n").encode("utf-8"))
+        try:
+            write_atomic(self.run_json, (text + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise StorageFailed.writing(self.run_json, exc, "the run record") from exc
 
     def last_activity(self) -> float:
         """The newest modification time of the directory and what is directly in it."""
@@ -142,10 +148,14 @@ def hold_run_lock(state_dir: Path, run_id: str) -> Iterator[RunDir]:
     """Hold the run's lock for the duration of the block, making its directory if need be
     (locked before it appears under its name); yields the run's directory."""
     run = RunDir.of(state_dir, run_id)
-    fd = _lock(run, state_dir)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # for people: the lock is what counts
+        fd = _lock(run, state_dir)
+    except OSError as exc:
+        raise StorageFailed.writing(run.path, exc, "the run directory") from exc
+    try:
+        with contextlib.suppress(OSError):  # for people: the lock is what counts
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield run
     finally:
         os.close(fd)  # releases the lock

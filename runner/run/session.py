@@ -3,12 +3,17 @@
 validate (exit 2) -> inputs -> policy (exit 3, recorded, before any container or
 volume exists) -> engine (exit 4) -> ledger `run.started` -> the run's lock and
 directory (`records.rundirs`) -> jobs -> `verify:` checks -> event log sealed -> ledger
-`run.finished` + checkpoint -> run.json, JUnit, summary -> lock released: the run is live
-(`runner gc`, `runs` and `logs --follow` agree) from before its directory bears its name
-until run.json says how it ended.
+`run.finished` + checkpoint, appended to the anchor store -> run.json, JUnit, summary ->
+lock released: the run is live (`runner gc`, `runs` and `logs --follow` agree) from
+before its directory bears its name until run.json says how it ended.
 
 Every event goes through one `Sink`: the redacted event log, the live view and the
 ledger recorder are its subscribers.
+
+A file runner cannot write (a full disk, an I/O error: `StorageFailed`, exit 4) ends the
+run: a failure of the event log or the ledger cancels it like Ctrl-C (its containers
+killed and removed), and the ledger records `run.finished` with result `crashed` and the
+error when it can still be written, so that the ledger stays whole and verifiable.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import jsonpatch
 
 from runner import __version__
 from runner.app import App
+from runner.audit import anchors
 from runner.audit.ledger import Ledger, last_policy, load_signer
 from runner.engine.backend import LABEL_RUN, Backend, run_labels
 from runner.engine.images import Builds, BuiltImage
-from runner.errors import Interrupted, MissionFailed, PolicyDenied
+from runner.errors import Interrupted, MissionFailed, PolicyDenied, RunnerError, StorageFailed
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
 from runner.mission.model import Mission
@@ -83,26 +89,92 @@ def rfc3339(at: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
-class LedgerRecorder:
-    """Sink subscriber: the transitions the ledger records, durable before they proceed."""
+class Failures:
+    """The first record runner could not write during a run; it cancels the run."""
 
-    def __init__(self, ledger: Ledger, run_id: str) -> None:
+    def __init__(self, cancel: threading.Event) -> None:
+        self.first: RunnerError | None = None
+        self._cancel = cancel
+        self._lock = threading.Lock()
+
+    def __call__(self, exc: RunnerError) -> None:
+        with self._lock:
+            if self.first is None:
+                self.first = exc
+        self._cancel.set()
+
+
+class LedgerRecorder:
+    """Sink subscriber: the transitions the ledger records, durable before they proceed.
+    When one cannot be recorded the run is cancelled (`on_failure`), and a step whose
+    start was not recorded does not start."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        run_id: str,
+        on_failure: Callable[[RunnerError], None] | None = None,
+    ) -> None:
         self._ledger = ledger
         self._run_id = run_id
+        self._on_failure = on_failure
 
     def handle(self, event: RunEvent) -> None:
         if isinstance(event, LEDGER_EVENTS):
-            self._ledger.append(event.kind, self._run_id, event.fields())
+            try:
+                self._ledger.append(event.kind, self._run_id, event.fields())
+            except RunnerError as exc:
+                if self._on_failure is None:
+                    raise
+                self._on_failure(exc)
+                if isinstance(event, StepStarted):
+                    raise
 
 
 class EventLogSubscriber:
-    """Sink subscriber: every event, redacted, into the run's event log."""
+    """Sink subscriber: every event, redacted, into the run's event log. A log that
+    cannot be written cancels the run (`on_failure`); the output keeps being drained."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(
+        self, log: EventLog, on_failure: Callable[[RunnerError], None] | None = None
+    ) -> None:
         self._log = log
+        self._on_failure = on_failure
 
     def handle(self, event: RunEvent) -> None:
-        self._log.write(event)
+        try:
+            self._log.write(event)
+        except StorageFailed as exc:
+            if self._on_failure is None:
+                raise
+            self._on_failure(exc)
+
+
+class RunSeal:
+    """Ends the run's part of the ledger once: `run.finished`, a checkpoint, and that
+    checkpoint appended to the anchor store (a store that cannot be written is a
+    warning). `crashed` records a run that a storage failure ended, if it still can."""
+
+    def __init__(self, app: App, ledger: Ledger, run_id: str) -> None:
+        self._app = app
+        self._ledger = ledger
+        self._run_id = run_id
+        self.done = False
+
+    def finish(self, fields: Mapping[str, object]) -> None:
+        self._ledger.append("run.finished", self._run_id, fields)
+        self.done = True
+        note = self._ledger.checkpoint()
+        app = self._app
+        _, warning = anchors.keep(app.anchor_store, note, repo=app.root, state_dir=app.state_dir)
+        if warning is not None:
+            app.out.error(f"runner: warning: {warning}")
+
+    def crashed(self, exc: RunnerError) -> None:
+        if self.done:
+            return
+        with contextlib.suppress(RunnerError):
+            self.finish({"result": "crashed", "reason": exc.message})
 
 
 @contextlib.contextmanager
@@ -164,8 +236,10 @@ def execute(
     run_id = new_run_id()
     inputs = resolve_inputs(mission, options.inputs or {})
     decisions = decide(mission, policy, warnings)
+    anchors.resolve_store(app.anchor_store, repo=root, state_dir=state_dir)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
-    ledger = Ledger.open(state_dir, signer=signer)
+    ledger = Ledger.open(state_dir, signer=signer, repo=root)
+    seal = RunSeal(app, ledger, run_id)
     backend: Backend | None = None
     try:
         info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
@@ -185,10 +259,7 @@ def execute(
         )
         record_decisions(ledger, run_id, mission, policy, decisions)
         if not all(d.allowed for d in decisions):
-            ledger.append(
-                "run.finished", run_id, {"result": "denied", "reason": "denied by policy"}
-            )
-            ledger.checkpoint()
+            seal.finish({"result": "denied", "reason": "denied by policy"})
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
         with hold_run_lock(state_dir, run_id) as run:
@@ -204,7 +275,11 @@ def execute(
                 backend,
                 resolve_factory,
                 run,
+                seal,
             )
+    except StorageFailed as exc:
+        seal.crashed(exc)
+        raise
     finally:
         if backend is not None:
             backend.close()
@@ -223,10 +298,14 @@ def _run(
     backend: Backend,
     resolve_factory: Callable[[Backend, Mission, Builds], Resolve],
     run_dir: RunDir,
+    seal: RunSeal,
 ) -> RunResult:
     """The run proper, in `run_dir`, whose lock the caller holds until it returns."""
     run_id = info.run_id
-    run_dir.artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageFailed.writing(run_dir.artifacts, exc, "the artifacts directory") from exc
     result = RunResult(
         run_id=run_id,
         mission=mission.name,
@@ -236,13 +315,14 @@ def _run(
     )
     run_dir.write_record(result)
     log = EventLog(run_dir.events, redactor)
-    sink = Sink([EventLogSubscriber(log), LedgerRecorder(ledger, run_id)])
+    cancel = threading.Event()
+    failures = Failures(cancel)
+    sink = Sink([EventLogSubscriber(log, failures), LedgerRecorder(ledger, run_id, failures)])
     view = make_view(app.out)
     if view is not None:
         sink.subscribe(view)
     plan = instances(mission)
     selected = select_jobs(mission, options.jobs)
-    cancel = threading.Event()
     snapshots = RunSnapshots(
         RepoSnapshot(app.root, uid=policy.limits.user),
         SnapshotCache(backend, app.state_dir),
@@ -289,6 +369,10 @@ def _run(
                 closer()
             if cancel.is_set():
                 _cleanup(backend, run_id)
+    if failures.first is not None:
+        with contextlib.suppress(RunnerError):
+            log.close()
+        raise failures.first
     result.status, result.reason = _overall(result, cancel.is_set())
     if not cancel.is_set() and mission.verify:
         result.checks = evaluate_checks(mission, result, base=info.base_contexts())
@@ -309,18 +393,15 @@ def _run(
         )
     )
     events_digest = log.close()
-    ledger.append(
-        "run.finished",
-        run_id,
+    seal.finish(
         {
             "result": result.status.value,
             "reason": result.reason,
             "duration_ms": round(result.duration_s * 1000),
             "events_sha256": events_digest,
             "artifacts": sorted(state.artifacts),
-        },
+        }
     )
-    ledger.checkpoint()
     run_dir.write_record(result, redactor)
     if options.junit is not None:
         write_junit(result, options.junit)

@@ -284,13 +284,26 @@ def test_last_policy_is_the_latest_recorded_document(tmp_path: Path, signer: Sig
 
 def test_close_without_a_signer_leaves_the_tail_unsealed(tmp_path: Path, signer: Signer) -> None:
     state = tmp_path / "state"
+    with Ledger.open(state, signer=signer) as led:
+        led.append("gc.pruned", None, gc_pruned())
+    sealed = (state / "ledger" / "checkpoints").read_bytes()
     with Ledger.open(state, signer=None) as led:
         led.append("gc.pruned", None, gc_pruned())
         with pytest.raises(InvalidInput, match="no signing key"):
             led.checkpoint()
-    assert not (state / "ledger" / "checkpoints").exists()
+    assert (state / "ledger" / "checkpoints").read_bytes() == sealed
     report = verify_ledger(state / "ledger", TrustedKeys([signer.public]))
     assert Code.UNSEALED_TAIL in report.codes() and report.ok
+
+
+def test_entries_without_any_checkpoint_prove_nothing(tmp_path: Path, signer: Signer) -> None:
+    state = tmp_path / "state"
+    with Ledger.open(state, signer=None) as led:
+        led.append("gc.pruned", None, gc_pruned())
+    assert not (state / "ledger" / "checkpoints").exists()
+    report = verify_ledger(state / "ledger", TrustedKeys([signer.public]))
+    assert not report.ok and not report.tampered and report.sealed == 0
+    assert Code.NO_CHECKPOINT in report.codes()
 
 
 def test_load_signer_is_available_from_the_ledger_module() -> None:

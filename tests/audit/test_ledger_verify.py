@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from declared import gc_pruned, step_finished
+from forge import entries_path, parsed, raw_lines, rechain, write_lines
 
 from runner.audit import canonical, checkpoint, ledger, merkle
 from runner.audit import verify as ledger_verify
 from runner.audit.keys import Signer, TrustedKeys
-from runner.audit.ledger import ENTRIES, GENESIS, Ledger, revoke_key, rotate_key
+from runner.audit.ledger import Ledger, revoke_key, rotate_key
 from runner.audit.verify import Code, Report, verify_ledger
 
 N = 30
@@ -35,36 +36,8 @@ def state(tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch) -> Pa
     return state
 
 
-def entries_path(state: Path) -> Path:
-    return state / "ledger" / ENTRIES
-
-
-def raw_lines(state: Path) -> list[bytes]:
-    return entries_path(state).read_bytes().splitlines(keepends=True)
-
-
-def write_lines(state: Path, lines: list[bytes]) -> None:
-    entries_path(state).write_bytes(b"".join(lines))
-
-
 def offset_of(state: Path, seq: int) -> int:
     return sum(len(line) for line in raw_lines(state)[:seq])
-
-
-def rechain(items: list[dict[str, Any]], start: int = 0) -> list[bytes]:
-    """What a forger without the key does: renumber and relink every entry."""
-    out: list[bytes] = []
-    prev = GENESIS
-    for seq, entry in enumerate(items):
-        entry = dict(entry, seq=seq, prev=prev)
-        line = canonical.dumps(entry)
-        prev = merkle.leaf_hash(line).hex()
-        out.append(line + b"\n")
-    return out
-
-
-def parsed(state: Path) -> list[dict[str, Any]]:
-    return [canonical.loads(line[:-1]) for line in raw_lines(state)]
 
 
 def verify(state: Path, *keys: Signer, anchor: str | None = None) -> Report:
@@ -116,7 +89,10 @@ def test_flipped_byte_leaving_valid_json(state: Path, signer: Signer) -> None:
     assert not report.ok
     chain = finding(report, Code.CHAIN_BREAK)
     assert (chain.seq, chain.offset) == (6, offset_of(state, 6))
-    assert finding(report, Code.CHECKPOINT_MISMATCH).seq == 9
+    # The first entry that differs, not the checkpoint's last seq: entry 6's prev still
+    # holds the hash entry 5 had when it was signed (issue 11).
+    mismatch = finding(report, Code.CHECKPOINT_MISMATCH)
+    assert mismatch.seq == 5 and "entry 5 is not the one signed" in mismatch.message
     assert Code.UNPARSEABLE not in report.codes()
 
 
@@ -210,7 +186,10 @@ def test_relinked_forgery_without_the_key_breaks_the_checkpoint(
     report = verify(state, signer)
     assert report.codes() & {Code.SEQ_MISMATCH, Code.CHAIN_BREAK} == set()
     mismatch = finding(report, Code.CHECKPOINT_MISMATCH)
-    assert mismatch.seq == 29 and mismatch.file == "checkpoints"
+    # Re-linked: which entry changed cannot be told, only that it is after the last
+    # checkpoint that still matches (20) and before the one that does not (30).
+    assert mismatch.seq == 20 and mismatch.file == "checkpoints"
+    assert "one of entries 20..29 was changed" in mismatch.message
 
 
 # -- forged checkpoints -------------------------------------------------------------------
@@ -243,7 +222,10 @@ def test_a_checkpoint_of_another_log(state: Path, signer: Signer) -> None:
 
 def test_no_trusted_keys_proves_nothing(state: Path) -> None:
     report = verify(state)
-    assert not report.ok and finding(report, Code.UNTRUSTED_KEY).count == 4
+    untrusted = [f for f in report.findings if f.code is Code.UNTRUSTED_KEY]
+    # one finding per file: the empty keys directory, and the three checkpoints
+    assert not report.ok and sum(f.count for f in untrusted) == 4
+    assert {(f.file, f.count) for f in untrusted} == {("", 1), ("checkpoints", 3)}
 
 
 # -- truncation and anchors ---------------------------------------------------------------
@@ -346,10 +328,16 @@ def test_a_key_revoked_earlier_may_not_sign_checkpoints(state: Path, signer: Sig
     with Ledger.open(state, signer=other) as led:
         revoke_key(led, signer.public, "laptop lost", other)
     assert verify(state, signer, other).ok
-    with Ledger.open(state, signer=signer) as led:
-        led.append(
-            "step.finished", "r", step_finished(100)
-        )  # closes with a checkpoint by the revoked key
+    with Ledger.open(state, signer=None) as led:
+        led.append("step.finished", "r", step_finished(100))
+    # runner refuses to sign with a revoked key (issue 11), so forge what a misused copy
+    # of it would sign: a checkpoint after the revocation
+    hashes = [merkle.leaf_hash(line[:-1]) for line in raw_lines(state)]
+    late = checkpoint.sign(
+        checkpoint.Checkpoint("runner/test/main", len(hashes), merkle.root_of(hashes)), signer
+    )
+    path = state / "ledger" / "checkpoints"
+    path.write_text(path.read_text() + late + "\n")
     report = verify(state, signer, other)
     revoked = finding(report, Code.REVOKED_KEY)
     assert revoked.seq == N and "revoked" in revoked.message
@@ -409,9 +397,13 @@ def test_the_anchor_is_proven_consistent_with_the_latest_checkpoint(
     items[25]["name"] = "forged"
     write_lines(state, rechain(items))
     report = verify(state, signer, anchor=first)
-    mismatch = finding(report, Code.CHECKPOINT_MISMATCH)
-    assert mismatch.seq == 9 and mismatch.file == "anchor" and mismatch.count == 2
-    assert "not consistent with the anchor" in mismatch.message
+    mismatches = {f.file: f for f in report.findings if f.code is Code.CHECKPOINT_MISMATCH}
+    # each file's finding on its own line, its count its own (issue 11)
+    assert set(mismatches) == {"anchor", "checkpoints"}
+    anchored = mismatches["anchor"]
+    assert anchored.seq == 10 and anchored.count == 1
+    assert "not consistent with the anchor" in anchored.message
+    assert mismatches["checkpoints"].seq == 20
 
 
 def test_a_lost_origin_file_falls_back_to_the_entries(state: Path, signer: Signer) -> None:
