@@ -5,19 +5,22 @@
 its mode), so an unchanged directory is never rebuilt and a changed one always is. A name
 with no directory (or anything with `/`, `:` or `@`) is an image reference, used as is
 when the engine has it, else pulled. Everything goes through the `Backend` protocol.
+
+Which definitions exist and what they hold come from a `TrustedSource` (runner.trusted:
+the working tree read beneath the root, or `--trusted-ref`'s commit); the engine builds a
+copy runner made of them (`materialized`), never the repository's directory, so a link or
+hard link in it never sends a host file to the engine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.engine.backend import Backend, ImageBuildFailed, ImageInfo, NotFound
 from runner.errors import InvalidInput
+from runner.trusted import TrustedSource, context_digest, materialized, read_context, source_of
 
 CONTAINERS = Path("containers")
 DEFAULT_CONTAINER = "base"
@@ -48,52 +51,38 @@ class BuiltImage:
         }
 
 
-def available(root: Path) -> list[str]:
+def available(root: Path | TrustedSource) -> list[str]:
     """The names of containers/<name>/Dockerfile images in the repository at `root`."""
-    base = root / CONTAINERS
-    if not base.is_dir():
-        return []
-    return sorted(p.parent.name for p in base.glob("*/Dockerfile") if p.is_file())
+    return source_of(root).image_names()
 
 
 def context_hash(directory: Path) -> str:
-    """sha256 over every file under `directory`: relative path, type, mode and content."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*"), key=lambda p: p.relative_to(directory).as_posix()):
-        info = path.lstat()
-        rel = path.relative_to(directory).as_posix()
-        if stat.S_ISLNK(info.st_mode):
-            body = os.readlink(path).encode()
-            kind = "l"
-        elif stat.S_ISREG(info.st_mode):
-            body = hashlib.sha256(path.read_bytes()).hexdigest().encode()
-            kind = "f"
-        elif stat.S_ISDIR(info.st_mode):
-            body, kind = b"", "d"
-        else:
-            raise InvalidInput(f"{path}: not a regular file, directory or symlink")
-        mode = stat.S_IMODE(info.st_mode)
-        digest.update(f"{kind} {mode:o} {rel}\0".encode() + body + b"\0")
-    return digest.hexdigest()
+    """sha256 over every entry under `directory`: relative path, type, mode and content
+    (`runner.trusted.context_digest`, read as `runner.repo_files` reads a repository)."""
+    return context_digest(read_context(directory.parent, directory.name))
 
 
-def image_tag(name: str, root: Path) -> str:
-    return f"runner/{name}:{context_hash(root / CONTAINERS / name)}"
+def image_tag(name: str, root: Path | TrustedSource) -> str:
+    return f"runner/{name}:{source_of(root).build_context(name).digest}"
 
 
-def build(backend: Backend, name: str, root: Path) -> BuiltImage:
+def build(backend: Backend, name: str, root: Path | TrustedSource) -> BuiltImage:
     """Build containers/<name>/Dockerfile unless its content-hash tag already exists."""
-    directory = root / CONTAINERS / name
+    source = source_of(root)
     dockerfile = CONTAINERS / name / "Dockerfile"
-    if not (directory / "Dockerfile").is_file():
-        known = ", ".join(available(root)) or "none"
-        raise InvalidInput(f"{dockerfile}: no such image definition (known: {known})")
-    tag = image_tag(name, root)
+    known = source.image_names()
+    if name not in known:
+        raise InvalidInput(
+            f"{dockerfile}: no such image definition (known: {', '.join(known) or 'none'})"
+        )
+    context = source.build_context(name)
+    tag = f"runner/{name}:{context.digest}"
     existing = backend.inspect_image(tag)
     if existing is not None:
         return BuiltImage(name, tag, existing.id, existing.size, True)
     try:
-        image = backend.build_image(directory, tag, {LABEL_IMAGE: name})
+        with materialized(context) as directory:
+            image = backend.build_image(directory, tag, {LABEL_IMAGE: name})
     except ImageBuildFailed as exc:
         tail = "\n    ".join(exc.log[-BUILD_LOG_TAIL:])
         raise BuildFailed(
@@ -121,12 +110,15 @@ def present(backend: Backend, image: str) -> ImageInfo:
     return info
 
 
-def resolve_container(name_or_ref: str | None, root: Path, *, backend: Backend) -> str:
+def resolve_container(
+    name_or_ref: str | None, root: Path | TrustedSource, *, backend: Backend
+) -> str:
     """The image a job's `container:` names: containers/<name> built (cached by content
     hash), else an image reference present in (or pullable by) the engine."""
     name = name_or_ref or DEFAULT_CONTAINER
-    if not is_image_reference(name) and (root / CONTAINERS / name / "Dockerfile").is_file():
-        return build(backend, name, root).tag
+    source = source_of(root)
+    if not is_image_reference(name) and name in source.image_names():
+        return build(backend, name, source).tag
     if name == DEFAULT_CONTAINER:
         name = FALLBACK_BASE
     if backend.inspect_image(name) is not None:

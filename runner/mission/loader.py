@@ -24,10 +24,11 @@ Choices where the SPEC is silent:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from runner import repo_files
 from runner.errors import InvalidMission
 from runner.findings import Finding, Severity, errors_in, sort_findings
 from runner.mission import schema
@@ -50,23 +51,61 @@ from runner.mission.model import (
 )
 from runner.mission.yaml_loader import YamlDocument, join, parse_yaml, read_bytes
 
-__all__ = ["discover_missions", "load_mission", "parse_mission"]
+__all__ = ["discover_missions", "load_mission", "parse_mission", "unique_names"]
 
 MISSIONS_DIR = ".missions"
 
 
 def discover_missions(root: Path) -> list[Path]:
-    """`root/.missions/*.yml` and `*.yaml`, sorted by name; [] when there is none."""
-    folder = root / MISSIONS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    """`root/.missions/*.yml` and `*.yaml`, sorted by name; [] when there is none.
+
+    Every such name that is not a directory is a mission, whatever it is: a link out of the
+    repository, a FIFO or a device is then refused by name when it is read
+    (`runner.repo_files`), never silently skipped; `.missions` itself is resolved beneath
+    the root."""
+    entries = repo_files.list_dir(root, MISSIONS_DIR) or []
+    return [
+        root / entry.rel
+        for entry in entries
+        if entry.rel.endswith((".yml", ".yaml")) and entry.kind != "dir"
+    ]
 
 
-def load_mission(path: Path, *, display_path: str | None = None) -> tuple[Mission, list[Finding]]:
-    """Load and validate one mission file; see the module docstring."""
-    display = display_path if display_path is not None else str(path)
-    return parse_mission(read_bytes(path, display), display, stem=path.stem)
+def load_mission(
+    path: Path, *, display_path: str | None = None, root: Path | None = None
+) -> tuple[Mission, list[Finding]]:
+    """Load and validate one mission file; see the module docstring.
+
+    With the repository `root`, a file inside it is read beneath it and named by its
+    repository-relative path (`.missions/ci.yml`, what policy rules match), one outside
+    it by the path as given."""
+    rel = repo_files.locate(root, path) if root is not None else None
+    display = display_path if display_path is not None else rel or str(path)
+    return parse_mission(read_bytes(path, display, root), display, stem=path.stem)
+
+
+def unique_names(missions: Iterable[Mission]) -> list[Finding]:
+    """An error for each mission that declares the `name:` of an earlier one: the ledger,
+    `--job` and the policy's messages name missions by it, so two must never share one."""
+    first: dict[str, Mission] = {}
+    findings = []
+    for mission in missions:
+        other = first.setdefault(mission.name, mission)
+        if other is mission:
+            continue
+        line, col = mission.where("name")
+        findings.append(
+            Finding(
+                mission.path,
+                line,
+                col,
+                f'mission name "{mission.name}" is also the name of {other.path}: each '
+                "mission needs its own name",
+                "name",
+                "name",
+            )
+        )
+    return findings
 
 
 def parse_mission(

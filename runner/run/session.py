@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import jsonpatch
 
 from runner import __version__
 from runner.app import App
 from runner.audit.ledger import Ledger, last_policy, load_signer
+from runner.durable import json_digest
 from runner.engine.backend import LABEL_RUN, Backend
-from runner.errors import Interrupted, MissionFailed, PolicyDenied
+from runner.errors import Interrupted, MissionFailed, PolicyDenied, RunnerError
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
 from runner.mission.model import Mission
@@ -59,6 +61,7 @@ from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
 from runner.secrets.redact import Redactor
+from runner.trusted import Origin, invoker_ref
 
 LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 
@@ -66,6 +69,9 @@ LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 @dataclass(frozen=True)
 class RunOptions:
     event: str = "manual"
+    ref: str | None = None  # what policy rules match; None: git's HEAD (runner.trusted)
+    trusted: tuple[Origin, ...] = ()  # where the policy and the catalog came from
+    catalog_digest: str = ""
     jobs: tuple[str, ...] = ()
     inputs: Mapping[str, str] | None = None
     secrets: Mapping[str, str] | None = None
@@ -122,9 +128,16 @@ def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+MAX_RECORDED = 100  # denials (and distinct grants) a policy.decision entry lists in full
+
+
 def record_decisions(
     ledger: Ledger, run_id: str, mission: Mission, policy: Policy, decisions: list[Decision]
 ) -> None:
+    """`policy.changed` when the policy differs from the last recorded one, then one
+    `policy.decision`: the denials in full, each distinct grant once, the counts and the
+    digest of every decision, so that a mission of a thousand denied requests adds
+    kilobytes to the ledger, not megabytes."""
     previous = last_policy(ledger.directory)
     if previous != policy.document:
         patch = jsonpatch.make_patch(previous or {}, policy.document).patch
@@ -133,16 +146,45 @@ def record_decisions(
             run_id,
             {"policy_digest": policy.digest, "patch": patch, "policy": policy.document},
         )
+    serialized = [d.serialize() for d in decisions]
+    denied: dict[tuple[str, ...], dict[str, Any]] = {}  # the same denial of many instances once
+    grants: dict[tuple[str, str, str], int] = {}
+    for entry in serialized:
+        if entry["allowed"]:
+            grant = (entry["capability"], entry["value"], entry["rule"] or "")
+            grants[grant] = grants.get(grant, 0) + 1
+            continue
+        denial = (entry["capability"], entry["value"], entry["keypath"], entry["reason"])
+        first = denied.setdefault(denial, {**_clipped(entry), "instances": 0})
+        first["instances"] += 1
+    count = sum(1 for entry in serialized if not entry["allowed"])
     ledger.append(
         "policy.decision",
         run_id,
         {
-            "mission": mission.name,
+            "mission": _clip(mission.name),
             "policy_digest": policy.digest,
-            "allowed": all(d.allowed for d in decisions),
-            "decisions": [d.serialize() for d in decisions],
+            "allowed": not denied,
+            "decisions": list(denied.values())[:MAX_RECORDED],
+            "counts": {"allowed": len(serialized) - count, "denied": count},
+            "decisions_sha256": json_digest(serialized),
+            "grants": [
+                {"capability": cap, "value": _clip(value), "rule": rule, "instances": n}
+                for (cap, value, rule), n in list(grants.items())[:MAX_RECORDED]
+            ],
         },
     )
+
+
+MAX_TEXT = 512  # characters of a recorded string; the digest covers the whole
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}... ({len(text)} characters)"
+
+
+def _clipped(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: _clip(v) if isinstance(v, str) else v for k, v in entry.items()}
 
 
 def execute(
@@ -157,17 +199,23 @@ def execute(
     resolve_factory: Callable[[Backend, Mission], Resolve],
 ) -> RunResult:
     """Run one validated mission. Raises PolicyDenied (3), EngineUnavailable (4),
-    Interrupted (130) or MissionFailed (1); returns the result on success."""
+    Interrupted (130) or MissionFailed (1); returns the result on success.
+
+    Once `run.started` is in the ledger, every way out leaves a `run.finished` after it:
+    an error that escapes the run records result `error` (a RunnerError: no engine, a bad
+    image) or `crashed` (anything else) before it propagates."""
     root = app.root
     state_dir = app.state_dir
     run_id = new_run_id()
     inputs = resolve_inputs(mission, options.inputs or {})
-    decisions = decide(mission, policy, warnings)
+    ref = invoker_ref(root, options.ref)
+    decisions = decide(mission, policy, warnings, event=options.event, ref=ref)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
     ledger = Ledger.open(state_dir, signer=signer)
     backend: Backend | None = None
+    started = False
     try:
-        info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
+        info = RunInfo.discover(run_id, mission.name, options.event, root, inputs, ref=ref)
         ledger.append(
             "run.started",
             run_id,
@@ -180,18 +228,23 @@ def execute(
                 "commit": info.sha,
                 "invoker": info.actor or getpass.getuser(),
                 "runner_version": __version__,
+                "ref": ref,
+                "catalog_digest": options.catalog_digest,
+                "trusted": [origin.serialize() for origin in options.trusted],
             },
         )
+        started = True
         record_decisions(ledger, run_id, mission, policy, decisions)
         if not all(d.allowed for d in decisions):
             ledger.append(
                 "run.finished", run_id, {"result": "denied", "reason": "denied by policy"}
             )
             ledger.checkpoint()
+            started = False  # finished
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
         with hold_run_lock(state_dir, run_id) as run:
-            return _run(
+            result = _run(
                 app,
                 mission,
                 policy,
@@ -204,10 +257,31 @@ def execute(
                 resolve_factory,
                 run,
             )
+            started = False
+            return result
+    except (MissionFailed, Interrupted):
+        raise  # raised after `run.finished` was recorded
+    except BaseException as exc:
+        if started:
+            _record_crash(ledger, run_id, exc, redactor)
+        raise
     finally:
         if backend is not None:
             backend.close()
         ledger.close()
+
+
+def _record_crash(ledger: Ledger, run_id: str, exc: BaseException, redactor: Redactor) -> None:
+    """`run.finished` for a run that an error ended before it could finish; never masks
+    that error (the ledger may be what failed)."""
+    expected = isinstance(exc, RunnerError)
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    result = "cancelled" if interrupted else "error" if expected else "crashed"
+    message = exc.message if isinstance(exc, RunnerError) else str(exc)
+    reason = _clip(redactor(f"{type(exc).__name__}: {message}".strip()))
+    with contextlib.suppress(Exception):
+        ledger.append("run.finished", run_id, {"result": result, "reason": reason})
+        ledger.checkpoint()
 
 
 def _run(
@@ -242,7 +316,7 @@ def _run(
     plan = instances(mission)
     selected = select_jobs(mission, options.jobs)
     cancel = threading.Event()
-    snapshot = RepoSnapshot(app.root, uid=policy.limits.user)
+    snapshot = RepoSnapshot(app.root, uid=policy.limits.user, exclude=app.private_paths())
     state = RunState(
         backend=backend,
         sink=sink,

@@ -186,9 +186,11 @@ def test_resolve_container_builds_once_by_content_then_uses_references(tmp_path:
     tag = images.resolve_container("py", tmp_path, backend=backend)
     assert tag == images.image_tag("py", tmp_path)
     assert images.resolve_container("py", tmp_path, backend=backend) == tag
-    assert backend.called("build_image") == [
-        (tmp_path / "containers" / "py", tag, {images.LABEL_IMAGE: "py"})
-    ]
+    # built once, from runner's own copy of containers/py (never the repository's directory)
+    [(context, built_tag, labels)] = backend.called("build_image")
+    assert (built_tag, labels) == (tag, {images.LABEL_IMAGE: "py"})
+    assert context != tmp_path / "containers" / "py" and not context.exists()
+    assert backend.images[tag].rootfs == b"FROM scratch\n"
     backend.pullable["ghcr.io/x/y:1"] = b""
     assert images.resolve_container("ghcr.io/x/y:1", tmp_path, backend=backend) == "ghcr.io/x/y:1"
     assert backend.called("pull_image") == [("ghcr.io/x/y:1",)]
