@@ -11,7 +11,8 @@ Choices where the SPEC is silent:
 - no `on`: `Mission.on == ()`; the mission is selected by no event, only by naming it;
 - `env`, `with` and `outputs` values are strings, as on GitHub: numbers, booleans and
   null keep their source text (`1.0` -> "1.0", `true` -> "true", `~` -> "");
-- `container:` as a mapping -> its `image`;
+- `container:` as a mapping -> its `image`, and its `env` is the job's env under the job's
+  own `env` (which wins, as a step's `docker exec` env wins on GitHub);
 - `tools` defaults to the shells of the job's run steps (step `shell`, else the job's,
   else the mission's `defaults.run.shell`, else `sh`), first word only: `("sh",)`;
 - `permissions: read-all|write-all` -> `github_scopes == {"*": "read"|"write"}`;
@@ -312,7 +313,9 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
     )
     defaults = _defaults(value.get("defaults"))
     container = value.get("container")
+    container_env: dict[str, str] = {}
     if isinstance(container, dict):
+        container_env = _strings(doc, f"{keypath}.container.env", container.get("env"))
         container = container.get("image")
     consumes = tuple(c if isinstance(c, str) else c["name"] for c in value.get("consumes") or ())
     return Job(
@@ -325,7 +328,7 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
         strategy=_strategy(value.get("strategy")),
         timeout_minutes=value.get("timeout-minutes"),
         continue_on_error=value.get("continue-on-error", False),
-        env=_strings(doc, f"{keypath}.env", value.get("env")),
+        env={**container_env, **_strings(doc, f"{keypath}.env", value.get("env"))},
         defaults=defaults,
         steps=steps,
         outputs=_strings(doc, f"{keypath}.outputs", value.get("outputs")),
