@@ -74,13 +74,13 @@ class App:
                 "--state-dir (or RUNNER_STATE_DIR)",
             )
         if rel == STATE_IN_REPO and lexical == os.path.normpath(own):
-            for entry in os.scandir(own) if own.is_dir() else ():
-                if entry.is_symlink():
-                    raise InvalidInput(
-                        f"{STATE_IN_REPO}/{entry.name} is a symlink: runner keeps its key, "
-                        "ledger and runs only in real directories it made",
-                        hint=f"remove {STATE_IN_REPO}/{entry.name}",
-                    )
+            links = sorted(e.name for e in own.iterdir() if e.is_symlink()) if own.is_dir() else []
+            if links:
+                raise InvalidInput(
+                    f"{STATE_IN_REPO}/{links[0]} is a symlink: runner keeps its key, ledger "
+                    "and runs only in real directories it made",
+                    hint=f"remove {STATE_IN_REPO}/{links[0]}",
+                )
             return
         shown = rel or "."
         raise InvalidInput(

@@ -449,7 +449,7 @@ def write_new_file(root: Path, rel: str, data: bytes, *, mode: int = 0o644) -> b
     tree never makes runner write outside it."""
     parts = _parts(rel)
     directory = "/".join(parts[:-1])
-    made: list[str] = []
+    root.mkdir(parents=True, exist_ok=True)  # the invoker's directory, not the tree's
     for depth in range(1, len(parts)):
         sub = "/".join(parts[:depth])
         entry = lookup(root, sub)
@@ -464,7 +464,6 @@ def write_new_file(root: Path, rel: str, data: bytes, *, mode: int = 0o644) -> b
                 pass
             finally:
                 os.close(pfd)
-            made.append(sub)
         elif entry.kind != "dir":
             raise RepoFileError(sub, f"is {_WHAT.get(entry.kind, 'a file')}, not a directory")
     opened = _open_dir(root, directory)

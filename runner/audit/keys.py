@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from runner import repo_files
 from runner.durable import fsync_dir, write_atomic, write_new
 from runner.errors import InvalidInput
 
@@ -159,11 +160,12 @@ def public_path(root: Path, key: PublicKey) -> Path:
 
 
 def write_public(root: Path, key: PublicKey) -> Path:
-    """Trust `key` by writing its .pub in <root>/policies/keys/ (kept if already there)."""
+    """Trust `key` by writing its .pub in <root>/policies/keys/ (kept if already there),
+    beneath the repository root: a link in the tree never makes runner write outside it
+    (runner.repo_files)."""
     path = public_path(root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        write_new(path, (key.vkey() + "\n").encode(), 0o644)
+    rel = (PUB_DIR / path.name).as_posix()
+    repo_files.write_new_file(root, rel, (key.vkey() + "\n").encode(), mode=0o644)
     return path
 
 

@@ -129,6 +129,7 @@ def collect(fs: ImageFS, tools: list[Tool]) -> Plan:
             executables[real] = tool.name
     for real, name in sorted(executables.items()):
         closure.executable(real, name, executables)
+    closure.programs = set(executables)
     for tool in tools:
         closure.data_only = not tool.builtin  # a repository's files are data, never programs
         for pattern in tool.files:
@@ -174,6 +175,7 @@ class _Closure:
         self.pending_elves: list[str] = []  # ELF files from `files`: closure is best effort
         self._search: list[str] | None = None
         self.data_only = False  # refuse ELF programs among the files being added
+        self.programs: set[str] = set()  # the tools' own executables, never refused
 
     def add(self, path: str, *, what: str) -> str:
         """Add `path` (and the symlinks leading to it, and parents); return its real path."""
@@ -235,7 +237,8 @@ class _Closure:
     def _maybe_elf(self, real: str) -> None:
         member = self.fs.members.get(real)
         if member is not None and elf.is_elf(self.fs.head(real, 4)):
-            if self.data_only and _is_program(self.fs.read(real), real):
+            program = self.data_only and real not in self.programs
+            if program and _is_program(self.fs.read(real), real):
                 raise InvalidInput(
                     f"{real} is a program (an ELF executable), and a repository catalog's "
                     "files are data: list it as a tool's `paths` so that a policy grants it"

@@ -117,7 +117,7 @@ def _into_local_action(
                 f"untrusted input {', '.join(names)} is passed to the local action {uses} "
                 f"as input {name!r} (`${{{{{source}}}}}`), which its run: steps expand into "
                 f"their scripts as ${{{{ inputs.{name} }}}}: a crafted value runs as shell "
-                "code; in the action, pass the input through env and use \"$VAR\"",
+                'code; in the action, pass the input through env and use "$VAR"',
                 SecurityCheck.TEMPLATE_INJECTION,
             )
 

@@ -145,12 +145,15 @@ def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
     entries: list[files.Entry] = []
     total = 0
     for name in sorted(chosen):
-        entry = files.lookup(root, name)
+        try:
+            entry = files.lookup(root, name)
+        except files.RepoFileError as exc:
+            raise HashFilesError(f"hashFiles(): {exc}") from None
         if entry.kind in ("dir", "missing"):
             continue  # a directory (or a link to one), or a file gone since it was listed
         why = files.refusal(entry)
         if why is not None:
-            raise HashFilesError(f"hashFiles(): {files.shown(name)} {why}")
+            raise HashFilesError(f"hashFiles(): {files.shown(name)}: {why}")
         total += entry.size
         if len(entries) >= HASH_FILES_COUNT or total > HASH_FILES_BYTES:
             raise HashFilesError(

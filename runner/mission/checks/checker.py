@@ -338,7 +338,7 @@ class Checker(ExpressionChecks, ContentChecks):
                 self.add(join(keypath, key), message, "container", key=True)
         for key, message in CONTAINER_NOTES.items():
             if key in container:
-                self.note(join(keypath, key), message)
+                self.add(join(keypath, key), message, "container", Severity.NOTE, key=True)
 
     def _number(self, mapping: dict[str, Any], keypath: str, key: str) -> None:
         value = mapping.get(key)
