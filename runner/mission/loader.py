@@ -79,9 +79,10 @@ def load_mission(
 
     With the repository `root`, a file inside it is read beneath it and named by its
     repository-relative path (`.missions/ci.yml`, what policy rules match), one outside
-    it by the path as given."""
+    it by the path as given; a name with control characters or undecodable bytes is
+    shown escaped (`repo_files.shown`), never printed raw."""
     rel = repo_files.locate(root, path) if root is not None else None
-    display = display_path if display_path is not None else rel or str(path)
+    display = display_path if display_path is not None else repo_files.shown(rel or str(path))
     return parse_mission(read_bytes(path, display, root), display, stem=path.stem)
 
 
