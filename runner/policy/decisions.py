@@ -128,15 +128,12 @@ def decide(
 def _brings(cap: Capability, catalog: Catalog) -> str:
     """What an allowed tool brings into the container, from the catalog."""
     tool = catalog.tools.get(cap.value)
-    where = catalog.origin.describe()
     if tool is None:
-        return f"not in the tool catalog ({where}): the run will refuse it"
+        return f"not in the tool catalog ({catalog.origin.describe()}): the run will refuse it"
     text = f"brings {', '.join(tool.paths)}"
     if tool.files or tool.optional:
-        text += f" and the files {', '.join((*tool.files, *tool.optional))}"
-    if tool.interpreter:
-        text += " (an interpreter: it can compute anything)"
-    return f"{text} (catalog: {where})"
+        text += f" and {', '.join((*tool.files, *tool.optional))}"
+    return text + ("; an interpreter: it can compute anything" if tool.interpreter else "")
 
 
 def _concerns(keypath: str, job_id: str) -> bool:
