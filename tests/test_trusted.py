@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 
-from runner.audit.keys import Signer, write_public
+from runner.audit.keys import Signer, load_trusted, write_public
 from runner.audit.ledger import Ledger
 from runner.engine.catalog import load_catalog
 from runner.errors import InvalidInput
@@ -156,3 +156,16 @@ def test_audit_verify_trusts_the_refs_keys_not_the_pull_requests(
     assert "UNTRUSTED_KEY" in done.out
     keys = json.loads(invoke(state, "audit", "verify", "--trusted-ref", "main", "--json").out)
     assert keys["trusted_keys"] == [trusted.public.key_id]
+
+
+def test_trusted_keys_are_never_read_through_a_link_or_a_fifo(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (tmp_path / "elsewhere.pub").write_text("not a key of this directory\n")
+    os.symlink(tmp_path / "elsewhere.pub", keys / "linked.pub")
+    with pytest.raises(InvalidInput, match=r"linked\.pub: is a symlink to"):
+        load_trusted(keys)
+    os.unlink(keys / "linked.pub")
+    os.mkfifo(keys / "fifo.pub")
+    with pytest.raises(InvalidInput, match=r"fifo\.pub: is a FIFO"):
+        load_trusted(keys)

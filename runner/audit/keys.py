@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from runner import repo_files
 from runner.durable import fsync_dir, write_atomic, write_new
 from runner.errors import InvalidInput
+from runner.trusted import KEY_BYTES
 
 ENV_VAR = "RUNNER_SIGNING_KEY"
 ALG_ED25519 = b"\x01"
@@ -297,9 +298,12 @@ def parse_public(text: str, where: str) -> PublicKey:
 
 
 def load_trusted(directory: Path) -> TrustedKeys:
-    """Every *.pub in `directory` (none when it does not exist); a bad file is an error."""
+    """Every *.pub in `directory` (none when it does not exist); a bad file is an error.
+    Each is read as repository files are (runner.repo_files): a link out of the directory,
+    a FIFO or a hard-linked file is refused, never followed."""
     keys = []
-    if directory.is_dir():
-        for path in sorted(directory.glob("*.pub")):
-            keys.append(parse_public(path.read_text(encoding="utf-8"), str(path)))
+    for entry in repo_files.list_dir(directory, "") or []:
+        if entry.rel.endswith(".pub"):
+            data = repo_files.read_file(directory, entry.rel, limit=KEY_BYTES)
+            keys.append(parse_public(data.decode("utf-8", "replace"), str(directory / entry.rel)))
     return TrustedKeys(keys, str(directory))
