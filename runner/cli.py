@@ -68,7 +68,7 @@ def match_options(function: Any) -> Any:
         "--event",
         default=DEFAULT_EVENT,
         show_default=True,
-        help="Event that selects missions (and that rules' `match.event` sees).",
+        help="The event: rules' `match.event` sees it (and `run` selects missions by it).",
     )(function)
 
 
