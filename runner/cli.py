@@ -19,11 +19,57 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.app import App
+from runner.app import App, Trust
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 
 json_option = click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
+DEFAULT_EVENT = "manual"
+KEY_WRITERS = frozenset({"run", "keys"})  # commands that may write the signing key
+
+
+def trust_options(function: Any) -> Any:
+    """Where the trusted configuration comes from (runner.trusted): `--trusted-ref`,
+    `--policy`, `--catalog`."""
+    for option in reversed(
+        [
+            click.option(
+                "--trusted-ref",
+                metavar="REF",
+                help="Read the policy, the tool catalog, the trusted keys and containers/ "
+                "from this git ref (e.g. origin/main), never from the working tree.",
+            ),
+            click.option(
+                "--policy",
+                "policy",
+                type=click.Path(path_type=Path),
+                help="Policy file (default: policies/default.yml).",
+            ),
+            click.option(
+                "--catalog",
+                type=click.Path(path_type=Path),
+                help="Tool catalog file (default: containers/tools.yml).",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def match_options(function: Any) -> Any:
+    """What policy rules match besides the mission's path: `--event`, `--ref`."""
+    function = click.option(
+        "--ref",
+        metavar="REF",
+        help="The git ref this runs for, as rules' `match.ref` sees it "
+        "(default: git's HEAD, e.g. refs/heads/main; none when detached).",
+    )(function)
+    return click.option(
+        "--event",
+        default=DEFAULT_EVENT,
+        show_default=True,
+        help="The event: rules' `match.event` sees it (and `run` selects missions by it).",
+    )(function)
 
 
 def _app(ctx: click.Context, json_: bool) -> App:
@@ -71,6 +117,8 @@ def cli(
     app.debug = debug
     app.out.json_mode = json_
     app.out.color = color
+    if ctx.invoked_subcommand in KEY_WRITERS:
+        app.check_state_dir()
 
 
 # -- validate / plan ----------------------------------------------------------------------
@@ -90,14 +138,34 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], json_: bool) -> None:
 @cli.command()
 @click.argument("mission", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text")
-@click.option("--policy", type=click.Path(path_type=Path), help="Policy file to decide with.")
+@trust_options
+@match_options
 @json_option
 @click.pass_context
-def plan(ctx: click.Context, mission: Path, fmt: str, policy: Path | None, json_: bool) -> None:
+def plan(
+    ctx: click.Context,
+    mission: Path,
+    fmt: str,
+    trusted_ref: str | None,
+    policy: Path | None,
+    catalog: Path | None,
+    event: str,
+    ref: str | None,
+    json_: bool,
+) -> None:
     """Print a mission's expanded DAG: levels, matrix instances, images, tools, decisions."""
     from runner.commands import plan as command
 
-    ctx.exit(command.main(_app(ctx, json_), mission, fmt=fmt, policy=policy))
+    ctx.exit(
+        command.main(
+            _app(ctx, json_),
+            mission,
+            fmt=fmt,
+            trust=Trust(trusted_ref, policy, catalog),
+            event=event,
+            ref=ref,
+        )
+    )
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -115,7 +183,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 @cli.command()
 @click.argument("missions", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--event", default="manual", show_default=True, help="Event that selects missions.")
+@match_options
 @click.option("--job", "jobs", multiple=True, help="Run only these jobs (and what they need).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=VALUE", help="A mission input.")
 @click.option(
@@ -128,9 +196,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option(
     "--secret-file", type=click.Path(dir_okay=False, path_type=Path), help="A dotenv file."
 )
-@click.option(
-    "--policy", type=click.Path(path_type=Path), help="Policy file (default: policies/default.yml)."
-)
+@trust_options
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs running at once.")
 @click.option("--retry-seed", type=int, help="Make retry jitter reproducible.")
 @click.option(
@@ -142,11 +208,14 @@ def run(
     ctx: click.Context,
     missions: tuple[Path, ...],
     event: str,
+    ref: str | None,
     jobs: tuple[str, ...],
     inputs: tuple[str, ...],
     secrets: tuple[str, ...],
     secret_file: Path | None,
+    trusted_ref: str | None,
     policy: Path | None,
+    catalog: Path | None,
     max_parallel: int | None,
     retry_seed: int | None,
     junit: Path | None,
@@ -160,11 +229,12 @@ def run(
             _app(ctx, json_),
             missions,
             event=event,
+            ref=ref,
             jobs=jobs,
             inputs=_pairs(inputs, "--input"),
             secrets=secrets,
             secret_file=secret_file,
-            policy=policy,
+            trust=Trust(trusted_ref, policy, catalog),
             max_parallel=max_parallel,
             retry_seed=retry_seed,
             junit=junit,
@@ -182,21 +252,35 @@ def policy() -> None:
 
 @policy.command("check")
 @click.argument("missions", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Policy file.")
+@trust_options
+@match_options
 @click.option("--explain", is_flag=True, help="Say which rule allowed or why it denied.")
 @json_option
 @click.pass_context
 def policy_check(
     ctx: click.Context,
     missions: tuple[Path, ...],
-    policy_path: Path | None,
+    trusted_ref: str | None,
+    policy: Path | None,
+    catalog: Path | None,
+    event: str,
+    ref: str | None,
     explain: bool,
     json_: bool,
 ) -> None:
     """Print the policy decisions for each job, without running anything."""
     from runner.commands import policy_check as command
 
-    ctx.exit(command.main(_app(ctx, json_), missions, policy=policy_path, explain=explain))
+    ctx.exit(
+        command.main(
+            _app(ctx, json_),
+            missions,
+            trust=Trust(trusted_ref, policy, catalog),
+            event=event,
+            ref=ref,
+            explain=explain,
+        )
+    )
 
 
 @policy.command("diff")
@@ -223,8 +307,12 @@ def audit() -> None:
 @click.option(
     "--trusted-keys",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("policies/keys"),
-    show_default=True,
+    help="Directory of trusted *.pub keys (default: policies/keys, or the --trusted-ref's).",
+)
+@click.option(
+    "--trusted-ref",
+    metavar="REF",
+    help="Read policies/keys/ from this git ref (e.g. origin/main), not the working tree.",
 )
 @click.option(
     "--anchor",
@@ -233,11 +321,21 @@ def audit() -> None:
 )
 @json_option
 @click.pass_context
-def audit_verify(ctx: click.Context, trusted_keys: Path, anchor: Path | None, json_: bool) -> None:
+def audit_verify(
+    ctx: click.Context,
+    trusted_keys: Path | None,
+    trusted_ref: str | None,
+    anchor: Path | None,
+    json_: bool,
+) -> None:
     """Prove the ledger intact: every line, link, signature and checkpoint."""
     from runner.commands import audit_verify as command
 
-    ctx.exit(command.main(_app(ctx, json_), trusted_keys=trusted_keys, anchor=anchor))
+    ctx.exit(
+        command.main(
+            _app(ctx, json_), trusted_keys=trusted_keys, trusted_ref=trusted_ref, anchor=anchor
+        )
+    )
 
 
 @audit.command("show")

@@ -4,9 +4,10 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
 `run_id`, `kid`, `prev`, and `signatures` when cosigned) plus the fields of its type:
 
     run.started      mission, mission_path, mission_digest, policy_digest, event, commit,
-                     invoker, runner_version
+                     invoker, runner_version, [ref, catalog_digest, trusted]
     policy.changed   policy_digest, patch (RFC 6902 from the last recorded policy), policy
-    policy.decision  mission, policy_digest, allowed, decisions
+    policy.decision  mission, policy_digest, allowed, decisions (the denials),
+                     [counts, decisions_sha256, grants]
     step.started     job, step, name, attempt, image, image_digest, config_digest
     step.finished    job, step, name, status, reason, exit_code, duration_ms, attempts,
                      [log_sha256]
@@ -14,7 +15,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     job.finished     job, status, reason, duration_ms
     verify.summary   checks
     run.finished     result, reason, [duration_ms, events_sha256, artifacts] (a run denied
-                     by the policy has only result and reason)
+                     by the policy, or one that crashed or failed to start (result
+                     "crashed" or "error"), has only result and reason)
     key.rotated      old, new (verifier keys; the entry is signed by both)
     key.revoked      key, by, reason (signed by `by`)
     recovery         file, offset, length, sha256, quarantined (a torn tail cut off)
@@ -192,6 +194,9 @@ class RunStarted(Declared):
     commit = Field(str)  # "" outside a git repository
     invoker = Field(str)
     runner_version = Field(str)
+    ref = Field(str, required=False)  # the ref policy rules matched ("" when unknown)
+    catalog_digest = Field(str, required=False)  # the tool catalog's (Catalog.full_digest)
+    trusted = Field(list, required=False)  # where the policy and catalog came from (Origin)
 
 
 class PolicyChanged(Declared):
@@ -206,7 +211,10 @@ class PolicyDecision(Declared):
     mission = Field(str)
     policy_digest = Field(str)
     allowed = Field(bool)
-    decisions = Field(list)  # Decision.serialize() of each
+    decisions = Field(list)  # the denials (at most 100), Decision.serialize() of each
+    counts = Field(dict, required=False)  # {"allowed": N, "denied": N}
+    decisions_sha256 = Field(str, required=False)  # of every decision, serialized in order
+    grants = Field(list, required=False)  # each distinct (capability, value, rule) allowed
 
 
 class StepStarted(Declared):

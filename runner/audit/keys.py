@@ -29,8 +29,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from runner import repo_files
 from runner.durable import fsync_dir, write_atomic, write_new
 from runner.errors import InvalidInput, StorageFailed
+from runner.trusted import KEY_BYTES
 
 ENV_VAR = "RUNNER_SIGNING_KEY"
 ALG_ED25519 = b"\x01"
@@ -159,11 +161,12 @@ def public_path(root: Path, key: PublicKey) -> Path:
 
 
 def write_public(root: Path, key: PublicKey) -> Path:
-    """Trust `key` by writing its .pub in <root>/policies/keys/ (kept if already there)."""
+    """Trust `key` by writing its .pub in <root>/policies/keys/ (kept if already there),
+    beneath the repository root: a link in the tree never makes runner write outside it
+    (runner.repo_files)."""
     path = public_path(root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        write_new(path, (key.vkey() + "\n").encode(), 0o644)
+    rel = (PUB_DIR / path.name).as_posix()
+    repo_files.write_new_file(root, rel, (key.vkey() + "\n").encode(), mode=0o644)
     return path
 
 
@@ -300,9 +303,12 @@ def parse_public(text: str, where: str) -> PublicKey:
 
 
 def load_trusted(directory: Path) -> TrustedKeys:
-    """Every *.pub in `directory` (none when it does not exist); a bad file is an error."""
+    """Every *.pub in `directory` (none when it does not exist); a bad file is an error.
+    Each is read as repository files are (runner.repo_files): a link out of the directory,
+    a FIFO or a hard-linked file is refused, never followed."""
     keys = []
-    if directory.is_dir():
-        for path in sorted(directory.glob("*.pub")):
-            keys.append(parse_public(path.read_text(encoding="utf-8"), str(path)))
+    for entry in repo_files.list_dir(directory, "") or []:
+        if entry.rel.endswith(".pub"):
+            data = repo_files.read_file(directory, entry.rel, limit=KEY_BYTES)
+            keys.append(parse_public(data.decode("utf-8", "replace"), str(directory / entry.rel)))
     return TrustedKeys(keys, str(directory))

@@ -1,6 +1,11 @@
 """`runner audit verify`: prove the ledger intact against keys trusted from outside it,
 anchors kept outside it (`--anchor FILE`, the anchor store) and, on the machine that
-wrote it, runner's own record of the last checkpoint it signed."""
+wrote it, runner's own record of the last checkpoint it signed.
+
+The trusted keys are the `.pub` files of `--trusted-keys DIR`, else of the
+`--trusted-ref`'s `policies/keys/`, else of the working tree's (read beneath the root:
+a key linked in from outside the repository is refused).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,29 @@ from runner.app import App
 from runner.audit import anchors
 from runner.audit.files import ENTRIES, first_entry_origin, ledger_dir, read_origin
 from runner.audit.head import RecordUnreadable, SignedHead, read_head, record_path
-from runner.audit.keys import load_trusted
+from runner.audit.keys import TrustedKeys, parse_public
 from runner.audit.verify import AnchorNote, Report, verify_ledger
 from runner.errors import InvalidInput, VerificationFailed
+from runner.trusted import TrustedSource
 
 NOTHING = "verifying nothing proves nothing"
 
 
-def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
+def _trusted(app: App, directory: Path | None, ref: str | None) -> tuple[TrustedKeys, str]:
+    """The keys `audit verify` trusts, and where they came from: `--trusted-keys DIR`, the
+    `--trusted-ref`'s policies/keys/, or the working tree's (read beneath the root)."""
+    source = TrustedSource(app.root, ref=ref, keys=directory)
+    found, origin = source.key_files()
+    keys = TrustedKeys(
+        [parse_public(data.decode("utf-8", "replace"), name) for name, data in found]
+    )
+    where = origin.path if origin.kind != "ref" else f"{origin.path} at {origin.ref}"
+    return keys, where
+
+
+def main(
+    app: App, *, trusted_keys: Path | None, trusted_ref: str | None, anchor: Path | None
+) -> int:
     directory = ledger_dir(app.state_dir)
     if not (directory / ENTRIES).exists():
         message = f"no audit ledger at {directory}: there is nothing to verify, and {NOTHING}"
@@ -51,7 +71,7 @@ def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
         record = read_head(app.state_dir)
     except RecordUnreadable as exc:
         record_problem = exc.message
-    trusted = load_trusted(trusted_keys)
+    trusted, keys_dir = _trusted(app, trusted_keys, trusted_ref)
     report = verify_ledger(
         directory,
         trusted,
@@ -69,7 +89,7 @@ def main(app: App, *, trusted_keys: Path, anchor: Path | None) -> int:
         app.out.json(document)
     else:
         used = store_file if store_file is not None else skipped
-        _human(app, directory, origin, report, len(trusted), trusted_keys, used, record)
+        _human(app, directory, origin, report, len(trusted), keys_dir, used, record)
     return 0 if report.ok else 1
 
 
@@ -79,7 +99,7 @@ def _human(
     origin: str | None,
     report: Report,
     trusted: int,
-    keys_dir: Path,
+    keys_dir: str,
     store: Path | str | None,
     record: SignedHead | None,
 ) -> None:

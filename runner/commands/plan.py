@@ -1,4 +1,10 @@
-"""`runner plan MISSION`: the expanded DAG, level by level, with the policy's verdicts."""
+"""`runner plan MISSION`: the expanded DAG, level by level, with the policy's verdicts.
+
+Decided like `runner policy check`: the policy and the catalog from where the invoker
+says (runner.trusted), rules matched on the mission's path, `--event` and `--ref`. The
+text starts with where each trusted input came from; `--json` has them as `trusted`, with
+the `event` and `ref` the rules saw.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.app import App
+from runner.app import App, Trust
 from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
 from runner.policy.decisions import Decision, decide
-from runner.policy.loader import load_policy
+from runner.policy.trust import catalog_findings, load_trusted
+from runner.trusted import invoker_ref
 
 
 def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
@@ -97,13 +104,24 @@ def render_dot(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(app: App, path: Path, *, fmt: str, policy: Path | None) -> int:
-    mission, warnings = load_mission(path)
-    decisions = decide(mission, load_policy(policy, app.root), warnings)
+def main(app: App, path: Path, *, fmt: str, trust: Trust, event: str, ref: str | None) -> int:
+    trusted = load_trusted(app.root, ref=trust.ref, policy=trust.policy, catalog=trust.catalog)
+    mission, warnings = load_mission(path, root=app.root)
+    at_ref = invoker_ref(app.root, ref)
+    decisions = decide(
+        mission, trusted.policy, warnings, event=event, ref=at_ref, catalog=trusted.catalog
+    )
     plan = build(mission, decisions)
+    plan |= {"event": event, "ref": at_ref, "trusted": trusted.serialize()}
     if app.out.json_mode:
         app.out.json(plan)
-    else:
-        for line in render_dot(plan) if fmt == "dot" else render_text(plan):
+    elif fmt == "dot":
+        for line in render_dot(plan):
             app.out.line(line)
+    else:
+        for line in trusted.origin_lines():
+            app.out.line(line)
+        for line in render_text(plan):
+            app.out.line(line)
+        app.out.findings(catalog_findings(decisions, trusted.catalog))
     return 0

@@ -1,22 +1,29 @@
 """`runner policy check`: the policy's decision on every capability of every job, no run.
 
-Exit 3 when anything is denied, 0 otherwise; an invalid policy or mission is exit 2.
+The policy and the tool catalog come from where the invoker says (`--trusted-ref`,
+`--policy`, `--catalog`; runner.trusted), and the first lines say where each came from
+and whether the working tree's copy differs. Rules are matched on each mission's file
+path, `--event` and `--ref` (default: git's HEAD). `--json` prints the list of decisions,
+each with the `trusted` origins it was decided with.
+
+Exit 3 when anything is denied, 0 otherwise; an invalid policy, catalog or mission is
+exit 2.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from runner.app import App
-from runner.errors import InvalidInput
+from runner.app import App, Trust
+from runner.errors import InvalidInput, InvalidMission
 from runner.findings import Finding, Severity, sort_findings
-from runner.mission.loader import discover_missions, load_mission
+from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
 from runner.output import Output
 from runner.policy.decisions import Decision, decide
-from runner.policy.loader import load_policy
-from runner.policy.model import Policy
 from runner.policy.security_checks import security_check, security_findings
+from runner.policy.trust import catalog_findings, load_trusted
+from runner.trusted import invoker_ref
 
 
 def _missions(app: App, paths: tuple[Path, ...]) -> list[tuple[Mission, list[Finding]]]:
@@ -26,21 +33,11 @@ def _missions(app: App, paths: tuple[Path, ...]) -> list[tuple[Mission, list[Fin
             "no missions in .missions/ (name a file: runner policy check PATH)",
             hint="missions are .missions/*.yml files in GitHub Actions syntax",
         )
-    return [load_mission(path, display_path=_display(path, app.root)) for path in found]
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _header(out: Output, policy: Policy) -> None:
-    if policy.denied is not None:
-        out.line(out.paint(f"policy: {policy.denied}", "red"))
-    else:
-        out.line(f"policy: {policy.path} (sha256:{policy.digest[:12]})")
+    loaded = [load_mission(path, root=app.root) for path in found]
+    duplicates = unique_names(m for m, _ in loaded)
+    if duplicates:
+        raise InvalidMission(f"{len(duplicates)} mission name(s) used twice", duplicates)
+    return loaded
 
 
 def _line(out: Output, d: Decision, explain: bool) -> str:
@@ -63,14 +60,25 @@ def _print_mission(out: Output, mission: Mission, decisions: list[Decision], exp
         out.line(_line(out, d, explain))
 
 
-def main(app: App, missions: tuple[Path, ...], *, policy: Path | None, explain: bool) -> int:
-    rules = load_policy(policy, app.root)
+def main(
+    app: App,
+    missions: tuple[Path, ...],
+    *,
+    trust: Trust,
+    event: str,
+    ref: str | None,
+    explain: bool,
+) -> int:
+    trusted = load_trusted(app.root, ref=trust.ref, policy=trust.policy, catalog=trust.catalog)
+    rules = trusted.policy
     loaded = _missions(app, missions)
+    at_ref = invoker_ref(app.root, ref)
     everything: list[Decision] = []
     out = app.out
-    _header(out, rules)
+    for line in trusted.origin_lines():
+        out.line(out.paint(line, "red") if line.startswith("policy: ") and rules.denied else line)
     for mission, notes in loaded:
-        decisions = decide(mission, rules, notes)
+        decisions = decide(mission, rules, notes, event=event, ref=at_ref, catalog=trusted.catalog)
         everything.extend(decisions)
         _print_mission(out, mission, decisions, explain)
         enforced = rules.enforce if rules.denied is None else frozenset()
@@ -81,10 +89,11 @@ def main(app: App, missions: tuple[Path, ...], *, policy: Path | None, explain: 
             and security_check(f.rule) is not None
             and f.rule not in enforced
         ]
-        out.findings(sort_findings(warnings))
+        out.findings(sort_findings([*warnings, *catalog_findings(decisions, trusted.catalog)]))
     denied = sum(1 for d in everything if not d.allowed)
     if out.json_mode:
-        out.json([d.serialize() for d in everything])
+        origins = trusted.serialize()
+        out.json([{**d.serialize(), "trusted": origins} for d in everything])
     else:
         jobs = len({(d.mission, d.job) for d in everything})
         summary = (

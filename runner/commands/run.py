@@ -1,33 +1,42 @@
-"""`runner run`: validate, check the policy, then run each step in its own container."""
+"""`runner run`: validate, check the policy, then run each step in its own container.
+
+The policy, the tool catalog and the image definitions come from where the invoker says
+(`--trusted-ref`, `--policy`, `--catalog`; runner.trusted); rules match on each mission's
+file path, `--event` and `--ref` (default: git's HEAD).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from runner.app import App
+from runner.app import App, Trust
 from runner.engine.docker.backend import DockerBackend, connect
-from runner.errors import InvalidInput
+from runner.errors import InvalidInput, InvalidMission
 from runner.findings import Finding
-from runner.mission.loader import discover_missions, load_mission
+from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
-from runner.policy.loader import load_policy
+from runner.policy.trust import load_trusted
 from runner.run.job_images import resolver
 from runner.run.session import RunOptions, execute
 from runner.secrets.redact import Redactor
 from runner.secrets.sources import resolve_secrets
+from runner.trusted import invoker_ref
 
 
 def _select(app: App, paths: tuple[Path, ...], event: str) -> list[tuple[Mission, list[Finding]]]:
     if paths:
-        return [load_mission(path) for path in paths]
+        return [load_mission(path, root=app.root) for path in paths]
     found = discover_missions(app.root)
     if not found:
         raise InvalidInput(
             "no missions in .missions/ (name a file: runner run PATH)",
             hint="missions are .missions/*.yml files in GitHub Actions syntax",
         )
-    missions = [load_mission(path) for path in found]
+    missions = [load_mission(path, root=app.root) for path in found]
+    duplicates = unique_names(m for m, _ in missions)
+    if duplicates:
+        raise InvalidMission(f"{len(duplicates)} mission name(s) used twice", duplicates)
     chosen = [(m, w) for m, w in missions if event in m.on]
     if not chosen:
         raise InvalidInput(f"no mission in .missions/ runs on event {event!r} (see their `on:`)")
@@ -50,11 +59,12 @@ def main(
     missions: tuple[Path, ...],
     *,
     event: str,
+    ref: str | None,
     jobs: tuple[str, ...],
     inputs: dict[str, str],
     secrets: tuple[str, ...],
     secret_file: Path | None,
-    policy: Path | None,
+    trust: Trust,
     max_parallel: int | None,
     retry_seed: int | None,
     junit: Path | None,
@@ -72,9 +82,12 @@ def main(
                 f"{mission.path}: no job named {', '.join(unknown)} "
                 f"(jobs: {', '.join(mission.jobs)})"
             )
-    rules = load_policy(policy, app.root)
+    trusted = load_trusted(app.root, ref=trust.ref, policy=trust.policy, catalog=trust.catalog)
     options = RunOptions(
         event=event,
+        ref=invoker_ref(app.root, ref),
+        trusted=tuple(trusted.origins()),
+        catalog_digest=trusted.catalog.full_digest,
         jobs=jobs,
         inputs=inputs,
         secrets=values,
@@ -86,13 +99,13 @@ def main(
         execute(
             app,
             mission,
-            rules,
+            trusted.policy,
             options,
             warnings=warnings,
             redactor=redactor,
             connect=lambda: _engine(app),
             resolve_factory=lambda backend, m, builds: resolver(
-                backend, m, app.root, app.state_dir, builds
+                backend, m, trusted.source, app.state_dir, builds, trusted.catalog
             ),
         )
     return 0

@@ -1,8 +1,10 @@
 """`runner validate [PATH...]`: check missions and print every problem.
 
-No PATH: every mission in `.missions/`. A directory: its `*.yml` and `*.yaml`. Each finding
-is printed as `path:line:col: [severity: ]keypath: message [rule]` (errors, warnings and
-notes alike), then one summary line:
+No PATH: every mission in `.missions/`. A directory: its `*.yml` and `*.yaml`. Files in the
+repository are read beneath it (`runner.repo_files`: a link out of it, a FIFO or a device is
+an error naming the file). Two missions declaring the same `name:` are an error in the
+second. Each finding is printed as `path:line:col: [severity: ]keypath: message [rule]`
+(errors, warnings and notes alike), then one summary line:
 
     3 files checked: 1 error, 2 warnings, 14 notes
 
@@ -19,8 +21,9 @@ from typing import Any
 
 from runner.app import App
 from runner.errors import InvalidInput, InvalidMission
-from runner.findings import Finding, Severity
-from runner.mission.loader import MISSIONS_DIR, discover_missions, load_mission
+from runner.findings import Finding, Severity, errors_in, sort_findings
+from runner.mission.loader import MISSIONS_DIR, discover_missions, load_mission, unique_names
+from runner.mission.model import Mission
 
 
 def _files(app: App, paths: Sequence[Path]) -> list[Path]:
@@ -36,24 +39,16 @@ def _files(app: App, paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             inside = sorted(
-                p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file()
+                p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and not p.is_dir()
             )
             if not inside:
                 raise InvalidInput(f"{path}: no *.yml or *.yaml files in this directory")
             files.extend(inside)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             files.append(path)
         else:
             raise InvalidInput(f"{path}: no such file or directory")
     return files
-
-
-def _display(path: Path, root: Path) -> str:
-    """Paths under the working directory are shown relative to it, as a user types them."""
-    try:
-        return str(path.relative_to(root)) if path.is_absolute() else str(path)
-    except ValueError:
-        return str(path)
 
 
 def _plural(count: int, word: str) -> str:
@@ -65,14 +60,21 @@ def main(app: App, paths: Sequence[Path]) -> int:
     report: list[dict[str, Any]] = []
     everything: list[Finding] = []
     failed = False
+    loaded: list[tuple[str, Mission | None, list[Finding]]] = []
     for path in files:
-        shown = _display(path, app.root)
         try:
-            _mission, findings = load_mission(path, display_path=shown)
-            valid = True
+            mission, notes = load_mission(path, root=app.root)
+            loaded.append((mission.path, mission, notes))
         except InvalidMission as exc:
-            findings = list(exc.findings)
-            valid = False
+            shown = exc.findings[0].path if exc.findings else str(path)
+            loaded.append((shown, None, list(exc.findings)))
+    for duplicate in unique_names(m for _, m, _ in loaded if m is not None):
+        for shown, _, findings in loaded:
+            if shown == duplicate.path:
+                findings.append(duplicate)
+    for shown, loaded_mission, found in loaded:
+        findings = sort_findings(found)
+        valid = loaded_mission is not None and not errors_in(findings)
         failed = failed or not valid
         everything.extend(findings)
         report.append(

@@ -13,13 +13,30 @@ A toolset keeps each tool's executables (symlinks followed inside the image), th
 shared-library closure read from the ELF headers, and the files listed here. The file is
 validated by a Cerberus schema: an unknown key or a bad value is an error, never ignored.
 A repository without `containers/tools.yml` gets the catalog shipped with runner.
+
+The catalog is trusted configuration (runner.trusted): it decides what a granted tool
+brings into a container, so it is read from where the invoker says (`--catalog FILE`,
+`--trusted-ref REF`, else the working tree, beneath the root) and a repository's catalog
+may describe new tools but never widen what a tool is:
+- an entry named like a built-in tool must be the built-in entry (a copy of runner's
+  catalog is fine; `python3: {interpreter: false}` is refused);
+- a tool that is a known interpreter (`KNOWN_INTERPRETERS`, by its name or any of its
+  executables' names) must say `interpreter: true`, which keeps `memfd_create` denied;
+- `files` and `optional` are data: a pattern that is, holds or lies in a directory of
+  executables (`EXEC_DIRS`: /bin, /usr/bin, ...) is refused, so `cat: {files: [/usr/bin]}`
+  cannot give a job every program of its image. A toolset build refuses an ELF program
+  found elsewhere among a repository entry's files (runner.engine.toolsets).
+`Catalog.origin` says where it came from and `Catalog.full_digest` is what the ledger
+records of it (`run.started.catalog_digest`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cerberus
@@ -27,9 +44,24 @@ import yaml
 
 from runner.durable import json_digest
 from runner.errors import InvalidInput
+from runner.repo_files import RepoFileError
+from runner.trusted import Origin, TrustedSource, source_of
 
 CATALOG_PATH = Path("containers") / "tools.yml"
+BUILTIN_SOURCE = "runner's built-in tool catalog"
 MULTICALL = frozenset({"busybox", "toybox"})
+KNOWN_INTERPRETERS = (
+    *("sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "ash", "rbash", "fish"),
+    *("csh", "tcsh", "busybox", "python", "python[0-9]*", "pypy*", "perl", "perl[0-9]*"),
+    *("ruby", "ruby[0-9]*", "irb", "node", "nodejs", "deno", "bun", "php", "php[0-9]*"),
+    *("lua", "lua[0-9]*", "luajit", "tclsh", "tclsh[0-9]*", "wish", "expect", "R"),
+    *("Rscript", "julia", "java", "jshell", "guile", "guile[0-9]*", "racket", "sbcl"),
+    *("ocaml", "gdb", "vim", "vi", "nvim", "emacs", "pwsh", "osascript"),
+)
+EXEC_DIRS = (
+    *("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"),
+    *("/usr/games", "/usr/local/games", "/usr/libexec", "/usr/local/libexec"),
+)
 
 _PATH_LIST = {
     "type": "list",
@@ -61,6 +93,7 @@ class Tool:
     optional: tuple[str, ...] = ()  # extra files copied only when present
     interpreter: bool = False
     description: str = ""
+    builtin: bool = field(default=True, compare=False)  # False: from a repository catalog
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -76,6 +109,12 @@ class Tool:
 class Catalog:
     tools: Mapping[str, Tool]
     source: str  # where it was read from, for messages
+    origin: Origin = field(default_factory=lambda: Origin("catalog", "builtin", BUILTIN_SOURCE))
+
+    @property
+    def full_digest(self) -> str:
+        """sha256 of every entry: what the ledger records of the catalog a run used."""
+        return json_digest([self.tools[name].serialize() for name in sorted(self.tools)])
 
     def get(self, name: str) -> Tool:
         """The catalog entry of tool `name`; a clear error for multi-call or unknown tools."""
@@ -99,19 +138,106 @@ class Catalog:
         return json_digest([self.get(name).serialize() for name in sorted(set(names))])
 
 
-def load_catalog(root: Path) -> Catalog:
-    """The catalog of the repository at `root`, or runner's own when it has none."""
-    path = root / CATALOG_PATH
-    if not path.exists():
-        return parse_catalog(BUILTIN_CATALOG, "runner's built-in tool catalog")
+def load_catalog(root: Path | TrustedSource) -> Catalog:
+    """The catalog of the repository at `root` (or where a `TrustedSource` says), or
+    runner's own when it has none."""
+    source = source_of(root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{CATALOG_PATH}: cannot read the tool catalog: {exc}") from exc
-    return parse_catalog(text, str(CATALOG_PATH))
+        loaded = source.catalog_file()
+    except RepoFileError as exc:
+        raise InvalidInput(f"cannot read the tool catalog: {exc}") from None
+    origin = loaded.origin
+    if loaded.data is None:
+        if origin.kind == "path":
+            raise InvalidInput(f"{origin.path}: no such tool catalog (--catalog)")
+        builtin = builtin_catalog()
+        return Catalog(
+            builtin.tools, builtin.source, replace(builtin.origin, digest=builtin.full_digest)
+        )
+    shown = origin.path if origin.kind != "ref" else f"{origin.path} at {origin.ref}"
+    try:
+        text = loaded.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{shown}: cannot read the tool catalog: it is not UTF-8") from None
+    catalog = parse_catalog(text, shown, builtin=False)
+    check_against_builtin(catalog)
+    return Catalog(catalog.tools, catalog.source, origin)
 
 
-def parse_catalog(text: str, source: str) -> Catalog:
+@functools.cache
+def builtin_catalog() -> Catalog:
+    return parse_catalog(BUILTIN_CATALOG, BUILTIN_SOURCE)
+
+
+def _covers(pattern: str, directory: str) -> bool:
+    """Whether the glob `pattern` names `directory`, a directory holding it, or anything
+    inside it (component by component, as the toolset's globs are)."""
+    wanted = [p for p in PurePosixPath(pattern).parts if p != "/"]
+    parts = [p for p in PurePosixPath(directory).parts if p != "/"]
+    for index, part in enumerate(parts):
+        if index >= len(wanted):
+            return True  # the pattern names an ancestor of the directory
+        if not fnmatchcase(part, wanted[index]):
+            return False
+    return True
+
+
+def _interpreter_name(tool: Tool) -> str | None:
+    names = [tool.name, *(PurePosixPath(p).name for p in tool.paths)]
+    for name in names:
+        if any(fnmatchcase(name, known) for known in KNOWN_INTERPRETERS):
+            return name
+    return None
+
+
+def check_against_builtin(catalog: Catalog) -> None:
+    """InvalidInput unless a repository's catalog only adds what runner's does not widen
+    (see the module docstring)."""
+    builtin = builtin_catalog().tools
+    problems: list[str] = []
+    for name, tool in catalog.tools.items():
+        known = builtin.get(name)
+        if known is not None and known.serialize() != tool.serialize():
+            problems.append(
+                f"{name}: changes runner's built-in entry for {name} "
+                f"({_summary(known)}); a repository's catalog may add tools, never change "
+                "a built-in one: remove the entry, or name the tool differently"
+            )
+            continue
+        interpreter = _interpreter_name(tool)
+        if interpreter is not None and not tool.interpreter:
+            problems.append(
+                f"{name}: {interpreter} is an interpreter (allowing it allows arbitrary "
+                "computation): the entry must say `interpreter: true`"
+            )
+        for key, patterns in (("files", tool.files), ("optional", tool.optional)):
+            for index, pattern in enumerate(patterns):
+                hit = next((d for d in EXEC_DIRS if _covers(pattern, d)), None)
+                if hit is not None:
+                    problems.append(
+                        f"{name}.{key}[{index}]: {pattern} is or holds {hit}, a directory "
+                        "of executables; a catalog's files are data: list a program as a "
+                        "tool's `paths` (or as a tool of its own) so that a policy grants it"
+                    )
+    if problems:
+        raise InvalidInput(
+            f"{catalog.source}: the tool catalog widens what tools bring:\n  "
+            + "\n  ".join(problems),
+            hint="the catalog is trusted configuration: see `runner policy check` and the "
+            "README's threat model",
+        )
+
+
+def _summary(tool: Tool) -> str:
+    text = f"paths {', '.join(tool.paths)}"
+    if tool.files:
+        text += f"; files {', '.join(tool.files)}"
+    if tool.interpreter:
+        text += "; an interpreter"
+    return text
+
+
+def parse_catalog(text: str, source: str, *, builtin: bool = True) -> Catalog:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -145,6 +271,7 @@ def parse_catalog(text: str, source: str) -> Catalog:
             optional=tuple(entry.get("optional", ())),
             interpreter=bool(entry.get("interpreter", False)),
             description=entry.get("description", ""),
+            builtin=builtin,
         )
     return Catalog(tools=tools, source=source)
 

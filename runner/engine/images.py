@@ -6,24 +6,26 @@ its mode), so an unchanged directory is never rebuilt and a changed one always i
 with no directory (or anything with `/`, `:` or `@`) is an image reference, used as is
 when the engine has it, else pulled. Everything goes through the `Backend` protocol.
 
+Which definitions exist and what they hold come from a `TrustedSource` (runner.trusted:
+the working tree read beneath the root, or `--trusted-ref`'s commit); the engine builds a
+tar runner made of that copy (`context_tar`), never the repository's directory, so a link
+or hard link in it never sends a host file to the engine.
+
 A build is a step too (`build`), within `BuildRules` (the policy's `build:`): every image
 its Dockerfile uses (`runner.engine.dockerfile.bases`: each `FROM`, each `COPY --from=`)
 must match a pattern of `BuildRules.bases`, checked before anything is built (a cached
-image too); the context is a tar runner makes from `containers/<name>/` alone (regular
-files, directories, and links that stay inside it; nothing through a symlinked
-directory), so the Dockerfile sees nothing else of the repository or the host; no network
-unless the name is in `BuildRules.network`; memory, CPU and a timeout from the rules; and
-the run's cancel event stops it. What a build can still do is Docker's builder: a `RUN`
-runs as root with Docker's default capabilities inside the build container. Which
-Dockerfiles may be built is trusted configuration.
+image too); the context holds `containers/<name>/` alone, so the Dockerfile sees nothing
+else of the repository or the host; no network unless the name is in
+`BuildRules.network`; memory, CPU and a timeout from the rules; and the run's cancel event
+stops it. What a build can still do is Docker's builder: a `RUN` runs as root with
+Docker's default capabilities inside the build container. Which Dockerfiles may be built
+is trusted configuration.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import stat
+import io
+import posixpath
 import tarfile
 import tempfile
 import threading
@@ -36,6 +38,7 @@ from typing import Any
 from runner.engine import dockerfile
 from runner.engine.backend import Backend, BuildSpec, ImageBuildFailed, ImageInfo, NotFound
 from runner.errors import InvalidInput, PolicyDenied
+from runner.trusted import BuildContext, TrustedSource, context_digest, read_context, source_of
 
 CONTAINERS = Path("containers")
 DEFAULT_CONTAINER = "base"
@@ -43,7 +46,6 @@ FALLBACK_BASE = "debian:bookworm-slim"  # `base` of a repository without contain
 LABEL_IMAGE = "runner.image"
 BUILD_LOG_TAIL = 15
 MAX_DOCKERFILE_BYTES = 1024 * 1024
-MAX_CONTEXT_BYTES = 1024**3
 
 
 class BuildFailed(InvalidInput):
@@ -105,69 +107,19 @@ class Builds:
     on_built: Callable[[BuiltImage], None] = lambda image: None
 
 
-def available(root: Path) -> list[str]:
+def available(root: Path | TrustedSource) -> list[str]:
     """The names of containers/<name>/Dockerfile images in the repository at `root`."""
-    base = root / CONTAINERS
-    if not base.is_dir():
-        return []
-    return sorted(p.parent.name for p in base.glob("*/Dockerfile") if p.is_file())
+    return source_of(root).image_names()
 
 
 def context_hash(directory: Path) -> str:
-    """sha256 over every file under `directory`: relative path, type, mode and content."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*"), key=lambda p: p.relative_to(directory).as_posix()):
-        info = path.lstat()
-        rel = path.relative_to(directory).as_posix()
-        if stat.S_ISLNK(info.st_mode):
-            body = os.readlink(path).encode()
-            kind = "l"
-        elif stat.S_ISREG(info.st_mode):
-            body = hashlib.sha256(path.read_bytes()).hexdigest().encode()
-            kind = "f"
-        elif stat.S_ISDIR(info.st_mode):
-            body, kind = b"", "d"
-        else:
-            raise InvalidInput(f"{path}: not a regular file, directory or symlink")
-        mode = stat.S_IMODE(info.st_mode)
-        digest.update(f"{kind} {mode:o} {rel}\0".encode() + body + b"\0")
-    return digest.hexdigest()
+    """sha256 over every entry under `directory`: relative path, type, mode and content
+    (`runner.trusted.context_digest`, read as `runner.repo_files` reads a repository)."""
+    return context_digest(read_context(directory.parent, directory.name))
 
 
-def image_tag(name: str, root: Path) -> str:
-    return f"runner/{name}:{context_hash(root / CONTAINERS / name)}"
-
-
-def _definition(root: Path, name: str) -> Path:
-    """containers/<name>/ of `root`, a real directory holding a regular Dockerfile (no
-    symlink on the way: a link would make the context something else of the host)."""
-    directory = root / CONTAINERS / name
-    shown = CONTAINERS / name / "Dockerfile"
-    if not (directory / "Dockerfile").is_file():
-        known = ", ".join(available(root)) or "none"
-        raise InvalidInput(f"{shown}: no such image definition (known: {known})")
-    for path in (root / CONTAINERS, directory, directory / "Dockerfile"):
-        if path.is_symlink():
-            raise InvalidInput(
-                f"{shown}: {path.relative_to(root)} is a symbolic link; an image definition "
-                "must be files of the repository"
-            )
-    return directory
-
-
-def _read_dockerfile(directory: Path, shown: Path) -> str:
-    try:
-        fd = os.open(directory / "Dockerfile", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        why = "is a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
-        raise InvalidInput(f"{shown}: cannot read it: {why}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise InvalidInput(f"{shown}: not a regular file")
-        data = handle.read(MAX_DOCKERFILE_BYTES + 1)
-    if len(data) > MAX_DOCKERFILE_BYTES:
-        raise InvalidInput(f"{shown}: larger than {MAX_DOCKERFILE_BYTES} bytes")
-    return data.decode("utf-8", "replace")
+def image_tag(name: str, root: Path | TrustedSource) -> str:
+    return f"runner/{name}:{source_of(root).build_context(name).digest}"
 
 
 def check_bases(name: str, text: str, rules: BuildRules) -> tuple[str, ...]:
@@ -186,83 +138,80 @@ def check_bases(name: str, text: str, rules: BuildRules) -> tuple[str, ...]:
     return tuple(dict.fromkeys(base.reference for base in found))
 
 
-def write_context(directory: Path, out: Path) -> None:
-    """The build context: a tar of every file under `directory` (see the module
-    docstring), owned by root, without setuid bits; InvalidInput naming what is refused."""
-    total = 0
-    with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for top, dirs, files, top_fd in os.fwalk(directory, follow_symlinks=False):
-            rel_top = os.path.relpath(top, directory)
-            dirs.sort()
-            for name in sorted(files) + [d for d in dirs if _is_link(d, top_fd)]:
-                rel = os.path.normpath(os.path.join(rel_top, name))
-                total += _add(tar, directory, rel, name, top_fd)
-                if total > MAX_CONTEXT_BYTES:
-                    raise InvalidInput(
-                        f"{directory}: the build context is larger than {MAX_CONTEXT_BYTES} bytes"
-                    )
-            for name in dirs:
-                if not _is_link(name, top_fd):
-                    info = tarfile.TarInfo(os.path.normpath(os.path.join(rel_top, name)))
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-            dirs[:] = [d for d in dirs if not _is_link(d, top_fd)]
+def _dockerfile_of(context: BuildContext) -> str:
+    """The Dockerfile a context holds: what the engine will build."""
+    for item in context.files:
+        if item.path == "Dockerfile" and item.kind == "file":
+            if len(item.data) > MAX_DOCKERFILE_BYTES:
+                raise InvalidInput(
+                    f"{CONTAINERS / context.name / 'Dockerfile'}: larger than "
+                    f"{MAX_DOCKERFILE_BYTES} bytes"
+                )
+            return item.data.decode("utf-8", "replace")
+    raise InvalidInput(f"{CONTAINERS / context.name / 'Dockerfile'}: not a regular file")
 
 
-def _is_link(name: str, dir_fd: int) -> bool:
-    return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
-
-
-def _add(tar: tarfile.TarFile, directory: Path, rel: str, name: str, dir_fd: int) -> int:
-    shown = directory / rel
-    st = os.lstat(name, dir_fd=dir_fd)
-    info = tarfile.TarInfo(rel)
-    info.mode = stat.S_IMODE(st.st_mode) & 0o777
-    if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(name, dir_fd=dir_fd)
-        inside = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-        if os.path.isabs(target) or inside == ".." or inside.startswith("../"):
+def _check_links(context: BuildContext) -> None:
+    """InvalidInput for a link that leaves `containers/<name>/`: the build sees that
+    directory alone (the engine would not follow such a link, but a definition that needs
+    one is not what it says it is)."""
+    for item in context.files:
+        if item.kind != "link":
+            continue
+        target = item.data.decode("utf-8", "surrogateescape")
+        inside = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), target))
+        if posixpath.isabs(target) or inside == ".." or inside.startswith("../"):
+            shown = CONTAINERS / context.name / item.path
             raise InvalidInput(f"{shown}: a link out of the build context (-> {target})")
-        info.type, info.linkname = tarfile.SYMTYPE, target
-        tar.addfile(info)
-        return 0
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidInput(f"{shown}: not a regular file, directory or symlink")
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    with os.fdopen(fd, "rb") as handle:
-        info.size = os.fstat(handle.fileno()).st_size
-        tar.addfile(info, handle)
-    return info.size
 
 
-def _dockerfile_in(context: Path, shown: Path) -> str:
-    """The Dockerfile the context tar `context` holds: what the engine will build."""
-    with tarfile.open(context) as tar:
-        handle = tar.extractfile("Dockerfile")
-        if handle is None:
-            raise InvalidInput(f"{shown}: not a regular file")
-        return handle.read(MAX_DOCKERFILE_BYTES + 1).decode("utf-8", "replace")
+def context_tar(context: BuildContext, out: Path) -> None:
+    """The build context as the engine receives it: a tar of runner's own copy, every entry
+    owned by root, no setuid bits."""
+    with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for item in sorted(context.files, key=lambda f: f.path):
+            info = tarfile.TarInfo(item.path)
+            info.mode = item.mode & 0o777
+            match item.kind:
+                case "dir":
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                case "link":
+                    info.type, info.linkname = (
+                        tarfile.SYMTYPE,
+                        item.data.decode("utf-8", "surrogateescape"),
+                    )
+                    tar.addfile(info)
+                case "file":
+                    info.size = len(item.data)
+                    tar.addfile(info, io.BytesIO(item.data))
 
 
-def build(backend: Backend, name: str, root: Path, builds: Builds) -> BuiltImage:
+def build(backend: Backend, name: str, root: Path | TrustedSource, builds: Builds) -> BuiltImage:
     """Build containers/<name>/Dockerfile unless its content-hash tag already exists; its
     bases are checked against the rules first, either way."""
-    directory = _definition(root, name)
+    source = source_of(root)
     dockerfile_path = CONTAINERS / name / "Dockerfile"
+    known = source.image_names()
+    if name not in known:
+        source.check_definition(name)  # a link or special file there says so first
+        raise InvalidInput(
+            f"{dockerfile_path}: no such image definition (known: {', '.join(known) or 'none'})"
+        )
+    context = source.build_context(name)
+    _check_links(context)
     rules = builds.rules
-    used = check_bases(name, _read_dockerfile(directory, dockerfile_path), rules)
+    used = check_bases(name, _dockerfile_of(context), rules)
     network = name in rules.network
-    tag = image_tag(name, root)
+    tag = f"runner/{name}:{context.digest}"
     existing = backend.inspect_image(tag)
     if existing is not None:
         return BuiltImage(name, tag, existing.id, existing.size, True, used, network)
     with tempfile.TemporaryDirectory(prefix="runner-build-") as scratch:
-        context = Path(scratch) / "context.tar"
-        write_context(directory, context)
-        if check_bases(name, _dockerfile_in(context, dockerfile_path), rules) != used:
-            raise InvalidInput(f"{dockerfile_path}: changed while runner read it; build again")
+        tar_path = Path(scratch) / "context.tar"
+        context_tar(context, tar_path)
         spec = BuildSpec(
-            context=context,
+            context=tar_path,
             tag=tag,
             labels={LABEL_IMAGE: name},
             network=network,
@@ -302,13 +251,14 @@ def present(backend: Backend, image: str) -> ImageInfo:
 
 
 def resolve_container(
-    name_or_ref: str | None, root: Path, *, backend: Backend, builds: Builds
+    name_or_ref: str | None, root: Path | TrustedSource, *, backend: Backend, builds: Builds
 ) -> str:
     """The image a job's `container:` names: containers/<name> built (cached by content
     hash), else an image reference present in (or pullable by) the engine."""
     name = name_or_ref or DEFAULT_CONTAINER
-    if not is_image_reference(name) and (root / CONTAINERS / name / "Dockerfile").is_file():
-        return build(backend, name, root, builds).tag
+    source = source_of(root)
+    if not is_image_reference(name) and name in source.image_names():
+        return build(backend, name, source, builds).tag
     if name == DEFAULT_CONTAINER:
         name = FALLBACK_BASE
     if backend.inspect_image(name) is not None:

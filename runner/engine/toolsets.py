@@ -129,11 +129,14 @@ def collect(fs: ImageFS, tools: list[Tool]) -> Plan:
             executables[real] = tool.name
     for real, name in sorted(executables.items()):
         closure.executable(real, name, executables)
+    closure.programs = set(executables)
     for tool in tools:
+        closure.data_only = not tool.builtin  # a repository's files are data, never programs
         for pattern in tool.files:
             closure.add_files(pattern, what=f"tool {tool.name}", required=True)
         for pattern in tool.optional:
             closure.add_files(pattern, what=f"tool {tool.name}", required=False)
+    closure.data_only = False
     closure.finish()
     return plan
 
@@ -155,6 +158,15 @@ def _refuse_multicall(fs: ImageFS, tool: str, path: str, real: str) -> None:
     )
 
 
+def _is_program(data: bytes, name: str) -> bool:
+    """An ELF executable (ET_EXEC, or a PIE: an interpreter and no soname), not a library."""
+    try:
+        info = elf.parse(data, name)
+    except elf.ElfError:
+        return False
+    return info.type == 2 or (info.interpreter is not None and info.soname is None)
+
+
 class _Closure:
     def __init__(self, fs: ImageFS, plan: Plan) -> None:
         self.fs = fs
@@ -162,6 +174,8 @@ class _Closure:
         self.elf_done: set[str] = set()
         self.pending_elves: list[str] = []  # ELF files from `files`: closure is best effort
         self._search: list[str] | None = None
+        self.data_only = False  # refuse ELF programs among the files being added
+        self.programs: set[str] = set()  # the tools' own executables, never refused
 
     def add(self, path: str, *, what: str) -> str:
         """Add `path` (and the symlinks leading to it, and parents); return its real path."""
@@ -223,6 +237,12 @@ class _Closure:
     def _maybe_elf(self, real: str) -> None:
         member = self.fs.members.get(real)
         if member is not None and elf.is_elf(self.fs.head(real, 4)):
+            program = self.data_only and real not in self.programs
+            if program and _is_program(self.fs.read(real), real):
+                raise InvalidInput(
+                    f"{real} is a program (an ELF executable), and a repository catalog's "
+                    "files are data: list it as a tool's `paths` so that a policy grants it"
+                )
             self.pending_elves.append(real)
 
     def executable(self, real: str, tool: str, executables: Mapping[str, str]) -> None:

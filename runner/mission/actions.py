@@ -7,7 +7,9 @@
     owner/repo@ref          well-formed but cannot run here: vendor it as a local action
 
 Each needs a policy grant (runner.policy.capabilities); checkout is granted as built in. A local
-action is read safely (runner.mission.yaml_loader) and validated: unknown keys, another `using`,
+action is read beneath the repository root (runner.repo_files: a directory or file linked
+from outside the repository is refused, never run), parsed safely (runner.mission.yaml_loader)
+and validated: unknown keys, another `using`,
 a step without `run`, or a nested `uses:` (which no policy decision covered) are errors.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import cerberus
 
+from runner import repo_files
 from runner.errors import InvalidInput
 from runner.mission.model import Step
 from runner.mission.yaml_loader import load_yaml
@@ -153,14 +156,11 @@ def load_composite(root: Path, uses: str) -> CompositeAction:
     rel = posixpath.normpath(uses.removeprefix("./"))
     if rel.startswith("..") or rel.startswith("/"):
         raise InvalidInput(f"uses: {uses!r} leaves the repository")
-    directory = root / rel
-    path = next(
-        (directory / n for n in ("action.yml", "action.yaml") if (directory / n).is_file()), None
-    )
-    if path is None:
+    candidates = [f"{rel}/{name}" for name in ("action.yml", "action.yaml")]
+    shown = next((c for c in candidates if repo_files.lookup(root, c).kind != "missing"), None)
+    if shown is None:
         raise InvalidInput(f"uses: {uses!r}: no action.yml in {rel}/")
-    shown = f"{rel}/{path.name}"
-    document = load_yaml(path, display_path=shown)
+    document = load_yaml(root / shown, display_path=shown, root=root)
     validator = cerberus.Validator(SCHEMA, allow_unknown=False)
     if not validator.validate(document.value):
         problems = "; ".join(_flatten(validator.errors, ""))

@@ -11,7 +11,8 @@ Choices where the SPEC is silent:
 - no `on`: `Mission.on == ()`; the mission is selected by no event, only by naming it;
 - `env`, `with` and `outputs` values are strings, as on GitHub: numbers, booleans and
   null keep their source text (`1.0` -> "1.0", `true` -> "true", `~` -> "");
-- `container:` as a mapping -> its `image`;
+- `container:` as a mapping -> its `image`, and its `env` is the job's env under the job's
+  own `env` (which wins, as a step's `docker exec` env wins on GitHub);
 - `tools` defaults to the shells of the job's run steps (step `shell`, else the job's,
   else the mission's `defaults.run.shell`, else `sh`), first word only: `("sh",)`;
 - `permissions: read-all|write-all` -> `github_scopes == {"*": "read"|"write"}`;
@@ -24,10 +25,11 @@ Choices where the SPEC is silent:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from runner import repo_files
 from runner.errors import InvalidMission
 from runner.findings import Finding, Severity, errors_in, sort_findings
 from runner.mission import schema
@@ -50,23 +52,62 @@ from runner.mission.model import (
 )
 from runner.mission.yaml_loader import YamlDocument, join, parse_yaml, read_bytes
 
-__all__ = ["discover_missions", "load_mission", "parse_mission"]
+__all__ = ["discover_missions", "load_mission", "parse_mission", "unique_names"]
 
 MISSIONS_DIR = ".missions"
 
 
 def discover_missions(root: Path) -> list[Path]:
-    """`root/.missions/*.yml` and `*.yaml`, sorted by name; [] when there is none."""
-    folder = root / MISSIONS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    """`root/.missions/*.yml` and `*.yaml`, sorted by name; [] when there is none.
+
+    Every such name that is not a directory is a mission, whatever it is: a link out of the
+    repository, a FIFO or a device is then refused by name when it is read
+    (`runner.repo_files`), never silently skipped; `.missions` itself is resolved beneath
+    the root."""
+    entries = repo_files.list_dir(root, MISSIONS_DIR) or []
+    return [
+        root / entry.rel
+        for entry in entries
+        if entry.rel.endswith((".yml", ".yaml")) and entry.kind != "dir"
+    ]
 
 
-def load_mission(path: Path, *, display_path: str | None = None) -> tuple[Mission, list[Finding]]:
-    """Load and validate one mission file; see the module docstring."""
-    display = display_path if display_path is not None else str(path)
-    return parse_mission(read_bytes(path, display), display, stem=path.stem)
+def load_mission(
+    path: Path, *, display_path: str | None = None, root: Path | None = None
+) -> tuple[Mission, list[Finding]]:
+    """Load and validate one mission file; see the module docstring.
+
+    With the repository `root`, a file inside it is read beneath it and named by its
+    repository-relative path (`.missions/ci.yml`, what policy rules match), one outside
+    it by the path as given; a name with control characters or undecodable bytes is
+    shown escaped (`repo_files.shown`), never printed raw."""
+    rel = repo_files.locate(root, path) if root is not None else None
+    display = display_path if display_path is not None else repo_files.shown(rel or str(path))
+    return parse_mission(read_bytes(path, display, root), display, stem=path.stem)
+
+
+def unique_names(missions: Iterable[Mission]) -> list[Finding]:
+    """An error for each mission that declares the `name:` of an earlier one: the ledger,
+    `--job` and the policy's messages name missions by it, so two must never share one."""
+    first: dict[str, Mission] = {}
+    findings = []
+    for mission in missions:
+        other = first.setdefault(mission.name, mission)
+        if other is mission:
+            continue
+        line, col = mission.where("name")
+        findings.append(
+            Finding(
+                mission.path,
+                line,
+                col,
+                f'mission name "{mission.name}" is also the name of {other.path}: each '
+                "mission needs its own name",
+                "name",
+                "name",
+            )
+        )
+    return findings
 
 
 def parse_mission(
@@ -273,7 +314,9 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
     )
     defaults = _defaults(value.get("defaults"))
     container = value.get("container")
+    container_env: dict[str, str] = {}
     if isinstance(container, dict):
+        container_env = _strings(doc, f"{keypath}.container.env", container.get("env"))
         container = container.get("image")
     consumes = tuple(c if isinstance(c, str) else c["name"] for c in value.get("consumes") or ())
     return Job(
@@ -286,7 +329,7 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
         strategy=_strategy(value.get("strategy")),
         timeout_minutes=value.get("timeout-minutes"),
         continue_on_error=value.get("continue-on-error", False),
-        env=_strings(doc, f"{keypath}.env", value.get("env")),
+        env={**container_env, **_strings(doc, f"{keypath}.env", value.get("env"))},
         defaults=defaults,
         steps=steps,
         outputs=_strings(doc, f"{keypath}.outputs", value.get("outputs")),

@@ -12,6 +12,7 @@ point at the source of what it reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +21,21 @@ Scalar = str | int | float | bool | None
 MatrixValue = Scalar | Mapping[str, "MatrixValue"] | tuple["MatrixValue", ...]
 
 ALL_TOOLS: Literal["all"] = "all"
+CONTAINER_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # a containers/<name> directory
+
+
+def container_problem(name: str) -> str | None:
+    """Why `name` cannot be a job's `container:` (None when it can): a containers/<name>
+    directory's name, or an image reference (one with `/`, `:` or `@`)."""
+    if not name.strip() or re.search(r"\s|[\x00-\x1f]", name):
+        return f"container {name!r} is empty or holds whitespace or control characters"
+    if any(char in name for char in "/:@") or CONTAINER_NAME.fullmatch(name):
+        return None
+    return (
+        f"container {name!r} is neither the name of a containers/<name> image (lowercase "
+        "letters and digits, with . _ - between them) nor an image reference "
+        "(name:tag, registry/name@sha256:...)"
+    )
 
 
 def nearest_position(positions: Mapping[str, tuple[int, int]], keypath: str) -> tuple[int, int]:

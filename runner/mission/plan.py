@@ -43,25 +43,47 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+MAX_INSTANCES = 256  # job instances one matrix may make, as GitHub's limit
+MAX_PRODUCT = 4096  # axis combinations expanded to count them; more is refused unexpanded
+
+
 def expand_matrix(job: Job) -> list[dict[str, Any]]:
     """Every combination of the job's matrix, GitHub's way; `[{}]` without a matrix."""
     if job.strategy is None or job.strategy.matrix.expression is not None:
         return [{}]
     matrix = job.strategy.matrix
     axes = {name: [_thaw(v) for v in values] for name, values in matrix.axes.items()}
+    include = [_thaw(entry) for entry in matrix.include]
+    exclude = [_thaw(entry) for entry in matrix.exclude]
+    return combinations(axes, include, exclude) or [{}]
+
+
+def product_size(axes: Mapping[str, list[Any]]) -> int:
+    """How many combinations the axes make before exclude and include (0 without axes)."""
+    if not axes:
+        return 0
+    size = 1
+    for values in axes.values():
+        size *= len(values)
+    return size
+
+
+def combinations(
+    axes: Mapping[str, list[Any]], include: list[dict[str, Any]], exclude: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The combinations of a matrix given as plain values (see the module docstring); the
+    caller keeps `product_size(axes)` within `MAX_PRODUCT` (validation refuses more)."""
     combos: list[dict[str, Any]] = []
     if axes and all(axes.values()):
         names = list(axes)
         combos = [
             dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())
         ]
-    for rule in matrix.exclude:
-        wanted = _thaw(rule)
+    for wanted in exclude:
         combos = [c for c in combos if not all(c.get(k) == v for k, v in wanted.items())]
     original = set(axes)
     added: list[dict[str, Any]] = []  # includes that fit no product combination
-    for entry in matrix.include:
-        extra = _thaw(entry)
+    for extra in include:
         merged = False
         for combo in combos:
             if all(combo.get(k) == v for k, v in extra.items() if k in original):
@@ -69,7 +91,7 @@ def expand_matrix(job: Job) -> list[dict[str, Any]]:
                 merged = True
         if not merged:
             added.append(dict(extra))
-    return combos + added or [{}]
+    return combos + added
 
 
 def _label(value: Any) -> str:

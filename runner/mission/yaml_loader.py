@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from runner import repo_files
 from runner.errors import InvalidMission
 from runner.findings import Finding, sort_findings
 from runner.mission.model import nearest_position
@@ -431,36 +432,35 @@ def parse_yaml(data: bytes, path: str, *, strict: bool = True) -> YamlDocument:
     )
 
 
-def read_bytes(path: Path, display: str) -> bytes:
-    """The file's bytes, or InvalidInput-style findings for what stops us reading it."""
+def read_bytes(path: Path, display: str, root: Path | None = None) -> bytes:
+    """The file's bytes, or InvalidMission findings for what stops us reading it.
+
+    A file inside the repository `root` is read beneath it (`runner.repo_files`: no link
+    out, regular files only); any other is the invoker's own (`read_outside`). Either way
+    at most `MAX_BYTES`, and never a read that blocks."""
+    rel = repo_files.locate(root, path) if root is not None else None
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _fail(
-                display,
-                [
-                    Finding(
-                        display,
-                        0,
-                        0,
-                        f"the file is {size} bytes; the limit is {MAX_BYTES} bytes (1 MiB)",
-                        RULE,
-                    )
-                ],
-            )
-        with path.open("rb") as handle:
-            return handle.read(MAX_BYTES + 1)
-    except IsADirectoryError:
-        raise _fail(display, [Finding(display, 0, 0, "is a directory, not a file", "io")]) from None
-    except FileNotFoundError:
-        raise _fail(display, [Finding(display, 0, 0, "no such file", "io")]) from None
-    except OSError as exc:
-        raise _fail(
-            display, [Finding(display, 0, 0, f"cannot read: {exc.strerror or exc}", "io")]
-        ) from None
+        if rel is not None and root is not None:
+            return repo_files.read_file(root, rel, limit=MAX_BYTES)
+        return repo_files.read_outside(path, limit=MAX_BYTES)
+    except repo_files.TooLarge as exc:
+        message = f"the file is {exc.size} bytes; the limit is {MAX_BYTES} bytes (1 MiB)"
+        raise _fail(display, [Finding(display, 0, 0, message, RULE)]) from None
+    except repo_files.RepoFileError as exc:
+        problem = exc.problem if exc.path in (rel, str(path)) else str(exc)
+        if exc.problem.startswith("is a directory"):
+            problem = "is a directory, not a file"
+        raise _fail(display, [Finding(display, 0, 0, problem, "io")]) from None
 
 
-def load_yaml(path: Path, *, display_path: str | None = None, strict: bool = True) -> YamlDocument:
-    """Read and safely parse one YAML file (see the module docstring and `parse_yaml`)."""
+def load_yaml(
+    path: Path,
+    *,
+    display_path: str | None = None,
+    strict: bool = True,
+    root: Path | None = None,
+) -> YamlDocument:
+    """Read (`read_bytes`) and safely parse one YAML file (see the module docstring and
+    `parse_yaml`)."""
     display = display_path if display_path is not None else str(path)
-    return parse_yaml(read_bytes(path, display), display, strict=strict)
+    return parse_yaml(read_bytes(path, display, root), display, strict=strict)

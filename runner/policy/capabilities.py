@@ -36,7 +36,7 @@ from runner import expressions
 from runner.engine.images import is_image_reference as is_image_reference  # for the policy
 from runner.expressions import find_expressions
 from runner.expressions import parser as ep
-from runner.mission.model import Job, Mission
+from runner.mission.model import Job, Mission, container_problem
 from runner.mission.plan import JobInstance, instances
 from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
 
@@ -311,6 +311,8 @@ def job_capabilities(
     # image
     raw = job.container if job.container is not None else DEFAULT_IMAGE
     image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
+    if not why:
+        why = container_problem(image) or ""
     caps.append(Capability(Kind.IMAGE, image or raw, f"{jp}.container", refused=why))
     # tools
     if job.tools == "all":

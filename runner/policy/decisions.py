@@ -11,7 +11,8 @@
 
 A capability is allowed by the top-level lists (rule "base": `images`, `tools`, `uses`,
 `limits`) or by the first rule, in file order, whose `match` globs (fnmatch, case-sensitive)
-match the mission's name and the job's id and whose `allow` grants it. Each decision says
+match the `Subject` (the mission's file path, the event and ref the invoker gives, the job's
+id, the mission's declared name) and whose `allow` grants it. Each decision says
 why, per `Kind`: what granted it, or why it was denied and what would allow it (the text
 `policy check --explain` prints). See docs/policy.md.
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any, Final, Literal, assert_never
 
+from runner.engine.catalog import Catalog
 from runner.errors import PolicyDenied
 from runner.findings import Finding, Severity
 from runner.mission.model import Mission
@@ -33,7 +36,7 @@ from runner.policy.capabilities import (
     is_pinned,
     mission_capabilities,
 )
-from runner.policy.model import BASE, BUILTIN, Grants, Limits, Policy, allow_key
+from runner.policy.model import BASE, BUILTIN, Grants, Limits, Policy, Rule, Subject, allow_key
 from runner.policy.security_checks import SecurityCheck, enforced_findings, with_enforcement
 
 CHECK: Final = "check"  # the capability of a decision on an enforced security check
@@ -77,12 +80,22 @@ class Decision:
         return f"{self.capability} {self.value}: {verdict} ({self.reason})"
 
 
-def decide(mission: Mission, policy: Policy, warnings: Iterable[Finding] = ()) -> list[Decision]:
+def decide(
+    mission: Mission,
+    policy: Policy,
+    warnings: Iterable[Finding] = (),
+    *,
+    event: str = "",
+    ref: str = "",
+    catalog: Catalog | None = None,
+) -> list[Decision]:
     """The decision on every capability of every job instance, in plan order.
 
     `warnings` are the loader's warnings about the mission (`load_mission(path)[1]`): those
     of a check the policy enforces (e.g. `credential`) become denials, like the security
-    checks of `runner.policy.security_checks` that it enforces.
+    checks of `runner.policy.security_checks` that it enforces. `event` and `ref` are the
+    invoker's (`--event`, `--ref`); "" is unknown, which only a rule's `*` matches. With
+    the tool `catalog`, an allowed tool's reason says what it brings into the container.
     """
     decisions: list[Decision] = []
     enforced: list[Finding] = []
@@ -94,9 +107,12 @@ def decide(mission: Mission, policy: Policy, warnings: Iterable[Finding] = ()) -
             if f.severity is Severity.ERROR and f.rule in policy.enforce
         ]
     for inst, caps in mission_capabilities(mission):
-        limits = policy.limits_for(mission.name, inst.job.id)
+        subject = Subject(mission.path, inst.job.id, mission.name, event, ref)
+        limits = policy.limits_for(subject)
         for cap in caps:
-            decision = _decide_one(mission, policy, inst, cap)
+            decision = _decide_one(mission, policy, inst, cap, subject)
+            if cap.kind is Kind.TOOL and decision.allowed and catalog is not None:
+                decision = replace(decision, reason=f"{decision.reason}; {_brings(cap, catalog)}")
             if cap.kind is Kind.IMAGE:
                 decision = replace(decision, limits=limits)
             decisions.append(decision)
@@ -107,6 +123,17 @@ def decide(mission: Mission, policy: Policy, warnings: Iterable[Finding] = ()) -
             if _concerns(finding.keypath, inst.job.id):
                 decisions.append(_check_decision(mission, inst, finding))
     return decisions
+
+
+def _brings(cap: Capability, catalog: Catalog) -> str:
+    """What an allowed tool brings into the container, from the catalog."""
+    tool = catalog.tools.get(cap.value)
+    if tool is None:
+        return f"not in the tool catalog ({catalog.origin.describe()}): the run will refuse it"
+    text = f"brings {', '.join(tool.paths)}"
+    if tool.files or tool.optional:
+        text += f" and {', '.join((*tool.files, *tool.optional))}"
+    return text + ("; an interpreter: it can compute anything" if tool.interpreter else "")
 
 
 def _concerns(keypath: str, job_id: str) -> bool:
@@ -133,7 +160,9 @@ def _check_decision(mission: Mission, inst: JobInstance, finding: Finding) -> De
     )
 
 
-def _decide_one(mission: Mission, policy: Policy, inst: JobInstance, cap: Capability) -> Decision:
+def _decide_one(
+    mission: Mission, policy: Policy, inst: JobInstance, cap: Capability, subject: Subject
+) -> Decision:
     line, col = mission.where(cap.keypath)
 
     def make(allowed: bool, rule: str | None, reason: str) -> Decision:
@@ -172,10 +201,10 @@ def _decide_one(mission: Mission, policy: Policy, inst: JobInstance, cap: Capabi
         )
     if policy.base.grants(cap):
         return make(True, BASE, _granted_by(cap, "the top-level lists"))
-    for rule in policy.rules_for(mission.name, inst.job.id):
+    for rule in policy.rules_for(subject):
         if rule.grants(cap):
             return make(True, rule.name, _granted_by(cap, f"rule {rule.name}"))
-    return make(False, None, _why_denied(mission, policy, inst, cap))
+    return make(False, None, _why_denied(policy, cap, subject))
 
 
 # ---------------------------------------------------------------------- explaining
@@ -207,9 +236,8 @@ def _granted_by(cap: Capability, who: str) -> str:
             assert_never(cap.kind)
 
 
-def _why_denied(mission: Mission, policy: Policy, inst: JobInstance, cap: Capability) -> str:
-    job = inst.job.id
-    scope = f"mission {mission.name!r}, job {job!r}"
+def _why_denied(policy: Policy, cap: Capability, subject: Subject) -> str:
+    scope = subject.describe(policy.match_keys)
     match cap.kind:
         case Kind.RESOURCE:
             head = (
@@ -225,10 +253,30 @@ def _why_denied(mission: Mission, policy: Policy, inst: JobInstance, cap: Capabi
             assert_never(cap.kind)
     if cap.kind is Kind.USES and not cap.value.startswith(("./", "docker://")):
         head += " (a marketplace action cannot run here anyway: vendor it under ./actions/)"
-    elsewhere = [r.name for r in policy.rules if r.grants(cap) and not r.matches(mission.name, job)]
+    elsewhere = [r for r in policy.rules if r.grants(cap) and not r.matches(subject)]
     if elsewhere:
-        head += f"; rule {', '.join(elsewhere)} would, but does not match this job"
+        names = ", ".join(r.name for r in elsewhere)
+        head += f"; rule {names} would, but does not match this job"
+        misses = [f"{r.name}: {_miss(r, subject)}" for r in elsewhere[:3]]
+        head += f" ({'; '.join(misses)})"
     return f"{head}; to allow it: {_how(cap.kind)} in {policy.path}"
+
+
+def _miss(rule: Rule, subject: Subject) -> str:
+    """Which of a rule's match globs the subject fails, with what it has instead."""
+    have = {
+        "path": subject.path,
+        "mission": subject.mission,
+        "job": subject.job,
+        "event": subject.event,
+        "ref": subject.ref,
+    }
+    missed = [
+        f"{key} {glob!r} is not {have[key] or '(unknown)'!r}"
+        for key, glob in rule.globs().items()
+        if not fnmatchcase(have[key], glob)
+    ]
+    return ", ".join(missed)
 
 
 def _how(kind: Kind) -> str:

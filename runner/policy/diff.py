@@ -131,12 +131,12 @@ def _compare_scope(
     changes: list[Change] = []
     empty = (Rule.nothing(), LimitRaise())
     (old_rule, old_limits), (new_rule, new_limits) = old or empty, new or empty
-    if old and new and (old_rule.mission, old_rule.job) != (new_rule.mission, new_rule.job):
+    if old and new and old_rule.globs() != new_rule.globs():
         changes.append(
             Change(
                 "changed",
-                f"match mission {new_rule.mission!r}, job {new_rule.job!r} (was mission "
-                f"{old_rule.mission!r}, job {old_rule.job!r})",
+                f"match {new_rule.describe_match(old_rule)} "
+                f"(was {old_rule.describe_match(new_rule)})",
                 scope,
             )
         )

@@ -36,7 +36,6 @@ from runner.policy.capabilities import Kind
 from runner.policy.model import (
     BASE,
     BUILTIN,
-    DEFAULT_PATH,
     RULE,
     VERSION,
     LimitRaise,
@@ -46,6 +45,8 @@ from runner.policy.model import (
     allow_key,
 )
 from runner.policy.security_checks import SecurityCheck
+from runner.repo_files import RepoFileError, shown
+from runner.trusted import POLICY_PATH, TrustedSource
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _MEMORY = re.compile(r"(?i)^([0-9]+) ?([bkmgt]?)(?:i?b)?$")
@@ -89,40 +90,43 @@ def deny_all(display: str, why: str) -> Policy:
     return Policy(path=display, document={}, digest=json_digest({}), denied=why)
 
 
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def load_policy(path: Path | None, root: Path) -> Policy:
     """The policy at `path` (default `root/policies/default.yml`), failing closed."""
-    file = path if path is not None else root / DEFAULT_PATH
-    if not file.is_absolute():
-        file = root / file
-    display = _display(file, root)
+    return load_trusted_policy(TrustedSource(root, policy=path))
+
+
+def load_trusted_policy(source: TrustedSource) -> Policy:
+    """The policy `source` says (the working tree's, a ref's, or the invoker's file),
+    failing closed; `Policy.origin` says where it came from."""
     hint = "write one (see docs/policy.md)"
     try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        return deny_all(display, f"no policy at {display}: everything is denied; {hint}")
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        return deny_all(display, f"cannot read the policy {display} ({why}): everything is denied")
+        loaded = source.policy_file()
+    except RepoFileError as exc:
+        where = source.policy if source.policy is not None else POLICY_PATH
+        display = shown(str(where))
+        return deny_all(
+            display, f"cannot read the policy {display} ({exc.problem}): everything is denied"
+        )
+    origin = loaded.origin
+    display = shown(origin.path)
+    data = loaded.data
+    if data is None:
+        return replace(
+            deny_all(display, f"no policy at {display}: everything is denied; {hint}"),
+            origin=origin,
+        )
     kind = _top_level(data)
     if kind == "empty":
-        return deny_all(display, f"the policy {display} is empty: everything is denied; {hint}")
+        why = f"the policy {display} is empty: everything is denied; {hint}"
+        return replace(deny_all(display, why), origin=origin)
     if kind != "mapping":
-        return deny_all(
-            display,
-            f"the policy {display} is {kind}, not a mapping: everything is denied; {hint}",
-        )
+        why = f"the policy {display} is {kind}, not a mapping: everything is denied; {hint}"
+        return replace(deny_all(display, why), origin=origin)
     try:
         doc = parse_yaml(data, display)
     except InvalidMission as exc:
         raise _invalid(display, list(exc.findings)) from None
-    return _build(display, doc.value, doc.at, doc.key_at)
+    return replace(_build(display, doc.value, doc.at, doc.key_at), origin=origin)
 
 
 def _top_level(data: bytes) -> str:
@@ -223,12 +227,23 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
             )
         seen.setdefault(name, i)
         allow = raw["allow"]
+        match = raw["match"]
+        if match.get("mission", "*").strip("*") and not match.get("path", "*").strip("*"):
+            problem(
+                f"rules[{i}].match.mission",
+                "`mission:` matches the name a mission declares, which any file can declare "
+                "(a .missions/lint.yml may say `name: release`); match the mission's file "
+                f"instead: `path: .missions/{match['mission']}.yml`",
+            )
         limits_at = f"rules[{i}].allow.{allow_key(Kind.RESOURCE)}"
         rules.append(
             Rule(
                 name=name,
-                mission=raw["match"]["mission"],
-                job=raw["match"]["job"],
+                mission=match.get("mission", "*"),
+                job=match["job"],
+                path=match.get("path", "*"),
+                event=match.get("event", "*"),
+                ref=match.get("ref", "*"),
                 images=tuple(_allowed(allow, Kind.IMAGE, ())),
                 tools=tuple(_allowed(allow, Kind.TOOL, ())),
                 uses=tuple(_allowed(allow, Kind.USES, ())),

@@ -4,7 +4,8 @@
              security checks it enforces, the weaker guarantees it accepts (`accept`),
              how images are built (`build`: the engine's `BuildRules`), or `denied`: why
              it denies everything
-    Rule     whom it matches (`match`: globs over the mission's name and the job's id)
+    Rule     whom it matches (`match`: globs over the mission's file path, the event and
+             the ref the invoker gives, the job's id and the mission's declared name)
              and what it allows (`allow`), one field per capability kind
     Limits   a job's container limits, its workspace quota and the bounds of the
              artifacts it produces; `LimitRaise`: the ceilings a rule raises the
@@ -29,8 +30,9 @@ from typing import Any, Literal, assert_never
 from runner.engine.images import BuildRules
 from runner.policy.capabilities import Capability, Kind
 from runner.policy.security_checks import SecurityCheck
+from runner.trusted import POLICY_PATH, Origin
 
-DEFAULT_PATH = Path("policies/default.yml")
+DEFAULT_PATH = Path(POLICY_PATH)
 VERSION = 1
 BASE = "base"
 BUILTIN = "builtin"
@@ -100,13 +102,44 @@ def allow_key(kind: Kind) -> str:
             assert_never(kind)
 
 
+MATCH_KEYS = ("path", "mission", "job", "event", "ref")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a rule is matched against: one job of one mission file, run for one event at
+    one ref. The path, event and ref come from the invoker and the file system; the job id
+    and the mission's name are written in the mission. "" is unknown: only `*` matches it."""
+
+    path: str  # the mission's repository-relative file (`.missions/release.yml`)
+    job: str  # the job id (not the matrix instance key)
+    mission: str = ""  # the `name:` it declares
+    event: str = ""
+    ref: str = ""  # `refs/heads/main`
+
+    def describe(self, keys: frozenset[str] = frozenset(MATCH_KEYS)) -> str:
+        """`mission 'release' (.missions/release.yml), job 'publish' on push at
+        refs/heads/main`, naming only the facts in `keys` beyond mission and job (the
+        match keys some rule uses)."""
+        text = f"mission {self.mission!r}"
+        if "path" in keys:
+            text += f" ({self.path})"
+        text += f", job {self.job!r}"
+        if "event" in keys:
+            text += f" on {self.event or '(no event)'}"
+        if "ref" in keys:
+            text += f" at {self.ref or '(no ref)'}"
+        return text
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule of the policy. The grant fields have no defaults, so that a new one must be
-    given wherever a rule is made from scratch (the loader, `Rule.nothing`)."""
+    given wherever a rule is made from scratch (the loader, `Rule.nothing`). The match
+    globs default to `*`, as an absent `match` key."""
 
     name: str
-    mission: str  # glob over the mission's name
+    mission: str  # glob over the mission's declared name; never alone (the loader)
     job: str  # glob over the job's id
     images: tuple[str, ...]
     tools: tuple[str, ...]
@@ -117,6 +150,9 @@ class Rule:
     tools_all: bool
     limits: LimitRaise
     description: str = ""
+    path: str = "*"  # glob over the mission's repository-relative file path
+    event: str = "*"  # glob over the event (`--event`)
+    ref: str = "*"  # glob over the ref (`--ref`, else git's HEAD)
 
     @classmethod
     def nothing(cls, name: str = "", mission: str = "", job: str = "") -> Rule:
@@ -135,8 +171,30 @@ class Rule:
             limits=LimitRaise(),
         )
 
-    def matches(self, mission: str, job: str) -> bool:
-        return fnmatchcase(mission, self.mission) and fnmatchcase(job, self.job)
+    def globs(self) -> dict[str, str]:
+        """The match keys as written (`*` for an absent one), in `MATCH_KEYS` order."""
+        return {key: getattr(self, key) for key in MATCH_KEYS}
+
+    def describe_match(self, other: Rule | None = None) -> str:
+        """`mission 'release', job 'publish', path '.missions/release.yml'`: the mission
+        and job globs, then each other key that narrows it (with `other`: that differs
+        from `other`'s)."""
+        extra = [
+            f"{key} {glob!r}"
+            for key, glob in self.globs().items()
+            if key not in ("mission", "job")
+            and (glob != other.globs()[key] if other is not None else glob != "*")
+        ]
+        return ", ".join([f"mission {self.mission!r}", f"job {self.job!r}", *extra])
+
+    def matches(self, subject: Subject) -> bool:
+        return (
+            fnmatchcase(subject.path, self.path)
+            and fnmatchcase(subject.mission, self.mission)
+            and fnmatchcase(subject.job, self.job)
+            and fnmatchcase(subject.event, self.event)
+            and fnmatchcase(subject.ref, self.ref)
+        )
 
     def grants(self, cap: Capability) -> bool:
         match cap.kind:
@@ -175,6 +233,7 @@ class Policy:
     accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST
     build: BuildRules = field(default_factory=BuildRules)
     denied: str | None = None  # set: the policy denies everything, and this says why
+    origin: Origin | None = field(default=None, compare=False)  # where it was read from
 
     @property
     def accepts_egress_to_host(self) -> bool:
@@ -193,14 +252,22 @@ class Policy:
             limits=LimitRaise(timeout_minutes=self.limits.timeout_minutes),
         )
 
-    def rules_for(self, mission: str, job: str) -> list[Rule]:
-        return [rule for rule in self.rules if rule.matches(mission, job)]
+    @functools.cached_property
+    def match_keys(self) -> frozenset[str]:
+        """The match keys some rule narrows on (its glob is not `*`)."""
+        return frozenset(k for rule in self.rules for k, v in rule.globs().items() if v != "*")
 
-    def limits_for(self, mission: str, job: str) -> Limits:
-        """The base limits raised by every matching rule (the user: the first that sets one)."""
+    def rules_for(self, subject: Subject) -> list[Rule]:
+        return [rule for rule in self.rules if rule.matches(subject)]
+
+    def limits_for(self, mission: str | Subject, job: str = "") -> Limits:
+        """The base limits raised by every rule matching the subject (a `Subject`, or a
+        mission name and a job id, with nothing else known); the user: the first rule
+        that sets one."""
+        subject = mission if isinstance(mission, Subject) else Subject("", job, mission)
         limits = self.limits
         user: int | None = None
-        for rule in self.rules_for(mission, job):
+        for rule in self.rules_for(subject):
             lr = rule.limits
             if lr.timeout_minutes is not None and lr.timeout_minutes > limits.timeout_minutes:
                 limits = replace(limits, timeout_minutes=lr.timeout_minutes)

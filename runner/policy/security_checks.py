@@ -1,7 +1,10 @@
 """Security checks on a mission, in the spirit of zizmor: warnings a policy may enforce.
 
-    template-injection  untrusted input (`inputs.*`, `github.event.*`, `github.head_ref`)
-                        expanded into a `run:` script, where a crafted value runs commands
+    template-injection  untrusted input (`inputs.*`, `github.event.*`, `github.head_ref`,
+                        `github.ref_name`: a branch name is anyone's to choose) expanded
+                        into a `run:` script, where a crafted value runs commands, or
+                        passed through `with:` to a local action, whose `run:` steps
+                        expand its inputs
     mission-secrets     secrets requested at the top level reach every job that inherits
     unpinned-image      an image reference (not a `containers/<name>`) without @sha256:
     tools-all           a job that gets its whole image (`tools: all`)
@@ -16,7 +19,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import assert_never
 
 from runner.findings import Finding, Severity
@@ -54,6 +57,9 @@ def _finding(mission: Mission, keypath: str, message: str, check: SecurityCheck)
     return Finding(mission.path, line, col, message, check.value, keypath, Severity.WARNING)
 
 
+UNTRUSTED_GITHUB = frozenset({"event", "head_ref", "ref_name"})  # `github.*` others choose
+
+
 def untrusted_inputs(source: str) -> list[str]:
     """What in one expression source comes from outside: `inputs.x`, `github.event...`."""
     lowered = source.lower()
@@ -65,7 +71,7 @@ def untrusted_inputs(source: str) -> list[str]:
     for key in context_reads(source, "github") or ():
         if key is None:
             found.append("github")  # toJSON(github), github[expr]: the event is in there
-        elif key.lower() in ("event", "head_ref"):
+        elif key.lower() in UNTRUSTED_GITHUB:
             found.append(f"github.{key}")
     return found
 
@@ -73,6 +79,8 @@ def untrusted_inputs(source: str) -> list[str]:
 def _template_injection(mission: Mission) -> Iterator[Finding]:
     for job in mission.jobs.values():
         for step in job.steps:
+            if step.uses is not None and step.uses.startswith("./"):
+                yield from _into_local_action(mission, job.id, step.index, step.uses, step.with_)
             if not step.run:
                 continue
             keypath = f"jobs.{job.id}.steps[{step.index}].run"
@@ -90,6 +98,28 @@ def _template_injection(mission: Mission) -> Iterator[Finding]:
                     f'"${var}" in the script',
                     SecurityCheck.TEMPLATE_INJECTION,
                 )
+
+
+def _into_local_action(
+    mission: Mission, job_id: str, index: int, uses: str, given: Mapping[str, str]
+) -> Iterator[Finding]:
+    """Untrusted input handed to a local composite action: its `run:` steps expand
+    `${{ inputs.NAME }}` into their scripts (the usual way to use an input), so the value
+    reaches a shell as surely as when the mission expands it itself."""
+    for name, value in given.items():
+        for source in expression_sources(value) or []:
+            names = untrusted_inputs(source)
+            if not names:
+                continue
+            yield _finding(
+                mission,
+                f"jobs.{job_id}.steps[{index}].with.{name}",
+                f"untrusted input {', '.join(names)} is passed to the local action {uses} "
+                f"as input {name!r} (`${{{{{source}}}}}`), which its run: steps expand into "
+                f"their scripts as ${{{{ inputs.{name} }}}}: a crafted value runs as shell "
+                'code; in the action, pass the input through env and use "$VAR"',
+                SecurityCheck.TEMPLATE_INJECTION,
+            )
 
 
 def _mission_secrets(mission: Mission) -> Iterator[Finding]:

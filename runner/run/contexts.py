@@ -11,15 +11,17 @@ import functools
 import getpass
 import hashlib
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner import expressions
+from runner import repo_files as files
 from runner.engine.backend import WORKSPACE_PATH as WORKSPACE
+from runner.expressions import ExpressionError
 from runner.run.workspace import repo_files
+from runner.trusted import git_text, invoker_ref
 
 
 @dataclass(frozen=True)
@@ -35,15 +37,23 @@ class RunInfo:
 
     @classmethod
     def discover(
-        cls, run_id: str, mission: str, event: str, root: Path, inputs: Mapping[str, Any]
+        cls,
+        run_id: str,
+        mission: str,
+        event: str,
+        root: Path,
+        inputs: Mapping[str, Any],
+        *,
+        ref: str | None = None,
     ) -> RunInfo:
+        """The run's facts; `ref` is the invoker's (`--ref`), else git's HEAD."""
         return cls(
             run_id=run_id,
             mission=mission,
             event=event,
             root=root,
-            sha=_git(root, "rev-parse", "HEAD"),
-            ref=_git(root, "symbolic-ref", "-q", "HEAD"),
+            sha=git_text(root, "rev-parse", "HEAD"),
+            ref=invoker_ref(root, ref),
             actor=_invoker(),
             inputs=dict(inputs),
         )
@@ -91,16 +101,6 @@ class RunInfo:
         }
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
 def _invoker() -> str:
     try:
         return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
@@ -114,10 +114,19 @@ def _arch() -> str:
     return {"x86_64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}.get(machine, machine.upper())
 
 
+HASH_FILES_BYTES = 1024**3  # hashFiles() reads at most this much, in all
+HASH_FILES_COUNT = 100_000  # and at most this many files
+
+
 def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
     """GitHub's hashFiles(): one SHA-256 over the SHA-256 of every matching file, in path
     order ("" when none match). Patterns are globs over the repository's files (git's
-    view, as the workspace copy); `!pattern` excludes; `**/x` also matches a top-level x."""
+    view, as the workspace copy); `!pattern` excludes; `**/x` also matches a top-level x.
+
+    Files are read beneath the root (`runner.repo_files`): a directory that matches is
+    skipped, as on GitHub; a link leaving the repository, a FIFO, a device or a hard link
+    is an error naming it; what is hashed is bounded (`HASH_FILES_BYTES`, `_COUNT`), each
+    file read in blocks."""
     include = [p for p in patterns if not p.startswith("!")]
     exclude = [p[1:] for p in patterns if p.startswith("!")]
 
@@ -128,13 +137,44 @@ def hash_files(root: Path, patterns: tuple[str, ...]) -> str:
             for g in globs
         )
 
-    chosen = [f for f in repo_files(root) if matches(f, include) and not matches(f, exclude)]
-    if not chosen:
+    try:
+        listed = repo_files(root)
+    except (OSError, RecursionError) as exc:
+        raise HashFilesError(f"hashFiles(): cannot list the repository's files: {exc}") from None
+    chosen = [f for f in listed if matches(f, include) and not matches(f, exclude)]
+    entries: list[files.Entry] = []
+    total = 0
+    for name in sorted(chosen):
+        try:
+            entry = files.lookup(root, name)
+        except files.RepoFileError as exc:
+            raise HashFilesError(f"hashFiles(): {exc}") from None
+        if entry.kind in ("dir", "missing"):
+            continue  # a directory (or a link to one), or a file gone since it was listed
+        why = files.refusal(entry)
+        if why is not None:
+            raise HashFilesError(f"hashFiles(): {files.shown(name)}: {why}")
+        total += entry.size
+        if len(entries) >= HASH_FILES_COUNT or total > HASH_FILES_BYTES:
+            raise HashFilesError(
+                f"hashFiles({', '.join(patterns)}): the matching files are more than "
+                f"{HASH_FILES_COUNT} or {HASH_FILES_BYTES} bytes; narrow the patterns"
+            )
+        entries.append(entry)
+    if not entries:
         return ""
     outer = hashlib.sha256()
-    for name in sorted(chosen):
-        outer.update(hashlib.sha256((root / name).read_bytes()).digest())
+    for entry in entries:
+        data = files.read_file(root, entry.rel, limit=HASH_FILES_BYTES)
+        outer.update(hashlib.sha256(data).digest())
     return outer.hexdigest()
+
+
+class HashFilesError(ExpressionError):
+    """hashFiles() refusing a file: the step's expression fails with this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 0)
 
 
 def implicit_success(condition: str | None) -> str:

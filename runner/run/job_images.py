@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from runner.engine.backend import Backend
-from runner.engine.catalog import load_catalog
+from runner.engine.catalog import Catalog, load_catalog
 from runner.engine.images import Builds, present, resolve_container
 from runner.engine.toolsets import build_toolset
 from runner.mission.model import Mission
@@ -15,14 +15,22 @@ from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
 from runner.run.scheduler import Resolve
 from runner.run.state import ResolvedImage
+from runner.trusted import TrustedSource
 
 
 def resolver(
-    backend: Backend, mission: Mission, root: Path, state_dir: Path, builds: Builds
+    backend: Backend,
+    mission: Mission,
+    root: Path | TrustedSource,
+    state_dir: Path,
+    builds: Builds,
+    catalog: Catalog | None = None,
 ) -> Resolve:
-    """A `Resolve` for the executor; memoised per (image, tools) within one run. Images
-    of `containers/` are built within `builds` (the policy's rules, the run's cancel)."""
-    catalog = load_catalog(root)
+    """A `Resolve` for the executor; memoised per (image, tools) within one run. Image
+    definitions and (unless given) the catalog come from `root`, a path or the run's
+    `TrustedSource`; images of `containers/` are built within `builds` (the policy's rules,
+    the run's cancel)."""
+    catalog = catalog if catalog is not None else load_catalog(root)
     cache: dict[tuple[str, object], ResolvedImage] = {}
     lock = threading.Lock()
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import jsonpatch
 
@@ -35,6 +36,7 @@ from runner import __version__
 from runner.app import App
 from runner.audit import anchors
 from runner.audit.ledger import Ledger, last_policy, load_signer
+from runner.durable import json_digest
 from runner.engine.backend import LABEL_RUN, Backend, run_labels
 from runner.engine.images import Builds, BuiltImage
 from runner.errors import Interrupted, MissionFailed, PolicyDenied, RunnerError, StorageFailed
@@ -66,6 +68,7 @@ from runner.run.snapshot import RepoSnapshot, RunSnapshots, SnapshotCache
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.secrets.redact import Redactor
+from runner.trusted import Origin, invoker_ref
 
 LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 
@@ -73,6 +76,9 @@ LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 @dataclass(frozen=True)
 class RunOptions:
     event: str = "manual"
+    ref: str | None = None  # what policy rules match; None: git's HEAD (runner.trusted)
+    trusted: tuple[Origin, ...] = ()  # where the policy and the catalog came from
+    catalog_digest: str = ""
     jobs: tuple[str, ...] = ()
     inputs: Mapping[str, str] | None = None
     secrets: Mapping[str, str] | None = None
@@ -151,15 +157,25 @@ class EventLogSubscriber:
 
 
 class RunSeal:
-    """Ends the run's part of the ledger once: `run.finished`, a checkpoint, and that
-    checkpoint appended to the anchor store (a store that cannot be written is a
-    warning). `crashed` records a run that a storage failure ended, if it still can."""
+    """The run's part of the ledger, begun and ended once: `start` appends `run.started`;
+    `finish` appends `run.finished`, a checkpoint, and that checkpoint to the anchor store
+    (a store that cannot be written is a warning); `crashed` ends a started, unfinished run
+    that an error ended — result `error` (a RunnerError: no engine, a bad image),
+    `cancelled` (Ctrl-C) or `crashed` (a file runner could not write, e.g. a full disk, or
+    anything unexpected) — if the ledger can still be written, and never masks that error
+    (the ledger may be what failed)."""
 
-    def __init__(self, app: App, ledger: Ledger, run_id: str) -> None:
+    def __init__(self, app: App, ledger: Ledger, run_id: str, redactor: Redactor) -> None:
         self._app = app
         self._ledger = ledger
         self._run_id = run_id
+        self._redactor = redactor
+        self.started = False
         self.done = False
+
+    def start(self, fields: Mapping[str, object]) -> None:
+        self._ledger.append("run.started", self._run_id, fields)
+        self.started = True
 
     def finish(self, fields: Mapping[str, object]) -> None:
         self._ledger.append("run.finished", self._run_id, fields)
@@ -170,11 +186,19 @@ class RunSeal:
         if warning is not None:
             app.out.error(f"runner: warning: {warning}")
 
-    def crashed(self, exc: RunnerError) -> None:
-        if self.done:
+    def crashed(self, exc: BaseException) -> None:
+        if not self.started or self.done:
             return
-        with contextlib.suppress(RunnerError):
-            self.finish({"result": "crashed", "reason": exc.message})
+        if isinstance(exc, KeyboardInterrupt):
+            result = "cancelled"
+        elif isinstance(exc, RunnerError) and not isinstance(exc, StorageFailed):
+            result = "error"
+        else:
+            result = "crashed"
+        message = exc.message if isinstance(exc, RunnerError) else str(exc)
+        reason = _clip(self._redactor(f"{type(exc).__name__}: {message}".strip()))
+        with contextlib.suppress(Exception):
+            self.finish({"result": result, "reason": reason})
 
 
 @contextlib.contextmanager
@@ -195,9 +219,16 @@ def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+MAX_RECORDED = 100  # denials (and distinct grants) a policy.decision entry lists in full
+
+
 def record_decisions(
     ledger: Ledger, run_id: str, mission: Mission, policy: Policy, decisions: list[Decision]
 ) -> None:
+    """`policy.changed` when the policy differs from the last recorded one, then one
+    `policy.decision`: the denials in full, each distinct grant once, the counts and the
+    digest of every decision, so that a mission of a thousand denied requests adds
+    kilobytes to the ledger, not megabytes."""
     previous = last_policy(ledger.directory)
     if previous != policy.document:
         patch = jsonpatch.make_patch(previous or {}, policy.document).patch
@@ -206,16 +237,45 @@ def record_decisions(
             run_id,
             {"policy_digest": policy.digest, "patch": patch, "policy": policy.document},
         )
+    serialized = [d.serialize() for d in decisions]
+    denied: dict[tuple[str, ...], dict[str, Any]] = {}  # the same denial of many instances once
+    grants: dict[tuple[str, str, str], int] = {}
+    for entry in serialized:
+        if entry["allowed"]:
+            grant = (entry["capability"], entry["value"], entry["rule"] or "")
+            grants[grant] = grants.get(grant, 0) + 1
+            continue
+        denial = (entry["capability"], entry["value"], entry["keypath"], entry["reason"])
+        first = denied.setdefault(denial, {**_clipped(entry), "instances": 0})
+        first["instances"] += 1
+    count = sum(1 for entry in serialized if not entry["allowed"])
     ledger.append(
         "policy.decision",
         run_id,
         {
-            "mission": mission.name,
+            "mission": _clip(mission.name),
             "policy_digest": policy.digest,
-            "allowed": all(d.allowed for d in decisions),
-            "decisions": [d.serialize() for d in decisions],
+            "allowed": not denied,
+            "decisions": list(denied.values())[:MAX_RECORDED],
+            "counts": {"allowed": len(serialized) - count, "denied": count},
+            "decisions_sha256": json_digest(serialized),
+            "grants": [
+                {"capability": cap, "value": _clip(value), "rule": rule, "instances": n}
+                for (cap, value, rule), n in list(grants.items())[:MAX_RECORDED]
+            ],
         },
     )
+
+
+MAX_TEXT = 512  # characters of a recorded string; the digest covers the whole
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}... ({len(text)} characters)"
+
+
+def _clipped(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: _clip(v) if isinstance(v, str) else v for k, v in entry.items()}
 
 
 def execute(
@@ -230,22 +290,25 @@ def execute(
     resolve_factory: Callable[[Backend, Mission, Builds], Resolve],
 ) -> RunResult:
     """Run one validated mission. Raises PolicyDenied (3), EngineUnavailable (4),
-    Interrupted (130) or MissionFailed (1); returns the result on success."""
+    Interrupted (130) or MissionFailed (1); returns the result on success.
+
+    Once `run.started` is in the ledger, every way out leaves a `run.finished` after it:
+    an error that escapes the run records result `error` (a RunnerError: no engine, a bad
+    image) or `crashed` (anything else) before it propagates."""
     root = app.root
     state_dir = app.state_dir
     run_id = new_run_id()
     inputs = resolve_inputs(mission, options.inputs or {})
-    decisions = decide(mission, policy, warnings)
+    ref = invoker_ref(root, options.ref)
+    decisions = decide(mission, policy, warnings, event=options.event, ref=ref)
     anchors.resolve_store(app.anchor_store, repo=root, state_dir=state_dir)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
     ledger = Ledger.open(state_dir, signer=signer, repo=root)
-    seal = RunSeal(app, ledger, run_id)
+    seal = RunSeal(app, ledger, run_id, redactor)
     backend: Backend | None = None
     try:
-        info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
-        ledger.append(
-            "run.started",
-            run_id,
+        info = RunInfo.discover(run_id, mission.name, options.event, root, inputs, ref=ref)
+        seal.start(
             {
                 "mission": mission.name,
                 "mission_path": mission.path,
@@ -255,7 +318,10 @@ def execute(
                 "commit": info.sha,
                 "invoker": info.actor or getpass.getuser(),
                 "runner_version": __version__,
-            },
+                "ref": ref,
+                "catalog_digest": options.catalog_digest,
+                "trusted": [origin.serialize() for origin in options.trusted],
+            }
         )
         record_decisions(ledger, run_id, mission, policy, decisions)
         if not all(d.allowed for d in decisions):
@@ -277,8 +343,8 @@ def execute(
                 run,
                 seal,
             )
-    except StorageFailed as exc:
-        seal.crashed(exc)
+    except BaseException as exc:
+        seal.crashed(exc)  # nothing when the run was finished (MissionFailed, Interrupted)
         raise
     finally:
         if backend is not None:
@@ -324,7 +390,7 @@ def _run(
     plan = instances(mission)
     selected = select_jobs(mission, options.jobs)
     snapshots = RunSnapshots(
-        RepoSnapshot(app.root, uid=policy.limits.user),
+        RepoSnapshot(app.root, uid=policy.limits.user, exclude=app.private_paths()),
         SnapshotCache(backend, app.state_dir),
         helper_labels=run_labels(app.state_dir, run_id),
     )

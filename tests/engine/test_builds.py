@@ -105,8 +105,11 @@ def test_the_context_is_the_definition_directory_alone(tmp_path: Path) -> None:
     [
         ("link-out", r"a link out of the build context \(-> /etc\)"),
         ("link-up", r"a link out of the build context \(-> \.\./\.\./secret\.txt\)"),
-        ("symlinked-definition", "containers/app is a symbolic link"),
-        ("fifo", "not a regular file, directory or symlink"),
+        (
+            "symlinked-definition",
+            "containers/app: is a symlink to .*: runner reads only regular files inside the repository",
+        ),
+        ("fifo", "containers/app/pipe: is a FIFO, not a regular file"),
     ],
 )
 def test_nothing_of_the_host_reaches_a_build(tmp_path: Path, shape: str, message: str) -> None:

@@ -218,11 +218,15 @@ def test_resolve_container_builds_once_by_content_then_uses_references(tmp_path:
     tag = images.resolve_container("py", tmp_path, backend=backend, builds=builds)
     assert tag == images.image_tag("py", tmp_path)
     assert images.resolve_container("py", tmp_path, backend=backend, builds=builds) == tag
+    # built once, from runner's own copy of containers/py (never the repository's directory)
     specs = [args[0] for args in backend.called("build_image")]
     assert [(s.tag, s.labels) for s in specs if isinstance(s, BuildSpec)] == [
         (tag, {images.LABEL_IMAGE: "py"})
     ]
     assert len(specs) == 1
+    assert specs[0].context.parent != tmp_path / "containers" / "py"
+    assert not specs[0].context.exists()  # a tar runner made, removed after the build
+    assert backend.images[tag].rootfs == b"FROM scratch\n"
     backend.pullable["ghcr.io/x/y:1"] = b""
     assert (
         images.resolve_container("ghcr.io/x/y:1", tmp_path, backend=backend, builds=builds)

@@ -501,3 +501,29 @@ def test_busybox_is_refused_and_tools_all_is_the_source_image(backend: Any, stat
     assert whole.manifest["tools"] == "all" and whole.interpreter is True
     with pytest.raises(InvalidInput, match="tool 'nosuch' is not in the tool catalog"):
         build_toolset(backend, BASE, ("nosuch",), CATALOG_REAL, state)
+
+
+def test_a_repository_entrys_files_bring_no_program(fake_image: Any) -> None:
+    """`files` are data: a repository catalog's entry naming a directory that holds a
+    program (here perl, next to the tool) is refused; runner's own entries may (git's
+    helpers), and libraries among the files are fine."""
+    fs = fake_image(
+        {
+            "/opt": "dir",
+            "/opt/kit": "dir",
+            "/opt/kit/cat": tool_elf(),
+            "/opt/kit/lib": "dir",
+            "/opt/kit/lib/libkit.so": make_elf(interp=None, needed=(), soname="libkit.so"),
+            "/opt/kit/perl": tool_elf(),
+            "/opt/kit/notes.txt": b"data\n",
+        }
+    )
+    text = "kit: {paths: [/opt/kit/cat], files: [/opt/kit/lib, /opt/kit/notes.txt]}\n"
+    assert (
+        "/opt/kit/lib/libkit.so"
+        in collect(fs, [parse_catalog(text, "repo", builtin=False).get("kit")]).entries
+    )
+    wide = "kit: {paths: [/opt/kit/cat], files: [/opt/kit]}\n"
+    with pytest.raises(InvalidInput, match=r"/opt/kit/perl is a program \(an ELF executable\)"):
+        collect(fs, [parse_catalog(wide, "repo", builtin=False).get("kit")])
+    assert "/opt/kit/perl" in collect(fs, [parse_catalog(wide, "runner").get("kit")]).entries

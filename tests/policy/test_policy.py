@@ -70,7 +70,7 @@ WIDE = """\
     tools: [sh]
     rules:
       - name: release-may-publish
-        match: {mission: release, job: publish}
+        match: {path: ".missions/*", mission: release, job: publish}
         allow:
           tools: [curl]
           network: egress
@@ -436,7 +436,9 @@ def test_globs_match_mission_and_job(tmp_path: Path) -> None:
         images: [base]
         tools: [sh]
         rules:
-          - {name: deploys, match: {mission: "rel*", job: "deploy-?"}, allow: {network: egress}}
+          - name: deploys
+            match: {path: ".missions/*", mission: "rel*", job: "deploy-?"}
+            allow: {network: egress}
         """,
     )
     perms = Permissions(network="egress")

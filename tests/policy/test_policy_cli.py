@@ -44,7 +44,7 @@ limits: {timeout-minutes: 30, memory: 1g, cpus: 1, pids: 256}
 RELEASE_RULE = """\
 rules:
   - name: ci-may-publish
-    match: {mission: ci, job: publish}
+    match: {path: .missions/ci.yml, mission: ci, job: publish}
     allow: {network: egress, secrets: [DEPLOY_TOKEN], tools: [curl]}
 """
 
@@ -352,10 +352,10 @@ def test_diff_summarizes_grants_and_revocations(in_tmp: Path) -> None:
         enforce: [tools-all]
         rules:
           - name: ci-may-publish
-            match: {mission: ci, job: "pub*"}
+            match: {path: .missions/ci.yml, mission: ci, job: "pub*"}
             allow: {network: egress, tools: [curl, wget]}
           - name: nightly
-            match: {mission: nightly, job: "*"}
+            match: {path: .missions/nightly.yml, mission: nightly, job: "*"}
             allow: {exec: true}
         """,
     )

@@ -47,7 +47,7 @@ def rules(findings: list[Finding]) -> list[tuple[str, str]]:
         ("toJSON(github)", ["github"]),
         ("format('{0}', inputs.x)", ["inputs.x"]),
         ("github.sha", []),
-        ("github.ref_name", []),
+        ("github.ref_name", ["github.ref_name"]),  # a branch name is anyone's to choose
         ("matrix.head_ref", []),
         ("env.HEAD_REF", []),
         ("'github.head_ref'", []),

@@ -20,7 +20,7 @@ uses: ["docker://debian:bookworm-slim"]
 limits: {timeout-minutes: 5, memory: 256m, cpus: 1, pids: 64}
 rules:
   - name: whole-image
-    match: {mission: m, job: whole}
+    match: {path: .missions/m.yml, job: whole}
     allow: {tools-all: true}
 """
 STEP = """\

@@ -84,7 +84,7 @@ def test_a_secret_never_reaches_the_engines_data_directory(tmp_path: Path) -> No
             limits: {timeout-minutes: 5, memory: 128m, cpus: 1, pids: 32}
             rules:
               - name: j-reads-token
-                match: {mission: m, job: j}
+                match: {path: .missions/m.yml, job: j}
                 allow: {secrets: [TOKEN]}
             """
         )

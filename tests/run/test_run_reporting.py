@@ -26,7 +26,7 @@ tools: [sh, sleep]
 limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
 rules:
   - name: leak-may-read-the-token
-    match: {mission: secrets, job: leak}
+    match: {path: .missions/m.yml, mission: secrets, job: leak}
     allow: {secrets: [API_TOKEN]}
 """
 

@@ -26,6 +26,12 @@ once), and so never trust a value's type. Rules and message formats:
     artifact, credential   see runner.mission.checks.content
     expression, if-cond    see runner.mission.checks.expressions
     github-only (note) "runs-on" is GitHub-only and means nothing to a local runner; ignored
+    container   container "." is neither the name of a containers/<name> image nor an
+                image reference; container.options / .volumes are errors (they would undo
+                the hardening); .credentials / .ports are notes (not used); .env is applied
+                as the job's env (the job's own env wins)
+    limit       more than MAX_JOBS jobs, MAX_STEPS steps in a job, MAX_MISSION_INSTANCES
+                job instances; matrix: more than 256 instances (counted, never expanded)
     name        (warning) no "name": the mission is named after its file, "ci"
 
 The checks of what a mission holds (artifacts, credentials) and of its expressions live
@@ -43,12 +49,31 @@ from runner.mission.checks.base import dict_of, list_of, names_of, one_expressio
 from runner.mission.checks.content import ContentChecks
 from runner.mission.checks.expressions import ExpressionChecks
 from runner.mission.durations import parse_duration
+from runner.mission.model import container_problem
+from runner.mission.plan import MAX_INSTANCES, MAX_PRODUCT, combinations, product_size
 from runner.mission.yaml_loader import YamlDocument, join
 
 ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 TOOL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
 USES_RE = re.compile(r"(\./[^\s]*|docker://\S+|[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@\S+)\Z")
 
+MAX_JOBS = 1000  # jobs in one mission (SPEC 9 plans a 1,000-job mission in under 1 s)
+MAX_STEPS = 1000  # steps in one job
+MAX_MISSION_INSTANCES = 4096  # job instances of one mission, matrices expanded
+CONTAINER_REFUSED = {
+    "options": "container.options passes `docker run` flags (--privileged, --cap-add, "
+    "--network, -v ...), which could undo the step's hardening; runner takes none: ask the "
+    "policy for what the job needs (permissions, limits)",
+    "volumes": "container.volumes mounts host paths or volumes into the step; runner mounts "
+    "nothing but the job's workspace: pass files between jobs as artifacts "
+    "(produces/consumes)",
+}
+CONTAINER_NOTES = {
+    "credentials": "container.credentials log in to a registry to pull the image; runner "
+    "pulls with no credentials, so they are not used: make the image available to the engine",
+    "ports": "container.ports publishes ports on the host; runner publishes none, so they are "
+    "not used",
+}
 GITHUB_ONLY_TOP = ("run-name", "concurrency")
 GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
 EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
@@ -60,6 +85,7 @@ class Checker(ExpressionChecks, ContentChecks):
     def __init__(self, doc: YamlDocument) -> None:
         super().__init__(doc)
         self._lowered_jobs: frozenset[str] | None = None
+        self.instances = 0  # job instances of the whole mission, matrices expanded
 
     # -- the whole document ---------------------------------------------------------------
 
@@ -183,6 +209,13 @@ class Checker(ExpressionChecks, ContentChecks):
     # -- jobs -----------------------------------------------------------------------------
 
     def _jobs(self, jobs: dict[str, Any]) -> None:
+        if len(jobs) > MAX_JOBS:
+            self.add(
+                "jobs",
+                f"the mission has {len(jobs)} jobs; a mission holds at most {MAX_JOBS}",
+                "limit",
+                key=True,
+            )
         seen: dict[str, str] = {}
         for job_id, job in jobs.items():
             keypath = join("jobs", job_id)
@@ -202,6 +235,14 @@ class Checker(ExpressionChecks, ContentChecks):
                 seen[folded] = job_id
             if isinstance(job, dict):
                 self._job(job_id, job, jobs)
+        if self.instances > MAX_MISSION_INSTANCES:
+            self.add(
+                "jobs",
+                f"the mission makes {self.instances} job instances (matrices expanded); a "
+                f"mission makes at most {MAX_MISSION_INSTANCES}",
+                "limit",
+                key=True,
+            )
         self._cycles(jobs)
 
     def _lowered(self, jobs: dict[str, Any]) -> frozenset[str]:
@@ -272,12 +313,32 @@ class Checker(ExpressionChecks, ContentChecks):
         container = job.get("container")
         if isinstance(container, dict):
             self._env(container.get("env"), f"{keypath}.container.env")
-        if isinstance(container, str) and not container.strip():
-            self.add(f"{keypath}.container", "container must not be empty", "schema")
+        self._container(container, f"{keypath}.container")
         self._number(job, keypath, "timeout-minutes")
         self._flag(job, keypath, "continue-on-error")
-        self._strategy(job.get("strategy"), f"{keypath}.strategy")
+        self.instances += self._strategy(job.get("strategy"), f"{keypath}.strategy")
         self._steps(job_id, job.get("steps"), keypath)
+
+    def _container(self, container: Any, keypath: str) -> None:
+        """`container:` names an image runner can build or find; the docker-run keys that
+        would change what the step's container is are errors, the others notes."""
+        image = container.get("image") if isinstance(container, dict) else container
+        image_at = f"{keypath}.image" if isinstance(container, dict) else keypath
+        if isinstance(image, str) and "${{" not in image:
+            if not image.strip():
+                self.add(image_at, "container must not be empty", "schema")
+            else:
+                problem = container_problem(image)
+                if problem is not None:
+                    self.add(image_at, problem, "container")
+        if not isinstance(container, dict):
+            return
+        for key, message in CONTAINER_REFUSED.items():
+            if key in container:
+                self.add(join(keypath, key), message, "container", key=True)
+        for key, message in CONTAINER_NOTES.items():
+            if key in container:
+                self.add(join(keypath, key), message, "container", Severity.NOTE, key=True)
 
     def _number(self, mapping: dict[str, Any], keypath: str, key: str) -> None:
         value = mapping.get(key)
@@ -301,7 +362,8 @@ class Checker(ExpressionChecks, ContentChecks):
                 "value",
             )
 
-    def _strategy(self, strategy: Any, keypath: str) -> None:
+    def _strategy(self, strategy: Any, keypath: str) -> int:
+        """Checks a job's strategy; returns how many instances its matrix makes."""
         strategy = dict_of(strategy)
         self._flag(strategy, keypath, "fail-fast")
         parallel = strategy.get("max-parallel")
@@ -325,10 +387,36 @@ class Checker(ExpressionChecks, ContentChecks):
                     "matrix must be a mapping or one ${{ }} expression",
                     "matrix",
                 )
-            return
+            return 1
         if not isinstance(matrix, dict):
-            return
+            return 1
         self._matrix(matrix, f"{keypath}.matrix")
+        return self._matrix_size(matrix, f"{keypath}.matrix")
+
+    def _matrix_size(self, matrix: dict[str, Any], keypath: str) -> int:
+        """The job instances a static matrix makes (1 for one computed at run time), or an
+        error when more than `MAX_INSTANCES`: counted before anything is expanded, so a
+        40x40x40x40 matrix in 500 bytes is refused in microseconds."""
+        axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+        include, exclude = matrix.get("include", []), matrix.get("exclude", [])
+        lists = [*axes.values(), include, exclude]
+        if not all(isinstance(v, list) for v in lists):
+            return 1  # part of it is an expression: one instance until run time
+        size = product_size(axes)
+        if size <= MAX_PRODUCT:
+            entries = [[e for e in x if isinstance(e, dict)] for x in (include, exclude)]
+            size = len(combinations(axes, entries[0], entries[1])) or 1
+        if size > MAX_INSTANCES:
+            shape = " x ".join(str(len(v)) for v in axes.values()) or "0"
+            self.add(
+                keypath,
+                f"the matrix makes {size} job instances ({shape} axis values"
+                f"{', before exclude and include' if size > MAX_PRODUCT else ''}); a matrix "
+                f"makes at most {MAX_INSTANCES} (as on GitHub): split the job or narrow its axes",
+                "matrix",
+                key=True,
+            )
+        return size
 
     def _matrix(self, matrix: dict[str, Any], keypath: str) -> None:
         axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
@@ -394,6 +482,13 @@ class Checker(ExpressionChecks, ContentChecks):
                     )
 
     def _steps(self, job_id: str, steps: Any, keypath: str) -> None:
+        if isinstance(steps, list) and len(steps) > MAX_STEPS:
+            self.add(
+                f"{keypath}.steps",
+                f'job "{job_id}" has {len(steps)} steps; a job holds at most {MAX_STEPS}',
+                "limit",
+                key=True,
+            )
         seen: dict[str, int] = {}
         for index, step in enumerate(list_of(steps)):
             sub = f"{keypath}.steps[{index}]"
