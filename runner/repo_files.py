@@ -46,7 +46,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -379,10 +379,16 @@ class Walked:
 
 
 def walk(
-    root: Path, rel: str, *, max_depth: int = WALK_DEPTH, max_entries: int = WALK_ENTRIES
+    root: Path,
+    rel: str,
+    *,
+    max_depth: int = WALK_DEPTH,
+    max_entries: int = WALK_ENTRIES,
+    prune: Callable[[str], bool] = lambda path: False,
 ) -> Iterator[Walked]:
     """Every entry under directory `rel` beneath `root`, depth first in name order, without
-    following links; RepoFileError when the tree is deeper or larger than the limits."""
+    following links, never descending into a directory `prune(path)` names (it is neither
+    yielded nor counted); RepoFileError when the tree is deeper or larger than the limits."""
     opened = _open_dir(root, rel)
     if opened is None:
         raise RepoFileError(rel, "no such directory")
@@ -399,11 +405,13 @@ def walk(
                 os.close(stack.pop()[0])
                 continue
             name, st = item
+            path = f"{prefix}/{name}" if prefix else name
+            kind = _kind(st.st_mode)
+            if kind == "dir" and prune(path):
+                continue
             seen += 1
             if seen > max_entries:
                 raise RepoFileError(rel, f"holds more than {max_entries} entries")
-            path = f"{prefix}/{name}" if prefix else name
-            kind = _kind(st.st_mode)
             target = ""
             if kind == "link":
                 try:

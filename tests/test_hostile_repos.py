@@ -261,12 +261,17 @@ def kitchen_sink(repo: Path, host: Host, shapes: dict[str, Shape]) -> None:
     (repo / ".missions" / "ok.yml").write_text("name: ok\non: [manual]\n" + "\n".join(jobs) + "\n")
 
 
-# Workspace seeding (not runner's reads) copies these whole: a hard link to a host file
-# (the xfail below) and a 10 GiB sparse file (minutes of copying, so left out here).
+# Workspace seeding refuses these before copying anything (runner.run.snapshot): a hard
+# link to a host file, and a 10 GiB sparse file (refused by its size, never read).
 SEEDING = ("hardlink", "sparse")
 SINKS = {
     "every-other-shape": {k: v for k, v in FILE_SHAPES.items() if k not in SEEDING},
     "hard-links": {"hardlink": hard},
+    "sparse": {"sparse": sparse},
+}
+SEEDING_SINKS = {
+    "hard-links": "hard links: it may be a file from outside the repository",
+    "sparse": "a workspace file may be at most",
 }
 
 
@@ -275,14 +280,8 @@ SINKS = {
     "sink",
     [
         "every-other-shape",
-        pytest.param(
-            "hard-links",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="workspace seeding (runner/run/workspace.py, rewritten on the "
-                "s-workspace branch) copies a hard-linked host file into the workspace",
-            ),
-        ),
+        "hard-links",
+        "sparse",
     ],
 )
 def test_hostile_repository_run(sink: str, host: Host, tmp_path: Path) -> None:
@@ -293,9 +292,14 @@ def test_hostile_repository_run(sink: str, host: Host, tmp_path: Path) -> None:
     try:
         done = runner_cli(repo, state, "run", ".missions/ok.yml", "--json", timeout=600)
         check(done.returncode, done.stdout + done.stderr, host, before, state)
-        assert done.returncode == 1, done.stderr  # the jobs made of hostile files failed
-        jobs = json.loads(done.stdout)["jobs"]
-        assert {key: job["status"] for key, job in jobs.items()} == dict.fromkeys(jobs, "failure")
+        if sink in SEEDING_SINKS:  # refused before any workspace is seeded, naming the file
+            assert done.returncode == 2, done.stderr
+            assert SEEDING_SINKS[sink] in done.stderr
+        else:
+            assert done.returncode == 1, done.stderr  # the jobs made of hostile files failed
+            jobs = json.loads(done.stdout)["jobs"]
+            statuses = {key: job["status"] for key, job in jobs.items()}
+            assert statuses == dict.fromkeys(jobs, "failure")
         verify = runner_cli(repo, state, "audit", "verify", timeout=60)
         check(verify.returncode, verify.stdout + verify.stderr, host, before, state)
         assert verify.returncode == 2

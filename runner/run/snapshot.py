@@ -2,7 +2,8 @@
 every job, cached across runs by content.
 
 What it holds is the workspace copy (`runner.run.workspace.repo_files`: git's view of the
-working tree, tracked and untracked-not-ignored, never `.git/` or `.runner/`) plus the
+working tree, tracked and untracked-not-ignored, never `.git/` or `.runner/`; a file with
+other hard links, a file over 1 GiB or a copy over 8 GiB is refused) plus the
 empty `.runner/io/` the steps' file commands go to, every entry owned by the step user,
 without setuid bits. The engine extracts it into a volume of its own
 (`Backend.create_snapshot`); each job's workspace is a copy-on-write view of that volume
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from runner import repo_files
 from runner.durable import write_atomic
 from runner.engine.backend import (
     LABEL_SNAPSHOT,
@@ -59,9 +61,12 @@ from runner.engine.backend import (
 )
 from runner.errors import InvalidInput
 from runner.run import tarstream
-from runner.run.workspace import IO_DIR, WORKSPACE_DIR, repo_files
+from runner.run.workspace import IO_DIR, WORKSPACE_DIR
+from runner.run.workspace import repo_files as workspace_files
 
 FORMAT = "runner-snapshot/1"
+MAX_FILE_BYTES = 1 << 30  # a workspace file (a 10 GiB sparse file is refused, not copied)
+MAX_TOTAL_BYTES = 8 << 30  # the whole copy
 VOLUME_PREFIX = "runner-snapshot-"
 DEFAULT_KEEP = 3
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
@@ -153,13 +158,40 @@ def _link_blob(target: bytes, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+def _check_file(rel: str, st: os.stat_result, total: int) -> None:
+    """InvalidInput for a file a workspace must not hold: one with other hard links (it may
+    be a file from outside the repository linked in: copying it would hand a host file to
+    the steps), one over `MAX_FILE_BYTES`, or a copy over `MAX_TOTAL_BYTES`."""
+    shown = repo_files.shown(rel)
+    if st.st_nlink > 1:
+        raise InvalidInput(
+            f"{shown}: has {st.st_nlink} hard links: it may be a file from outside the "
+            "repository linked in, and a workspace holds only files that are the "
+            "repository's alone",
+            hint="replace the hard link with a copy of the file",
+        )
+    if st.st_size > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{shown}: is {st.st_size} bytes; a workspace file may be at most "
+            f"{MAX_FILE_BYTES} bytes",
+            hint="keep large files out of the repository's working tree (or .gitignore them)",
+        )
+    if total > MAX_TOTAL_BYTES:
+        raise InvalidInput(
+            f"the repository's files are more than {MAX_TOTAL_BYTES} bytes: too large to "
+            "copy into a workspace",
+            hint="keep large files out of the working tree (or .gitignore them)",
+        )
+
+
 def scan(repo: Path, exclude: Sequence[str] = ()) -> Scan:
     """Every entry of the workspace copy of `repo`, with its blob id."""
     index = _index(repo)
     dirty = _dirty(repo) if index is not None else None
     algorithm = "sha256" if index and len(next(iter(index.values()))[1]) == 64 else "sha1"
     entries: list[Entry] = []
-    for rel in repo_files(repo, exclude=exclude):
+    total = 0
+    for rel in workspace_files(repo, exclude=exclude):
         path = repo / rel
         try:
             st = path.lstat()
@@ -168,6 +200,9 @@ def scan(repo: Path, exclude: Sequence[str] = ()) -> Scan:
         link = stat.S_ISLNK(st.st_mode)
         if not (link or stat.S_ISREG(st.st_mode)):
             continue
+        if not link:
+            total += st.st_size
+            _check_file(rel, st, total)
         known = index.get(rel) if index is not None and dirty is not None else None
         if known is not None and rel not in (dirty or ()) and (known[0] == LINK) == link:
             entries.append(Entry(rel, link, _mode(st.st_mode, link), known[1], False))

@@ -19,7 +19,6 @@ path, owned by the step user, no setuid bits, no extended headers), through the 
 from __future__ import annotations
 
 import hashlib
-import os
 import posixpath
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from typing import IO
 
 from runner.engine.backend import LABEL_JOB, LABEL_RUN, NOBODY, WORKSPACE_PATH, Backend, NotFound
 from runner.errors import InvalidInput, RunnerError
+from runner.repo_files import walk
 from runner.run import tarstream
 
 ALWAYS_EXCLUDED = (".runner", ".git")
@@ -135,16 +135,12 @@ def _git_files(repo: Path) -> list[str] | None:
 
 
 def _all_files(repo: Path, excluded: Sequence[str]) -> list[str]:
-    found: list[str] = []
-    for top, dirs, files in os.walk(repo):
-        rel_top = os.path.relpath(top, repo)
-        dirs[:] = sorted(
-            d for d in dirs if posixpath.normpath(posixpath.join(rel_top, d)) not in excluded
-        )
-        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]  # not descended
-        for name in [*files, *links]:
-            found.append(posixpath.normpath(posixpath.join(rel_top, name)))
-    return sorted(found)
+    """Every file and link of a repository git does not know, walked without recursion or
+    following a link (`runner.repo_files.walk`: a deep or huge tree is a clear error)."""
+    skip = frozenset(excluded)
+    return sorted(
+        entry.rel for entry in walk(repo, "", prune=skip.__contains__) if entry.kind != "dir"
+    )
 
 
 def repo_files(repo: Path, *, exclude: Sequence[str] = ()) -> list[str]:

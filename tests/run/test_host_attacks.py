@@ -328,7 +328,9 @@ def test_one_snapshot_serves_every_job_and_the_next_run_of_the_same_tree(
     kept = invoke(state, "gc", "--keep", "1", "--json")
     assert kept.code == 0, kept.err
     assert kept.json()["snapshots"] == [seeded[0]] and snapshots() == [seeded[1]]
-    removed = invoke(state, "gc", "--older-than", "1s", "--json")  # unused since
+    long_ago = time.time() - 60  # its last use (the record's mtime), a minute ago
+    os.utime(state / "snapshots" / f"{seeded[1]}.json", (long_ago, long_ago))
+    removed = invoke(state, "gc", "--older-than", "30s", "--json")
     assert removed.json()["snapshots"] == [seeded[1]] and snapshots() == []
     assert not list((state / "snapshots").glob("*.json"))
     ledger = (state / "ledger" / "entries.jsonl").read_text().splitlines()

@@ -409,3 +409,37 @@ def test_artifacts_out_and_into_the_next_job(
     assert output.split() == ["print(1)", "no-out"]  # no job writes the snapshot
     backend.remove(cid)
     again.close()
+
+
+# -- what a snapshot refuses to copy -----------------------------------------------------
+
+
+def test_a_snapshot_refuses_a_hard_link_to_a_file_outside_the_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    outside = tmp_path / "host-secret"
+    outside.write_text("not the repository's\n")
+    (repo / "ok.txt").write_text("fine\n")
+    (repo / "linked.txt").hardlink_to(outside)
+    with pytest.raises(InvalidInput, match=r"^linked\.txt: has 2 hard links"):
+        RepoSnapshot(repo)
+
+
+def test_a_snapshot_refuses_a_huge_sparse_file_without_reading_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with (repo / "huge.bin").open("wb") as handle:
+        handle.truncate(10 * 1024**3)
+    with pytest.raises(InvalidInput, match=r"^huge\.bin: is 10737418240 bytes"):
+        RepoSnapshot(repo)
+
+
+def test_a_tree_deeper_than_a_walk_goes_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    deep = repo.joinpath(*["d"] * 100)  # deeper than a walk goes (64 levels)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    with pytest.raises(InvalidInput, match="is nested deeper than 64 levels"):
+        RepoSnapshot(repo)
