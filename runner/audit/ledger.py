@@ -71,6 +71,7 @@ from runner.audit.keys import PublicKey, Signer, load_signer, make_current, reti
 from runner.audit.merkle import Frontier, leaf_hash
 from runner.durable import fsync_dir, write_atomic
 from runner.errors import EngineUnavailable, InvalidInput
+from runner.secrets.redact import Redactor, redact_record
 
 __all__ = [
     "CHECKPOINTS",
@@ -166,8 +167,16 @@ def make_line(
 class Ledger:
     """One writer's handle on the ledger; many processes may hold one at once."""
 
-    def __init__(self, directory: Path, origin: str, signer: Signer | None, lock_fd: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        origin: str,
+        signer: Signer | None,
+        lock_fd: int,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.directory = directory
+        self.redactor = redactor  # every string value appended passes it (never a key)
         self.origin = origin
         self.signer = signer
         self._lock_fd = lock_fd
@@ -185,7 +194,14 @@ class Ledger:
     # -- opening ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, state_dir: Path, *, signer: Signer | None, origin: str | None = None) -> Ledger:
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        signer: Signer | None,
+        origin: str | None = None,
+        redactor: Redactor | None = None,
+    ) -> Ledger:
         directory = ledger_dir(state_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -208,7 +224,7 @@ class Ledger:
                     raise InvalidInput(
                         f"the ledger in {directory} belongs to {existing!r}, not {origin!r}"
                     )
-                ledger = cls(directory, existing, signer, lock_fd)
+                ledger = cls(directory, existing, signer, lock_fd, redactor)
                 ledger._open_entries()
                 ledger._load_cache()
                 ledger._catch_up()
@@ -338,7 +354,11 @@ class Ledger:
     ) -> Appended:
         """Record one entry, durably, before returning. Its type and fields must be
         declared in `runner.audit.entries` (TypeError otherwise). `cosigners` sign the
-        entry's canonical bytes (without `signatures`); their signatures are stored in it."""
+        entry's canonical bytes (without `signatures`); their signatures are stored in it.
+        With a `redactor`, every string value of `fields` is redacted first (never a key,
+        a status or a digest: `redact_record`): the ledger can never be cleaned."""
+        if self.redactor is not None:
+            fields = redact_record(fields, self.redactor)
         if not TYPE_NAME.fullmatch(type):
             raise InvalidInput(f"ledger entry type {type!r} is not a dotted lowercase name")
         clash = ENVELOPE.intersection(fields)

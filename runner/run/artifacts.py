@@ -1,19 +1,27 @@
 """Typed artifacts (SPEC 3): out of a producing job's workspace, stored under the run with
-their SHA-256, and into every consuming job's workspace at the same path."""
+their SHA-256, and into every consuming job's workspace at the same path.
+
+An artifact leaves its job, so it is never stored when a file name, a link target or a
+file's content holds a secret granted to that job or a value the job masked
+(`refuse_secrets`, in any form the redactor masks; see `runner.secrets.scan` for what it
+cannot find)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from runner.errors import InvalidInput
 from runner.mission.model import Artifact
 from runner.records.events import ArtifactStored
 from runner.run.state import RunState
 from runner.run.workspace import Workspace
+from runner.secrets.redact import Redactor
+from runner.secrets.scan import CHUNK, holds_secret
 
 
 def consumed(state: RunState, names: Sequence[str]) -> list[tuple[str, Path]]:
@@ -32,8 +40,10 @@ def collect(
     produces: Sequence[Artifact],
     workspace: Workspace,
     container: str | None,
+    scanner: Redactor | None = None,
 ) -> None:
-    """Copy each produced artifact out of the job's last (stopped) container and store it."""
+    """Copy each produced artifact out of the job's last (stopped) container and store it,
+    unless `scanner` finds in it what the job must not pass on (`refuse_secrets`)."""
     if not produces:
         return
     if container is None:
@@ -41,6 +51,8 @@ def collect(
     for artifact in produces:
         stored = state.artifacts_dir / f"{artifact.name}.tar"
         data, _, _ = workspace.collect(container, artifact.path)
+        if scanner is not None:
+            refuse_secrets(io.BytesIO(data), artifact.name, scanner)
         digest, size = content_digest(data, artifact.type, artifact.path)
         stored.write_bytes(data)
         record = {
@@ -74,3 +86,30 @@ def content_digest(data: bytes, kind: str, path: str) -> tuple[str, int]:
         handle = tar.extractfile(members[0])
         content = handle.read() if handle is not None else b""
     return hashlib.sha256(content).hexdigest(), len(content)
+
+
+def refuse_secrets(tar: BinaryIO, artifact: str, scanner: Redactor) -> None:
+    """InvalidInput naming the artifact and the file (masked) when a member's name, link
+    target or content holds what `scanner` masks. Reads `tar` as a stream, a file's
+    content in `CHUNK`s: memory stays flat."""
+    try:
+        with tarfile.open(fileobj=tar, mode="r|") as archive:
+            for member in archive:
+                names = (member.name, member.linkname)
+                found = any(scanner.masks(name) for name in names if name)
+                if not found and member.isfile():
+                    found = holds_secret(_chunks(archive.extractfile(member)), scanner)
+                if found:
+                    raise InvalidInput(
+                        f"artifact {artifact!r}: {scanner(member.name)!r} holds a secret "
+                        "granted to its job or a value the job masked, so it was not stored",
+                        hint="an artifact leaves its job: keep secrets out of the files it "
+                        "holds and out of their names",
+                    )
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"artifact {artifact!r} is not a readable tar: {exc}") from exc
+
+
+def _chunks(handle: IO[bytes] | None) -> Iterator[bytes]:
+    while handle is not None and (chunk := handle.read(CHUNK)):
+        yield chunk

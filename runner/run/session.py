@@ -9,6 +9,10 @@ until run.json says how it ended.
 
 Every event goes through one `Sink`: the redacted event log, the live view and the
 ledger recorder are its subscribers.
+
+One redactor holds the run's secrets; each job redacts with its child
+(`Redactor.for_job`: also the masks it registers). The event log, the ledger (every
+entry's string values), run.json, JUnit and the summary are written through them.
 """
 
 from __future__ import annotations
@@ -164,7 +168,7 @@ def execute(
     inputs = resolve_inputs(mission, options.inputs or {})
     decisions = decide(mission, policy, warnings)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
-    ledger = Ledger.open(state_dir, signer=signer)
+    ledger = Ledger.open(state_dir, signer=signer, redactor=redactor)
     backend: Backend | None = None
     try:
         info = RunInfo.discover(run_id, mission.name, options.event, root, inputs)
@@ -311,18 +315,19 @@ def _run(
         },
     )
     ledger.checkpoint()
-    run_dir.write_record(result, redactor)
+    shown = result.redacted(redactor)
+    run_dir.write_record(shown)
     if options.junit is not None:
-        write_junit(result, options.junit)
+        write_junit(shown, options.junit)
     if app.out.json_mode:
-        app.out.json(result.serialize())
+        app.out.json(shown.serialize())
     else:
-        summary(result, app.out)
+        summary(shown, app.out)
     if result.status is Status.CANCELLED:
         raise Interrupted(f"run {run_id} interrupted")
     if result.status is not Status.SUCCESS:
         raise MissionFailed(
-            f"mission {mission.name!r} {result.status.value}: {result.reason} (run {run_id})"
+            f"mission {mission.name!r} {result.status.value}: {shown.reason} (run {run_id})"
         )
     return result
 
