@@ -71,12 +71,12 @@ def scripted(spec: ContainerSpec) -> Behaviour:
     return Exit(code, output, seconds, writes)
 
 
-def grants(limits: Limits | None = None) -> Grants:
+def grants(limits: Limits | None = None, secrets: frozenset[str] = frozenset()) -> Grants:
     return Grants(
         image="base",
         tools=("sh",),
         network=False,
-        secrets=frozenset(),
+        secrets=secrets,
         exec=False,
         limits=limits or Limits(),
     )
@@ -113,8 +113,11 @@ def run_mission(
     cancel: threading.Event | None = None,
     backend: FakeBackend | None = None,
     limits: Limits | None = None,
+    secrets: dict[str, str] | None = None,
+    sink: Sink | None = None,
 ) -> Outcome:
-    """Run every job of `mission` (YAML, dedented) through the real Executor."""
+    """Run every job of `mission` (YAML, dedented) through the real Executor; `secrets`
+    are the run's, granted to every job; `sink` sees the events."""
     loaded, _ = parse_mission(textwrap.dedent(mission).encode(), "m.yml")
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
@@ -125,11 +128,11 @@ def run_mission(
     (tmp_path / "artifacts").mkdir(exist_ok=True)
     state = RunState(
         backend=engine,
-        sink=Sink(),
-        redactor=Redactor(),
+        sink=sink if sink is not None else Sink(),
+        redactor=Redactor((secrets or {}).values()),
         info=RunInfo(run_id="r1", mission=loaded.name, event="manual", root=repo),
         mission=loaded,
-        secrets={},
+        secrets=dict(secrets or {}),
         artifacts_dir=tmp_path / "artifacts",
         state_dir=tmp_path / "state",
         snapshot=snapshot,
@@ -137,7 +140,7 @@ def run_mission(
         retry_seed=retry_seed,
         clock=engine.clock,
     )
-    granted = grants(limits)
+    granted = grants(limits, frozenset(secrets or {}))
     executor = Executor(
         state,
         instances(loaded),
