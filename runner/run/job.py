@@ -487,8 +487,8 @@ class JobRunner:
                         job=self.instance.key,
                         step=last,
                         level="warning",
-                        message=f"Skip output {name!r} since it may contain secret: job "
-                        f"{self.instance.key} does not pass it on",
+                        message=f"Skip output {name!r} since it may contain secret (job "
+                        f"{self.instance.key} does not pass it on)",
                     )
                 )
                 continue
