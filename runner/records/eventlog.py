@@ -38,7 +38,7 @@ from typing import Any
 from runner.durable import file_sha256
 from runner.errors import InvalidInput
 from runner.records.events import EVENT_TYPES, RunEvent, UnknownEvent, parse_event
-from runner.secrets.redact import Redactor, redact_record, redact_structure
+from runner.secrets.redact import Redactor, is_own_key, redact_record, redact_structure
 
 RESERVED = frozenset({"seq", "ts", "kind"})
 POLL_S = 0.05
@@ -118,8 +118,12 @@ class EventLog:
         for name, value in fields.items():
             if name not in DECLARED:
                 body.update(redact_structure({name: value}, run))
+            elif isinstance(value, str) and not is_own_key(name):
+                body[name] = (text if name in TEXT_FIELDS else run)(value)
+            elif is_own_key(name) or isinstance(value, int | float | bool | None):
+                body[name] = value
             else:
-                body.update(redact_record({name: value}, text if name in TEXT_FIELDS else run))
+                body[name] = redact_record(value, text if name in TEXT_FIELDS else run)
         return body
 
     def _sync(self, fd: int, seq: int) -> None:

@@ -29,6 +29,7 @@ may complete starts.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ MIN_RUN = 16  # the base64 characters that end another line a wrapped line break
 # A base64 line long enough (after a line break), up to the line break that ends it.
 _BASE64_LINE_BREAK = re.compile(f"\\n[ \\t]*[{BASE64_ALPHABET}]{{{MIN_WRAP},}}(?=\\n)")
 # A line break after enough base64 characters.
-_RUN_BREAK = re.compile(f"(?<=[{BASE64_ALPHABET}]{{{MIN_RUN}}})\\n")
+_RUN_BREAK = re.compile(f"\\n(?<=[{BASE64_ALPHABET}]{{{MIN_RUN}}}\\n)")  # "\\n" first: fast
 _INDENT = re.compile("[ \\t]*")
 _INDENT_THEN_BASE64 = re.compile(f"([ \\t]*)([{BASE64_ALPHABET}]*)")
 
@@ -78,7 +79,23 @@ class View:
     or to one piece per run (True: the line breaks of wrapped base64 stay).
 
     The runs are found only when a position inside the text is asked for: most texts are
-    matched, and cut, at their ends."""
+    matched, and cut, at their ends. A view that leaves out what `pattern` matches (never
+    a line break, nor anything across one) maps a position in its last line by that line
+    alone: where a stream cuts."""
+
+    __slots__ = (
+        "_last",
+        "_mapped",
+        "_origins",
+        "_pattern",
+        "_removed",
+        "_source",
+        "_starts",
+        "gaps",
+        "identity",
+        "source_length",
+        "text",
+    )
 
     def __init__(
         self,
@@ -87,15 +104,33 @@ class View:
         removed: Callable[[], list[tuple[int, int]]] | None,
         *,
         gaps: bool = False,
+        pattern: re.Pattern[str] | None = None,
     ) -> None:
         self.text = text
         self.source_length = len(source)
         self.identity = removed is None
         self.gaps = gaps
+        self._source = source
         self._removed = removed
+        self._pattern = pattern
         self._starts: list[int] = [0]
         self._origins: list[int] = [0]
         self._mapped = removed is None
+        self._last: tuple[int, int, View] | None = None
+
+    def _last_line(self) -> tuple[int, int, View] | None:
+        """(where the last line starts in the view, in the source, its own view), for a
+        view whose left-out text never crosses a line break; None for another."""
+        if self._pattern is None or self._mapped:
+            return None
+        if self._last is None:
+            at = self.text.rfind("\n") + 1
+            source_at = self._source.rfind("\n") + 1
+            line = self._source[source_at:]
+            pattern = self._pattern
+            local = View(self.text[at:], line, lambda: [m.span() for m in pattern.finditer(line)])
+            self._last = (at, source_at, local)
+        return self._last
 
     def _map(self) -> None:
         if self._mapped:
@@ -144,6 +179,9 @@ class View:
             return self.source_length
         if self.identity:
             return i
+        last = self._last_line()
+        if last is not None and i >= last[0]:
+            return last[1] + last[2].origin(i - last[0])
         self._map()
         k = bisect.bisect_right(self._starts, i) - 1
         return self._origins[k] + i - self._starts[k]
@@ -154,6 +192,9 @@ class View:
             return max(0, min(source, len(self.text)))
         if source >= self.source_length:
             return len(self.text)
+        last = self._last_line()
+        if last is not None and source >= last[1]:
+            return last[0] + last[2].position(source - last[1])
         self._map()
         k = bisect.bisect_right(self._origins, source) - 1
         if k < 0:
@@ -186,35 +227,70 @@ def identity(text: str) -> View:
 
 def normalise(text: str) -> View:
     """`text` without escape sequences and the characters nobody sees."""
-    if text.isascii():
-        if len(text.translate(_ASCII_DELETABLE)) == len(text):
-            return identity(text)
-    elif DELETABLE.search(text) is None:
-        return identity(text)
-    return View(
-        DELETABLE.sub("", ESCAPE_SEQUENCE.sub("", text)),
-        text,
-        lambda: [match.span() for match in _DELETED.finditer(text)],
-    )
+    return Views.of(text).normalised
 
 
-def escape_sequences(text: str) -> View:
-    """`text` without its escape sequences alone: what a secret's span is widened over,
-    and what a stream never cuts in two nor parts from the text after it."""
-    if "\x1b" not in text and "\x9b" not in text:
-        return identity(text)
-    return View(
-        ESCAPE_SEQUENCE.sub("", text),
-        text,
-        lambda: [m.span() for m in ESCAPE_SEQUENCE.finditer(text)],
-    )
+class Views:
+    """The views of one text the matcher needs, each made when first asked for and sharing
+    their work: `normalised`; `printed`, without its controls only (the letters of escape
+    sequences kept: a stray ESC or `\x9b` must not swallow the start of a secret); and
+    `escapes`, without its escape sequences only (what a mask is widened over and a cut
+    never splits)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        if len(text) > 1024 and text.isascii():  # a long ASCII text: translate is faster
+            self.clean = len(text.translate(_ASCII_DELETABLE)) == len(text)
+        else:
+            self.clean = DELETABLE.search(text) is None
+        self.has_escapes = not self.clean and ("\x1b" in text or "\x9b" in text)
+        if self.clean:  # most texts: one view, set now (cached_property reads __dict__)
+            same = identity(text)
+            self.__dict__.update(normalised=same, printed=same, escapes=same)
+
+    @classmethod
+    def of(cls, text: str) -> Views:
+        return cls(text)
+
+    @functools.cached_property
+    def _stripped(self) -> str:
+        return "".join(ESCAPE_SEQUENCE.split(self.text))  # split: faster than sub
+
+    @functools.cached_property
+    def normalised(self) -> View:
+        if not self.has_escapes:
+            return self.printed  # the same view
+        return _lines_view(_without_controls(self._stripped), self.text, _DELETED)
+
+    @functools.cached_property
+    def printed(self) -> View:
+        if self.clean:
+            return identity(self.text)
+        return _lines_view(_without_controls(self.text), self.text, DELETABLE)
+
+    @functools.cached_property
+    def escapes(self) -> View:
+        if not self.has_escapes:
+            return identity(self.text)
+        return _lines_view(self._stripped, self.text, ESCAPE_SEQUENCE)
 
 
-def without_controls(text: str) -> View:
-    """`text` without the characters nobody sees, its escape sequences' letters kept."""
-    if DELETABLE.search(text) is None:
-        return identity(text)
-    return View(DELETABLE.sub("", text), text, lambda: [m.span() for m in DELETABLE.finditer(text)])
+def _lines_view(text: str, source: str, pattern: re.Pattern[str]) -> View:
+    """The view of `source` without what `pattern` matches (never a line break)."""
+    return View(text, source, lambda: [m.span() for m in pattern.finditer(source)], pattern=pattern)
+
+
+def _without_controls(text: str) -> str:
+    if len(text) > 1024 and text.isascii():
+        return text.translate(_ASCII_DELETABLE)  # many times faster than the regex
+    return DELETABLE.sub("", text)
+
+
+def ends_with_escape(text: str) -> bool:
+    """Whether `text` ends with a whole escape sequence."""
+    last = max(text.rfind("\x1b"), text.rfind("\x9b"))
+    found = ESCAPE_SEQUENCE.match(text, last) if last >= 0 else None
+    return found is not None and found.end() == len(text)
 
 
 def strip_invisible(text: str) -> str:

@@ -11,9 +11,12 @@ What is masked:
   an escape sequence inside a secret is masked with it, the line breaks of wrapped base64
   stay (`QUJD***` then `***` on the next line);
 - well-known credential formats, registered or not (`CREDENTIAL_RULES`), in the text
-  without escape sequences: PEM private key blocks, AWS access key ids, GitHub, GitLab
-  and Slack tokens, JWTs, `Authorization:` values, `Bearer` tokens, URL passwords, and
-  `key=value` / `key: value` where the key names a secret.
+  without its control characters (a stray ESC must not swallow the `-` of `-----BEGIN`):
+  PEM private key blocks, AWS access key ids, GitHub, GitLab and Slack tokens, JWTs,
+  `Authorization:` values, `Bearer` tokens, URL passwords, and `key=value` /
+  `key: value` where the key names a secret.
+
+Every mask is widened over the escape sequences next to it (a secret may end in one).
 
 Every character covered by any occurrence of any registered form is masked, overlapping
 occurrences included (two secrets sharing characters leave nothing of either); a run of
@@ -32,20 +35,20 @@ nor to runner's own keys and statuses (`redact_record`).
 
 Streams: `StreamRedactor.feed` returns at once everything that can no longer become part
 of a secret and holds back only a tail that could still be one (a proper prefix of a
-registered form in any view, an escape sequence not yet complete, or the start of a
-credential format), so a value split across chunks is masked exactly as if it had arrived
-whole: for any chunking, the concatenated output equals `Redactor.__call__` of the whole
-text (see tests). A chunk that ends a line is emitted whole unless a secret form spans
-lines (a multi-line secret, or base64 wrapped over lines: a line made of the base64
-alphabet may wait for the next one). Held-back text is bounded by `MAX_HOLD` (64 KiB: a
-longer unterminated PEM block or token is masked to its end all the same), and a
-credential start is looked for only in the last `PENDING_WINDOW` characters of an
-unfinished line (an unterminated quoted `token: "...` value longer than that may show
-before its closing quote arrives).
+registered form in any view, an escape sequence not yet complete or not yet followed by
+text, or the start of a credential format), so a value split across chunks is masked
+exactly as if it had arrived whole: for any chunking, the concatenated output equals
+`Redactor.__call__` of the whole text (see tests). A chunk that ends a line is emitted
+whole unless a secret form spans lines (a multi-line secret, or base64 wrapped over
+lines: a line that may be wrapped base64 waits for the next one when its end may start
+a form). Held-back text is bounded by `MAX_HOLD` (64 KiB: a longer unterminated PEM block
+or token is masked to its end all the same), and a credential start is looked for only in
+the last `PENDING_WINDOW` characters of an unfinished line (an unterminated quoted
+`token: "...` value longer than that may show before its closing quote arrives).
 
 Messages runner writes about what a step did are built from redacted values: the value is
-masked first, then made printable and shortened (`Redactor.message`, `quote`), never cut
-before it is masked.
+masked first, then made printable and shortened (`Redactor.message`; `Redactor.spans`
+for a value quoted from a longer text), never cut before it is masked.
 """
 
 from __future__ import annotations
@@ -74,11 +77,10 @@ from runner.secrets.normalise import (
     IS_BASE64,
     LineState,
     View,
-    escape_sequences,
+    Views,
+    ends_with_escape,
     join_base64,
-    normalise,
     pending_escape,
-    without_controls,
 )
 
 __all__ = [
@@ -143,25 +145,42 @@ def is_own_key(key: str) -> bool:
 @dataclass(frozen=True)
 class _Group:
     """Forms searched in one view: sorted for prefix look-ups, their first characters,
-    any of them (a quick "none here" for short texts)."""
+    any of them (a quick "none here" for short texts), and the forms by an anchor each
+    holds (`_anchor`): the forms of one value, escaped in any way, mostly share one, so
+    one search for it rules them all out."""
 
     ordered: tuple[str, ...]
     starts: re.Pattern[str] | None
     any_form: re.Pattern[str] | None
     longest: int
     multiline: bool  # some form holds a line break
+    anchored: tuple[tuple[str, tuple[str, ...]], ...] = ()  # anchor ("": none), its forms
+
+
+_ANCHOR = re.compile(r"[A-Za-z0-9_.-]{4,}")  # what no escaping of a value changes
+
+
+def _anchor(form: str) -> str:
+    """The longest run of letters, digits, `_`, `.` and `-` in `form` (at least 4 long;
+    else ""): every escaping of a value here (quoting, JSON, URL, HTML, shell, workflow
+    commands) leaves it whole."""
+    return max(_ANCHOR.findall(form), key=len, default="")
 
 
 def _group(forms: Iterable[str]) -> _Group:
     ordered = tuple(sorted(forms))
     if not ordered:
         return _Group((), None, None, 0, False)
+    anchored: dict[str, list[str]] = {}
+    for form in ordered:
+        anchored.setdefault(_anchor(form), []).append(form)
     return _Group(
         ordered=ordered,
         starts=re.compile("[" + "".join(sorted({re.escape(f[0]) for f in ordered})) + "]"),
         any_form=re.compile("|".join(re.escape(f) for f in ordered)),
         longest=max(len(f) for f in ordered),
         multiline=any("\n" in f or "\r" in f for f in ordered),
+        anchored=tuple((anchor, tuple(group)) for anchor, group in sorted(anchored.items())),
     )
 
 
@@ -289,9 +308,12 @@ class Redactor:
         cache = self._cache
         if short and cache[0] is table and text in cache[1]:
             return cache[1][text]
-        stream = self.stream()
-        stream._buffer = text
-        redacted = stream.flush()
+        if len(text) < 4096 and "\n" not in text and DELETABLE.search(text) is None:
+            redacted = _line(table, text, credentials=self.credentials)  # most texts
+        else:
+            stream = self.stream()
+            stream._buffer = text
+            redacted = stream.flush()
         # Tables only move forward: if it is still `table`, the flush used `table`.
         if short and self.table is table:
             if cache[0] is not table or len(cache[1]) >= CACHE_SIZE:
@@ -309,10 +331,6 @@ class Redactor:
     def message(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
         """A message that quotes what a step did: masked, then printable, then short."""
         return shorten(printable(self(text)), limit)
-
-    def quote(self, value: str, limit: int = 60) -> str:
-        """`value` for a message: masked, then quoted (repr), then shortened."""
-        return shorten(repr(self(value)), limit)
 
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)
@@ -347,12 +365,15 @@ def _find(group: _Group, text: str) -> list[tuple[int, int]]:
         return spans
     if len(text) < 4096 and group.any_form.search(text) is None:
         return spans  # one regex call beats a find per form on a short text
-    for form in group.ordered:
-        width = len(form)
-        at = text.find(form)
-        while at >= 0:
-            spans.append((at, at + width))
-            at = text.find(form, at + 1)
+    for anchor, forms in group.anchored:
+        if anchor and len(forms) > 1 and anchor not in text:
+            continue  # none of these forms is there
+        for form in forms:
+            width = len(form)
+            at = text.find(form)
+            while at >= 0:
+                spans.append((at, at + width))
+                at = text.find(form, at + 1)
     return spans
 
 
@@ -386,6 +407,35 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+_NEW_LINE = LineState()
+
+
+def _line(table: _Table, text: str, *, credentials: bool) -> str:
+    """`StreamRedactor.flush` of a fresh stream holding `text`, for the text most often
+    redacted: one line without controls (all views are the text itself), in one pass."""
+    spans: list[tuple[int, int]] = []
+    if table.every.any_form is not None and table.every.any_form.search(text) is not None:
+        spans = _find(table.every, text)
+    if credentials:
+        lowered = lower(text)
+        maybe = (ANY_GATE[0].search(text) is not None, ANY_GATE[1].search(lowered) is not None)
+        for index, rule in enumerate(CREDENTIAL_RULES):
+            if not maybe[rule.ignore_case]:
+                continue
+            hay = lowered if rule.ignore_case else text
+            if any(gate in hay for gate in rule.gates):
+                spans.extend(masked_span(match) for match in RULES[index].finditer(hay))
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end in _merge(spans):
+        out += [text[pos:start], MASK]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _through(joined: View, view: View, start: int, end: int) -> list[tuple[int, int]]:
     """The source spans of a span of `joined`, a view of `view`."""
     return [piece for a, b in joined.spans(start, end) for piece in view.spans(a, b)]
@@ -401,8 +451,8 @@ class StreamRedactor:
         self._mask_open = False  # the output so far ends with a mask that may continue
         self._resume = [0] * len(CREDENTIAL_RULES)  # where each rule's scan goes on
         self._continuing: int | None = None  # a rule whose match was cut at MAX_HOLD
-        self._line = LineState()  # the emitted part of the current line, normalised
-        self._printed_line = LineState()  # the same without its controls only
+        self._line = _NEW_LINE  # the emitted part of the current line, normalised
+        self._printed_line = _NEW_LINE  # the same without its controls only
         self.masked = False  # whether anything was masked so far
         self.last_spans: list[tuple[int, int]] = []  # what the last call masked, in its text
 
@@ -430,21 +480,31 @@ class StreamRedactor:
         the tail that may still become a form starts (the text's length if none, or if
         `final`)."""
         size = len(text)
+        if final and view.identity and size < 4096 and "\n" not in text:
+            every = table.every.any_form  # one line as it is: one regex call decides
+            if every is None or every.search(text) is None:
+                return size
         norm = view.text
         cut = size
-        # A form found as printed: one holding what the view drops, or one whose first
-        # characters a stray escape sequence swallows in the view (`\x1b[` + `A...`).
-        escapes = not view.identity and ("\x1b" in text or "\x9b" in text)
+        escapes = view is not printed  # escape sequences: the views differ
         if view.identity:
             spans.extend(_find(table.plain, text))
             if not final:
                 cut = _held(table.printed, text)
         else:
-            spans.extend(_find(table.every if escapes else table.raw, text))
+            # Forms holding what the views drop are found as printed; the others without
+            # the escape sequences, and, where there are some, without the controls only
+            # (its letters kept: a stray `\x1b[` swallows the `A` of `AKIA...` in a view).
+            spans.extend(_find(table.raw, text))
             for start, end in _find(table.plain, norm):
                 spans.extend(view.spans(start, end))
+            if escapes:
+                for start, end in _find(table.plain, printed.text):
+                    spans.extend(printed.spans(start, end))
             if not final:
-                cut = min(_held(table.every, text), view.origin(_held(table.plain, norm)))
+                cut = min(_held(table.printed, text), view.origin(_held(table.plain, norm)))
+                if escapes:
+                    cut = min(cut, printed.origin(_held(table.plain, printed.text)))
         if not table.base64.ordered:
             return cut
         # Wrapped base64: in the normalised view, and, where escape sequences are, in the
@@ -473,27 +533,27 @@ class StreamRedactor:
                     return ""
         size = len(text)
         table = self._redactor.table
-        view = normalise(text)
-        norm = view.text
         # Credential formats are matched without the controls (a stray `\x9b` or ESC must
         # not swallow the first letters of `-----BEGIN` or `password=`), escape sequences
         # kept; spans are widened over the escape sequences next to them.
-        printed = without_controls(text) if not view.identity else view
-        escapes = escape_sequences(text) if not view.identity else view
+        views = Views(text)  # each made when first needed
+        printed = views.printed
         spans = list(self._carried)  # a mask begun before, credentials found before
-        if self._mask_open and escapes.origin(0) > 0:
-            spans.append((0, escapes.origin(0)))  # escape sequences go with the mask
+        if self._mask_open and views.has_escapes and views.escapes.origin(0) > 0:
+            spans.append((0, views.escapes.origin(0)))  # escape sequences go with the mask
         cut = size
         if table.forms:
-            cut = min(cut, self._forms(table, text, view, printed, spans, final))
+            cut = min(cut, self._forms(table, text, views.normalised, printed, spans, final))
         found: list[tuple[int, int, int, tuple[int, int]]] = []  # rule, start, end, span
         touching: list[tuple[int, re.Match[str]]] = []
         continuing = False
-        resume = [printed.position(r) for r in self._resume]
+        resume = [printed.position(r) if r else 0 for r in self._resume]
         if self._redactor.credentials:
             continuing, cut = self._credentials(printed, spans, found, touching, resume, cut, final)
         if not final:
-            cut = max(escapes.settle(cut), size + len(pending) - MAX_HOLD)
+            if views.has_escapes and (cut < size or ends_with_escape(text)):
+                cut = views.escapes.settle(cut)
+            cut = max(cut, size + len(pending) - MAX_HOLD)
             if cut == 0:
                 return ""  # all of it may still be (part of) a secret
             for index, match in touching:
@@ -509,8 +569,8 @@ class StreamRedactor:
         out: list[str] = []
         pos = 0
         covered_to = 0
-        if not escapes.identity:
-            spans = [escapes.widen(start, end) for start, end in spans]
+        if spans and views.has_escapes:
+            spans = [views.escapes.widen(start, end) for start, end in spans]
         merged = _merge(spans)
         self.last_spans = [(start, min(end, cut)) for start, end in merged if start < cut]
         for start, end in merged:
@@ -528,14 +588,19 @@ class StreamRedactor:
         if final:
             self._buffer, self._carried, self._mask_open = "", [], False
             self._resume = [0] * len(CREDENTIAL_RULES)
-            self._line = self._printed_line = LineState()
+            self._line = self._printed_line = _NEW_LINE
         else:
             self._mask_open = covered_to >= cut
             self._carried = [(max(0, s - cut), e - cut) for s, e in merged if e > cut]
             origins = [printed.origin(r) if r else 0 for r in resume]
             self._resume = [r - cut if r > cut else 0 for r in origins]
-            self._line = self._line.after(norm, view.position(cut))
-            self._printed_line = self._printed_line.after(printed.text, printed.position(cut))
+            at = printed.position(cut)
+            self._printed_line = self._printed_line.after(printed.text, at)
+            if views.has_escapes and table.forms:
+                view = views.normalised
+                self._line = self._line.after(view.text, view.position(cut))
+            else:  # the same view (or nothing to join lines for yet: close enough)
+                self._line = self._line.after(printed.text, at)
             self._buffer = text[cut:] + pending
         return "".join(out)
 

@@ -88,6 +88,10 @@ def _workflow(value: str) -> str:
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def _property(value: str) -> str:
+    return _workflow(value).replace(":", "%3A").replace(",", "%2C")
+
+
 def _declared(value: str) -> str:
     return re.sub(r'(["\\$`])', r"\\\1", value)
 
@@ -120,8 +124,8 @@ RENDERINGS: dict[str, tuple[Callable[[str], str], Callable[[str], str] | None]] 
     "declare-p": (lambda s: f'declare -x S="{_declared(s)}"', _declared),
     "workflow-message": (lambda s: "::warning::" + _workflow(s), _workflow),
     "workflow-property": (
-        lambda s: "::error title=" + _workflow(s).replace(":", "%3A") + "::x",
-        lambda s: _workflow(s).replace(":", "%3A"),
+        lambda s: "::error title=" + _property(s) + "::x",
+        _property,
     ),
     "url": (lambda s: urllib.parse.quote(s, safe=""), lambda s: urllib.parse.quote(s, safe="")),
     "url-plus": (urllib.parse.quote_plus, urllib.parse.quote_plus),

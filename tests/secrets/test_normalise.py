@@ -11,7 +11,7 @@ from runner.secrets.normalise import (
     DELETABLE,
     ESCAPE_SEQUENCE,
     LineState,
-    escape_sequences,
+    Views,
     join_base64,
     normalise,
     pending_escape,
@@ -45,7 +45,7 @@ def test_a_secret_split_by_an_escape_maps_to_one_span_covering_it() -> None:
 
 def test_escape_sequences_are_never_cut_nor_parted_from_the_text_after_them() -> None:
     text = "ab\x1b[31mcd\x1b[0m"
-    view = escape_sequences(text)
+    view = Views.of(text).escapes
     assert view.text == "abcd"
     assert view.settle(4) == 2  # inside the first sequence: before it
     assert view.settle(7) == 2  # right after it: it goes with "cd"

@@ -174,10 +174,10 @@ def test_the_event_log_ledger_run_record_and_junit_hold_nothing_of_it(
             text = path.read_bytes().decode("utf-8", "replace")
             assert leaked(text, secret) == [], (path.name, text)
             if path.suffix != ".xml":
-                for line in text.splitlines():
+                for line in filter(None, text.split("\n")):
                     for value in strings(json.loads(line)):
                         assert leaked(value, secret) == [], (path.name, value)
-        for line in (root / "state" / "ledger" / ENTRIES).read_text().splitlines():
+        for line in (root / "state" / "ledger" / ENTRIES).read_text().split("\n")[:-1]:
             fields = {k: v for k, v in json.loads(line).items() if k not in ENVELOPE}
             for value in strings(fields):
                 assert leaked(value, secret) == [], value
