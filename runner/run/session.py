@@ -62,7 +62,7 @@ from runner.run.scheduler import Executor, Resolve, default_parallelism
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
 from runner.run.workspace import RepoSnapshot
-from runner.secrets.redact import Redactor
+from runner.secrets.redact import Redactor, redact_record
 
 LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
 
@@ -129,13 +129,18 @@ def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
 def record_decisions(
     ledger: Ledger, run_id: str, mission: Mission, policy: Policy, decisions: list[Decision]
 ) -> None:
+    # The ledger holds the policy as its redactor leaves it: compare like with like, or a
+    # policy with a `token: ...` in a description would be "changed" at every run.
+    document = policy.document
+    if ledger.redactor is not None:
+        document = redact_record(document, ledger.redactor)
     previous = last_policy(ledger.directory)
-    if previous != policy.document:
-        patch = jsonpatch.make_patch(previous or {}, policy.document).patch
+    if previous != document:
+        patch = jsonpatch.make_patch(previous or {}, document).patch
         ledger.append(
             "policy.changed",
             run_id,
-            {"policy_digest": policy.digest, "patch": patch, "policy": policy.document},
+            {"policy_digest": policy.digest, "patch": patch, "policy": document},
         )
     ledger.append(
         "policy.decision",

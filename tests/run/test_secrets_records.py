@@ -9,10 +9,14 @@ from pathlib import Path
 from runner.audit import canonical
 from runner.audit.keys import Signer
 from runner.audit.ledger import ENTRIES, Ledger
+from runner.mission.loader import parse_mission
+from runner.policy.decisions import decide
+from runner.policy.loader import load_policy
 from runner.records.eventlog import EventLog, read_events
 from runner.records.events import JobFinished, OutputLine, StepFinished
 from runner.records.results import JobResult, RunResult, Status, StepResult
 from runner.records.rundirs import hold_run_lock
+from runner.run.session import record_decisions
 from runner.secrets.redact import Redactor
 
 SECRET = "run-secret-hunter22"
@@ -83,3 +87,24 @@ def test_every_string_value_appended_to_the_ledger_is_redacted(tmp_path: Path) -
         "failure",
         "e" * 64,
     )
+
+
+def test_a_policy_the_redactor_touches_is_not_recorded_as_changed_at_every_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yml").write_text(
+        "version: 1\nimages: [base]\ntools: [sh]\n"
+        "rules:\n  - name: deploy\n    description: 'the deploy token: rotated weekly'\n"
+        "    match: {mission: m, job: d}\n    allow: {secrets: [DEPLOY_TOKEN]}\n"
+    )
+    policy = load_policy(None, tmp_path)
+    mission, _ = parse_mission(b"name: m\non: [manual]\njobs:\n  d: {steps: [{run: x}]}\n", "m.yml")
+    state = tmp_path / "state"
+    for run_id in ("r1", "r2"):
+        with Ledger.open(state, signer=Signer.generate(), redactor=Redactor()) as ledger:
+            record_decisions(ledger, run_id, mission, policy, decide(mission, policy, ()))
+    lines = (state / "ledger" / ENTRIES).read_text().split("\n")[:-1]
+    types = [json.loads(line)["type"] for line in lines]
+    assert types.count("policy.changed") == 1
+    assert "rotated weekly" not in (state / "ledger" / ENTRIES).read_text()
