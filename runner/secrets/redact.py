@@ -329,8 +329,22 @@ class Redactor:
         return stream.last_spans
 
     def message(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
-        """A message that quotes what a step did: masked, then printable, then short."""
-        return shorten(printable(self(text)), limit)
+        """A message that quotes what a step did: masked, then printable, then short.
+
+        A message shows what a terminal would hide (`printable`), so each mask here is
+        widened over every invisible character next to it, controls included: a secret
+        that begins with `\x1b]0;title\x07\x08` leaves none of it in a message."""
+        views = Views(text)
+        spans = self.spans(text)
+        if spans and not views.clean:
+            spans = _merge([views.normalised.widen(start, end) for start, end in spans])
+        out: list[str] = []
+        pos = 0
+        for start, end in spans:
+            out += [text[pos:start], MASK]
+            pos = end
+        out.append(text[pos:])
+        return shorten(printable("".join(out)), limit)
 
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)

@@ -96,7 +96,7 @@ def test_a_policy_the_redactor_touches_is_not_recorded_as_changed_at_every_run(
     (tmp_path / "policies" / "default.yml").write_text(
         "version: 1\nimages: [base]\ntools: [sh]\n"
         "rules:\n  - name: deploy\n    description: 'the deploy token: rotated weekly'\n"
-        "    match: {mission: m, job: d}\n    allow: {secrets: [DEPLOY_TOKEN]}\n"
+        "    match: {path: m.yml, job: d}\n    allow: {secrets: [DEPLOY_TOKEN]}\n"
     )
     policy = load_policy(None, tmp_path)
     mission, _ = parse_mission(b"name: m\non: [manual]\njobs:\n  d: {steps: [{run: x}]}\n", "m.yml")

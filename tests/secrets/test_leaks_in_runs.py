@@ -36,9 +36,10 @@ version: 1
 images: [python]
 tools: [sh, python3]
 limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
+build: {from: [debian:bookworm-slim], network: [python]}
 rules:
   - name: granted
-    match: {mission: leaks, job: "*"}
+    match: {path: .missions/m.yml, job: "*"}
     allow: {secrets: [TOKEN]}
 """
 
