@@ -192,11 +192,13 @@ def _inputs(top: dict[str, Any]) -> dict[str, InputSpec]:
     specs: dict[str, Any] = {}
     on: dict[str, Any] = top["on"] if isinstance(top.get("on"), dict) else {}
     for event in ("workflow_call", "workflow_dispatch"):
-        specs.update((on.get(event) or {}).get("inputs") or {})
+        trigger = on.get(event)
+        if isinstance(trigger, dict) and isinstance(trigger.get("inputs"), dict):
+            specs.update(trigger["inputs"])
     specs.update(top.get("inputs") or {})
     result: dict[str, InputSpec] = {}
     for name, spec in specs.items():
-        spec = spec or {}
+        spec = spec if isinstance(spec, dict) else {}
         kind = spec.get("type", "string")
         result[name] = InputSpec(
             name=name,

@@ -638,3 +638,26 @@ def test_env_as_one_expression_is_accepted_with_a_warning(tmp_path: Path) -> Non
         "m.yml:5:10: warning: jobs.a.env: env given as one ${{ }} expression is not supported "
         "by runner yet; it is ignored (list the variables instead) [unsupported]"
     ]
+
+
+def test_a_dispatch_trigger_that_is_no_mapping_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Found by the corpus fuzzer: `workflow_dispatch:` holding a list (a stray `- `) made
+    the loader call `.get` on it."""
+    assert _errors(
+        tmp_path,
+        """
+        name: x
+        on:
+          workflow_dispatch:
+          - schedule: []
+          workflow_call: {inputs: [a]}
+        jobs:
+          a: {steps: [{run: x}]}
+        """,
+        severity=ERROR,
+    ) == [
+        "m.yml:3:3: on.workflow_dispatch: must be empty or a mapping, e.g. `inputs: {name: "
+        "{type: string}}`; a list or a value here declares nothing [schema]",
+        "m.yml:5:19: on.workflow_call.inputs: must be a mapping of input names to their specs, "
+        "e.g. `inputs: {name: {type: string}}` [schema]",
+    ]

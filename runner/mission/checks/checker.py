@@ -130,6 +130,8 @@ class Checker(ExpressionChecks, ContentChecks):
     def _on(self, on: Any) -> None:
         for event, value in dict_of(on).items():
             keypath = join("on", event)
+            if event in ("workflow_dispatch", "workflow_call") and value is not None:
+                self._trigger_with_inputs(value, keypath)
             if event == "schedule":
                 self.note(keypath, "schedules are GitHub-only; runner runs a mission when asked")
             elif isinstance(value, dict):
@@ -140,6 +142,24 @@ class Checker(ExpressionChecks, ContentChecks):
                         f"{event} filters ({', '.join(filters)}) are GitHub-only; "
                         "runner selects missions by event name only",
                     )
+
+    def _trigger_with_inputs(self, value: Any, keypath: str) -> None:
+        """`workflow_dispatch:` / `workflow_call:` is empty or a mapping whose `inputs` is a
+        mapping of input names (GitHub's form); anything else declares no input."""
+        if not isinstance(value, dict):
+            self.add(
+                keypath,
+                "must be empty or a mapping, e.g. `inputs: {name: {type: string}}`; "
+                "a list or a value here declares nothing",
+                "schema",
+            )
+        elif value.get("inputs") is not None and not isinstance(value["inputs"], dict):
+            self.add(
+                join(keypath, "inputs"),
+                "must be a mapping of input names to their specs, "
+                "e.g. `inputs: {name: {type: string}}`",
+                "schema",
+            )
 
     def _permissions(self, value: Any, keypath: str) -> None:
         if isinstance(value, str):
