@@ -94,7 +94,7 @@ class _File:
 
     @functools.cached_property
     def masked(self) -> list[tuple[int, int]]:
-        return self.redactor.spans(self.text) if self.redactor is not None else []
+        return self.redactor.message_spans(self.text) if self.redactor is not None else []
 
 
 @dataclass(frozen=True)

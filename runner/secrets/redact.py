@@ -328,19 +328,22 @@ class Redactor:
         stream.flush()
         return stream.last_spans
 
-    def message(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
-        """A message that quotes what a step did: masked, then printable, then short.
-
-        A message shows what a terminal would hide (`printable`), so each mask here is
-        widened over every invisible character next to it, controls included: a secret
-        that begins with `\x1b]0;title\x07\x08` leaves none of it in a message."""
-        views = Views(text)
+    def message_spans(self, text: str) -> list[tuple[int, int]]:
+        """What a message quoting `text` masks: `spans`, each widened over every invisible
+        character next to it, controls included. A message shows what a terminal would
+        hide (`printable`), so a secret that begins with `\x1b]0;title\x07\x08` leaves
+        none of it there (a stream keeps such characters: a terminal acts on them)."""
         spans = self.spans(text)
+        views = Views(text)
         if spans and not views.clean:
             spans = _merge([views.normalised.widen(start, end) for start, end in spans])
+        return spans
+
+    def message(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
+        """A message that quotes what a step did: masked, then printable, then short."""
         out: list[str] = []
         pos = 0
-        for start, end in spans:
+        for start, end in self.message_spans(text):
             out += [text[pos:start], MASK]
             pos = end
         out.append(text[pos:])
