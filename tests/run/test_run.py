@@ -145,16 +145,14 @@ def test_independent_jobs_run_in_parallel(tmp_path: Path, shared_state: Path) ->
           three: {steps: [{run: sleep 3}], tools: [sh, sleep]}
         """,
     )
-    run(repo, shared_state, "--max-parallel", "3")  # warm the toolset cache
-    started = time.monotonic()
     done = run(repo, shared_state, "--max-parallel", "3")
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     run_dir = shared_state / "runs" / result_of(done)["run_id"]
     kinds = [json.loads(x)["kind"] for x in (run_dir / "events.jsonl").read_text().splitlines()]
     steps = [k for k in kinds if k in ("step.started", "step.finished")]
+    # Each step sleeps 3 s: all three starting before any finishes is overlap, however
+    # busy the machine (a wall-clock bound is not: a loaded CI host is slow to start them).
     assert steps[:3] == ["step.started"] * 3, "a job started only after another finished"
-    assert elapsed < 9, f"three 3 s jobs took {elapsed:.1f} s: not parallel"
 
 
 def test_failure_skips_dependents_but_always_runs(tmp_path: Path, shared_state: Path) -> None:
