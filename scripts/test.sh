@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/ensure-docker.sh
+# Podman's Docker API too (tests/podman, marker `podman`): Debian's podman + catatonit,
+# its service started if none answers; base-images.sh then copies the images into it.
+scripts/ensure-podman.sh
 scripts/base-images.sh
 .venv/bin/ruff check runner tests bench
 .venv/bin/ruff format --check runner tests bench

@@ -102,8 +102,9 @@ SNAPSHOT_MOUNT = "snapshot"  # where a helper mounts the snapshot it fills (unde
 # bounds the jobs running; this bounds how many of them talk to the engine's heavy paths.
 ENGINE_CONCURRENCY = 8
 # Podman: how long a running helper (runner-init waiting for an environment that never
-# comes) may live, should runner die before it removes the helper
-HELPER_DEADLINE_S = 3600.0
+# comes) may live, should runner die before it removes the helper; a copy through it
+# (an 8 GiB snapshot at most) takes far less
+HELPER_DEADLINE_S = 600.0
 GO_MODE_SYMLINK = 1 << 27  # os.ModeSymlink in the archive API's path stat
 
 
