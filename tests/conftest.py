@@ -19,6 +19,7 @@ import pytest
 
 from runner.app import App
 from runner.cli import cli
+from runner.engine.docker.dialect import PODMAN_HOST
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
-PODMAN_HOST = "unix:///run/podman/podman.sock"  # scripts/ensure-podman.sh starts it
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -75,7 +75,7 @@ from runner.engine.backend import (
     check_spec,
 )
 from runner.engine.docker import images, networks, sdk, volume_dir
-from runner.engine.docker.dialect import DOCKER_DIALECT, Dialect, detect
+from runner.engine.docker.dialect import DOCKER_DIALECT, PODMAN_HOST, Dialect, detect
 from runner.engine.docker.errors import START_HINT, docker_errors, missing_ok, not_running
 from runner.engine.docker.hardening import (
     container_config,
@@ -133,7 +133,7 @@ def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBack
                 raise EngineUnavailable(
                     f"runner drives Podman only on this host's socket, not at {host}",
                     hint="run runner on the engine's host with "
-                    "DOCKER_HOST=unix:///run/podman/podman.sock (scripts/ensure-podman.sh)",
+                    f"DOCKER_HOST={PODMAN_HOST} (scripts/ensure-podman.sh)",
                 )
             write_seccomp_files()
         except BaseException:

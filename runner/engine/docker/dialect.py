@@ -36,6 +36,8 @@ from typing import Any
 
 DOCKER = "docker"
 PODMAN = "podman"
+# where scripts/ensure-podman.sh serves Podman's API (rootful): DOCKER_HOST for runner
+PODMAN_HOST = "unix:///run/podman/podman.sock"
 PODMAN_COMPONENT = "Podman Engine"  # how Podman names itself in `GET /version`
 # what Podman adds to every container's environment, unless the image sets it itself
 PODMAN_ENV = ("TERM", "container")

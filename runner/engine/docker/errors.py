@@ -15,12 +15,13 @@ from collections.abc import Iterator
 import docker.errors
 import requests
 
+from runner.engine.docker.dialect import PODMAN_HOST
 from runner.errors import EngineUnavailable, InvalidInput, RunnerError
 
 START_HINT = (
     "start one with `scripts/ensure-docker.sh` (or `sudo systemctl start docker`), "
     "or point DOCKER_HOST at a running engine (Podman's: `scripts/ensure-podman.sh`, "
-    "DOCKER_HOST=unix:///run/podman/podman.sock)"
+    f"DOCKER_HOST={PODMAN_HOST})"
 )
 EXPLAIN_MAX_CHARS = 2000  # an engine may quote a whole request back (a 9.5 KB profile)
 
