@@ -37,6 +37,7 @@ __all__ = [  # collected here too, with DOCKER_HOST on Podman's socket
 BUSYBOX = "runner-base/busybox:latest"
 RUNS = 100
 AT_ONCE = 8  # the engine's own pace (ENGINE_CONCURRENCY): a run of parallel jobs
+ATTACK = ["sh", "-c", "cp /bin/busybox . && ./busybox echo the-binary-ran"]
 REFUSAL = "runner-init: refused: /workspace (overlay) is writable by uid 65534 and not noexec\n"
 
 
@@ -97,22 +98,25 @@ def test_podmans_own_tmpfs_mounts_reach_no_step_writable_or_executable(
 def test_a_binary_copied_into_the_workspace_is_refused_every_time(
     backend: DockerBackend, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On Podman the workspace bind keeps `noexec` only because runner asks for it; a
-    Podman that dropped it again (as it drops the volume's own) must not let one step
-    through: runner-init refuses before the step can run anything, however fast the step
-    would exit (the host-side check this replaced let 4 of 12 runs through)."""
+    """A one-step job that copies a binary into its workspace and runs it (which got
+    through in 4 of 12 runs on Podman before): 100 runs as runner configures the step,
+    each stopped by the workspace's `noexec`; then 100 runs on a Podman that dropped
+    `noexec` again (as it drops the volume's own), each refused by runner-init before the
+    step can run anything, however fast the step would exit. Concurrently, as the steps of
+    a run's parallel jobs are."""
     volume = f"runner-{run_id}-ws"
     backend.create_volume(volume, {LABEL_RUN: run_id}, exec_allowed=False)
-    attack = ["sh", "-c", "cp /bin/busybox ./bb && ./bb echo the-binary-ran"]
-    code, output = run(backend, spec(run_id, attack, workspace_volume=volume))
-    assert code == 126 and "Permission denied" in output  # noexec, as asked
+    attack = spec(run_id, ATTACK, workspace_volume=volume)
+
+    def hundred_runs() -> list[tuple[int | None, str]]:
+        with ThreadPoolExecutor(AT_ONCE) as pool:
+            return list(pool.map(lambda _: run(backend, attack), range(RUNS)))
+
+    assert hundred_runs() == [(126, "sh: ./busybox: Permission denied\n")] * RUNS
 
     def dropping_noexec(*volume: Any) -> str:
         return bind(*volume).replace(",noexec", "")
 
     bind = hardening._bind
     monkeypatch.setattr(hardening, "_bind", dropping_noexec)
-    step = spec(run_id, attack, workspace_volume=volume)
-    with ThreadPoolExecutor(AT_ONCE) as pool:
-        results = list(pool.map(lambda _: run(backend, step), range(RUNS)))
-    assert results == [(contract.REFUSED, REFUSAL)] * RUNS
+    assert hundred_runs() == [(contract.REFUSED, REFUSAL)] * RUNS
