@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_run.py                 # overhead + fan-out (~2 min)
     .venv/bin/python bench/bench_run.py --scale --flood # also 1,000 sleeping steps, 1 GiB output
+    .venv/bin/python bench/bench_run.py --engines docker,podman  # side by side with Podman's API
 
 overhead  one job of N steps (`true`) through `runner run`, whole run wall time / N
           (workspace, ledger, event log, policy and loading included), against the median
@@ -10,11 +11,15 @@ fan-out   200 one-step jobs at --max-parallel 32, against 200 bare SDK steps on 
 scale     1,000 jobs sleeping at once (--max-parallel 1000): all complete; runner's peak
           RSS per running step
 flood     one step printing 1 GiB: runner's peak RSS, wall time, lines delivered
+
+Each engine of `--engines` (docker: DOCKER_HOST or the local socket; podman: its socket, as
+scripts/ensure-podman.sh starts it) is measured against the bare SDK on that same engine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -24,6 +29,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,9 @@ from typing import Any
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_container import bare_sdk_step, bare_sdk_throughput, bench_client
+from bench_container import ENGINES, bare_sdk_step, bare_sdk_throughput, bench_client
+
+from runner.engine.docker.dialect import detect
 
 POLICY = """\
 version: 1
@@ -163,8 +171,8 @@ def bench_fanout(client: docker.DockerClient, work: Path, jobs: int, parallel: i
 class PeakRss:
     """Samples a process's VmRSS (and running containers) until it exits."""
 
-    def __init__(self, pid: int, label: str | None = None) -> None:
-        self.pid, self.label = pid, label
+    def __init__(self, pid: int, label: str | None = None, cli: str = "docker") -> None:
+        self.pid, self.label, self.cli = pid, label, cli
         self.peak_kib = 0
         self.peak_running = 0
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -181,7 +189,7 @@ class PeakRss:
                 return
             if self.label:
                 out = subprocess.run(
-                    ["docker", "ps", "-q", "--filter", f"label={self.label}"],
+                    [self.cli, "ps", "-q", "--filter", f"label={self.label}"],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -194,7 +202,7 @@ class PeakRss:
 
 
 def watched_run(
-    repo: Path, state: Path, *args: str, label: bool = False
+    repo: Path, state: Path, *args: str, label: bool = False, cli: str = "docker"
 ) -> tuple[float, PeakRss, str]:
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
     started = time.perf_counter()
@@ -206,7 +214,7 @@ def watched_run(
         stderr=subprocess.PIPE,
         text=True,
     )
-    rss = PeakRss(proc.pid, f"runner.state-dir={state.resolve()}" if label else None)
+    rss = PeakRss(proc.pid, f"runner.state-dir={state.resolve()}" if label else None, cli)
     out, err = proc.communicate()
     wall = time.perf_counter() - started
     rss.join()
@@ -215,14 +223,14 @@ def watched_run(
     return wall, rss, out
 
 
-def bench_scale(work: Path, jobs: int, sleep_s: int) -> None:
+def bench_scale(work: Path, jobs: int, sleep_s: int, cli: str = "docker") -> None:
     mission = "name: scale\non: [manual]\njobs:\n" + "\n".join(
         f"  s{i}:\n    tools: [sh, sleep]\n    steps: [{{run: sleep {sleep_s}}}]"
         for i in range(jobs)
     )
     repo = repo_with(work / "scale", mission + "\n")
     state = work / "state"
-    wall, rss, out = watched_run(repo, state, "--max-parallel", str(jobs), label=True)
+    wall, rss, out = watched_run(repo, state, "--max-parallel", str(jobs), label=True, cli=cli)
     result = json.loads(out)
     ok = sum(j["status"] == "success" for j in result["jobs"].values())
     per = rss.peak_kib / 1024 / max(rss.peak_running, 1)
@@ -275,20 +283,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument(
+        "--engines", default="docker", help="comma-separated: docker, podman (side by side)"
+    )
     args = parser.parse_args(argv)
-    client = bench_client()
-    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
-        work = Path(tmp)
-        if not args.skip_overhead:
-            bench_overhead(client, work, args.n)
-        if not args.skip_fanout:
-            bench_fanout(client, work, args.jobs, args.parallel)
-        if args.scale:
-            bench_scale(work, args.scale_jobs, args.sleep)
-        if args.flood:
-            bench_flood(work, args.gib)
-    client.close()
+    for engine in args.engines.split(","):
+        client = bench_client(engine=engine)
+        with on_engine(engine), tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+            print(f"== {detect(client.version()).describe()} ==")
+            work = Path(tmp)
+            if not args.skip_overhead:
+                bench_overhead(client, work, args.n)
+            if not args.skip_fanout:
+                bench_fanout(client, work, args.jobs, args.parallel)
+            if args.scale:
+                bench_scale(work, args.scale_jobs, args.sleep, engine)
+            if args.flood:
+                bench_flood(work, args.gib)
+        client.close()
     return 0
+
+
+@contextlib.contextmanager
+def on_engine(engine: str) -> Iterator[None]:
+    """`runner run` (a subprocess) on `engine`: DOCKER_HOST at its socket meanwhile."""
+    saved = os.environ.get("DOCKER_HOST")
+    host = ENGINES[engine]
+    if host is not None:
+        os.environ["DOCKER_HOST"] = host
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
 
 
 if __name__ == "__main__":

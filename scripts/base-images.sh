@@ -6,6 +6,9 @@
 #   runner-internal/init:<hash> - runner-init, the entrypoint of every step, compiled from
 #                                 runner/engine/stepinit/ (gcc from Debian's mirror, about
 #                                 a minute), and the read-only volume steps mount it from
+# When Podman's API answers (scripts/ensure-podman.sh), the same three go into Podman's own
+# store too, copied from Docker's (`docker save | podman load`: no registry, no rebuild),
+# and runner-init is made ready there too.
 # Idempotent: an image that already exists is left alone.
 set -euo pipefail
 
@@ -48,7 +51,7 @@ if ! have debian:bookworm-slim; then
 fi
 
 python="$(dirname "$0")/../.venv/bin/python"
-if [ -x "$python" ]; then
+prepare_init() {
   "$python" - <<'PY'
 import sys
 from runner.engine.docker.backend import connect
@@ -59,4 +62,20 @@ try:
 finally:
     backend.close()
 PY
+}
+if [ -x "$python" ]; then
+  prepare_init
+fi
+
+podman_socket=/run/podman/podman.sock
+if [ -x "$python" ] && command -v podman >/dev/null 2>&1 \
+  && curl -sf --max-time 5 --unix-socket "$podman_socket" http://d/_ping >/dev/null 2>&1; then
+  init=$("$python" -c 'from runner.engine.stepinit.image import tag; print(tag())')
+  for image in runner-base/busybox:latest debian:bookworm-slim "$init"; do
+    if ! podman image exists "$image"; then
+      docker save "$image" | podman load -q >/dev/null
+      log "copied $image into Podman's store"
+    fi
+  done
+  DOCKER_HOST="unix://$podman_socket" prepare_init
 fi

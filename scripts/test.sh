@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/ensure-docker.sh
+# Podman's Docker API too (tests/podman, marker `podman`): Debian's podman + catatonit,
+# its service started if none answers; base-images.sh then copies the images into it.
+# Podman not installable: its tests are skipped, saying so; installed but down: they fail.
+scripts/ensure-podman.sh || echo "test.sh: Podman is not ready (see above)" >&2
 scripts/base-images.sh
 .venv/bin/ruff check runner tests bench
 .venv/bin/ruff format --check runner tests bench

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,7 @@ import pytest
 
 from runner.app import App
 from runner.cli import cli
+from runner.engine.docker.dialect import PODMAN_HOST
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "podman: needs Podman's Docker API (scripts/ensure-podman.sh; tests/podman)"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -43,26 +51,30 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def _no_snapshot_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A run keeps its repository snapshot volume as a cache for the next run
     (`runner.run.snapshot`); the snapshots of this session's state dirs go at its end.
-    Through the docker CLI, when there is one: the pure tests run without an engine."""
+    Through the docker CLI (and podman's, when installed), when there is one: the pure
+    tests run without an engine."""
     yield
     base = str(tmp_path_factory.getbasetemp().resolve())
     label = "runner.snapshot-of"
-    try:
-        names = subprocess.run(
-            ["docker", "volume", "ls", "-q", "--filter", f"label={label}"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout.split()  # fmt: skip
-        for name in names:
-            owner = subprocess.run(
-                ["docker", "volume", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', name],
-                capture_output=True, text=True, check=False, timeout=60,
-            ).stdout.strip()  # fmt: skip
-            if owner.startswith(base + os.sep):
-                subprocess.run(
-                    ["docker", "volume", "rm", "-f", name], capture_output=True, check=False
-                )
-    except (OSError, subprocess.SubprocessError):
-        pass  # no engine: no snapshot was made
+    for engine in ("docker", "podman"):  # Podman's store is its own (tests/podman)
+        if engine == "podman" and shutil.which("podman") is None:
+            continue
+        try:
+            names = subprocess.run(
+                [engine, "volume", "ls", "-q", "--filter", f"label={label}"],
+                capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.split()  # fmt: skip
+            for name in names:
+                owner = subprocess.run(
+                    [engine, "volume", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', name],
+                    capture_output=True, text=True, check=False, timeout=60,
+                ).stdout.strip()  # fmt: skip
+                if owner.startswith(base + os.sep):
+                    subprocess.run(
+                        [engine, "volume", "rm", "-f", name], capture_output=True, check=False
+                    )
+        except (OSError, subprocess.SubprocessError):
+            pass  # no engine: no snapshot was made
 
 
 @pytest.fixture
@@ -122,6 +134,48 @@ def runner_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def podman_host() -> str:
+    """`DOCKER_HOST` for Podman's Docker API. Podman not installed: the tests that need it
+    are skipped, saying so (scripts/test.sh installs it); installed but not answering: a
+    failure, never a skip."""
+    import docker
+
+    if shutil.which("podman") is None:
+        pytest.skip(
+            "Podman is not installed (scripts/test.sh installs it: scripts/ensure-podman.sh)"
+        )
+    try:
+        client = docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=30)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # any way of not answering
+        pytest.fail(f"Podman is installed but its API does not answer at {PODMAN_HOST} ({exc}): "
+                    "start it with scripts/ensure-podman.sh")  # fmt: skip
+    return PODMAN_HOST
+
+
+@pytest.fixture(autouse=True)
+def _through_podman(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked `podman` (tests/podman) talks to Podman's Docker API: `DOCKER_HOST`
+    points at its socket for the test and the runner processes it starts, so `connect()`
+    (the `backend` fixture), `invoke` and `runner_cli` all go to Podman."""
+    if request.node.get_closest_marker("podman") is not None:
+        monkeypatch.setenv("DOCKER_HOST", request.getfixturevalue("podman_host"))
+
+
+@pytest.fixture
+def podman(podman_host: str) -> Iterator[object]:
+    """The Docker SDK's low-level client on Podman's socket."""
+    import docker
+
+    client = docker.APIClient(base_url=podman_host, version="1.41", timeout=120)
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -84,8 +84,8 @@ def test_every_writable_executable_mount_is_named_with_its_escaped_path(
     kernel decides them, `ro` and `noexec` respected, /dev/null masks ignored."""
     config_of = docker_backend.container_config
 
-    def with_mounts(step: ContainerSpec) -> dict[str, Any]:
-        config = config_of(step)
+    def with_mounts(step: ContainerSpec, *dialect: Any, **options: Any) -> dict[str, Any]:
+        config = config_of(step, *dialect, **options)
         config["tmpfs"] = {
             **config["tmpfs"],
             "/work space": "rw,exec,mode=1777",  # refused

@@ -72,10 +72,17 @@ from runner.engine.backend import (
     ImageConfig,
     ImageInfo,
     NotFound,
+    check_spec,
 )
 from runner.engine.docker import images, networks, sdk, volume_dir
-from runner.engine.docker.errors import START_HINT, docker_errors, missing_ok
-from runner.engine.docker.hardening import container_config, init_volume
+from runner.engine.docker.dialect import DOCKER_DIALECT, PODMAN_HOST, Dialect, detect
+from runner.engine.docker.errors import START_HINT, docker_errors, missing_ok, not_running
+from runner.engine.docker.hardening import (
+    container_config,
+    engine_fields,
+    init_volume,
+    write_seccomp_files,
+)
 from runner.engine.stepinit import contract
 from runner.engine.stepinit.image import ensure_image
 from runner.errors import EngineUnavailable, RunnerError
@@ -94,10 +101,16 @@ SNAPSHOT_MOUNT = "snapshot"  # where a helper mounts the snapshot it fills (unde
 # 50 only add latency, and 1,000 threads starting steps got ~1/s here). `--max-parallel`
 # bounds the jobs running; this bounds how many of them talk to the engine's heavy paths.
 ENGINE_CONCURRENCY = 8
+# Podman: how long a running helper (runner-init waiting for an environment that never
+# comes) may live, should runner die before it removes the helper; a copy through it
+# (an 8 GiB snapshot at most) takes far less
+HELPER_DEADLINE_S = 600.0
+GO_MODE_SYMLINK = 1 << 27  # os.ModeSymlink in the archive API's path stat
 
 
 def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBackend:
-    """A backend on the engine of the environment (DOCKER_HOST or the local socket)."""
+    """A backend on the engine of the environment (DOCKER_HOST or the local socket):
+    Docker, or Podman on this host (`dialect`)."""
     host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
         raise EngineUnavailable(
@@ -110,10 +123,23 @@ def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBack
         )
         try:
             client.ping()
+            dialect = detect(client.version(api_version=False))
         except BaseException:
             client.close()
             raise
-    return DockerBackend(client)
+    if dialect.podman:
+        try:
+            if not host.startswith("unix://"):
+                raise EngineUnavailable(
+                    f"runner drives Podman only on this host's socket, not at {host}",
+                    hint="run runner on the engine's host with "
+                    f"DOCKER_HOST={PODMAN_HOST} (scripts/ensure-podman.sh)",
+                )
+            write_seccomp_files()
+        except BaseException:
+            client.close()
+            raise
+    return DockerBackend(client, dialect)
 
 
 # `containers.create` keyword arguments that configure the container; every other one
@@ -140,9 +166,10 @@ def create_arguments(api: docker.APIClient, config: Mapping[str, Any]) -> dict[s
 class DockerBackend:
     """The Docker implementation of `runner.engine.backend.Backend`."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, dialect: Dialect = DOCKER_DIALECT) -> None:
         self.client = client
         self.api = client.api
+        self.dialect = dialect
         self._lock = threading.Lock()
         self._admit = threading.BoundedSemaphore(ENGINE_CONCURRENCY)
         self._layouts: set[str] = set()
@@ -156,20 +183,42 @@ class DockerBackend:
         self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
         self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
         self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
+        self._image_env: dict[str, frozenset[str]] = {}  # Podman: image -> its variables
+        self._init_image: str | None = None
+        self._init_dir: str | None = None  # Podman: the checked init volume's directory
+        self._owners: dict[str, int] = {}  # workspace volume -> the owner of its root
 
     def close(self) -> None:
         self.client.close()
 
     def create(self, spec: ContainerSpec) -> str:
-        arguments = create_arguments(self.api, container_config(spec))
+        check_spec(spec)
         env = contract.encode_env(spec.env)
         self._await_init()
-        with self._admit, docker_errors(f"creating a container of {spec.image}"):
-            created = self.api.create_container(**arguments)
+        config = container_config(spec, self.dialect, init_dir=self._init_dir)
+        with docker_errors(f"creating a container of {spec.image}"):
+            body = self.api.create_container_config(**create_arguments(self.api, config))
+            if self.dialect.podman:
+                body.update(engine_fields(self.dialect, self._variables_of(spec.image)))
+            with self._admit:
+                created = cast(Any, self.api).create_container_from_config(body)
         cid = cast(str, created["Id"])
         with self._lock:
             self._env[cid] = env
         return cid
+
+    def _variables_of(self, image: str) -> frozenset[str]:
+        """The names of the variables `image` sets (cached: asked once per image)."""
+        with self._lock:
+            known = self._image_env.get(image)
+        if known is not None:
+            return known
+        attrs = cast(Any, self.api).inspect_image(image)
+        env = (attrs.get("Config") or {}).get("Env") or []
+        names = frozenset(str(entry).split("=", 1)[0] for entry in env)
+        with self._lock:
+            self._image_env[image] = names
+        return names
 
     def prepare_init(self, say: Callable[[str], None] | None = None) -> None:
         """Make runner-init ready for steps: its image, built once per engine (`say`
@@ -179,6 +228,7 @@ class DockerBackend:
             if self._init_thread is not None:
                 return
             image = ensure_image(self, say)
+            self._init_image = image
             volume = init_volume()
             with docker_errors("preparing the runner-init volume"):
                 self.api.create_volume(volume, labels={LABEL_ROLE: "init"})
@@ -190,6 +240,8 @@ class DockerBackend:
     def _ready_in_background(self, image: str, volume: str) -> None:
         try:
             self._ready_volume(image, volume)
+            if self.dialect.podman:
+                self._init_dir = self._mountpoint(volume)
         except RunnerError as exc:
             self._init_error = exc
 
@@ -245,20 +297,58 @@ class DockerBackend:
             tar.addfile(info, io.BytesIO(program))
         mounts = [Mount(INIT_CHECK_PATH, volume, no_copy=True)]
         with self._helper(NOBODY, {}, mounts, image=image) as helper:
-            self.put_archive(helper, INIT_CHECK_PATH, buffer.getvalue())
+            self._put_archive(helper, INIT_CHECK_PATH, buffer.getvalue())
 
     def put_archive(self, cid: str, path: str, data: bytes | IO[bytes] | Iterable[bytes]) -> None:
+        with self._reach(cid, path, writable=True) as target:
+            self._put_archive(target, path, data)
+
+    def _put_archive(self, cid: str, path: str, data: bytes | IO[bytes] | Iterable[bytes]) -> None:
         with docker_errors(f"copying files into {path} of container {cid[:12]}"):
             if not self.api.put_archive(cid, path, data):
                 raise RunnerError(f"the engine did not extract the archive into {path}")
 
     def get_archive(self, cid: str, path: str) -> Iterator[bytes]:
-        with docker_errors(f"copying {path} out of container {cid[:12]}"):
+        with (
+            docker_errors(f"copying {path} out of container {cid[:12]}"),
+            self._reach(cid, path, writable=False) as source,
+        ):
             try:
-                stream, _stat = self.api.get_archive(cid, path, chunk_size=1024 * 1024)
+                stream, stat = self.api.get_archive(source, path, chunk_size=1024 * 1024)
             except docker.errors.NotFound as exc:
                 raise NotFound(f"{path} does not exist in container {cid[:12]}") from exc
+            if self.dialect.podman and int(stat.get("mode") or 0) & GO_MODE_SYMLINK:
+                stream.close()  # Podman sends what the link points at; Docker, the link
+                yield _link_tar(posixpath.basename(path), str(stat.get("linkTarget") or ""))
+                return
             yield from stream
+
+    @contextlib.contextmanager
+    def _reach(self, cid: str, path: str, *, writable: bool) -> Iterator[str]:
+        """The container whose archive API reaches `path` of container `cid`: `cid` itself,
+        except on Podman when `path` is on one of `cid`'s volumes, which Podman reaches
+        only while a container runs (on a created or stopped one it would use the
+        container's own root, silently): then a running helper with the same volume at
+        the same place (read-only unless `writable`)."""
+        if not self.dialect.podman:
+            yield cid
+            return
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            attrs = self.api.inspect_container(cid)
+        wanted = posixpath.normpath(path)
+        for mount in attrs.get("Mounts") or []:
+            target, volume = str(mount.get("Destination") or ""), str(mount.get("Name") or "")
+            inside = wanted == target or wanted.startswith(target.rstrip("/") + "/")
+            if mount.get("Type") == "volume" and target and volume and inside:
+                labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+                labels.pop(LABEL_ROLE, None)
+                with self._lock:
+                    owner = self._owners.get(volume, NOBODY)
+                mounts = [Mount(target, volume, type="volume", read_only=not writable)]
+                with self._helper(owner, labels, mounts) as helper:
+                    yield helper
+                return
+        yield cid
 
     def start(self, cid: str) -> None:
         """Start, then send runner-init the step's environment (it waits for it)."""
@@ -312,7 +402,7 @@ class DockerBackend:
             try:
                 self.api.kill(cid)
             except docker.errors.APIError as exc:
-                if not missing_ok(exc):
+                if not (missing_ok(exc) or not_running(exc)):
                     raise
 
     def remove(self, cid: str) -> None:
@@ -338,7 +428,7 @@ class DockerBackend:
         try:
             mounts = [Mount(f"/{SNAPSHOT_MOUNT}", name, type="volume")]
             with self._helper(NOBODY, helper_labels, mounts) as helper:
-                self.put_archive(helper, "/", tree(SNAPSHOT_MOUNT))
+                self._put_archive(helper, "/", tree(SNAPSHOT_MOUNT))
         except BaseException:
             self.remove_volume(name)
             raise
@@ -356,6 +446,8 @@ class DockerBackend:
         quota_bytes: int | None = None,
     ) -> None:
         data = name + DATA_SUFFIX
+        with self._lock:
+            self._owners[name] = owner
         with docker_errors(f"creating workspace volume {name}"):
             with self._admit:
                 made = self.api.create_volume(data, labels={**labels, LABEL_ROLE: "workspace-data"})
@@ -406,26 +498,67 @@ class DockerBackend:
         *,
         image: str | None = None,
     ) -> Iterator[str]:
-        """A never-started container with `mounts`, to read or fill files through, removed
-        after: of `image`, or of the layout image of `owner`."""
-        image = image or self._layout_image(owner)
+        """A container with `mounts`, to read or fill files through, removed after: of
+        `image`, or of the layout image of `owner`. Never started on Docker; on Podman,
+        whose archive API reaches a volume only while a container runs, it runs runner-init
+        (of `image`, else of its own image) waiting for an environment that never comes,
+        as `owner` (Podman gives what it extracts to the container's user), hardened like
+        a step and bounded by `HELPER_DEADLINE_S`."""
+        labels = {**labels, LABEL_ROLE: "helper"}
         with docker_errors("creating a helper container"), self._admit:
-            helper = str(
-                self.api.create_container(
-                    image,
-                    ["/nonexistent"],
-                    entrypoint=[],
-                    labels={**labels, LABEL_ROLE: "helper"},
-                    network_disabled=True,
-                    host_config=self.api.create_host_config(
-                        mounts=list(mounts), network_mode="none"
-                    ),
-                )["Id"]
-            )
+            if self.dialect.podman:
+                image = image or self._runner_init_image()
+                argv = contract.argv(env_stdin=True, deadline_s=HELPER_DEADLINE_S)
+                hardened: dict[str, Any] = {
+                    "read_only": True,
+                    "cap_drop": ["ALL"],
+                    "security_opt": ["no-new-privileges:true"],
+                    "ipc_mode": "none",
+                    "pids_limit": 32,
+                    "log_config": {"type": "none", "config": {}},
+                    "ulimits": self.dialect.ulimits(),
+                }
+                host_config = self.api.create_host_config(
+                    mounts=list(mounts), network_mode="none", **hardened
+                )
+                helper = str(
+                    self.api.create_container(
+                        image,
+                        ["/nonexistent"],
+                        entrypoint=argv,
+                        user=f"{owner}:{owner}",
+                        labels=labels,
+                        stdin_open=True,
+                        network_disabled=True,
+                        host_config=host_config,
+                    )["Id"]
+                )
+            else:
+                helper = str(
+                    self.api.create_container(
+                        image or self._layout_image(owner),
+                        ["/nonexistent"],
+                        entrypoint=[],
+                        labels=labels,
+                        network_disabled=True,
+                        host_config=self.api.create_host_config(
+                            mounts=list(mounts), network_mode="none"
+                        ),
+                    )["Id"]
+                )
         try:
+            if self.dialect.podman:
+                with docker_errors("starting a helper container"), self._admit:
+                    self.api.start(helper)
             yield helper
         finally:
             self.remove(helper)
+
+    def _runner_init_image(self) -> str:
+        """The runner-init image (Podman's helpers run it)."""
+        if self._init_image is None:
+            self._init_image = ensure_image(self)
+        return self._init_image
 
     def _lay_out_through_helper(self, data: str, labels: Mapping[str, str], owner: int) -> None:
         """A remote engine's data volume: the engine copies the layout image's /data (the
@@ -437,8 +570,10 @@ class DockerBackend:
         self, volume: str, path: str, data: Iterable[bytes], labels: Mapping[str, str]
     ) -> None:
         mounts = [Mount(WORKSPACE_PATH, volume, type="volume")]
-        with self._helper(NOBODY, labels, mounts) as helper:
-            self.put_archive(helper, posixpath.join(WORKSPACE_PATH, path), data)
+        with self._lock:  # Podman gives the directory it extracts into to the helper's user
+            owner = self._owners.get(volume, NOBODY) if self.dialect.podman else NOBODY
+        with self._helper(owner, labels, mounts) as helper:
+            self._put_archive(helper, posixpath.join(WORKSPACE_PATH, path), data)
 
     def workspace_full(self, volume: str) -> bool:
         with self._lock:
@@ -472,6 +607,7 @@ class DockerBackend:
             self._data_dirs.pop(name, None)
             self._quotas.discard(name)
             self._mountpoints.pop(name, None)
+            self._owners.pop(name, None)
         with self._admit, docker_errors(f"removing volume {name}"):
             for each in names:
                 if each.endswith(DATA_SUFFIX):
@@ -512,7 +648,12 @@ class DockerBackend:
     def create_network(self, name: str, labels: Mapping[str, str], *, host_reachable: bool) -> None:
         with self._admit:
             networks.create(
-                self.api, name, labels, host_reachable=host_reachable, local=self._local
+                self.api,
+                name,
+                labels,
+                host_reachable=host_reachable,
+                local=self._local,
+                dialect=self.dialect,
             )
 
     def remove_network(self, name: str) -> None:
@@ -546,7 +687,7 @@ class DockerBackend:
 
     def import_image(self, rootfs: IO[bytes], tag: str, config: ImageConfig) -> None:
         with self._admit:
-            images.import_rootfs(self.api, rootfs, tag, config)
+            images.import_rootfs(self.api, rootfs, tag, config, self.dialect)
 
     def export_filesystem(self, image: str, out: IO[bytes]) -> None:
         images.export_filesystem(self.api, image, out)
@@ -556,6 +697,17 @@ class DockerBackend:
 
     def remove_image(self, image: str) -> None:
         images.remove(self.api, image)
+
+
+def _link_tar(name: str, target: str) -> bytes:
+    """A tar of one symbolic link, as Docker's archive API sends a path that is one (the
+    target as the engine resolved it: Podman does not say what the link holds)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+        tar.addfile(info)
+    return buffer.getvalue()
 
 
 def _layout(owner: int) -> bytes:

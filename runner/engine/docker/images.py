@@ -33,6 +33,7 @@ from runner.engine.backend import (
     NotFound,
 )
 from runner.engine.docker import sdk
+from runner.engine.docker.dialect import DOCKER_DIALECT, Dialect
 from runner.engine.docker.errors import docker_errors, explain, missing_ok
 from runner.errors import Interrupted, RunnerError
 
@@ -127,15 +128,19 @@ def pull(api: docker.APIClient, reference: str) -> ImageInfo:
     return _present(api, reference)
 
 
-def changes(config: ImageConfig) -> list[str]:
-    """`config` as the Dockerfile instructions `docker import --change` takes."""
+def changes(config: ImageConfig, dialect: Dialect = DOCKER_DIALECT) -> list[str]:
+    """`config` as the Dockerfile instructions `docker import --change` takes, one variable
+    or label each. Docker unescapes a double-quoted word; Podman strips one pair of quotes
+    and takes the rest as it is (`_literal`)."""
+    quote = _literal if dialect.podman else _quote
     out = [f"USER {config.user}"] if config.user is not None else []
-    out += [f"ENV {name}={_quote(value)}" for name, value in config.env.items()]
+    out += [f"ENV {name}={quote(value)}" for name, value in config.env.items()]
     if config.workdir is not None:
         out.append(f"WORKDIR {config.workdir}")
-    if config.labels:
-        pairs = " ".join(f"{_quote(k)}={_quote(v)}" for k, v in config.labels.items())
-        out.append(f"LABEL {pairs}")
+    for key, value in config.labels.items():
+        if dialect.podman and "=" in key:
+            raise RunnerError(f"Podman cannot import an image label whose key holds '=': {key!r}")
+        out.append(f"LABEL {quote(key)}={quote(value)}")
     return out
 
 
@@ -145,13 +150,28 @@ def _quote(text: str) -> str:
     return f'"{escaped}"'
 
 
+def _literal(text: str) -> str:
+    """A word as Podman reads it: between one pair of double quotes, taken literally."""
+    if "\n" in text:
+        raise RunnerError(f"Podman cannot import an image setting that holds a newline: {text!r}")
+    return f'"{text}"'
+
+
 def import_rootfs(
-    api: docker.APIClient, rootfs: IO[bytes] | bytes, tag: str, config: ImageConfig
+    api: docker.APIClient,
+    rootfs: IO[bytes] | bytes,
+    tag: str,
+    config: ImageConfig,
+    dialect: Dialect = DOCKER_DIALECT,
 ) -> None:
+    """Import `rootfs` as `tag`, passed whole as the repository: Podman ignores the
+    import's `tag` parameter (its images would all be `:latest`), Docker parses both."""
     repository, version = parse_repository_tag(tag)
     with docker_errors(f"importing {tag}"):
         api.import_image_from_data(
-            rootfs, repository=repository, tag=version or "latest", changes=changes(config)
+            rootfs,
+            repository=f"{repository}:{version or 'latest'}",
+            changes=changes(config, dialect),
         )
 
 

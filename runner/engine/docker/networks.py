@@ -21,6 +21,12 @@ out of reach too. This is root work on runner-made data only (names runner deriv
 on attacker-shaped files. Where runner cannot do it (the engine is remote, runner is not
 root, no `iptables`), `create` fails closed with `EgressUnavailable`, unless the policy
 accepts a host-reachable egress (`accept: [egress-to-host]`, docs/policy.md).
+
+On Podman runner cannot: netavark puts its own jump (`NETAVARK_FORWARD`, which accepts
+its networks' traffic) ahead of `DOCKER-USER` in `FORWARD`, and runs a DNS server on each
+network's gateway, on the host. So there a job granted egress is refused unless the
+policy accepts a host-reachable egress; the network is then Podman's bridge, which
+Podman isolates from its other networks (`isolate`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import docker
 import docker.errors
 
 from runner.engine.backend import LABEL_ROLE, EgressUnavailable
+from runner.engine.docker.dialect import Dialect
 from runner.engine.docker.errors import docker_errors, missing_ok
 from runner.errors import RunnerError
 
@@ -118,9 +125,17 @@ def create(
     *,
     host_reachable: bool,
     local: bool,
+    dialect: Dialect,
 ) -> None:
     bridge = bridge_name(name)
     if not host_reachable:
+        if dialect.podman:
+            raise EgressUnavailable(
+                "on Podman runner cannot keep an egress network away from the host: "
+                "netavark's firewall rules and DNS server come before runner's rules",
+                hint="accept a host-reachable egress in the policy: `accept: "
+                "[egress-to-host]` (docs/policy.md), or run this job on Docker",
+            )
         if not local:
             raise EgressUnavailable(
                 "the engine is not on this host, so runner cannot keep its egress "
