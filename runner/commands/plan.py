@@ -2,8 +2,9 @@
 
 Decided like `runner policy check`: the policy and the catalog from where the invoker
 says (runner.trusted), rules matched on the mission's path, `--event` and `--ref`. The
-text starts with where each trusted input came from; `--json` has them as `trusted`, with
-the `event` and `ref` the rules saw.
+text starts with where each trusted input came from and ends with the tool problems found
+in the jobs' images (runner.policy.tools); `--json` has the origins as `trusted`, with the
+`event` and `ref` the rules saw.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.app import App, Trust
+from runner.commands.probe import image_probe
 from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
 from runner.policy.decisions import Decision, decide
-from runner.policy.trust import catalog_findings, load_trusted
+from runner.policy.tools import tool_findings
+from runner.policy.trust import load_trusted
 from runner.trusted import invoker_ref
 
 
@@ -123,5 +126,9 @@ def main(app: App, path: Path, *, fmt: str, trust: Trust, event: str, ref: str |
             app.out.line(line)
         for line in render_text(plan):
             app.out.line(line)
-        app.out.findings(catalog_findings(decisions, trusted.catalog))
+        probe = image_probe(app, trusted)
+        try:
+            app.out.findings(tool_findings(mission, decisions, trusted.catalog, probe))
+        finally:
+            probe.close()
     return 0

@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Final, Literal, assert_never
 
 from runner.engine.catalog import Catalog
-from runner.errors import PolicyDenied
+from runner.errors import InvalidInput, PolicyDenied
 from runner.findings import Finding, Severity
 from runner.mission.model import Mission
 from runner.mission.plan import JobInstance
@@ -126,14 +126,11 @@ def decide(
 
 
 def _brings(cap: Capability, catalog: Catalog) -> str:
-    """What an allowed tool brings into the container, from the catalog."""
-    tool = catalog.tools.get(cap.value)
-    if tool is None:
-        return f"not in the tool catalog ({catalog.origin.describe()}): the run will refuse it"
-    text = f"brings {', '.join(tool.paths)}"
-    if tool.files or tool.optional:
-        text += f" and {', '.join((*tool.files, *tool.optional))}"
-    return text + ("; an interpreter: it can compute anything" if tool.interpreter else "")
+    """What an allowed tool brings into the container, from the catalog (or by name)."""
+    try:
+        return catalog.get(cap.value).describe()
+    except InvalidInput as exc:  # a multi-call binary
+        return f"{exc.message}: the run will refuse it"
 
 
 def _concerns(keypath: str, job_id: str) -> bool:
