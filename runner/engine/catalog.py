@@ -388,6 +388,13 @@ git:
   paths: [/usr/bin/git]
   files: [/usr/lib/git-core, /usr/share/git-core/templates]
   optional: [/etc/ssl/certs, /usr/share/ca-certificates, /etc/gitconfig]
+node:
+  description: >-
+    Node.js, looked up in the image (Debian's loads some of its built-in modules from
+    /usr/share/nodejs)
+  paths: [node]
+  optional: [/usr/share/nodejs]
+  interpreter: true
 gcc:
   description: >-
     the GNU C compiler with what it runs (cc1, the assembler, the linker), its headers and

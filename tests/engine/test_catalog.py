@@ -19,7 +19,8 @@ def test_the_projects_catalog_is_the_built_in_one() -> None:
     assert project.tools == parse_catalog(BUILTIN_CATALOG, "builtin").tools
     for name in ("sh", "cat", "ls", "grep", "sed", "mkdir", "cp", "rm", "test", "python3"):
         assert name in project.tools
-    assert {n for n, t in project.tools.items() if t.interpreter} == {"sh", "bash", "python3"}
+    interpreters = {n for n, t in project.tools.items() if t.interpreter}
+    assert interpreters == {"sh", "bash", "python3", "node"}
 
 
 def test_a_repository_without_a_catalog_gets_the_built_in_one(tmp_path: Path) -> None:
