@@ -12,6 +12,10 @@ A `::add-mask::` line registers its value *before* that line is redacted and wri
 the registering line itself shows `::add-mask::***`. Lines longer than `MAX_LINE` are
 passed on in pieces through the stream redactor, which holds back any tail that could be
 the start of a secret, so memory stays flat whatever the step prints.
+
+`feed` (the reader thread) and `close` (the step, once the container is gone) take one
+lock, and a chunk fed after `close` is dropped: a reader that outlives the step's wait
+for it can never interleave with `close` and emit a line twice or out of order.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import codecs
 import collections
 import hashlib
 import re
+import threading
 
 from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Sink
@@ -44,11 +49,21 @@ class OutputPump:
         self._midline = False  # a piece of an overlong line was emitted, not its end
         self.digest = hashlib.sha256()
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._lock = threading.Lock()
+        self._closed = False
 
     def feed(self, chunk: bytes) -> None:
-        self._consume(self._decoder.decode(chunk))
+        with self._lock:
+            if not self._closed:
+                self._consume(self._decoder.decode(chunk))
 
     def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._finish()
+
+    def _finish(self) -> None:
         self._consume(self._decoder.decode(b"", final=True))
         if self._pending:
             self._pass(self._pending)
