@@ -133,12 +133,12 @@ class JobRunner:
         for layer in (self.state.mission.env, self.job.env):
             ctx = self.contexts(env)
             for name, value in layer.items():
-                env[name] = self._interpolate(value, ctx)
+                env[self._interpolate(name, ctx)] = self._interpolate(value, ctx)
         env.update(self._env_files)
         if step is not None:
             ctx = self.contexts(env)
             for name, value in step.env.items():
-                env[name] = self._interpolate(value, ctx)
+                env[self._interpolate(name, ctx)] = self._interpolate(value, ctx)
         return env
 
     # -- the job ---------------------------------------------------------------------

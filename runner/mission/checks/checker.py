@@ -8,9 +8,12 @@ once), and so never trust a value's type. Rules and message formats:
                 job id "TEST" duplicates "test" (line 3, col 3): ids are case-insensitive
                 step id "S" duplicates "s" (line 7, col 13) in job "test": ...
     needs       job "a" needs "nope", which is not a job in this mission
+                job "a" needs "b" twice (line 5, col 12)
     cycle       dependency cycle in needs: a -> b -> a
     job         job "x" has no steps / has both steps and uses / steps must not be empty
     step        a step needs exactly one of run or uses
+                "with" is for a `uses:` step ... / "shell" applies to a `run:` step ...
+    schema      (also) workflow_dispatch input "x" has type "text"; GitHub's types are ...
     uses        "x" is not a valid uses: ./path, docker://image or owner/repo@ref
     matrix      matrix key "FOO" duplicates "foo" (line 8, col 9): keys are case-insensitive
                 matrix is empty: it needs at least one axis or include entry
@@ -44,6 +47,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from runner.expressions import ExpressionError, find_expressions
 from runner.findings import Finding, Severity
 from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
 from runner.mission.checks.content import ContentChecks
@@ -75,6 +79,10 @@ CONTAINER_NOTES = {
     "not used",
 }
 GITHUB_ONLY_TOP = ("run-name", "concurrency")
+INPUT_TYPES = {  # the input types GitHub knows for each event that takes inputs
+    "workflow_dispatch": ("boolean", "choice", "environment", "number", "string"),
+    "workflow_call": ("boolean", "number", "string"),
+}
 GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
 EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
 
@@ -130,6 +138,16 @@ class Checker(ExpressionChecks, ContentChecks):
     def _on(self, on: Any) -> None:
         for event, value in dict_of(on).items():
             keypath = join("on", event)
+            types = INPUT_TYPES.get(event, ())
+            for name, spec in dict_of(dict_of(value).get("inputs")).items():
+                kind = dict_of(spec).get("type")
+                if types and isinstance(kind, str) and kind not in types:
+                    self.add(
+                        f"{keypath}.inputs.{name}.type",
+                        f'{event} input "{name}" has type "{kind}"; its types are '
+                        f"{', '.join(types)}",
+                        "schema",
+                    )
             if event == "schedule":
                 self.note(keypath, "schedules are GitHub-only; runner runs a mission when asked")
             elif isinstance(value, dict):
@@ -180,7 +198,9 @@ class Checker(ExpressionChecks, ContentChecks):
             else:
                 self.add(keypath, "env must be a mapping or one ${{ }} expression", "schema")
         for name in dict_of(env):
-            if not name or re.search(r"[=\s\x00]", name):
+            # a name computed at run time, as GitHub allows: its expressions are checked as
+            # such, the text around them here
+            if not name or re.search(r"[=\s\x00]", _outside_expressions(name)):
                 self.add(
                     join(keypath, name),
                     f'environment variable name "{name}" is not valid: it must not be empty '
@@ -260,10 +280,20 @@ class Checker(ExpressionChecks, ContentChecks):
                 )
         lowered = self._lowered(jobs)
         needs_value = job.get("needs")
+        first_need: dict[str, str] = {}
         for index, name in enumerate(names_of(needs_value)):
             sub = (
                 f"{keypath}.needs" if isinstance(needs_value, str) else f"{keypath}.needs[{index}]"
             )
+            if name.lower() in first_need:
+                line, col = self.doc.at(first_need[name.lower()])
+                self.add(
+                    sub,
+                    f'job "{job_id}" needs "{name}" twice (line {line}, col {col}); list it once',
+                    "needs",
+                )
+                continue
+            first_need[name.lower()] = sub
             if name not in jobs and name.lower() not in lowered:
                 self.add(
                     sub,
@@ -513,6 +543,24 @@ class Checker(ExpressionChecks, ContentChecks):
             run, uses = step.get("run"), step.get("uses")
             if (run is None) == (uses is None):
                 self.add(sub, "a step needs exactly one of run or uses", "step")
+            elif run is not None and "with" in step:
+                self.add(
+                    f"{sub}.with",
+                    '"with" is for a `uses:` step; a `run:` step ignores it: pass values '
+                    "through env: and read them as $NAME",
+                    "step",
+                    key=True,
+                )
+            elif uses is not None:
+                for key in ("shell", "working-directory"):
+                    if key in step:
+                        self.add(
+                            f"{sub}.{key}",
+                            f'"{key}" applies to a `run:` step; a `uses:` step runs the '
+                            "action's own steps, which ignore it",
+                            "step",
+                            key=True,
+                        )
             if isinstance(uses, str) and not USES_RE.match(uses):
                 self.add(
                     f"{sub}.uses",
@@ -582,3 +630,18 @@ class Checker(ExpressionChecks, ContentChecks):
 
 
 _ID_RULE = "ids start with a letter or _ and hold only letters, digits, _ and -"
+
+
+def _outside_expressions(text: str) -> str:
+    """`text` without its `${{ }}` expressions (as is when they do not parse)."""
+    if "${{" not in text:
+        return text
+    try:
+        found = find_expressions(text)
+    except ExpressionError:
+        return text
+    kept, last = [], 0
+    for start, inner in found:
+        kept.append(text[last:start])
+        last = text.index("}}", start + 3 + len(inner)) + 2
+    return "".join(kept) + text[last:]
