@@ -47,7 +47,9 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
                         "matrix": dict(inst.matrix),
                         "dynamic_matrix": inst.dynamic,
                         "image": image or "base",
-                        "tools": "all" if job.tools == "all" else list(job.tools),
+                        "tools": "all"
+                        if job.tools == "all"
+                        else [d.value for d in mine if d.capability == "tool"] or list(job.tools),
                         "steps": len(job.steps),
                         "allowed": all(d.allowed for d in mine),
                         "decisions": [d.serialize() for d in mine],
@@ -65,26 +67,34 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
 
 
 def render_text(plan: dict[str, Any]) -> list[str]:
+    """One line per job instance; each job's denials after its instances, the same denial
+    of several instances once (`(29 instances)`)."""
     lines = [
         f"mission {plan['mission']} ({plan['path']}): {plan['instances']} job instance(s), "
         f"{len(plan['levels'])} level(s), widest level {plan['widest']}"
     ]
     for level in plan["levels"]:
         lines.append(f"level {level['level']}:")
+        by_job: dict[str, list[dict[str, Any]]] = {}
         for job in level["jobs"]:
-            tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
-            verdict = "allowed" if job["allowed"] else "DENIED"
-            needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
-            lines.append(
-                f"  {job['key']}  image: {job['image']}  tools: {tools}  "
-                f"steps: {job['steps']}  policy: {verdict}{needs}"
-            )
-            for decision in job["decisions"]:
-                if not decision["allowed"]:
-                    lines.append(
-                        f"    denied {decision['capability']} {decision['value']}: "
-                        f"{decision['reason']}"
-                    )
+            by_job.setdefault(job["job"], []).append(job)
+        for entries in by_job.values():
+            denied: dict[tuple[str, str, str], list[str]] = {}
+            for job in entries:
+                tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
+                verdict = "allowed" if job["allowed"] else "DENIED"
+                needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
+                lines.append(
+                    f"  {job['key']}  image: {job['image']}  tools: {tools}  "
+                    f"steps: {job['steps']}  policy: {verdict}{needs}"
+                )
+                for d in job["decisions"]:
+                    if not d["allowed"]:
+                        what = (str(d["capability"]), str(d["value"]), str(d["reason"]))
+                        denied.setdefault(what, []).append(job["key"])
+            for (capability, value, reason), keys in denied.items():
+                count = f" ({len(keys)} instances)" if len(keys) > 1 else ""
+                lines.append(f"    denied {capability} {value}{count}: {reason}")
     return lines
 
 

@@ -26,7 +26,7 @@ from runner.findings import Finding, Severity, sort_findings
 from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
 from runner.output import Output
-from runner.policy.decisions import Decision, decide
+from runner.policy.decisions import Decision, decide, grouped
 from runner.policy.security_checks import security_check, security_findings
 from runner.policy.tools import tool_findings
 from runner.policy.trust import load_trusted
@@ -47,9 +47,9 @@ def _missions(app: App, paths: tuple[Path, ...]) -> list[tuple[Mission, list[Fin
     return loaded
 
 
-def _line(out: Output, d: Decision, explain: bool) -> str:
+def _line(out: Output, d: Decision, explain: bool, instances: str = "") -> str:
     verdict = out.paint("allowed", "green") if d.allowed else out.paint("denied ", "red")
-    text = f"    {verdict}  {d.capability} {d.value}"
+    text = f"    {verdict}  {d.capability} {d.value}{instances}"
     if not explain:
         return text
     if d.allowed:
@@ -58,13 +58,25 @@ def _line(out: Output, d: Decision, explain: bool) -> str:
 
 
 def _print_mission(out: Output, mission: Mission, decisions: list[Decision], explain: bool) -> None:
+    """Each job's decisions; a job of several matrix instances once, each decision once,
+    saying which instances it concerns when not all of them (a denial of all of them:
+    `(29 instances)`)."""
     out.line(f"{mission.path}: mission {mission.name}")
-    job = None
+    by_job: dict[str, list[Decision]] = {}
     for d in decisions:
-        if d.job != job:
-            job = d.job
-            out.line(f"  job {job}")
-        out.line(_line(out, d, explain))
+        by_job.setdefault(d.job_id or d.job, []).append(d)
+    for mine in by_job.values():
+        keys = list(dict.fromkeys(d.job for d in mine))
+        if len(keys) == 1:
+            out.line(f"  job {keys[0]}")
+        else:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            out.line(f"  job {mine[0].job_id} ({len(keys)} instances: {shown})")
+        for group in grouped(mine):
+            instances = group.instances(len(keys))
+            if group.decision.allowed and len(group.jobs) == len(keys):
+                instances = ""  # allowed to every instance: the header says which
+            out.line(_line(out, group.decision, explain, instances))
 
 
 def main(

@@ -45,8 +45,23 @@ def _select(app: App, paths: tuple[Path, ...], event: str) -> list[tuple[Mission
         raise InvalidMission(f"{len(duplicates)} mission name(s) used twice", duplicates)
     chosen = [(m, w) for m, w in missions if event in m.on]
     if not chosen:
-        raise InvalidInput(f"no mission in .missions/ runs on event {event!r} (see their `on:`)")
+        raise InvalidInput(
+            f"no mission in .missions/ runs on event {event!r}", hint=_events(missions)
+        )
     return chosen
+
+
+def _events(missions: list[tuple[Mission, list[Finding]]]) -> str:
+    """What the missions do declare, and how to run them."""
+    declared: dict[str, list[str]] = {}
+    for mission, _ in missions:
+        for name in mission.on:
+            declared.setdefault(name, []).append(mission.path)
+    if not declared:
+        return "no mission declares an event (`on:`): name one, `runner run .missions/NAME.yml`"
+    listed = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in sorted(declared.items()))
+    first = sorted(declared)[0]
+    return f"the missions declare {listed}; run `runner run --event {first}`, or name a mission"
 
 
 def _check_tools(

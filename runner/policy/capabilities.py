@@ -3,7 +3,8 @@
 One job instance (after matrix expansion, `runner.mission.plan`) asks for:
 
     image       its container (`container:`, default `base`), resolved per matrix value
-    tool        each entry of `tools:`            tools-all   `tools: all`
+    tool        each entry of `tools:` (`${{ matrix.NAME }}` resolved per instance, as
+                images are)                       tools-all   `tools: all`
     network     `permissions.network: egress`     exec        `permissions.exec: true`
     secret      each `permissions.secrets` entry and each `secrets.NAME` its expressions read
     resource    each `timeout-minutes` (job or step) it declares
@@ -320,6 +321,8 @@ def job_capabilities(
     else:
         for i, tool in enumerate(job.tools):
             name, why = resolve(tool, inst.matrix, dynamic=inst.dynamic)
+            if not why and not _TOOL_NAME.fullmatch(name):
+                why = f"{name!r} (from {tool}) is not a tool name"
             caps.append(Capability(Kind.TOOL, name or tool, f"{jp}.tools[{i}]", refused=why))
     # network, secrets, exec
     perms = mission.job_permissions(job)
@@ -386,6 +389,7 @@ def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capab
 
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 
 
 def is_pinned(image: str) -> bool:

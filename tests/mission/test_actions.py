@@ -114,7 +114,7 @@ def test_a_mission_using_every_kind_of_action(tmp_path: Path) -> None:
         textwrap.dedent(
             """\
             name: acts
-            on: [manual]
+            on: [push]
             jobs:
               use:
                 steps:

@@ -642,3 +642,24 @@ def test_env_as_one_expression_is_accepted_with_a_warning(tmp_path: Path) -> Non
         "m.yml:5:10: warning: jobs.a.env: env given as one ${{ }} expression is not supported "
         "by runner yet; it is ignored (list the variables instead) [unsupported]"
     ]
+
+
+def test_a_step_named_by_a_long_script_shows_where_it_was_cut(tmp_path: Path) -> None:
+    long = "python -m pytest " + "tests/unit " * 10
+    mission, _ = _ok(
+        tmp_path,
+        f"""
+        name: m
+        on: [push]
+        jobs:
+          j:
+            steps:
+              - run: |
+                  {long}
+                  echo second
+              - run: "echo {"x" * 52}   "
+        """,
+    )
+    first, second = mission.jobs["j"].steps
+    assert first.display_name == long[:59] + "…"
+    assert second.display_name == "echo " + "x" * 52  # 57 fit whole, trailing blanks dropped

@@ -423,3 +423,59 @@ def test_the_real_command_line(in_tmp: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "[ci-may-publish] granted by rule ci-may-publish" in done.stdout
+
+
+MATRIX = """\
+name: m
+on: [push]
+jobs:
+  test:
+    strategy: {matrix: {python: [python3, python3.11, "a/b"], shard: [1, 2]}}
+    tools: [sh, "${{ matrix.python }}"]
+    permissions: {network: egress}
+    steps: [{run: "${{ matrix.python }} -V"}]
+"""
+
+
+def test_a_denial_of_many_matrix_instances_is_shown_once(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(in_tmp, ".missions/m.yml", MATRIX)
+    result = invoke(in_tmp / ".runner", "policy", "check")
+    assert result.code == 3
+    assert result.out.splitlines()[1:9] == [
+        ".missions/m.yml: mission m",
+        "  job test (6 instances: test (python3, 1), test (python3, 2), test (python3.11, 1), ...)",
+        "    allowed  image base",
+        "    allowed  tool sh",
+        "    allowed  tool python3 (2 of 6 instances: test (python3, 1), test (python3, 2))",
+        "    denied   network egress (6 instances)",
+        "    denied   tool python3.11 (2 of 6 instances: test (python3.11, 1), "
+        "test (python3.11, 2))",
+        "    denied   tool a/b (2 of 6 instances: test (a/b, 1), test (a/b, 2))",
+    ]
+    plan = invoke(in_tmp / ".runner", "plan", ".missions/m.yml").out.splitlines()
+    denials = [line for line in plan if line.startswith("    denied")]
+    assert denials == [
+        "    denied network egress (6 instances): no rule matching mission 'm', job 'test' "
+        "grants it; to allow it: a rule with `allow: {network: egress}` in policies/default.yml",
+        "    denied tool python3.11 (2 instances): neither the top-level `tools:` nor a rule "
+        "matching mission 'm', job 'test' grants it; to allow it: add it to `tools:` (or a "
+        "rule's `allow.tools`) in policies/default.yml",
+        "    denied tool a/b (2 instances): 'a/b' (from ${{ matrix.python }}) is not a tool name",
+    ]
+    assert "tools: sh, python3  " in plan[3]  # the instance's own tool, not the expression
+
+
+def test_a_run_names_a_denial_of_many_instances_once(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(in_tmp, ".missions/m.yml", MATRIX)
+    result = invoke(in_tmp / ".runner", "run", ".missions/m.yml")
+    assert result.code == 3
+    egress = [line for line in result.err.splitlines() if "network egress" in line]
+    assert egress == [
+        "runner: error: .missions/m.yml:7:28: jobs.test.permissions.network: network egress "
+        "denied to 6 "
+        "instances of job 'test' (test (python3, 1), test (python3, 2), test (python3.11, 1), "
+        "...): no rule matching mission 'm', job 'test' grants it; to allow it: a rule with "
+        "`allow: {network: egress}` in policies/default.yml"
+    ]

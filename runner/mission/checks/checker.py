@@ -332,10 +332,11 @@ class Checker(ExpressionChecks, ContentChecks):
                 "schema",
             )
         for index, tool in enumerate(list_of(tools)):
-            if isinstance(tool, str) and not TOOL_RE.match(tool):
+            if isinstance(tool, str) and not TOOL_RE.match(tool) and not one_expression(tool):
                 self.add(
                     f"{keypath}.tools[{index}]",
-                    f'"{tool}" is not a tool name (a file name in /bin, no /)',
+                    f'"{tool}" is not a tool name (a file name in /bin, no /) nor one '
+                    "${{ matrix.NAME }} expression",
                     "schema",
                 )
         self._permissions(job.get("permissions"), f"{keypath}.permissions")

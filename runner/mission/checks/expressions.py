@@ -133,6 +133,7 @@ class ExpressionChecks(Reporter):
             "timeout-minutes",
             "continue-on-error",
             "with",
+            "tools",
         ):
             self._texts(job.get(key), f"{keypath}.{key}", job_scope)
         self._texts(strategy.get("matrix"), f"{keypath}.strategy.matrix", pre_strategy)
