@@ -1,12 +1,15 @@
 """`uses:` steps (SPEC 3): what each kind means on a local, sealed runner.
 
     actions/checkout@*      built in, does nothing: the workspace already is the checkout
+    actions/upload-artifact@*, actions/download-artifact@*
+                            built in, on the run's artifact store (runner.run.builtin_actions)
     ./path/to/action        a local composite action (`action.yml`, `runs.using:
                             composite`, `run` steps), each step in its own container
     docker://IMAGE          the image's entrypoint, with `with.args`
     owner/repo@ref          well-formed but cannot run here: vendor it as a local action
 
-Each needs a policy grant (runner.policy.capabilities); checkout is granted as built in. A local
+Each needs a policy grant (runner.policy.capabilities); the built-in ones are granted as
+built in. A local
 action is read beneath the repository root (runner.repo_files: a directory or file linked
 from outside the repository is refused, never run), parsed safely (runner.mission.yaml_loader)
 and validated: unknown keys, another `using`,
@@ -31,11 +34,15 @@ from runner.mission.model import Step
 from runner.mission.yaml_loader import load_yaml
 
 CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
+UPLOAD_ARTIFACT = re.compile(r"^actions/upload-artifact(@.*)?$", re.IGNORECASE)
+DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECASE)
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
 
 
 class ActionKind(enum.Enum):
     CHECKOUT = "checkout"
+    UPLOAD_ARTIFACT = "upload-artifact"
+    DOWNLOAD_ARTIFACT = "download-artifact"
     LOCAL = "local"
     DOCKER = "docker"
     MARKETPLACE = "marketplace"
@@ -44,6 +51,10 @@ class ActionKind(enum.Enum):
 def kind_of(uses: str) -> ActionKind:
     if CHECKOUT.match(uses):
         return ActionKind.CHECKOUT
+    if UPLOAD_ARTIFACT.match(uses):
+        return ActionKind.UPLOAD_ARTIFACT
+    if DOWNLOAD_ARTIFACT.match(uses):
+        return ActionKind.DOWNLOAD_ARTIFACT
     if uses.startswith("./"):
         return ActionKind.LOCAL
     if uses.startswith("docker://"):

@@ -17,9 +17,11 @@ and `Rule`), granted (`Rule.grants`, `policy.decisions.granted`), explained
 
 A request that cannot be known before the run (an image from a matrix computed at run
 time, `secrets[expr]`, `toJSON(secrets)`, a timeout from an input) is `unresolved`: the
-policy denies it, whatever it grants. Two requests need no grant and are marked
-`builtin`: `actions/checkout` (the workspace already is the checkout) and
-`secrets.GITHUB_TOKEN` (it means nothing here and evaluates to empty).
+policy denies it, whatever it grants. Some requests need no grant and are marked
+`builtin`: the actions runner runs itself (`BUILTIN_ACTIONS`: `actions/checkout`, the
+workspace already is the checkout; `actions/upload-artifact` and `download-artifact`, on
+the run's artifact store) and `secrets.GITHUB_TOKEN` (it means nothing here and evaluates
+to empty).
 """
 
 from __future__ import annotations
@@ -272,13 +274,9 @@ def _uses_capability(value: str, keypath: str) -> Capability:
             )
         return Capability(Kind.USES, value, keypath)
     name, _, _ = value.partition("@")
-    if name.lower() == "actions/checkout":
-        return Capability(
-            Kind.USES,
-            value,
-            keypath,
-            builtin="actions/checkout is built in: the workspace already is the checkout",
-        )
+    why = BUILTIN_ACTIONS.get(name.lower())
+    if why:
+        return Capability(Kind.USES, value, keypath, builtin=why)
     return Capability(Kind.USES, value, keypath)
 
 
@@ -388,6 +386,11 @@ def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capab
     return found
 
 
+BUILTIN_ACTIONS = {  # runner runs these itself, with no network: no grant needed
+    "actions/checkout": "actions/checkout is built in: the workspace already is the checkout",
+    "actions/upload-artifact": "actions/upload-artifact is built in: it stores a run artifact",
+    "actions/download-artifact": "actions/download-artifact is built in: it places a run artifact",
+}
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 

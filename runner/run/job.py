@@ -35,7 +35,7 @@ from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
 from runner.records.events import Annotation, JobFinished, JobStarted, StepFinished, StepRetry
 from runner.records.results import JobResult, Status, StepResult
-from runner.run import artifacts
+from runner.run import artifacts, builtin_actions
 from runner.run.contexts import hash_files, implicit_success
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
@@ -433,6 +433,8 @@ class JobRunner:
         if kind is actions.ActionKind.MARKETPLACE:
             return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
+        if kind in (actions.ActionKind.UPLOAD_ARTIFACT, actions.ActionKind.DOWNLOAD_ARTIFACT):
+            return self._builtin(step, kind, with_)
         if kind is actions.ActionKind.DOCKER:
             image = self._docker_image(step.uses.removeprefix("docker://"))
             command = shlex.split(with_.get("args", ""))
@@ -449,6 +451,35 @@ class JobRunner:
                 deadline,
             )
         return self._composite(step, with_, base_env, attempt, deadline)
+
+    def _builtin(
+        self, step: Step, kind: actions.ActionKind, with_: Mapping[str, str]
+    ) -> AttemptResult:
+        """An artifact action, run by runner itself (runner.run.builtin_actions)."""
+        assert self.workspace is not None
+        try:
+            if kind is actions.ActionKind.UPLOAD_ARTIFACT:
+                done = builtin_actions.upload(
+                    self.state,
+                    self.instance.key,
+                    self.workspace,
+                    self._containers.last,
+                    with_,
+                    self.grants.limits,
+                    self._scanner(),
+                )
+            else:
+                done = builtin_actions.download(self.state, self.workspace, with_)
+        except RunnerError as exc:
+            said = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
+            return AttemptResult(Status.FAILURE, self.redactor.message(said))
+        if done.warning:
+            self.state.sink.emit(
+                Annotation(
+                    job=self.instance.key, step=step.index, level="warning", message=done.warning
+                )
+            )
+        return AttemptResult(Status.SUCCESS, outputs=dict(done.outputs))
 
     def _docker_image(self, ref: str) -> ResolvedImage:
         """A `docker://` step's image, cut down to the job's tools like its own image

@@ -40,6 +40,9 @@ runs:
         ("./actions/greet", ActionKind.LOCAL),
         ("docker://runner-base/busybox:latest", ActionKind.DOCKER),
         ("octo-org/tool@v1", ActionKind.MARKETPLACE),
+        ("actions/upload-artifact@v4", ActionKind.UPLOAD_ARTIFACT),
+        ("Actions/Download-Artifact@v4", ActionKind.DOWNLOAD_ARTIFACT),
+        ("actions/upload-artifact/merge@v4", ActionKind.MARKETPLACE),
     ],
 )
 def test_kinds(uses: str, kind: ActionKind) -> None:

@@ -197,6 +197,10 @@ def test_dynamic_reads_are_refused_and_github_token_is_builtin() -> None:
         ("Actions/Checkout@main", False, True),
         ("actions/checkout-evil@v4", False, False),
         ("actions/checkout/sub@v4", False, False),
+        ("actions/upload-artifact@v4", False, True),
+        ("actions/download-artifact@v4.1.8", False, True),
+        ("actions/upload-artifact/merge@v4", False, False),
+        ("evil/upload-artifact@v4", False, False),
         ("${{ matrix.action }}", True, False),
     ],
 )

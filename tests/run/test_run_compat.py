@@ -1,0 +1,85 @@
+"""GitHub workflows that use the actions runner builds in, run unchanged in real
+containers on the real engine (runner.run.builtin_actions; the fast semantics are
+tests/run/test_builtin_actions.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import runner_cli
+
+from runner.audit.ledger import ENTRIES
+
+pytestmark = pytest.mark.docker
+
+POLICY = """\
+version: 1
+images: [base]
+tools: [sh, cat, mkdir, ls, find, sort]
+limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
+"""
+
+WORKFLOW = """\
+name: ci
+on: [push]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    tools: [sh, mkdir]  # runner's one addition: what the job's containers hold
+    steps:
+      - uses: actions/checkout@v4
+      - run: |
+          mkdir -p reports/deep
+          echo "3 passed, 1 failed" > reports/summary.txt
+          echo "trace of the failure" > reports/deep/trace.log
+      - run: exit 3
+      - name: Upload test logs on failure
+        if: failure()
+        uses: actions/upload-artifact@v4
+        with:
+          name: test-logs
+          path: reports/
+          retention-days: 5
+  report:
+    needs: [test]
+    if: always()
+    runs-on: ubuntu-latest
+    tools: [sh, find, sort, cat]
+    steps:
+      - uses: actions/download-artifact@v4
+        with: {name: test-logs, path: logs}
+      - run: find logs | sort && cat logs/summary.txt logs/deep/trace.log
+"""
+
+
+def test_upload_on_failure_and_download_run_unchanged(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".missions").mkdir(parents=True)
+    (repo / "policies").mkdir()
+    (repo / ".missions" / "ci.yml").write_text(WORKFLOW)
+    (repo / "policies" / "default.yml").write_text(POLICY)
+    state = tmp_path / "state"
+    done = runner_cli(repo, state, "run", "--json")
+    assert "Traceback" not in done.stderr, done.stderr
+    result = json.loads(done.stdout)
+    assert done.returncode == 1  # the test job failed, as it meant to
+    assert result["jobs"]["test"]["status"] == "failure"
+    assert result["jobs"]["report"]["status"] == "success", done.stderr
+    run_dir = state / "runs" / result["run_id"]
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    printed = [e["line"] for e in events if e["kind"] == "output" and e["job"] == "report"]
+    assert printed == [
+        "logs",
+        "logs/deep",
+        "logs/deep/trace.log",
+        "logs/summary.txt",
+        "3 passed, 1 failed",
+        "trace of the failure",
+    ]
+    (stored,) = [e for e in events if e["kind"] == "artifact.stored"]
+    assert (stored["job"], stored["name"], stored["path"]) == ("test", "test-logs", "reports")
+    ledger = [json.loads(x) for x in (state / "ledger" / ENTRIES).read_text().splitlines()]
+    sealed = [e for e in ledger if e.get("type") == "artifact.stored"]
+    assert [(e["name"], e["sha256"]) for e in sealed] == [("test-logs", stored["sha256"])]
