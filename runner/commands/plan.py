@@ -52,6 +52,7 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
                         else [d.value for d in mine if d.capability == "tool"] or list(job.tools),
                         "steps": len(job.steps),
                         "allowed": all(d.allowed for d in mine),
+                        "skipped": inst.skipped,
                         "decisions": [d.serialize() for d in mine],
                     }
                 )
@@ -83,6 +84,9 @@ def render_text(plan: dict[str, Any]) -> list[str]:
             for job in entries:
                 tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
                 verdict = "allowed" if job["allowed"] else "DENIED"
+                if job["skipped"]:
+                    lines.append(f"  {job['key']}  skipped: {job['skipped']}")
+                    continue
                 needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
                 lines.append(
                     f"  {job['key']}  image: {job['image']}  tools: {tools}  "

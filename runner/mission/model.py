@@ -160,6 +160,7 @@ class Job:
     permissions: Permissions | None = None  # None: inherit the mission's
     uses: str | None = None  # a reusable workflow call: well-formed, cannot run locally
     with_: Mapping[str, str] = field(default_factory=dict)
+    runs_on: tuple[str, ...] = ()  # GitHub runner labels (may hold `${{ matrix.X }}`)
 
 
 @dataclass(frozen=True)

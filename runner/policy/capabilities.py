@@ -378,11 +378,14 @@ def _dedupe(caps: list[Capability]) -> list[Capability]:
 
 
 def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capability]]]:
-    """Each job instance of the mission (plan order) with what it asks for."""
+    """Each job instance of the mission (plan order) with what it asks for; an instance
+    that is `skipped` (a Windows or macOS runner label) never runs, so asks for nothing."""
     found: list[tuple[JobInstance, list[Capability]]] = []
     for insts in instances(mission).values():
         secrets = _secret_requests(mission, insts[0].job) if insts else []
-        found.extend((inst, job_capabilities(mission, inst, secrets)) for inst in insts)
+        found.extend(
+            (inst, job_capabilities(mission, inst, secrets)) for inst in insts if not inst.skipped
+        )
     return found
 
 

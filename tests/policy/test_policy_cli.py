@@ -479,3 +479,33 @@ def test_a_run_names_a_denial_of_many_instances_once(in_tmp: Path) -> None:
         "...): no rule matching mission 'm', job 'test' grants it; to allow it: a rule with "
         "`allow: {network: egress}` in policies/default.yml"
     ]
+
+
+def test_a_windows_instance_asks_for_nothing_and_plan_says_it_is_skipped(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          test:
+            strategy:
+              matrix:
+                os: [ubuntu-latest, windows-latest]
+                include: [{os: ubuntu-latest, tool: python3}, {os: windows-latest, tool: pwsh}]
+            runs-on: ${{ matrix.os }}
+            tools: [sh, "${{ matrix.tool }}"]
+            steps: [{run: echo hi}]
+        """,
+    )
+    checked = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert checked.code == 0, checked.out
+    assert {d["job"] for d in json.loads(checked.out)} == {"test (ubuntu-latest, python3)"}
+    plan = invoke(in_tmp / ".runner", "plan", ".missions/m.yml")
+    assert plan.code == 0
+    assert (
+        "  test (windows-latest, pwsh)  skipped: runs-on windows-latest: runner runs jobs in Linux "
+        "containers only, so this job is skipped"
+    ) in plan.out.splitlines()

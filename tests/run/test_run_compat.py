@@ -1,6 +1,7 @@
-"""GitHub workflows that use the actions runner builds in, run unchanged in real
-containers on the real engine (runner.run.builtin_actions; the fast semantics are
-tests/run/test_builtin_actions.py)."""
+"""A GitHub workflow in real containers on the real engine: the artifact actions runner
+builds in (runner.run.builtin_actions; the fast semantics are
+tests/run/test_builtin_actions.py) and a matrix over runner labels, whose Windows and
+macOS entries are skipped with the reason (runner.mission.plan)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,15 @@ jobs:
       - uses: actions/download-artifact@v4
         with: {name: test-logs, path: logs}
       - run: find logs | sort && cat logs/summary.txt logs/deep/trace.log
+  cross:
+    strategy: {matrix: {os: [ubuntu-latest, windows-latest, macos-latest]}}
+    runs-on: ${{ matrix.os }}
+    steps:
+      - run: echo "ran on ${{ matrix.os }}"
 """
 
 
-def test_upload_on_failure_and_download_run_unchanged(tmp_path: Path) -> None:
+def test_upload_on_failure_download_and_a_windows_matrix_entry(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / ".missions").mkdir(parents=True)
     (repo / "policies").mkdir()
@@ -67,8 +73,19 @@ def test_upload_on_failure_and_download_run_unchanged(tmp_path: Path) -> None:
     assert done.returncode == 1  # the test job failed, as it meant to
     assert result["jobs"]["test"]["status"] == "failure"
     assert result["jobs"]["report"]["status"] == "success", done.stderr
+    skipped = "runner runs jobs in Linux containers only, so this job is skipped"
+    assert {key: (job["status"], job["reason"]) for key, job in result["jobs"].items()} == {
+        "test": ("failure", "step 'exit 3' failed: exit code 3"),
+        "report": ("success", ""),
+        "cross (ubuntu-latest)": ("success", ""),
+        "cross (windows-latest)": ("skipped", f"runs-on windows-latest: {skipped}"),
+        "cross (macos-latest)": ("skipped", f"runs-on macos-latest: {skipped}"),
+    }
     run_dir = state / "runs" / result["run_id"]
     events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [
+        e["line"] for e in events if e["kind"] == "output" and e["job"].startswith("cross")
+    ] == ["ran on ubuntu-latest"]
     printed = [e["line"] for e in events if e["kind"] == "output" and e["job"] == "report"]
     assert printed == [
         "logs",

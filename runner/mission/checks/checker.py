@@ -28,7 +28,8 @@ once), and so never trust a value's type. Rules and message formats:
                 contain "=", whitespace or NUL
     artifact, credential   see runner.mission.checks.content
     expression, if-cond    see runner.mission.checks.expressions
-    github-only (note) "runs-on" is GitHub-only and means nothing to a local runner; ignored
+    github-only (note) "concurrency" is GitHub-only and means nothing to a local runner;
+                ignored; "runs-on" picks no machine: a Windows or macOS label skips the job
     container   container "." is neither the name of a containers/<name> image nor an
                 image reference; container.options / .volumes are errors (they would undo
                 the hardening); .credentials / .ports are notes (not used); .env is applied
@@ -276,7 +277,10 @@ class Checker(ExpressionChecks, ContentChecks):
             if key in job:
                 self.note(
                     join(keypath, key),
-                    f'"{key}" is GitHub-only and means nothing to a local runner; ignored',
+                    '"runs-on" picks no machine here: the job runs in its container (a '
+                    "Windows or macOS label skips it)"
+                    if key == "runs-on"
+                    else f'"{key}" is GitHub-only and means nothing to a local runner; ignored',
                 )
         lowered = self._lowered(jobs)
         needs_value = job.get("needs")
