@@ -29,7 +29,7 @@ from runner.engine.catalog import load_catalog
 from runner.engine.images import present
 from runner.engine.toolsets import build_toolset
 from runner.errors import InvalidInput, RunnerError
-from runner.mission import actions
+from runner.mission import actions, shells
 from runner.mission.model import Job, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
@@ -42,13 +42,6 @@ from runner.run.state import ResolvedImage, RunState
 from runner.run.step import Attempt, AttemptResult, StepContainers
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
-
-SHELLS: dict[str, list[str]] = {
-    "sh": ["sh", "-e", "-c"],
-    "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"],
-    "python": ["python3", "-c"],
-    "python3": ["python3", "-c"],
-}
 
 
 class JobRunner:
@@ -388,12 +381,10 @@ class JobRunner:
     def _command(self, step: Step, ctx: Mapping[str, Any], default_shell: str) -> list[str]:
         script = self._interpolate(step.run or "", ctx)
         shell = step.shell or default_shell
-        if shell not in SHELLS:
-            raise InvalidInput(
-                f"step {step.display_name!r}: shell {shell!r} is not supported "
-                f"(use one of: {', '.join(sorted(SHELLS))})"
-            )
-        return [*SHELLS[shell], script]
+        try:
+            return [*shells.command(shell), script]
+        except shells.ShellError as exc:
+            raise InvalidInput(f"step {step.display_name!r}: {exc.message}") from None
 
     def _workdir(self, step: Step) -> str:
         wd = step.working_directory or self.job.defaults.working_directory

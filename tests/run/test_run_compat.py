@@ -1,7 +1,8 @@
 """A GitHub workflow in real containers on the real engine: the artifact actions runner
 builds in (runner.run.builtin_actions; the fast semantics are
-tests/run/test_builtin_actions.py) and a matrix over runner labels, whose Windows and
-macOS entries are skipped with the reason (runner.mission.plan)."""
+tests/run/test_builtin_actions.py), a matrix over runner labels, whose Windows and
+macOS entries are skipped with the reason (runner.mission.plan), and a custom shell string
+(runner.mission.shells)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.docker
 POLICY = """\
 version: 1
 images: [base]
-tools: [sh, cat, mkdir, ls, find, sort]
+tools: [sh, bash, cat, mkdir, ls, find, sort]
 limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
 """
 
@@ -57,10 +58,17 @@ jobs:
     runs-on: ${{ matrix.os }}
     steps:
       - run: echo "ran on ${{ matrix.os }}"
+  shells:
+    tools: [bash]
+    steps:
+      - shell: bash -eo pipefail {0}
+        run: '[[ -o pipefail && $- == *e* ]] && echo "pipefail and errexit on"'
 """
 
 
-def test_upload_on_failure_download_and_a_windows_matrix_entry(tmp_path: Path) -> None:
+def test_upload_on_failure_download_a_windows_matrix_entry_and_a_custom_shell(
+    tmp_path: Path,
+) -> None:
     repo = tmp_path / "repo"
     (repo / ".missions").mkdir(parents=True)
     (repo / "policies").mkdir()
@@ -80,12 +88,16 @@ def test_upload_on_failure_download_and_a_windows_matrix_entry(tmp_path: Path) -
         "cross (ubuntu-latest)": ("success", ""),
         "cross (windows-latest)": ("skipped", f"runs-on windows-latest: {skipped}"),
         "cross (macos-latest)": ("skipped", f"runs-on macos-latest: {skipped}"),
+        "shells": ("success", ""),
     }
     run_dir = state / "runs" / result["run_id"]
     events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert [
         e["line"] for e in events if e["kind"] == "output" and e["job"].startswith("cross")
     ] == ["ran on ubuntu-latest"]
+    assert [e["line"] for e in events if e["kind"] == "output" and e["job"] == "shells"] == [
+        "pipefail and errexit on"
+    ]
     printed = [e["line"] for e in events if e["kind"] == "output" and e["job"] == "report"]
     assert printed == [
         "logs",

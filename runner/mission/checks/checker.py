@@ -13,6 +13,9 @@ once), and so never trust a value's type. Rules and message formats:
     job         job "x" has no steps / has both steps and uses / steps must not be empty
     step        a step needs exactly one of run or uses
                 "with" is for a `uses:` step ... / "shell" applies to a `run:` step ...
+    shell       shell "pwsh" cannot run here / needs {0} where the script goes (see
+                runner.mission.shells); shell "bash" runs bash, which is not among the
+                job's tools (sh): add it to jobs.j.tools
     schema      (also) workflow_dispatch input "x" has type "text"; GitHub's types are ...
     uses        "x" is not a valid uses: ./path, docker://image or owner/repo@ref
     matrix      matrix key "FOO" duplicates "foo" (line 8, col 9): keys are case-insensitive
@@ -50,6 +53,7 @@ from typing import Any
 
 from runner.expressions import ExpressionError, find_expressions
 from runner.findings import Finding, Severity
+from runner.mission import shells
 from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
 from runner.mission.checks.content import ContentChecks
 from runner.mission.checks.expressions import ExpressionChecks
@@ -353,6 +357,52 @@ class Checker(ExpressionChecks, ContentChecks):
         self._flag(job, keypath, "continue-on-error")
         self.instances += self._strategy(job.get("strategy"), f"{keypath}.strategy")
         self._steps(job_id, job.get("steps"), keypath)
+        self._shells(job, keypath)
+
+    def _shells(self, job: dict[str, Any], keypath: str) -> None:
+        """Each `run:` step's shell (its own, or the job's or mission's `defaults.run.shell`)
+        is one runner can run, and its program is among the job's `tools:` when they are
+        listed: a missing one would fail only when the step starts. Reported once, where the
+        shell is written."""
+        places = [
+            (f"{keypath}.defaults.run.shell", dict_of(dict_of(job.get("defaults")).get("run"))),
+            ("defaults.run.shell", dict_of(dict_of(self.doc.value.get("defaults")).get("run"))),
+        ]
+        default = next(
+            ((k, d["shell"]) for k, d in places if isinstance(d.get("shell"), str)), None
+        )
+        tools = job.get("tools")
+        listed = (
+            [t for t in tools if isinstance(t, str)]
+            if isinstance(tools, list) and all(isinstance(t, str) and "${{" not in t for t in tools)
+            else None
+        )
+        reported: set[str] = set()
+        for index, step in enumerate(list_of(job.get("steps"))):
+            if not isinstance(step, dict) or "run" not in step:
+                continue
+            own = step.get("shell")
+            where, shell = (
+                (f"{keypath}.steps[{index}].shell", own)
+                if own is not None
+                else (default or (None, None))
+            )
+            if not isinstance(shell, str) or where is None or where in reported or "${{" in shell:
+                continue
+            reported.add(where)
+            try:
+                program = shells.program(shell)
+            except shells.ShellError as exc:
+                level = Severity.WARNING if exc.windows else Severity.ERROR
+                self.add(where, exc.message, "shell", level)
+                continue
+            if listed is not None and program not in listed:
+                self.add(
+                    where,
+                    f'shell "{shell}" runs {program}, which is not among the job\'s tools '
+                    f"({', '.join(listed) or 'none'}): add it to {keypath}.tools",
+                    "shell",
+                )
 
     def _container(self, container: Any, keypath: str) -> None:
         """`container:` names an image runner can build or find; the docker-run keys that
