@@ -128,6 +128,16 @@ class JobRunner:
             "hashFiles": lambda *patterns: hash_files(root, patterns),
         }
 
+    def _named(self, step: Step, ctx: Mapping[str, Any]) -> Step:
+        """`step` with the expressions of its `name:` evaluated, as GitHub shows it (the
+        name as written when one cannot be evaluated)."""
+        if not step.name or "${{" not in step.name:
+            return step
+        try:
+            return dataclasses.replace(step, name=self._interpolate(step.name, ctx))
+        except RunnerError:
+            return step
+
     def _interpolate(self, text: str, ctx: Mapping[str, Any]) -> str:
         return expressions.interpolate(text, ctx, self._functions(not self._failed))
 
@@ -260,10 +270,11 @@ class JobRunner:
 
     def _run_step(self, step: Step, deadline: float) -> None:
         sink = self.state.sink
-        sr = StepResult(index=step.index, name=step.display_name, id=step.id)
-        self.result.steps.append(sr)
         env = self._env(step)
         ctx = self.contexts(env)
+        step = self._named(step, ctx)
+        sr = StepResult(index=step.index, name=step.display_name, id=step.id)
+        self.result.steps.append(sr)
         functions = self._functions(not self._failed)
         if self.stop.is_set():
             self._skip(sr, Status.CANCELLED, "interrupted")

@@ -18,7 +18,9 @@ from runner.engine.backend import ContainerSpec
 from runner.engine.fake import Behaviour, Exit, FakeBackend, Script
 from runner.engine.stepinit import contract
 from runner.policy.model import Limits
+from runner.records.events import StepStarted
 from runner.records.results import Status
+from runner.records.sink import Recorder, Sink
 from runner.run.retry import attempt_delay, step_rng
 
 
@@ -308,3 +310,30 @@ def test_artifacts_leave_the_producer_and_seed_the_consumer(tmp_path: Path) -> N
     record = done.state.artifacts["app"]
     assert (record["job"], record["path"], record["size"]) == ("build", "out/app.txt", 5)
     assert done.left_behind() == ([], [])
+
+
+def test_a_step_name_shows_its_expressions_evaluated(tmp_path: Path) -> None:
+    recorder = Recorder()
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [push]
+        env: {WHO: ci}
+        jobs:
+          test:
+            strategy: {matrix: {shard: [1, 2]}}
+            steps:
+              - {name: "shard ${{ matrix.shard }} for ${{ env.WHO }}", run: ok}
+              - {name: "broken ${{ fromJSON(env.WHO) }}", run: ok}
+        """,
+        sink=Sink([recorder]),
+    )
+    assert [s.name for s in done.jobs["test (2)"].steps] == [
+        "shard 2 for ci",
+        "broken ${{ fromJSON(env.WHO) }}",  # as written when it cannot be evaluated
+    ]
+    started = [
+        e.name for e in recorder.events if isinstance(e, StepStarted) and e.job == "test (1)"
+    ]
+    assert started == ["shard 1 for ci", "broken ${{ fromJSON(env.WHO) }}"]
