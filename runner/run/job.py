@@ -43,6 +43,20 @@ from runner.run.step import Attempt, AttemptResult, StepContainers
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
 
+NOEXEC_HINT = (
+    "; the workspace is mounted noexec, so a file checked out or built in it cannot be "
+    "executed: run a script through its interpreter (`sh ./scripts/build.sh`), or grant "
+    "the job `permissions: {exec: true}` (which the policy must allow: `allow: {exec: true}`)"
+)
+
+
+def _denied_exec(outcome: AttemptResult) -> bool:
+    """Whether a failed step looks like it tried to execute a workspace file: exit 126
+    ("cannot execute"), or a last line saying `Permission denied` (make's way)."""
+    if outcome.exit_code == 126:
+        return True
+    return any("Permission denied" in line for line in outcome.tail[-5:])
+
 
 class JobRunner:
     def __init__(
@@ -327,6 +341,8 @@ class JobRunner:
             if clock.wait(self.stop, delay):
                 break
         status, reason, outputs = outcome.status, outcome.reason, outcome.outputs
+        if status is Status.FAILURE and not self.grants.exec and _denied_exec(outcome):
+            reason += NOEXEC_HINT
         sr.exit_code, sr.outputs, sr.outcome, sr.reason = outcome.exit_code, outputs, status, reason
         sr.tail, sr.log_sha256 = outcome.tail, outcome.log_sha256
         sr.duration_s = clock.monotonic() - started

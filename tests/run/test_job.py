@@ -337,3 +337,34 @@ def test_a_step_name_shows_its_expressions_evaluated(tmp_path: Path) -> None:
         e.name for e in recorder.events if isinstance(e, StepStarted) and e.job == "test (1)"
     ]
     assert started == ["shard 1 for ci", "broken ${{ fromJSON(env.WHO) }}"]
+
+
+def test_a_step_that_could_not_execute_a_workspace_file_names_the_grant(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        jobs:
+          direct: {steps: [{run: exit 126}]}
+          make:
+            steps:
+              - run: |
+                  print make: ./test_binary: Permission denied
+                  exit 2
+          other: {steps: [{run: exit 1}]}
+        """,
+    )
+    hint = (
+        "; the workspace is mounted noexec, so a file checked out or built in it cannot be "
+        "executed: run a script through its interpreter (`sh ./scripts/build.sh`), or grant "
+        "the job `permissions: {exec: true}` (which the policy must allow: `allow: {exec: "
+        "true}`)"
+    )
+    assert done.status() == {
+        "direct": ("failure", f"step 'exit 126' failed: exit code 126{hint}"),
+        "make": (
+            "failure",
+            f"step 'print make: ./test_binary: Permission denied' failed: exit code 2{hint}",
+        ),
+        "other": ("failure", "step 'exit 1' failed: exit code 1"),
+    }

@@ -1,8 +1,9 @@
 """A GitHub workflow in real containers on the real engine: the artifact actions runner
 builds in (runner.run.builtin_actions; the fast semantics are
 tests/run/test_builtin_actions.py), a matrix over runner labels, whose Windows and
-macOS entries are skipped with the reason (runner.mission.plan), and a custom shell string
-(runner.mission.shells)."""
+macOS entries are skipped with the reason (runner.mission.plan), a custom shell string
+(runner.mission.shells), and a committed script run directly (126, with the help) and
+through its interpreter."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ jobs:
     runs-on: ${{ matrix.os }}
     steps:
       - run: echo "ran on ${{ matrix.os }}"
+  committed:
+    steps:
+      - run: ./build.sh
+  committed-by-interpreter:
+    steps:
+      - run: sh ./build.sh
   shells:
     tools: [bash]
     steps:
@@ -74,6 +81,8 @@ def test_upload_on_failure_download_a_windows_matrix_entry_and_a_custom_shell(
     (repo / "policies").mkdir()
     (repo / ".missions" / "ci.yml").write_text(WORKFLOW)
     (repo / "policies" / "default.yml").write_text(POLICY)
+    (repo / "build.sh").write_text("#!/bin/sh\necho built\n")
+    (repo / "build.sh").chmod(0o755)
     state = tmp_path / "state"
     done = runner_cli(repo, state, "run", "--json")
     assert "Traceback" not in done.stderr, done.stderr
@@ -89,6 +98,14 @@ def test_upload_on_failure_download_a_windows_matrix_entry_and_a_custom_shell(
         "cross (windows-latest)": ("skipped", f"runs-on windows-latest: {skipped}"),
         "cross (macos-latest)": ("skipped", f"runs-on macos-latest: {skipped}"),
         "shells": ("success", ""),
+        "committed": (
+            "failure",
+            "step './build.sh' failed: exit code 126; the workspace is mounted noexec, so a "
+            "file checked out or built in it cannot be executed: run a script through its "
+            "interpreter (`sh ./scripts/build.sh`), or grant the job `permissions: {exec: "
+            "true}` (which the policy must allow: `allow: {exec: true}`)",
+        ),
+        "committed-by-interpreter": ("success", ""),
     }
     run_dir = state / "runs" / result["run_id"]
     events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
