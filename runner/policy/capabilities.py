@@ -2,7 +2,8 @@
 
 One job instance (after matrix expansion, `runner.mission.plan`) asks for:
 
-    image       its container (`container:`, default `base`), resolved per matrix value
+    image       its container (`container:`; else its `runs-on` label's image in the
+                policy's `runs-on:` map; else `base`), resolved per matrix value
     tool        each entry of `tools:` (`${{ matrix.NAME }}` resolved per instance, as
                 images are)                       tools-all   `tools: all`
     network     `permissions.network: egress`     exec        `permissions.exec: true`
@@ -296,23 +297,35 @@ def _timeout(value: float | str | None, keypath: str, inst: JobInstance) -> Capa
 
 
 def job_capabilities(
-    mission: Mission, inst: JobInstance, secrets: list[tuple[str, str]] | None = None
+    mission: Mission,
+    inst: JobInstance,
+    secrets: list[tuple[str, str]] | None = None,
+    runs_on: Mapping[str, str] | None = None,
 ) -> list[Capability]:
     """Every capability one job instance asks for, in a stable order, each value once.
 
     `secrets`: the job's secret requests when already known (they do not depend on the
-    matrix instance)."""
+    matrix instance). `runs_on`: the policy's runner label -> image map; a job without
+    `container:` whose first mapped `runs-on` label (after `${{ matrix.X }}`) is in it asks
+    for that image (at `runs-on`), else for `base`."""
     job = inst.job
     if secrets is None:
         secrets = _secret_requests(mission, job)
     jp = f"jobs.{job.id}"
     caps: list[Capability] = []
     # image
-    raw = job.container if job.container is not None else DEFAULT_IMAGE
+    raw, where = job.container, f"{jp}.container"
+    if raw is None:
+        for label in job.runs_on:
+            resolved, unknown = resolve(label, inst.matrix, dynamic=inst.dynamic)
+            if not unknown and resolved in (runs_on or {}):
+                raw, where = (runs_on or {})[resolved], f"{jp}.runs-on"
+                break
+    raw = raw if raw is not None else DEFAULT_IMAGE
     image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
     if not why:
         why = container_problem(image) or ""
-    caps.append(Capability(Kind.IMAGE, image or raw, f"{jp}.container", refused=why))
+    caps.append(Capability(Kind.IMAGE, image or raw, where, refused=why))
     # tools
     if job.tools == "all":
         caps.append(Capability(Kind.TOOLS_ALL, "all", f"{jp}.tools"))
@@ -377,14 +390,19 @@ def _dedupe(caps: list[Capability]) -> list[Capability]:
     return result
 
 
-def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capability]]]:
-    """Each job instance of the mission (plan order) with what it asks for; an instance
-    that is `skipped` (a Windows or macOS runner label) never runs, so asks for nothing."""
+def mission_capabilities(
+    mission: Mission, runs_on: Mapping[str, str] | None = None
+) -> list[tuple[JobInstance, list[Capability]]]:
+    """Each job instance of the mission (plan order) with what it asks for (`runs_on`: see
+    `job_capabilities`); an instance that is `skipped` (a Windows or macOS runner label)
+    never runs, so asks for nothing."""
     found: list[tuple[JobInstance, list[Capability]]] = []
     for insts in instances(mission).values():
         secrets = _secret_requests(mission, insts[0].job) if insts else []
         found.extend(
-            (inst, job_capabilities(mission, inst, secrets)) for inst in insts if not inst.skipped
+            (inst, job_capabilities(mission, inst, secrets, runs_on))
+            for inst in insts
+            if not inst.skipped
         )
     return found
 

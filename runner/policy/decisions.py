@@ -109,7 +109,7 @@ def decide(
             for f in with_enforcement(warnings, policy.enforce)
             if f.severity is Severity.ERROR and f.rule in policy.enforce
         ]
-    for inst, caps in mission_capabilities(mission):
+    for inst, caps in mission_capabilities(mission, dict(policy.runs_on)):
         subject = Subject(mission.path, inst.job.id, mission.name, event, ref)
         limits = policy.limits_for(subject)
         for cap in caps:

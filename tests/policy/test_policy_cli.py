@@ -12,6 +12,8 @@ import jsonpatch
 import pytest
 from conftest import invoke
 
+from runner.mission.loader import load_mission
+from runner.policy.decisions import decide, granted
 from runner.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -509,3 +511,55 @@ def test_a_windows_instance_asks_for_nothing_and_plan_says_it_is_skipped(in_tmp:
         "  test (windows-latest, pwsh)  skipped: runs-on windows-latest: runner runs jobs in Linux "
         "containers only, so this job is skipped"
     ) in plan.out.splitlines()
+
+
+def test_runs_on_labels_map_to_images_through_the_policy(in_tmp: Path) -> None:
+    write(
+        in_tmp,
+        "policies/default.yml",
+        POLICY + "runs-on: {ubuntu-latest: python, ubuntu-22.04: evil.io/miner:1}\n",
+    )
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          mapped: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}
+          unmapped: {runs-on: ubuntu-24.04, steps: [{run: 'true'}]}
+          own: {runs-on: ubuntu-latest, container: base, steps: [{run: 'true'}]}
+          matrix:
+            strategy: {matrix: {os: [ubuntu-latest, ubuntu-22.04]}}
+            runs-on: [self-hosted, "${{ matrix.os }}"]
+            steps: [{run: 'true'}]
+        """,
+    )
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert result.code == 3
+    images = [
+        (d["job"], d["value"], d["keypath"], d["line"], d["allowed"])
+        for d in json.loads(result.out)
+        if d["capability"] == "image"
+    ]
+    assert images == [
+        ("mapped", "python", "jobs.mapped.runs-on", 4, True),
+        ("unmapped", "base", "jobs.unmapped.container", 5, True),
+        ("own", "base", "jobs.own.container", 6, True),
+        ("matrix (ubuntu-latest)", "python", "jobs.matrix.runs-on", 9, True),
+        ("matrix (ubuntu-22.04)", "evil.io/miner:1", "jobs.matrix.runs-on", 9, False),
+    ]
+    policy = load_policy(None, in_tmp)
+    mission, _ = load_mission(in_tmp / ".missions/m.yml", root=in_tmp)
+    assert granted(decide(mission, policy), "mapped").image == "python"  # what a run uses
+
+
+def test_a_runs_on_map_that_is_not_label_to_image_is_refused(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY + "runs-on: {ubuntu-latest: [python]}\n")
+    write(in_tmp, ".missions/m.yml", "name: m\non: [push]\njobs:\n  j: {steps: [{run: 'true'}]}\n")
+    result = invoke(in_tmp / ".runner", "policy", "check")
+    assert result.code == 2
+    assert result.err.splitlines()[0] == (
+        'policies/default.yml:5:11: runs-on.ubuntu-latest: must be a string, not ["python"] '
+        "[policy]"
+    )
