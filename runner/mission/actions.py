@@ -3,6 +3,11 @@
     actions/checkout@*      built in, does nothing: the workspace already is the checkout
     actions/upload-artifact@*, actions/download-artifact@*
                             built in, on the run's artifact store (runner.run.builtin_actions)
+    actions/setup-python@*, setup-node, setup-go, setup-java, astral-sh/setup-uv,
+    dtolnay/rust-toolchain, pnpm/action-setup (`SETUP`)
+                            built in: the requested version selects the job's image
+                            through the policy's `toolchains:` map (runner.policy.
+                            capabilities); the step itself installs nothing
     ./path/to/action        a local composite action (`action.yml`, `runs.using:
                             composite`, `run` steps), each step in its own container
     docker://IMAGE          the image's entrypoint, with `with.args`
@@ -39,10 +44,52 @@ DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECA
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
 
 
+@dataclass(frozen=True)
+class Toolchain:
+    """What a setup action asks for: the policy's `toolchains:` key, the `with:` input
+    naming the version, and the output GitHub's action sets to it ("" when none)."""
+
+    name: str
+    input: str
+    output: str = ""
+
+
+SETUP = {
+    "actions/setup-python": Toolchain("python", "python-version", "python-version"),
+    "actions/setup-node": Toolchain("node", "node-version", "node-version"),
+    "actions/setup-go": Toolchain("go", "go-version", "go-version"),
+    "actions/setup-java": Toolchain("java", "java-version", "version"),
+    "astral-sh/setup-uv": Toolchain("uv", "version", "uv-version"),
+    "dtolnay/rust-toolchain": Toolchain("rust", "toolchain", "name"),
+    "pnpm/action-setup": Toolchain("pnpm", "version"),
+}
+DEFAULT_VERSION = "default"  # the `toolchains:` key of a setup action given no version
+
+
+def setup_of(uses: str) -> Toolchain | None:
+    return SETUP.get(uses.partition("@")[0].lower())
+
+
+def requested_version(uses: str, with_: Mapping[str, str]) -> str:
+    """The version a setup step asks for: its `with:` input, else (dtolnay/rust-toolchain)
+    the ref it is used at (`@stable`, `@1.70`), else `DEFAULT_VERSION`."""
+    toolchain = setup_of(uses)
+    if toolchain is None:
+        return ""
+    given = str(with_.get(toolchain.input, "")).strip()
+    if given:
+        return given
+    ref = uses.partition("@")[2]
+    if toolchain.name == "rust" and ref and ref not in ("master", "v1"):
+        return ref
+    return DEFAULT_VERSION
+
+
 class ActionKind(enum.Enum):
     CHECKOUT = "checkout"
     UPLOAD_ARTIFACT = "upload-artifact"
     DOWNLOAD_ARTIFACT = "download-artifact"
+    SETUP = "setup"
     LOCAL = "local"
     DOCKER = "docker"
     MARKETPLACE = "marketplace"
@@ -55,6 +102,8 @@ def kind_of(uses: str) -> ActionKind:
         return ActionKind.UPLOAD_ARTIFACT
     if DOWNLOAD_ARTIFACT.match(uses):
         return ActionKind.DOWNLOAD_ARTIFACT
+    if "@" in uses and setup_of(uses) is not None:
+        return ActionKind.SETUP
     if uses.startswith("./"):
         return ActionKind.LOCAL
     if uses.startswith("docker://"):

@@ -40,6 +40,7 @@ from runner import expressions
 from runner.engine.images import is_image_reference as is_image_reference  # for the policy
 from runner.expressions import find_expressions
 from runner.expressions import parser as ep
+from runner.mission import actions
 from runner.mission.model import Job, Mission, container_problem
 from runner.mission.plan import JobInstance, instances
 from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
@@ -276,6 +277,8 @@ def _uses_capability(value: str, keypath: str) -> Capability:
         return Capability(Kind.USES, value, keypath)
     name, _, _ = value.partition("@")
     why = BUILTIN_ACTIONS.get(name.lower())
+    if not why and "@" in value and actions.setup_of(value) is not None:
+        why = f"{name} is built in: its version selects the job's image (`toolchains:`)"
     if why:
         return Capability(Kind.USES, value, keypath, builtin=why)
     return Capability(Kind.USES, value, keypath)
@@ -301,13 +304,17 @@ def job_capabilities(
     inst: JobInstance,
     secrets: list[tuple[str, str]] | None = None,
     runs_on: Mapping[str, str] | None = None,
+    toolchains: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Capability]:
     """Every capability one job instance asks for, in a stable order, each value once.
 
     `secrets`: the job's secret requests when already known (they do not depend on the
     matrix instance). `runs_on`: the policy's runner label -> image map; a job without
     `container:` whose first mapped `runs-on` label (after `${{ matrix.X }}`) is in it asks
-    for that image (at `runs-on`), else for `base`."""
+    for that image (at `runs-on`), else for `base`. `toolchains`: the policy's (toolchain,
+    version) -> image map; a job without `container:` whose setup actions (`setup-python`
+    ...) ask for versions asks for the one image they map to, before its label's, and is
+    refused, saying what to add, when one is not mapped or they map to different images."""
     job = inst.job
     if secrets is None:
         secrets = _secret_requests(mission, job)
@@ -315,7 +322,12 @@ def job_capabilities(
     caps: list[Capability] = []
     # image
     raw, where = job.container, f"{jp}.container"
-    if raw is None:
+    toolchain = _toolchain_image(job, inst, jp, toolchains or {}) if raw is None else None
+    if toolchain is not None and toolchain.refused:
+        caps.append(toolchain)
+    elif toolchain is not None:
+        raw, where = toolchain.value, toolchain.keypath
+    if raw is None and toolchain is None:
         for label in job.runs_on:
             resolved, unknown = resolve(label, inst.matrix, dynamic=inst.dynamic)
             if not unknown and resolved in (runs_on or {}):
@@ -325,7 +337,8 @@ def job_capabilities(
     image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
     if not why:
         why = container_problem(image) or ""
-    caps.append(Capability(Kind.IMAGE, image or raw, where, refused=why))
+    if toolchain is None or not toolchain.refused:
+        caps.append(Capability(Kind.IMAGE, image or raw, where, refused=why))
     # tools
     if job.tools == "all":
         caps.append(Capability(Kind.TOOLS_ALL, "all", f"{jp}.tools"))
@@ -390,8 +403,54 @@ def _dedupe(caps: list[Capability]) -> list[Capability]:
     return result
 
 
+def _toolchain_image(
+    job: Job, inst: JobInstance, jp: str, toolchains: Mapping[tuple[str, str], str]
+) -> Capability | None:
+    """The image the job's setup actions select (its `value`; `keypath` the first setup
+    step's), a refused image request saying what to add, or None without setup actions."""
+    chosen: list[tuple[str, str, str, str]] = []  # (toolchain, version, image, keypath)
+    for step in job.steps:
+        setup = actions.setup_of(step.uses) if step.uses and "@" in step.uses else None
+        if setup is None or step.uses is None:
+            continue
+        keypath = f"{jp}.steps[{step.index}].uses"
+        asked = actions.requested_version(step.uses, step.with_)
+        version, why = resolve(asked, inst.matrix, dynamic=inst.dynamic)
+        wanted = f"{setup.name} {version or asked}"
+        if why:
+            return Capability(Kind.IMAGE, wanted, keypath, refused=why)
+        image = toolchains.get((setup.name, version))
+        if image is None:
+            known = sorted(v for name, v in toolchains if name == setup.name)
+            listed = f" (it maps {setup.name} {', '.join(known)})" if known else ""
+            return Capability(
+                Kind.IMAGE,
+                wanted,
+                keypath,
+                refused=f"no image in the policy's `toolchains:` provides {wanted}{listed}: "
+                f'add `toolchains: {{{setup.name}: {{"{version}": IMAGE}}}}` to the policy, '
+                "IMAGE one it allows that has it on PATH",
+            )
+        chosen.append((setup.name, version, image, keypath))
+    if not chosen:
+        return None
+    images = {image for _, _, image, _ in chosen}
+    if len(images) > 1:
+        asked_for = ", ".join(f"{n} {v} -> {i}" for n, v, i, _ in chosen)
+        return Capability(
+            Kind.IMAGE,
+            " + ".join(f"{n} {v}" for n, v, _, _ in chosen),
+            chosen[0][3],
+            refused=f"a job runs in one image, but its setup actions map to several "
+            f"({asked_for}): map these versions to one image that has them all",
+        )
+    return Capability(Kind.IMAGE, chosen[0][2], chosen[0][3])
+
+
 def mission_capabilities(
-    mission: Mission, runs_on: Mapping[str, str] | None = None
+    mission: Mission,
+    runs_on: Mapping[str, str] | None = None,
+    toolchains: Mapping[tuple[str, str], str] | None = None,
 ) -> list[tuple[JobInstance, list[Capability]]]:
     """Each job instance of the mission (plan order) with what it asks for (`runs_on`: see
     `job_capabilities`); an instance that is `skipped` (a Windows or macOS runner label)
@@ -400,7 +459,7 @@ def mission_capabilities(
     for insts in instances(mission).values():
         secrets = _secret_requests(mission, insts[0].job) if insts else []
         found.extend(
-            (inst, job_capabilities(mission, inst, secrets, runs_on))
+            (inst, job_capabilities(mission, inst, secrets, runs_on, toolchains))
             for inst in insts
             if not inst.skipped
         )

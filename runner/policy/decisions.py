@@ -109,7 +109,8 @@ def decide(
             for f in with_enforcement(warnings, policy.enforce)
             if f.severity is Severity.ERROR and f.rule in policy.enforce
         ]
-    for inst, caps in mission_capabilities(mission, dict(policy.runs_on)):
+    toolchains = {(name, version): image for name, version, image in policy.toolchains}
+    for inst, caps in mission_capabilities(mission, dict(policy.runs_on), toolchains):
         subject = Subject(mission.path, inst.job.id, mission.name, event, ref)
         limits = policy.limits_for(subject)
         for cap in caps:

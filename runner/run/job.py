@@ -453,6 +453,8 @@ class JobRunner:
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
         if kind in (actions.ActionKind.UPLOAD_ARTIFACT, actions.ActionKind.DOWNLOAD_ARTIFACT):
             return self._builtin(step, kind, with_)
+        if kind is actions.ActionKind.SETUP:
+            return self._setup(step.uses, with_)
         if kind is actions.ActionKind.DOCKER:
             image = self._docker_image(step.uses.removeprefix("docker://"))
             command = shlex.split(with_.get("args", ""))
@@ -469,6 +471,19 @@ class JobRunner:
                 deadline,
             )
         return self._composite(step, with_, base_env, attempt, deadline)
+
+    def _setup(self, uses: str, with_: Mapping[str, str]) -> AttemptResult:
+        """A setup action: the policy's `toolchains:` already chose the job's image by the
+        version it asks for (runner.policy.capabilities); it sets GitHub's output."""
+        toolchain = actions.setup_of(uses)
+        assert toolchain is not None
+        version = actions.requested_version(uses, with_)
+        outputs = {toolchain.output: version} if toolchain.output else {}
+        return AttemptResult(
+            Status.SUCCESS,
+            f"built in: {toolchain.name} {version} is the job's image's",
+            outputs=outputs,
+        )
 
     def _builtin(
         self, step: Step, kind: actions.ActionKind, with_: Mapping[str, str]

@@ -563,3 +563,88 @@ def test_a_runs_on_map_that_is_not_label_to_image_is_refused(in_tmp: Path) -> No
         'policies/default.yml:5:11: runs-on.ubuntu-latest: must be a string, not ["python"] '
         "[policy]"
     )
+
+
+TOOLCHAINS = """\
+toolchains:
+  python: {"3.11": python, "3.12": python}
+  node: {"20": base}
+"""
+
+
+def test_setup_actions_select_the_image_the_policy_maps_their_version_to(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY + TOOLCHAINS)
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          py:
+            strategy: {matrix: {python-version: ["3.11", "3.13"]}}
+            steps:
+              - uses: actions/checkout@v4
+              - uses: actions/setup-python@v5
+                with: {python-version: "${{ matrix.python-version }}"}
+              - run: 'true'
+          both:
+            steps:
+              - {uses: actions/setup-python@v5, with: {python-version: "3.12"}}
+              - {uses: actions/setup-node@v4, with: {node-version: 20}}
+              - run: 'true'
+          own:
+            container: base
+            steps:
+              - {uses: actions/setup-python@v5, with: {python-version: "3.9"}}
+              - run: 'true'
+          rust:
+            steps:
+              - uses: dtolnay/rust-toolchain@stable
+              - run: 'true'
+        """,
+    )
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert result.code == 3
+    decisions = json.loads(result.out)
+    images = [
+        (d["job"], d["value"], d["keypath"], d["allowed"], d["reason"])
+        for d in decisions
+        if d["capability"] == "image"
+    ]
+    assert images == [
+        ("py (3.11)", "python", "jobs.py.steps[1].uses", True, "granted by the top-level lists"),
+        (
+            "py (3.13)",
+            "python 3.13",
+            "jobs.py.steps[1].uses",
+            False,
+            "no image in the policy's `toolchains:` provides python 3.13 (it maps python "
+            '3.11, 3.12): add `toolchains: {python: {"3.13": IMAGE}}` to the policy, IMAGE one '
+            "it allows that has it on PATH",
+        ),
+        (
+            "both",
+            "python 3.12 + node 20",
+            "jobs.both.steps[0].uses",
+            False,
+            "a job runs in one image, but its setup actions map to several (python 3.12 -> "
+            "python, node 20 -> base): map these versions to one image that has them all",
+        ),
+        ("own", "base", "jobs.own.container", True, "granted by the top-level lists"),
+        (
+            "rust",
+            "rust stable",
+            "jobs.rust.steps[0].uses",
+            False,
+            "no image in the policy's `toolchains:` provides rust stable: add `toolchains: "
+            '{rust: {"stable": IMAGE}}` to the policy, IMAGE one it allows that has it on PATH',
+        ),
+    ]
+    setups = {d["value"]: d["rule"] for d in decisions if d["capability"] == "uses"}
+    assert setups == {
+        "actions/checkout@v4": "builtin",
+        "actions/setup-python@v5": "builtin",
+        "actions/setup-node@v4": "builtin",
+        "dtolnay/rust-toolchain@stable": "builtin",
+    }

@@ -8,6 +8,8 @@ through its interpreter."""
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,47 @@ def test_upload_on_failure_download_a_windows_matrix_entry_and_a_custom_shell(
     ledger = [json.loads(x) for x in (state / "ledger" / ENTRIES).read_text().splitlines()]
     sealed = [e for e in ledger if e.get("type") == "artifact.stored"]
     assert [(e["name"], e["sha256"]) for e in sealed] == [("test-logs", stored["sha256"])]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_setup_python_runs_in_the_image_the_policy_maps_its_version_to(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "containers", repo / "containers")
+    (repo / ".missions").mkdir()
+    (repo / "policies").mkdir()
+    (repo / "policies" / "default.yml").write_text(
+        "version: 1\nimages: [python]\ntools: [sh, python3]\n"
+        "limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}\n"
+        "build: {from: [debian:bookworm-slim], network: [python]}\n"
+        'toolchains: {python: {"3.11": python}}\n'
+    )
+    (repo / ".missions" / "ci.yml").write_text(
+        textwrap.dedent(
+            """\
+            name: ci
+            on: [push]
+            jobs:
+              test:
+                runs-on: ubuntu-latest
+                tools: [sh, python3]
+                steps:
+                  - uses: actions/checkout@v4
+                  - id: py
+                    uses: actions/setup-python@v5
+                    with: {python-version: "3.11"}
+                  - run: |
+                      echo "asked ${{ steps.py.outputs.python-version }}"
+                      python3 -c 'import sys; print("got %d.%d" % sys.version_info[:2])'
+            """
+        )
+    )
+    state = tmp_path / "state"
+    done = runner_cli(repo, state, "run", "--json", timeout=900)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    run_dir = state / "runs" / result["run_id"]
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["line"] for e in events if e["kind"] == "output"] == ["asked 3.11", "got 3.11"]
