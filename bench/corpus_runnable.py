@@ -5,7 +5,7 @@ validate` does: `load_mission`, no error); then each job instance (after matrix
 expansion) whose `runs-on` names no macOS or Windows runner is a Linux job, and it is
 runnable when every step is: a `run:` step, or a `uses:` runner runs itself
 (`actions/checkout`, `actions/upload-artifact`, `actions/download-artifact`, the setup
-actions of `runner.mission.actions.SETUP`), a local action or a `docker://` image ("given
+actions of `runner.mission.actions.SETUP`, `step-security/harden-runner`), a local action or a `docker://` image ("given
 images": an image, a toolchain image or a tool the policy would have to allow is not
 counted against it). A job calling a reusable workflow, or one with
 `services:` (not run yet), is not runnable. The `before` column counts only
@@ -35,7 +35,12 @@ from runner.mission.yaml_loader import load_yaml
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "github-workflows"
 RUNNABLE = {ActionKind.LOCAL, ActionKind.DOCKER, ActionKind.CHECKOUT}
-BUILT_IN_SINCE = {ActionKind.UPLOAD_ARTIFACT, ActionKind.DOWNLOAD_ARTIFACT, ActionKind.SETUP}
+BUILT_IN_SINCE = {
+    ActionKind.UPLOAD_ARTIFACT,
+    ActionKind.DOWNLOAD_ARTIFACT,
+    ActionKind.SETUP,
+    ActionKind.HARDEN_RUNNER,
+}
 NOT_LINUX = re.compile(r"windows|macos|mac-|osx", re.IGNORECASE)
 MATRIX_REF = re.compile(r"\$\{\{\s*matrix\.([A-Za-z0-9_-]+)\s*\}\}")
 

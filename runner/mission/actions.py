@@ -3,6 +3,11 @@
     actions/checkout@*      built in, does nothing: the workspace already is the checkout
     actions/upload-artifact@*, actions/download-artifact@*
                             built in, on the run's artifact store (runner.run.builtin_actions)
+    step-security/harden-runner@*
+                            built in, does nothing: runner's steps already run hardened and
+                            default-deny; refused (runner.policy.capabilities) where its
+                            `egress-policy: block` allow-list would be weaker than the
+                            job's granted egress, which runner cannot narrow
     actions/setup-python@*, setup-node, setup-go, setup-java, astral-sh/setup-uv,
     dtolnay/rust-toolchain, pnpm/action-setup (`SETUP`)
                             built in: the requested version selects the job's image
@@ -41,6 +46,7 @@ from runner.mission.yaml_loader import load_yaml
 CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
 UPLOAD_ARTIFACT = re.compile(r"^actions/upload-artifact(@.*)?$", re.IGNORECASE)
 DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECASE)
+HARDEN_RUNNER = re.compile(r"^step-security/harden-runner(@.*)?$", re.IGNORECASE)
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
 
 
@@ -90,6 +96,7 @@ class ActionKind(enum.Enum):
     UPLOAD_ARTIFACT = "upload-artifact"
     DOWNLOAD_ARTIFACT = "download-artifact"
     SETUP = "setup"
+    HARDEN_RUNNER = "harden-runner"
     LOCAL = "local"
     DOCKER = "docker"
     MARKETPLACE = "marketplace"
@@ -104,6 +111,8 @@ def kind_of(uses: str) -> ActionKind:
         return ActionKind.DOWNLOAD_ARTIFACT
     if "@" in uses and setup_of(uses) is not None:
         return ActionKind.SETUP
+    if HARDEN_RUNNER.match(uses):
+        return ActionKind.HARDEN_RUNNER
     if uses.startswith("./"):
         return ActionKind.LOCAL
     if uses.startswith("docker://"):

@@ -389,8 +389,30 @@ def job_capabilities(
         caps.append(_uses_capability(job.uses, f"{jp}.uses"))
     for step in job.steps:
         if step.uses is not None:
-            caps.append(_uses_capability(step.uses, f"{jp}.steps[{step.index}].uses"))
+            cap = _uses_capability(step.uses, f"{jp}.steps[{step.index}].uses")
+            if actions.kind_of(step.uses) is actions.ActionKind.HARDEN_RUNNER:
+                cap = _harden_runner(cap, step.with_, perms.network == "egress")
+            caps.append(cap)
     return _dedupe(caps)
+
+
+def _harden_runner(cap: Capability, with_: Mapping[str, str], egress: bool) -> Capability:
+    """step-security/harden-runner: built in as nothing to do, since runner's steps run
+    hardened with no network unless granted; refused where it would block egress to its
+    `allowed-endpoints` in a job granted egress (runner cannot narrow a grant)."""
+    policy = with_.get("egress-policy", "audit").strip() or "audit"
+    if policy == "block" and egress:
+        return dataclasses.replace(
+            cap,
+            refused="harden-runner's `egress-policy: block` allows only its "
+            "`allowed-endpoints`, but runner grants a job all egress or none, so it cannot "
+            "keep that promise: drop `network: egress` from the job, or the step",
+        )
+    return dataclasses.replace(
+        cap,
+        builtin="step-security/harden-runner is built in as nothing to do: runner's steps "
+        "already run hardened, with no network unless the policy grants it",
+    )
 
 
 def _dedupe(caps: list[Capability]) -> list[Capability]:

@@ -448,6 +448,8 @@ class JobRunner:
         kind = actions.kind_of(step.uses)
         if kind is actions.ActionKind.CHECKOUT:
             return AttemptResult(Status.SUCCESS, "built in: the workspace is the checkout")
+        if kind is actions.ActionKind.HARDEN_RUNNER:
+            return AttemptResult(Status.SUCCESS, "built in: the steps already run hardened")
         if kind is actions.ActionKind.MARKETPLACE:
             return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}

@@ -43,6 +43,10 @@ runs:
         ("actions/upload-artifact@v4", ActionKind.UPLOAD_ARTIFACT),
         ("Actions/Download-Artifact@v4", ActionKind.DOWNLOAD_ARTIFACT),
         ("actions/upload-artifact/merge@v4", ActionKind.MARKETPLACE),
+        ("actions/setup-python@v5", ActionKind.SETUP),
+        ("dtolnay/rust-toolchain@stable", ActionKind.SETUP),
+        ("actions/setup-python", ActionKind.MARKETPLACE),  # no ref: not a usable action
+        ("step-security/harden-runner@v2", ActionKind.HARDEN_RUNNER),
     ],
 )
 def test_kinds(uses: str, kind: ActionKind) -> None:

@@ -197,3 +197,25 @@ def test_a_directorys_contents_never_point_past_where_they_are_placed() -> None:
     with tarfile.open(fileobj=placed) as tar:
         names = tar.getnames()
     assert names == ["got", "got/sub", "got/sub/f", "got/l"]
+
+
+def test_setup_and_harden_runner_steps_run_no_container_and_set_the_version(
+    tmp_path: Path,
+) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        jobs:
+          j:
+            outputs: {py: "${{ steps.py.outputs.python-version }}"}
+            steps:
+              - {uses: step-security/harden-runner@v2, with: {egress-policy: audit}}
+              - {id: py, uses: actions/setup-python@v5, with: {python-version: "3.12"}}
+              - {uses: dtolnay/rust-toolchain@1.80}
+              - run: ok
+        """,
+    )
+    assert done.status() == {"j": ("success", "")}
+    assert done.jobs["j"].outputs == {"py": "3.12"}
+    assert len(done.specs["j"]) == 1  # only the run: step had a container
