@@ -16,7 +16,7 @@ from pathlib import Path
 from runner.app import App, Trust
 from runner.commands.probe import image_probe
 from runner.engine.docker.backend import DockerBackend, connect
-from runner.errors import InvalidInput, InvalidMission
+from runner.errors import InvalidInput, InvalidMission, StorageFailed
 from runner.findings import Finding, errors_in
 from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
@@ -74,7 +74,12 @@ def _check_tools(
             decisions = decide(
                 mission, trusted.policy, warnings, event=options.event, ref=options.ref or ""
             )
-            found = tool_findings(mission, decisions, trusted.catalog, probe, every_job=True)
+            try:
+                found = tool_findings(mission, decisions, trusted.catalog, probe, every_job=True)
+            except StorageFailed:
+                # a full state dir: the run meets it again exporting the same image, once it
+                # is recorded in the ledger, and crashes cleanly there (SPEC 7)
+                return
             errors = errors_in(found)
             if errors:
                 raise InvalidMission(
