@@ -24,7 +24,7 @@ from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 
 json_option = click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
-DEFAULT_EVENT = "manual"
+DEFAULT_EVENT = "push"  # as act's: a ported workflow runs as it would on a push
 KEY_WRITERS = frozenset({"run", "keys"})  # commands that may write the signing key
 
 

@@ -41,7 +41,7 @@ COMMANDS = {
 
 MISSION = """\
 name: ok
-on: [manual]
+on: [push]
 jobs:
   hash:
     steps:
@@ -258,7 +258,7 @@ def kitchen_sink(repo: Path, host: Host, shapes: dict[str, Shape]) -> None:
     jobs += ["  action-outside:", "    steps: [{uses: ./actions/outside}]"]
     deep_tree(repo, host)
     weird_names(repo, host)
-    (repo / ".missions" / "ok.yml").write_text("name: ok\non: [manual]\n" + "\n".join(jobs) + "\n")
+    (repo / ".missions" / "ok.yml").write_text("name: ok\non: [push]\n" + "\n".join(jobs) + "\n")
 
 
 # Workspace seeding refuses these before copying anything (runner.run.snapshot): a hard

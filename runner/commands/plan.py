@@ -2,8 +2,9 @@
 
 Decided like `runner policy check`: the policy and the catalog from where the invoker
 says (runner.trusted), rules matched on the mission's path, `--event` and `--ref`. The
-text starts with where each trusted input came from; `--json` has them as `trusted`, with
-the `event` and `ref` the rules saw.
+text starts with where each trusted input came from and ends with the tool problems found
+in the jobs' images (runner.policy.tools); `--json` has the origins as `trusted`, with the
+`event` and `ref` the rules saw.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.app import App, Trust
+from runner.commands.probe import image_probe
 from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
 from runner.policy.decisions import Decision, decide
-from runner.policy.trust import catalog_findings, load_trusted
+from runner.policy.tools import tool_findings
+from runner.policy.trust import load_trusted
 from runner.trusted import invoker_ref
 
 
@@ -44,9 +47,12 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
                         "matrix": dict(inst.matrix),
                         "dynamic_matrix": inst.dynamic,
                         "image": image or "base",
-                        "tools": "all" if job.tools == "all" else list(job.tools),
+                        "tools": "all"
+                        if job.tools == "all"
+                        else [d.value for d in mine if d.capability == "tool"] or list(job.tools),
                         "steps": len(job.steps),
                         "allowed": all(d.allowed for d in mine),
+                        "skipped": inst.skipped,
                         "decisions": [d.serialize() for d in mine],
                     }
                 )
@@ -62,26 +68,37 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
 
 
 def render_text(plan: dict[str, Any]) -> list[str]:
+    """One line per job instance; each job's denials after its instances, the same denial
+    of several instances once (`(29 instances)`)."""
     lines = [
         f"mission {plan['mission']} ({plan['path']}): {plan['instances']} job instance(s), "
         f"{len(plan['levels'])} level(s), widest level {plan['widest']}"
     ]
     for level in plan["levels"]:
         lines.append(f"level {level['level']}:")
+        by_job: dict[str, list[dict[str, Any]]] = {}
         for job in level["jobs"]:
-            tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
-            verdict = "allowed" if job["allowed"] else "DENIED"
-            needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
-            lines.append(
-                f"  {job['key']}  image: {job['image']}  tools: {tools}  "
-                f"steps: {job['steps']}  policy: {verdict}{needs}"
-            )
-            for decision in job["decisions"]:
-                if not decision["allowed"]:
-                    lines.append(
-                        f"    denied {decision['capability']} {decision['value']}: "
-                        f"{decision['reason']}"
-                    )
+            by_job.setdefault(job["job"], []).append(job)
+        for entries in by_job.values():
+            denied: dict[tuple[str, str, str], list[str]] = {}
+            for job in entries:
+                tools = job["tools"] if job["tools"] == "all" else ", ".join(job["tools"])
+                verdict = "allowed" if job["allowed"] else "DENIED"
+                if job["skipped"]:
+                    lines.append(f"  {job['key']}  skipped: {job['skipped']}")
+                    continue
+                needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
+                lines.append(
+                    f"  {job['key']}  image: {job['image']}  tools: {tools}  "
+                    f"steps: {job['steps']}  policy: {verdict}{needs}"
+                )
+                for d in job["decisions"]:
+                    if not d["allowed"]:
+                        what = (str(d["capability"]), str(d["value"]), str(d["reason"]))
+                        denied.setdefault(what, []).append(job["key"])
+            for (capability, value, reason), keys in denied.items():
+                count = f" ({len(keys)} instances)" if len(keys) > 1 else ""
+                lines.append(f"    denied {capability} {value}{count}: {reason}")
     return lines
 
 
@@ -123,5 +140,9 @@ def main(app: App, path: Path, *, fmt: str, trust: Trust, event: str, ref: str |
             app.out.line(line)
         for line in render_text(plan):
             app.out.line(line)
-        app.out.findings(catalog_findings(decisions, trusted.catalog))
+        probe = image_probe(app, trusted)
+        try:
+            app.out.findings(tool_findings(mission, decisions, trusted.catalog, probe))
+        finally:
+            probe.close()
     return 0

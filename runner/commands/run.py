@@ -2,7 +2,10 @@
 
 The policy, the tool catalog and the image definitions come from where the invoker says
 (`--trusted-ref`, `--policy`, `--catalog`; runner.trusted); rules match on each mission's
-file path, `--event` and `--ref` (default: git's HEAD).
+file path, `--event` and `--ref` (default: git's HEAD). Before any container, every
+allowed job's tools are looked up in its image when the engine has it
+(runner.policy.tools): a tool it lacks stops the run (exit 2) with its place in the
+mission.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import os
 from pathlib import Path
 
 from runner.app import App, Trust
+from runner.commands.probe import image_probe
 from runner.engine.docker.backend import DockerBackend, connect
-from runner.errors import InvalidInput, InvalidMission
-from runner.findings import Finding
+from runner.errors import InvalidInput, InvalidMission, StorageFailed
+from runner.findings import Finding, errors_in
 from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
-from runner.policy.trust import load_trusted
+from runner.policy.decisions import decide
+from runner.policy.tools import tool_findings
+from runner.policy.trust import Trusted, load_trusted
 from runner.run.job_images import resolver
 from runner.run.session import RunOptions, execute
 from runner.secrets.redact import Redactor
@@ -39,8 +45,49 @@ def _select(app: App, paths: tuple[Path, ...], event: str) -> list[tuple[Mission
         raise InvalidMission(f"{len(duplicates)} mission name(s) used twice", duplicates)
     chosen = [(m, w) for m, w in missions if event in m.on]
     if not chosen:
-        raise InvalidInput(f"no mission in .missions/ runs on event {event!r} (see their `on:`)")
+        raise InvalidInput(
+            f"no mission in .missions/ runs on event {event!r}", hint=_events(missions)
+        )
     return chosen
+
+
+def _events(missions: list[tuple[Mission, list[Finding]]]) -> str:
+    """What the missions do declare, and how to run them."""
+    declared: dict[str, list[str]] = {}
+    for mission, _ in missions:
+        for name in mission.on:
+            declared.setdefault(name, []).append(mission.path)
+    if not declared:
+        return "no mission declares an event (`on:`): name one, `runner run .missions/NAME.yml`"
+    listed = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in sorted(declared.items()))
+    first = sorted(declared)[0]
+    return f"the missions declare {listed}; run `runner run --event {first}`, or name a mission"
+
+
+def _check_tools(
+    app: App, chosen: list[tuple[Mission, list[Finding]]], trusted: Trusted, options: RunOptions
+) -> None:
+    """InvalidMission (exit 2) naming each allowed tool a job's image lacks."""
+    probe = image_probe(app, trusted)
+    try:
+        for mission, warnings in chosen:
+            decisions = decide(
+                mission, trusted.policy, warnings, event=options.event, ref=options.ref or ""
+            )
+            try:
+                found = tool_findings(mission, decisions, trusted.catalog, probe, every_job=True)
+            except StorageFailed:
+                # a full state dir: the run meets it again exporting the same image, once it
+                # is recorded in the ledger, and crashes cleanly there (SPEC 7)
+                return
+            errors = errors_in(found)
+            if errors:
+                raise InvalidMission(
+                    f"{mission.path}: {len(errors)} tool(s) the jobs' images do not have",
+                    errors,
+                )
+    finally:
+        probe.close()
 
 
 def _engine(app: App) -> DockerBackend:
@@ -95,6 +142,7 @@ def main(
         retry_seed=retry_seed,
         junit=junit,
     )
+    _check_tools(app, chosen, trusted, options)
     for mission, warnings in chosen:
         execute(
             app,

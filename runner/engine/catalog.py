@@ -1,4 +1,4 @@
-"""The tool catalog, `containers/tools.yml`: tool name -> the files the tool needs.
+"""The tool catalog: tool name -> what the tool brings into a job's containers.
 
     sh:
       paths: [/bin/sh]                  # executables, as named in the source image
@@ -8,11 +8,20 @@
       files: ["/usr/lib/python3.*"]     # extra runtime files, directories or globs
       optional: [/etc/ssl/certs]        # copied when the image has them
       interpreter: true
+    gcc:
+      paths: [gcc, as, ld]              # a bare name: looked up in the image (STANDARD_DIRS)
+      files: [/usr/lib/gcc, /usr/include]
 
 A toolset keeps each tool's executables (symlinks followed inside the image), their
 shared-library closure read from the ELF headers, and the files listed here. The file is
 validated by a Cerberus schema: an unknown key or a bad value is an error, never ignored.
-A repository without `containers/tools.yml` gets the catalog shipped with runner.
+The format, with examples, is docs/catalog.md.
+
+runner's built-in catalog (`BUILTIN_CATALOG`) is the base; a repository's
+`containers/tools.yml` extends it. A tool in neither is resolved by name in the job's
+image (`Catalog.get` gives it the bare path `NAME`): the first of `STANDARD_DIRS` that has
+it, with its ELF closure, or a script whose interpreter is itself one of the job's tools
+(runner.engine.toolsets). Multi-call binaries (busybox, toybox) are refused either way.
 
 The catalog is trusted configuration (runner.trusted): it decides what a granted tool
 brings into a container, so it is read from where the invoker says (`--catalog FILE`,
@@ -21,13 +30,14 @@ may describe new tools but never widen what a tool is:
 - an entry named like a built-in tool must be the built-in entry (a copy of runner's
   catalog is fine; `python3: {interpreter: false}` is refused);
 - a tool that is a known interpreter (`KNOWN_INTERPRETERS`, by its name or any of its
-  executables' names) must say `interpreter: true`, which keeps `memfd_create` denied;
+  executables' names; in the image, by the name its executable resolves to too) must say
+  `interpreter: true`, which keeps `memfd_create` denied;
 - `files` and `optional` are data: a pattern that is, holds or lies in a directory of
   executables (`EXEC_DIRS`: /bin, /usr/bin, ...) is refused, so `cat: {files: [/usr/bin]}`
   cannot give a job every program of its image. A toolset build refuses an ELF program
   found elsewhere among a repository entry's files (runner.engine.toolsets).
 `Catalog.origin` says where it came from and `Catalog.full_digest` is what the ledger
-records of it (`run.started.catalog_digest`).
+records of it (`run.started.catalog_digest`): the digest of the merged catalog.
 """
 
 from __future__ import annotations
@@ -58,14 +68,21 @@ KNOWN_INTERPRETERS = (
     *("Rscript", "julia", "java", "jshell", "guile", "guile[0-9]*", "racket", "sbcl"),
     *("ocaml", "gdb", "vim", "vi", "nvim", "emacs", "pwsh", "osascript"),
 )
+# where a tool named by its bare name is looked for, in the toolset's PATH order
+STANDARD_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 EXEC_DIRS = (
     *("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"),
     *("/usr/games", "/usr/local/games", "/usr/libexec", "/usr/local/libexec"),
 )
 
+NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9._+-]*"
 _PATH_LIST = {
     "type": "list",
     "schema": {"type": "string", "regex": r"/.*", "empty": False},
+}
+_EXECUTABLES = {
+    "type": "list",
+    "schema": {"type": "string", "regex": rf"/.*|{NAME_RE}", "empty": False},
 }
 SCHEMA: dict[str, Any] = {
     "tools": {
@@ -74,7 +91,7 @@ SCHEMA: dict[str, Any] = {
         "valuesrules": {
             "type": "dict",
             "schema": {
-                "paths": {**_PATH_LIST, "required": True, "minlength": 1},
+                "paths": {**_EXECUTABLES, "required": True, "minlength": 1},
                 "files": _PATH_LIST,
                 "optional": _PATH_LIST,
                 "interpreter": {"type": "boolean"},
@@ -88,28 +105,56 @@ SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class Tool:
     name: str
-    paths: tuple[str, ...]  # executables in the source image (absolute)
+    paths: tuple[str, ...]  # executables: absolute, or a bare name looked up in the image
     files: tuple[str, ...] = ()  # required extra files, directories or globs
     optional: tuple[str, ...] = ()  # extra files copied only when present
     interpreter: bool = False
     description: str = ""
     builtin: bool = field(default=True, compare=False)  # False: from a repository catalog
+    by_name: bool = False  # in no catalog: its executable is found by name in the image
 
     def serialize(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "paths": list(self.paths),
             "files": list(self.files),
             "optional": list(self.optional),
             "interpreter": self.interpreter,
         }
+        if self.by_name:
+            out["by_name"] = True
+        return out
+
+    def describe(self) -> str:
+        """What the tool brings, for `policy check --explain`."""
+        if self.by_name:
+            return (
+                f"not in the tool catalog: {self.name} is looked up by name in the job's "
+                f"image ({', '.join(STANDARD_DIRS)}), with the libraries it links"
+            )
+        shown = [p if p.startswith("/") else f"{p} (by name)" for p in self.paths]
+        text = f"brings {', '.join(shown)}"
+        if self.files or self.optional:
+            text += f" and {', '.join((*self.files, *self.optional))}"
+        return text + ("; an interpreter: it can compute anything" if self.interpreter else "")
+
+
+def by_name(name: str) -> Tool:
+    """A tool no catalog describes: its executable `name`, looked up in the image."""
+    return Tool(name, (name,), interpreter=is_interpreter(name), builtin=False, by_name=True)
+
+
+def is_interpreter(name: str) -> bool:
+    """Whether an executable called `name` is a known interpreter."""
+    return any(fnmatchcase(name, known) for known in KNOWN_INTERPRETERS)
 
 
 @dataclass(frozen=True)
 class Catalog:
-    tools: Mapping[str, Tool]
+    tools: Mapping[str, Tool]  # the built-in entries and the repository's, merged
     source: str  # where it was read from, for messages
     origin: Origin = field(default_factory=lambda: Origin("catalog", "builtin", BUILTIN_SOURCE))
+    own: tuple[str, ...] = ()  # the names the repository's file describes
 
     @property
     def full_digest(self) -> str:
@@ -117,7 +162,8 @@ class Catalog:
         return json_digest([self.tools[name].serialize() for name in sorted(self.tools)])
 
     def get(self, name: str) -> Tool:
-        """The catalog entry of tool `name`; a clear error for multi-call or unknown tools."""
+        """The catalog entry of tool `name`, else the tool looked up by name in the image
+        (`by_name`); a clear error for a multi-call binary."""
         if name in MULTICALL:
             raise InvalidInput(
                 f"tool {name!r} is a multi-call binary and cannot be a tool: it runs every "
@@ -125,13 +171,7 @@ class Catalog:
                 hint="ask for the individual tools instead (sh, cat, ...)",
             )
         tool = self.tools.get(name)
-        if tool is None:
-            known = ", ".join(sorted(self.tools)) or "none"
-            raise InvalidInput(
-                f"tool {name!r} is not in the tool catalog {self.source} (known: {known})",
-                hint=f"add an entry `{name}: {{paths: [/usr/bin/{name}]}}` to {CATALOG_PATH}",
-            )
-        return tool
+        return tool if tool is not None else by_name(name)
 
     def digest(self, names: tuple[str, ...]) -> str:
         """sha256 of the entries of `names`: what a toolset built from them depends on."""
@@ -139,8 +179,8 @@ class Catalog:
 
 
 def load_catalog(root: Path | TrustedSource) -> Catalog:
-    """The catalog of the repository at `root` (or where a `TrustedSource` says), or
-    runner's own when it has none."""
+    """runner's catalog extended by the repository's at `root` (or where a
+    `TrustedSource` says); runner's alone when it has none."""
     source = source_of(root)
     try:
         loaded = source.catalog_file()
@@ -161,7 +201,9 @@ def load_catalog(root: Path | TrustedSource) -> Catalog:
         raise InvalidInput(f"{shown}: cannot read the tool catalog: it is not UTF-8") from None
     catalog = parse_catalog(text, shown, builtin=False)
     check_against_builtin(catalog)
-    return Catalog(catalog.tools, catalog.source, origin)
+    merged = {**catalog.tools, **builtin_catalog().tools}  # equal entries stay built-in
+    ordered = {name: merged[name] for name in (*builtin_catalog().tools, *catalog.tools)}
+    return Catalog(ordered, catalog.source, origin, own=tuple(catalog.tools))
 
 
 @functools.cache
@@ -184,10 +226,7 @@ def _covers(pattern: str, directory: str) -> bool:
 
 def _interpreter_name(tool: Tool) -> str | None:
     names = [tool.name, *(PurePosixPath(p).name for p in tool.paths)]
-    for name in names:
-        if any(fnmatchcase(name, known) for known in KNOWN_INTERPRETERS):
-            return name
-    return None
+    return next((name for name in names if is_interpreter(name)), None)
 
 
 def check_against_builtin(catalog: Catalog) -> None:
@@ -254,12 +293,12 @@ def parse_catalog(text: str, source: str, *, builtin: bool = True) -> Catalog:
         raise InvalidInput(
             f"{source}: invalid tool catalog:\n  " + "\n  ".join(errors),
             hint="each tool is `name: {paths: [...], files: [...], optional: [...], "
-            "interpreter: bool}`",
+            "interpreter: bool}` (see `runner init` for an example)",
         )
     tools: dict[str, Tool] = {}
     for name, entry in document.items():
         for path in entry["paths"]:
-            if Path(path).name in MULTICALL:
+            if PurePosixPath(path).name in MULTICALL:
                 raise InvalidInput(
                     f"{source}: {name}.paths: {path} is a multi-call binary "
                     "(busybox, toybox), which cannot be a tool"
@@ -292,7 +331,8 @@ def _flatten(errors: Any, prefix: str) -> list[str]:
 
 
 BUILTIN_CATALOG = """\
-# runner's tool catalog: tool name -> the files the tool needs (see runner/engine/catalog.py)
+# runner's built-in tool catalog: tool name -> the files the tool needs (docs/catalog.md).
+# A tool in no catalog is looked up by name in the job's image, with its ELF closure.
 sh:
   description: the POSIX shell (dash)
   paths: [/bin/sh]
@@ -348,4 +388,33 @@ git:
   paths: [/usr/bin/git]
   files: [/usr/lib/git-core, /usr/share/git-core/templates]
   optional: [/etc/ssl/certs, /usr/share/ca-certificates, /etc/gitconfig]
+node:
+  description: >-
+    Node.js, looked up in the image (Debian's loads some of its built-in modules from
+    /usr/share/nodejs)
+  paths: [node]
+  optional: [/usr/share/nodejs]
+  interpreter: true
+gcc:
+  description: >-
+    the GNU C compiler with what it runs (cc1, the assembler, the linker), its headers and
+    the C library's development files; `cc` too where the image has it
+  paths: [gcc, as, ld]
+  files: [/usr/lib/gcc, /usr/include]
+  optional:
+    - /usr/bin/cc
+    - /usr/libexec/gcc
+    - "/usr/lib/*-linux-gnu/*crt*.o"
+    - "/usr/lib/*-linux-gnu/lib*.so"
+    - "/usr/lib/*-linux-gnu/lib*.a"
+g++:
+  description: the GNU C++ compiler, as gcc; `c++` too where the image has it
+  paths: [g++, as, ld]
+  files: [/usr/lib/gcc, /usr/include]
+  optional:
+    - /usr/bin/c++
+    - /usr/libexec/gcc
+    - "/usr/lib/*-linux-gnu/*crt*.o"
+    - "/usr/lib/*-linux-gnu/lib*.so"
+    - "/usr/lib/*-linux-gnu/lib*.a"
 """

@@ -6,6 +6,14 @@ DT_NEEDED searched in DT_RPATH/DT_RUNPATH, ld.so.conf and the default directorie
 `ldd`), the files the catalog declares, plus `/tmp` (1777), `/workspace` and an
 `/etc/passwd` naming nobody (65534). Multi-call binaries (busybox, toybox) are refused.
 
+A tool in no catalog, and a catalog path that is a bare name, is looked up by name in
+`STANDARD_DIRS` (the toolset's PATH order). A script's interpreter (its `#!` line, and
+the program `#!/usr/bin/env NAME` runs) must itself be one of the job's tools. An
+executable that resolves to a known interpreter (`python3.11`, `node`) makes the toolset
+an interpreter's, whatever the catalog says. `survey` reports each tool's problem on its
+own (what `plan`, `policy check` and the start of a run show before anything runs,
+`check_tools`); `collect` and `build_toolset` refuse a toolset with any.
+
 The result is described by a manifest (every path with its type, mode, size and sha256,
 the tools and the source image id); the sha256 of its canonical JSON tags the image
 `runner-toolset:<digest>`. Builds are cached twice: the source image's exported
@@ -32,7 +40,7 @@ from typing import Any, Literal
 from runner.durable import json_digest, write_atomic
 from runner.engine import elf
 from runner.engine.backend import Backend, ImageConfig
-from runner.engine.catalog import MULTICALL, Catalog, Tool
+from runner.engine.catalog import MULTICALL, STANDARD_DIRS, Catalog, Tool, is_interpreter
 from runner.engine.images import present
 from runner.engine.rootfs import ImageFS, NotInImage, export_rootfs
 from runner.errors import InvalidInput
@@ -83,10 +91,8 @@ def build_toolset(
         manifest: dict[str, Any] = {"format": FORMAT, "source_image": source_id, "tools": "all"}
         return Toolset(source_id, json_digest(manifest), manifest, interpreter=True)
     names = tuple(sorted(set(tools)))
-    entries = [catalog.get(name) for name in names]  # unknown and multi-call names fail here
-    key = json_digest(
-        {"format": FORMAT, "source": source_id, "tools": names, "catalog": catalog.digest(names)}
-    )
+    entries = [catalog.get(name) for name in names]  # multi-call names fail here
+    key = _key(source_id, names, catalog)
     cache = state_dir / "cache"
     with _lock(key):
         cached = _cached(backend, cache / "toolsets" / f"{key}.json")
@@ -99,6 +105,55 @@ def build_toolset(
             toolset = _materialize(backend, fs, plan, source_id, names, cache)
         _write_json(cache / "toolsets" / f"{key}.json", _cache_record(toolset))
     return toolset
+
+
+@dataclass(frozen=True)
+class ToolProblem:
+    """Why one tool cannot be had from an image."""
+
+    tool: str
+    message: str
+    kind: Literal["missing", "interpreter", "other"] = "other"
+    needs: str = ""  # "interpreter": the tool the job must ask for too
+
+
+def check_tools(
+    backend: Backend,
+    source_image: str,
+    tools: tuple[str, ...],
+    catalog: Catalog,
+    state_dir: Path,
+    *,
+    shown: str = "",
+) -> list[ToolProblem]:
+    """Each tool of `tools` that `source_image` (present in the engine) cannot provide,
+    without building anything: nothing when its toolset is already cached. Messages name
+    the image `shown` (default: `source_image`)."""
+    source_id = present(backend, source_image).id
+    names = tuple(sorted(set(tools)))
+    problems: list[ToolProblem] = []
+    entries: list[Tool] = []
+    for name in names:
+        try:
+            entries.append(catalog.get(name))
+        except InvalidInput as exc:
+            problems.append(ToolProblem(name, exc.message))
+    cache = state_dir / "cache"
+    if not problems and _cached(
+        backend, cache / "toolsets" / f"{_key(source_id, names, catalog)}.json"
+    ):
+        return []
+    with _lock(source_id):
+        tar_path = export_rootfs(backend, source_id, cache / "rootfs")
+    with ImageFS(tar_path, shown or source_image) as fs:
+        _plan, found = survey(fs, entries)
+    return [*problems, *found]
+
+
+def _key(source_id: str, names: tuple[str, ...], catalog: Catalog) -> str:
+    return json_digest(
+        {"format": FORMAT, "source": source_id, "tools": names, "catalog": catalog.digest(names)}
+    )
 
 
 # -- what goes in -------------------------------------------------------------------------
@@ -114,31 +169,107 @@ class Plan:
 
 
 def collect(fs: ImageFS, tools: list[Tool]) -> Plan:
-    """Everything `tools` need from the image `fs`, without touching the engine."""
+    """Everything `tools` need from the image `fs`, without touching the engine;
+    InvalidInput naming every tool that cannot be had."""
+    plan, problems = survey(fs, tools)
+    if problems:
+        raise InvalidInput(
+            "\n".join(p.message for p in problems),
+            hint="fix the job's `tools:` or its image (see `runner plan`)",
+        )
+    return plan
+
+
+class _Refused(InvalidInput):
+    """A tool's problem with its kind (see ToolProblem)."""
+
+    def __init__(self, message: str, kind: Literal["missing", "interpreter"], needs: str = ""):
+        super().__init__(message)
+        self.kind = kind
+        self.needs = needs
+
+
+def survey(fs: ImageFS, tools: list[Tool]) -> tuple[Plan, list[ToolProblem]]:
+    """Everything `tools` need from the image `fs`, and each tool's problem, one per tool
+    (a tool with one brings nothing into the plan's interpreter verdict)."""
     plan = Plan()
     closure = _Closure(fs, plan)
+    problems: dict[str, ToolProblem] = {}
+
+    def refuse(tool: str, exc: InvalidInput) -> None:
+        if isinstance(exc, _Refused):
+            problems.setdefault(tool, ToolProblem(tool, exc.message, exc.kind, exc.needs))
+        else:
+            problems.setdefault(tool, ToolProblem(tool, exc.message))
+
     executables: dict[str, str] = {}  # real path -> tool name
+    names: dict[str, str] = {}  # every name a tool's executable answers to -> tool name
     for tool in tools:
-        plan.interpreter |= tool.interpreter
-        for path in tool.paths:
-            real = closure.add(path, what=f"tool {tool.name}")
-            member = fs.get(real)
-            if member is None or not (member.isfile() or member.islnk()):
-                raise InvalidInput(f"tool {tool.name}: {path} is not a regular file in {fs.image}")
-            _refuse_multicall(fs, tool.name, path, real)
+        found: dict[str, str] = {}
+        try:
+            for path in tool.paths:
+                located = _locate(fs, tool.name, path)
+                real = closure.add(located, what=f"tool {tool.name}")
+                member = fs.get(real)
+                if member is None or not (member.isfile() or member.islnk()):
+                    raise InvalidInput(
+                        f"tool {tool.name}: {located} is not a regular file in {fs.image}"
+                    )
+                _refuse_multicall(fs, tool.name, located, real)
+                found[real] = posixpath.basename(located)
+        except InvalidInput as exc:
+            refuse(tool.name, exc)
+            continue
+        plan.interpreter |= tool.interpreter or any(
+            is_interpreter(posixpath.basename(real)) for real in found
+        )
+        for real, shown in found.items():
             executables[real] = tool.name
+            names[shown] = names[posixpath.basename(real)] = tool.name
+        names[tool.name] = tool.name
     for real, name in sorted(executables.items()):
-        closure.executable(real, name, executables)
+        try:
+            closure.executable(real, name, executables, names)
+        except InvalidInput as exc:
+            refuse(name, exc)
     closure.programs = set(executables)
     for tool in tools:
+        if tool.name in problems:
+            continue
         closure.data_only = not tool.builtin  # a repository's files are data, never programs
-        for pattern in tool.files:
-            closure.add_files(pattern, what=f"tool {tool.name}", required=True)
-        for pattern in tool.optional:
-            closure.add_files(pattern, what=f"tool {tool.name}", required=False)
+        try:
+            for pattern in tool.files:
+                closure.add_files(pattern, what=f"tool {tool.name}", required=True)
+            for pattern in tool.optional:
+                closure.add_files(pattern, what=f"tool {tool.name}", required=False)
+        except InvalidInput as exc:
+            refuse(tool.name, exc)
     closure.data_only = False
     closure.finish()
-    return plan
+    return plan, [problems[t.name] for t in tools if t.name in problems]
+
+
+def _locate(fs: ImageFS, tool: str, path: str) -> str:
+    """`path` itself, or for a bare name the first of STANDARD_DIRS that holds it."""
+    if path.startswith("/"):
+        try:
+            fs.resolve(path)
+        except NotInImage:
+            raise _Refused(f"tool {tool!r}: {path} is not in image {fs.image}", "missing") from None
+        return path
+    for directory in STANDARD_DIRS:
+        candidate = posixpath.join(directory, path)
+        try:
+            real = fs.resolve(candidate).path
+        except NotInImage:
+            continue
+        member = fs.get(real)
+        if member is not None and (member.isfile() or member.islnk()):
+            return candidate
+    what = f"tool {tool!r}" if tool == path else f"tool {tool!r}: {path}"
+    raise _Refused(
+        f"{what} is not in image {fs.image} (looked in {', '.join(STANDARD_DIRS)})", "missing"
+    )
 
 
 def _refuse_multicall(fs: ImageFS, tool: str, path: str, real: str) -> None:
@@ -156,6 +287,15 @@ def _refuse_multicall(fs: ImageFS, tool: str, path: str, real: str) -> None:
         "run every applet it contains, so it cannot be a tool",
         hint="use an image whose tools are separate binaries (e.g. containers/base)",
     )
+
+
+def _env_program(words: list[str]) -> str | None:
+    """The program a `#!/usr/bin/env [-S] NAME ...` line runs (None when it names none)."""
+    for word in words[1:]:
+        if word.startswith("-") or "=" in word:
+            continue
+        return posixpath.basename(word)
+    return None
 
 
 def _is_program(data: bytes, name: str) -> bool:
@@ -245,8 +385,15 @@ class _Closure:
                 )
             self.pending_elves.append(real)
 
-    def executable(self, real: str, tool: str, executables: Mapping[str, str]) -> None:
-        """A tool's executable: an ELF (its whole closure, strictly) or a #! script."""
+    def executable(
+        self,
+        real: str,
+        tool: str,
+        executables: Mapping[str, str],
+        names: Mapping[str, str] | None = None,
+    ) -> None:
+        """A tool's executable: an ELF (its whole closure, strictly) or a #! script whose
+        interpreter (and the program `env` runs) is one of the job's tools."""
         head = self.fs.head(real, 256)
         if head.startswith(b"#!"):
             line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
@@ -256,10 +403,20 @@ class _Closure:
             except NotInImage:
                 interp_real = ""
             if interp_real not in executables:
-                raise InvalidInput(
+                wanted = posixpath.basename(interp) or "(nothing)"
+                raise _Refused(
                     f"tool {tool}: {real} is a script run by {interp or '(nothing)'}, which "
-                    "is not one of the job's tools",
-                    hint="ask for the tool that provides its interpreter too",
+                    f"is not one of the job's tools: add {wanted} to `tools:` too",
+                    "interpreter",
+                    wanted,
+                )
+            program = _env_program(line) if posixpath.basename(interp_real) == "env" else None
+            if program is not None and names is not None and program not in names:
+                raise _Refused(
+                    f"tool {tool}: {real} is a script run by `{' '.join(line)}`, and "
+                    f"{program} is not one of the job's tools: add {program} to `tools:` too",
+                    "interpreter",
+                    program,
                 )
             return
         if not elf.is_elf(head):

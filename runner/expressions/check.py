@@ -1,13 +1,20 @@
 """Static checking of `${{ }}` expressions: finding them in text, the names known at a
 place (`Scope`), and every problem of every expression (`check`), with offsets into the
 text. Unknown contexts, unknown or unavailable functions, wrong argument counts, step ids
-and `needs` jobs that do not exist and unknown inputs are errors; an undefined matrix key
-is a warning. Results are cached by (text, scope).
+and `needs` jobs that do not exist, unknown inputs, a property `needs.<job>` or
+`steps.<id>` does not have (`needs.build.reslt`), an output a needed job does not declare
+(`needs.build.outputs.vrsion`, with "did you mean"), a `format()` placeholder without its
+argument and a literal `fromJSON()` argument that is not JSON are errors; an undefined
+matrix key (and any in a job without a matrix, where `matrix` is empty) and a `format()`
+argument its string never uses are warnings. Results are cached by (text, scope).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import json
+import re
 from dataclasses import dataclass
 
 from runner.expressions.parser import (
@@ -82,6 +89,15 @@ class Scope:
     needs: frozenset[str] | None = None
     matrix_keys: frozenset[str] | None = None  # None: unknown/dynamic matrix, no warning
     inputs: frozenset[str] | None = None
+    # the outputs each needed job declares (None for a job whose outputs are not known)
+    needs_outputs: tuple[tuple[str, frozenset[str] | None], ...] | None = None
+
+
+PROPERTIES = {  # what `needs.<job>` and `steps.<id>` have
+    "needs": ("outputs", "result"),
+    "steps": ("outputs", "outcome", "conclusion"),
+}
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\d+)\}")
 
 
 # ---------------------------------------------------------------------------- finding
@@ -223,25 +239,20 @@ class _Checker:
     def access(self, node: Access) -> None:
         base = node.base
         if isinstance(base, Context):
-            if self.context(base):
-                self.member(base.name.lower(), node.accessors[0])
+            if self.context(base) and self.member(base.name.lower(), node.accessors[0]):
+                self.deeper(base.name.lower(), node.accessors)
         else:
             self.walk(base)
         for acc in node.accessors:
             if isinstance(acc, Index):
                 self.walk(acc.expr)
 
-    def member(self, context: str, acc: Prop | Index | Star) -> None:
-        if isinstance(acc, Prop):
-            key, offset = acc.name, acc.offset
-        elif (
-            isinstance(acc, Index)
-            and isinstance(acc.expr, Literal)
-            and isinstance(acc.expr.value, str)
-        ):
-            key, offset = acc.expr.value, acc.expr.offset
-        else:
-            return
+    def member(self, context: str, acc: Prop | Index | Star) -> bool:
+        """Checks the first key read from `context`; whether it exists (as far as known)."""
+        named = _named(acc)
+        if named is None:
+            return False
+        key, offset = named
         scope = self.scope
         if context == "steps" and scope.step_ids is not None and not _has(scope.step_ids, key):
             self.add(f"no step with id '{key}' here (step ids: {_listing(scope.step_ids)})", offset)
@@ -254,10 +265,44 @@ class _Checker:
             and scope.matrix_keys is not None
             and not _has(scope.matrix_keys, key)
         ):
+            if scope.matrix_keys:
+                why = f"matrix key '{key}' is not defined (matrix keys: {_listing(scope.matrix_keys)})"
+            else:
+                why = f"the job has no matrix: matrix.{key} evaluates to empty"
+            self.add(why, offset, Severity.WARNING)
+        else:
+            return True
+        return False
+
+    def deeper(self, context: str, accessors: tuple[Prop | Index | Star, ...]) -> None:
+        """`needs.<job>.<property>` and `steps.<id>.<property>`, and the outputs a needed
+        job declares (`needs.<job>.outputs.<name>`)."""
+        known = PROPERTIES.get(context)
+        unchecked = self.scope.step_ids if context == "steps" else self.scope.needs
+        if unchecked is None:
+            return
+        owner = _named(accessors[0])
+        prop = _named(accessors[1]) if len(accessors) > 1 else None
+        if known is None or owner is None or prop is None:
+            return
+        if prop[0].lower() not in known:
             self.add(
-                f"matrix key '{key}' is not defined (matrix keys: {_listing(scope.matrix_keys)})",
-                offset,
-                Severity.WARNING,
+                f"{context}.{owner[0]} has no property '{prop[0]}' (it has {', '.join(known)})"
+                + _did_you_mean(prop[0], known),
+                prop[1],
+            )
+            return
+        output = _named(accessors[2]) if len(accessors) > 2 else None
+        if context != "needs" or prop[0].lower() != "outputs" or output is None:
+            return
+        declared = dict(self.scope.needs_outputs or ())
+        outputs = next((v for k, v in declared.items() if k.lower() == owner[0].lower()), None)
+        if outputs is not None and not _has(outputs, output[0]):
+            self.add(
+                f"job '{owner[0]}' declares no output '{output[0]}' (outputs: "
+                f"{_listing(outputs)}), so it would evaluate to empty"
+                + _did_you_mean(output[0], outputs),
+                output[1],
             )
 
     def call(self, node: Call) -> None:
@@ -274,8 +319,49 @@ class _Checker:
             problem = arity_problem(signature, len(node.args))
             if problem:
                 self.add(problem, node.offset)
+        literal = node.args[0] if node.args and isinstance(node.args[0], Literal) else None
+        if literal is not None and isinstance(literal.value, str):
+            if name == "format":
+                self.placeholders(literal.value, len(node.args) - 1, literal.offset)
+            elif name == "fromjson" and len(node.args) == 1:
+                try:
+                    json.loads(literal.value)
+                except ValueError as exc:
+                    self.add(f"fromJSON() of a literal that is not JSON: {exc}", literal.offset)
         for arg in node.args:
             self.walk(arg)
+
+    def placeholders(self, text: str, given: int, offset: int) -> None:
+        """format(): each `{N}` needs its argument; an argument no `{N}` uses is a warning."""
+        used = {int(m.group(1)) for m in _PLACEHOLDER.finditer(text) if m.group(1) is not None}
+        missing = sorted(i for i in used if i >= given)
+        if missing:
+            self.add(
+                f"format() string uses {{{missing[-1]}}} but is given {given} argument"
+                f"{'s' if given != 1 else ''} after it (placeholders count from {{0}})",
+                offset,
+            )
+        unused = sorted(set(range(given)) - used)
+        if unused:
+            self.add(
+                f"format() string has no placeholder {{{unused[0]}}}: its argument is never used",
+                offset,
+                Severity.WARNING,
+            )
+
+
+def _named(acc: Prop | Index | Star) -> tuple[str, int] | None:
+    """The key an accessor reads and its offset (`.NAME`, `['NAME']`); None when computed."""
+    if isinstance(acc, Prop):
+        return acc.name, acc.offset
+    if isinstance(acc, Index) and isinstance(acc.expr, Literal) and isinstance(acc.expr.value, str):
+        return acc.expr.value, acc.expr.offset
+    return None
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...] | frozenset[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _has(names: frozenset[str], key: str) -> bool:

@@ -1,12 +1,25 @@
 """`uses:` steps (SPEC 3): what each kind means on a local, sealed runner.
 
     actions/checkout@*      built in, does nothing: the workspace already is the checkout
+    actions/upload-artifact@*, actions/download-artifact@*
+                            built in, on the run's artifact store (runner.run.builtin_actions)
+    step-security/harden-runner@*
+                            built in, does nothing: runner's steps already run hardened and
+                            default-deny; refused (runner.policy.capabilities) where its
+                            `egress-policy: block` allow-list would be weaker than the
+                            job's granted egress, which runner cannot narrow
+    actions/setup-python@*, setup-node, setup-go, setup-java, astral-sh/setup-uv,
+    dtolnay/rust-toolchain, pnpm/action-setup (`SETUP`)
+                            built in: the requested version selects the job's image
+                            through the policy's `toolchains:` map (runner.policy.
+                            capabilities); the step itself installs nothing
     ./path/to/action        a local composite action (`action.yml`, `runs.using:
                             composite`, `run` steps), each step in its own container
     docker://IMAGE          the image's entrypoint, with `with.args`
     owner/repo@ref          well-formed but cannot run here: vendor it as a local action
 
-Each needs a policy grant (runner.policy.capabilities); checkout is granted as built in. A local
+Each needs a policy grant (runner.policy.capabilities); the built-in ones are granted as
+built in. A local
 action is read beneath the repository root (runner.repo_files: a directory or file linked
 from outside the repository is refused, never run), parsed safely (runner.mission.yaml_loader)
 and validated: unknown keys, another `using`,
@@ -31,11 +44,59 @@ from runner.mission.model import Step
 from runner.mission.yaml_loader import load_yaml
 
 CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
+UPLOAD_ARTIFACT = re.compile(r"^actions/upload-artifact(@.*)?$", re.IGNORECASE)
+DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECASE)
+HARDEN_RUNNER = re.compile(r"^step-security/harden-runner(@.*)?$", re.IGNORECASE)
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What a setup action asks for: the policy's `toolchains:` key, the `with:` input
+    naming the version, and the output GitHub's action sets to it ("" when none)."""
+
+    name: str
+    input: str
+    output: str = ""
+
+
+SETUP = {
+    "actions/setup-python": Toolchain("python", "python-version", "python-version"),
+    "actions/setup-node": Toolchain("node", "node-version", "node-version"),
+    "actions/setup-go": Toolchain("go", "go-version", "go-version"),
+    "actions/setup-java": Toolchain("java", "java-version", "version"),
+    "astral-sh/setup-uv": Toolchain("uv", "version", "uv-version"),
+    "dtolnay/rust-toolchain": Toolchain("rust", "toolchain", "name"),
+    "pnpm/action-setup": Toolchain("pnpm", "version"),
+}
+DEFAULT_VERSION = "default"  # the `toolchains:` key of a setup action given no version
+
+
+def setup_of(uses: str) -> Toolchain | None:
+    return SETUP.get(uses.partition("@")[0].lower())
+
+
+def requested_version(uses: str, with_: Mapping[str, str]) -> str:
+    """The version a setup step asks for: its `with:` input, else (dtolnay/rust-toolchain)
+    the ref it is used at (`@stable`, `@1.70`), else `DEFAULT_VERSION`."""
+    toolchain = setup_of(uses)
+    if toolchain is None:
+        return ""
+    given = str(with_.get(toolchain.input, "")).strip()
+    if given:
+        return given
+    ref = uses.partition("@")[2]
+    if toolchain.name == "rust" and ref and ref not in ("master", "v1"):
+        return ref
+    return DEFAULT_VERSION
 
 
 class ActionKind(enum.Enum):
     CHECKOUT = "checkout"
+    UPLOAD_ARTIFACT = "upload-artifact"
+    DOWNLOAD_ARTIFACT = "download-artifact"
+    SETUP = "setup"
+    HARDEN_RUNNER = "harden-runner"
     LOCAL = "local"
     DOCKER = "docker"
     MARKETPLACE = "marketplace"
@@ -44,6 +105,14 @@ class ActionKind(enum.Enum):
 def kind_of(uses: str) -> ActionKind:
     if CHECKOUT.match(uses):
         return ActionKind.CHECKOUT
+    if UPLOAD_ARTIFACT.match(uses):
+        return ActionKind.UPLOAD_ARTIFACT
+    if DOWNLOAD_ARTIFACT.match(uses):
+        return ActionKind.DOWNLOAD_ARTIFACT
+    if "@" in uses and setup_of(uses) is not None:
+        return ActionKind.SETUP
+    if HARDEN_RUNNER.match(uses):
+        return ActionKind.HARDEN_RUNNER
     if uses.startswith("./"):
         return ActionKind.LOCAL
     if uses.startswith("docker://"):

@@ -343,7 +343,19 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
         permissions=_permissions(value["permissions"]) if "permissions" in value else None,
         uses=value.get("uses"),
         with_=_strings(doc, f"{keypath}.with", value.get("with")),
+        runs_on=_runner_labels(value.get("runs-on")),
     )
+
+
+def _runner_labels(value: Any) -> tuple[str, ...]:
+    """`runs-on` as its labels: a label, a list of them, or `{group, labels}`."""
+    if isinstance(value, dict):
+        value = value.get("labels")
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
 
 
 def _build(doc: YamlDocument, stem: str) -> Mission:

@@ -21,6 +21,7 @@ Scalar = str | int | float | bool | None
 MatrixValue = Scalar | Mapping[str, "MatrixValue"] | tuple["MatrixValue", ...]
 
 ALL_TOOLS: Literal["all"] = "all"
+NAME_WIDTH = 60  # a step named by its script shows at most this much of it, then "…"
 CONTAINER_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # a containers/<name> directory
 
 
@@ -105,7 +106,10 @@ class Step:
         if self.uses:
             return self.uses
         first = (self.run or "").strip().splitlines()
-        return first[0][:60] if first else f"step {self.index + 1}"
+        if not first:
+            return f"step {self.index + 1}"
+        line = first[0].rstrip()  # as GitHub names a step by its script's first line
+        return line if len(line) <= NAME_WIDTH else line[: NAME_WIDTH - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class Job:
     permissions: Permissions | None = None  # None: inherit the mission's
     uses: str | None = None  # a reusable workflow call: well-formed, cannot run locally
     with_: Mapping[str, str] = field(default_factory=dict)
+    runs_on: tuple[str, ...] = ()  # GitHub runner labels (may hold `${{ matrix.X }}`)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ be overwritten); an include that fits no product combination becomes a combinati
 (later includes are never merged into it).
 A matrix given as one expression (`matrix: ${{ fromJSON(...) }}`) cannot be expanded
 statically: it yields one instance marked `dynamic`.
+
+An instance whose `runs-on` names a Windows or macOS runner (after `${{ matrix.X }}`) is
+`skipped`, with the reason: runner runs Linux containers, and running such a job there
+would pass or fail for the wrong reason. It asks the policy for nothing and never runs.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +33,7 @@ class JobInstance:
     matrix: Mapping[str, Any] = field(default_factory=dict)
     index: int = 0  # position among the job's instances
     dynamic: bool = False  # matrix known only at run time
+    skipped: str = ""  # why it never runs (a runner label no Linux container stands for)
 
     @property
     def id(self) -> str:
@@ -104,12 +110,29 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+_NOT_LINUX = re.compile(r"(windows|macos|osx)([-_ .\d].*)?", re.IGNORECASE)
+_MATRIX_REF = re.compile(r"\$\{\{\s*matrix\.([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}")
+
+
+def not_linux(job: Job, matrix: Mapping[str, Any]) -> str:
+    """Why an instance of `job` with `matrix` cannot run here ("" when it can): the first
+    of its `runs-on` labels that names a Windows or macOS runner."""
+    for label in job.runs_on:
+        resolved = _MATRIX_REF.sub(lambda m: _label(matrix.get(m.group(1))), label).strip()
+        if _NOT_LINUX.fullmatch(resolved):
+            return (
+                f"runs-on {resolved}: runner runs jobs in Linux containers only, so this job "
+                "is skipped"
+            )
+    return ""
+
+
 def job_instances(job: Job) -> list[JobInstance]:
     if job.strategy is not None and job.strategy.matrix.expression is not None:
         return [JobInstance(job=job, key=job.id, dynamic=True)]
     combos = expand_matrix(job)
     if combos == [{}]:
-        return [JobInstance(job=job, key=job.id)]
+        return [JobInstance(job=job, key=job.id, skipped=not_linux(job, {}))]
     seen: set[str] = set()
     result = []
     for index, combo in enumerate(combos):
@@ -117,7 +140,8 @@ def job_instances(job: Job) -> list[JobInstance]:
         if key in seen:
             key = f"{job.id} #{index + 1}"
         seen.add(key)
-        result.append(JobInstance(job=job, key=key, matrix=combo, index=index))
+        skipped = not_linux(job, combo)
+        result.append(JobInstance(job=job, key=key, matrix=combo, index=index, skipped=skipped))
     return result
 
 

@@ -16,6 +16,10 @@ malformed YAML, more than one document, a top level that is not a mapping, dupli
 keys that are not strings, tags other than the core ones (`!!str !!int !!float !!bool
 !!null !!seq !!map`), more than `ALIAS_BUDGET` nodes reached through aliases (alias
 bombs), recursive aliases, and nesting deeper than `MAX_DEPTH`.
+
+An anchor name defined again is not an error (YAML allows it, and GitHub accepts it): an
+alias refers to the latest definition before it. libyaml's composer refuses it, so such a
+file is composed again by PyYAML's, told to let the later definition win.
 """
 
 from __future__ import annotations
@@ -99,6 +103,40 @@ else:  # pragma: no cover - pyyaml built without libyaml
             yaml.parser.Parser.__init__(self)
             yaml.composer.Composer.__init__(self)
             _CoreResolver.__init__(self)
+
+
+class _RedefiningComposer(yaml.composer.Composer):
+    """PyYAML's composer, but an anchor defined again replaces the earlier one."""
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()  # type: ignore[attr-defined]
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None and not isinstance(event, yaml.events.AliasEvent):
+            self.anchors.pop(anchor, None)
+        return super().compose_node(parent, index)
+
+
+class _Relaxed(  # libyaml's parser (when there is one), PyYAML's composer
+    _RedefiningComposer,
+    _Composer,
+):
+    def __init__(self, stream: str) -> None:
+        _Composer.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+
+
+def _compose(text: str, *, relaxed: bool = False) -> Node | None:
+    composer = _Relaxed(text) if relaxed else _Composer(text)
+    try:
+        return composer.get_single_node()
+    finally:
+        dispose = getattr(composer, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def _redefined_anchor(exc: yaml.MarkedYAMLError) -> bool:
+    return "duplicate anchor" in f"{exc.context} {exc.problem}"
 
 
 @dataclass(frozen=True)
@@ -383,9 +421,13 @@ def parse_yaml(data: bytes, path: str, *, strict: bool = True) -> YamlDocument:
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
         raise _fail(path, [Finding(path, line, col, "the file contains a NUL character", RULE)])
-    composer = _Composer(text)
     try:
-        root = composer.get_single_node()
+        try:
+            root = _compose(text)
+        except yaml.MarkedYAMLError as exc:
+            if not _redefined_anchor(exc):
+                raise
+            root = _compose(text, relaxed=True)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -393,10 +435,6 @@ def parse_yaml(data: bytes, path: str, *, strict: bool = True) -> YamlDocument:
         raise _fail(path, [Finding(path, line, col, f"malformed YAML: {problem}", RULE)]) from None
     except yaml.YAMLError as exc:
         raise _fail(path, [Finding(path, 0, 0, f"malformed YAML: {exc}", RULE)]) from None
-    finally:
-        dispose = getattr(composer, "dispose", None)
-        if dispose is not None:
-            dispose()
     if root is None:
         raise _fail(path, [Finding(path, 1, 1, "the file is empty; a mission is a mapping", RULE)])
     if not isinstance(root, MappingNode):

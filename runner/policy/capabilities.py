@@ -2,8 +2,10 @@
 
 One job instance (after matrix expansion, `runner.mission.plan`) asks for:
 
-    image       its container (`container:`, default `base`), resolved per matrix value
-    tool        each entry of `tools:`            tools-all   `tools: all`
+    image       its container (`container:`; else its `runs-on` label's image in the
+                policy's `runs-on:` map; else `base`), resolved per matrix value
+    tool        each entry of `tools:` (`${{ matrix.NAME }}` resolved per instance, as
+                images are)                       tools-all   `tools: all`
     network     `permissions.network: egress`     exec        `permissions.exec: true`
     secret      each `permissions.secrets` entry and each `secrets.NAME` its expressions read
     resource    each `timeout-minutes` (job or step) it declares
@@ -16,9 +18,11 @@ and `Rule`), granted (`Rule.grants`, `policy.decisions.granted`), explained
 
 A request that cannot be known before the run (an image from a matrix computed at run
 time, `secrets[expr]`, `toJSON(secrets)`, a timeout from an input) is `unresolved`: the
-policy denies it, whatever it grants. Two requests need no grant and are marked
-`builtin`: `actions/checkout` (the workspace already is the checkout) and
-`secrets.GITHUB_TOKEN` (it means nothing here and evaluates to empty).
+policy denies it, whatever it grants. Some requests need no grant and are marked
+`builtin`: the actions runner runs itself (`BUILTIN_ACTIONS`: `actions/checkout`, the
+workspace already is the checkout; `actions/upload-artifact` and `download-artifact`, on
+the run's artifact store) and `secrets.GITHUB_TOKEN` (it means nothing here and evaluates
+to empty).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from runner import expressions
 from runner.engine.images import is_image_reference as is_image_reference  # for the policy
 from runner.expressions import find_expressions
 from runner.expressions import parser as ep
+from runner.mission import actions
 from runner.mission.model import Job, Mission, container_problem
 from runner.mission.plan import JobInstance, instances
 from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
@@ -271,13 +276,11 @@ def _uses_capability(value: str, keypath: str) -> Capability:
             )
         return Capability(Kind.USES, value, keypath)
     name, _, _ = value.partition("@")
-    if name.lower() == "actions/checkout":
-        return Capability(
-            Kind.USES,
-            value,
-            keypath,
-            builtin="actions/checkout is built in: the workspace already is the checkout",
-        )
+    why = BUILTIN_ACTIONS.get(name.lower())
+    if not why and "@" in value and actions.setup_of(value) is not None:
+        why = f"{name} is built in: its version selects the job's image (`toolchains:`)"
+    if why:
+        return Capability(Kind.USES, value, keypath, builtin=why)
     return Capability(Kind.USES, value, keypath)
 
 
@@ -297,29 +300,53 @@ def _timeout(value: float | str | None, keypath: str, inst: JobInstance) -> Capa
 
 
 def job_capabilities(
-    mission: Mission, inst: JobInstance, secrets: list[tuple[str, str]] | None = None
+    mission: Mission,
+    inst: JobInstance,
+    secrets: list[tuple[str, str]] | None = None,
+    runs_on: Mapping[str, str] | None = None,
+    toolchains: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Capability]:
     """Every capability one job instance asks for, in a stable order, each value once.
 
     `secrets`: the job's secret requests when already known (they do not depend on the
-    matrix instance)."""
+    matrix instance). `runs_on`: the policy's runner label -> image map; a job without
+    `container:` whose first mapped `runs-on` label (after `${{ matrix.X }}`) is in it asks
+    for that image (at `runs-on`), else for `base`. `toolchains`: the policy's (toolchain,
+    version) -> image map; a job without `container:` whose setup actions (`setup-python`
+    ...) ask for versions asks for the one image they map to, before its label's, and is
+    refused, saying what to add, when one is not mapped or they map to different images."""
     job = inst.job
     if secrets is None:
         secrets = _secret_requests(mission, job)
     jp = f"jobs.{job.id}"
     caps: list[Capability] = []
     # image
-    raw = job.container if job.container is not None else DEFAULT_IMAGE
+    raw, where = job.container, f"{jp}.container"
+    toolchain = _toolchain_image(job, inst, jp, toolchains or {}) if raw is None else None
+    if toolchain is not None and toolchain.refused:
+        caps.append(toolchain)
+    elif toolchain is not None:
+        raw, where = toolchain.value, toolchain.keypath
+    if raw is None and toolchain is None:
+        for label in job.runs_on:
+            resolved, unknown = resolve(label, inst.matrix, dynamic=inst.dynamic)
+            if not unknown and resolved in (runs_on or {}):
+                raw, where = (runs_on or {})[resolved], f"{jp}.runs-on"
+                break
+    raw = raw if raw is not None else DEFAULT_IMAGE
     image, why = resolve(raw, inst.matrix, dynamic=inst.dynamic)
     if not why:
         why = container_problem(image) or ""
-    caps.append(Capability(Kind.IMAGE, image or raw, f"{jp}.container", refused=why))
+    if toolchain is None or not toolchain.refused:
+        caps.append(Capability(Kind.IMAGE, image or raw, where, refused=why))
     # tools
     if job.tools == "all":
         caps.append(Capability(Kind.TOOLS_ALL, "all", f"{jp}.tools"))
     else:
         for i, tool in enumerate(job.tools):
             name, why = resolve(tool, inst.matrix, dynamic=inst.dynamic)
+            if not why and not _TOOL_NAME.fullmatch(name):
+                why = f"{name!r} (from {tool}) is not a tool name"
             caps.append(Capability(Kind.TOOL, name or tool, f"{jp}.tools[{i}]", refused=why))
     # network, secrets, exec
     perms = mission.job_permissions(job)
@@ -362,8 +389,30 @@ def job_capabilities(
         caps.append(_uses_capability(job.uses, f"{jp}.uses"))
     for step in job.steps:
         if step.uses is not None:
-            caps.append(_uses_capability(step.uses, f"{jp}.steps[{step.index}].uses"))
+            cap = _uses_capability(step.uses, f"{jp}.steps[{step.index}].uses")
+            if actions.kind_of(step.uses) is actions.ActionKind.HARDEN_RUNNER:
+                cap = _harden_runner(cap, step.with_, perms.network == "egress")
+            caps.append(cap)
     return _dedupe(caps)
+
+
+def _harden_runner(cap: Capability, with_: Mapping[str, str], egress: bool) -> Capability:
+    """step-security/harden-runner: built in as nothing to do, since runner's steps run
+    hardened with no network unless granted; refused where it would block egress to its
+    `allowed-endpoints` in a job granted egress (runner cannot narrow a grant)."""
+    policy = with_.get("egress-policy", "audit").strip() or "audit"
+    if policy == "block" and egress:
+        return dataclasses.replace(
+            cap,
+            refused="harden-runner's `egress-policy: block` allows only its "
+            "`allowed-endpoints`, but runner grants a job all egress or none, so it cannot "
+            "keep that promise: drop `network: egress` from the job, or the step",
+        )
+    return dataclasses.replace(
+        cap,
+        builtin="step-security/harden-runner is built in as nothing to do: runner's steps "
+        "already run hardened, with no network unless the policy grants it",
+    )
 
 
 def _dedupe(caps: list[Capability]) -> list[Capability]:
@@ -376,16 +425,76 @@ def _dedupe(caps: list[Capability]) -> list[Capability]:
     return result
 
 
-def mission_capabilities(mission: Mission) -> list[tuple[JobInstance, list[Capability]]]:
-    """Each job instance of the mission (plan order) with what it asks for."""
+def _toolchain_image(
+    job: Job, inst: JobInstance, jp: str, toolchains: Mapping[tuple[str, str], str]
+) -> Capability | None:
+    """The image the job's setup actions select (its `value`; `keypath` the first setup
+    step's), a refused image request saying what to add, or None without setup actions."""
+    chosen: list[tuple[str, str, str, str]] = []  # (toolchain, version, image, keypath)
+    for step in job.steps:
+        setup = actions.setup_of(step.uses) if step.uses and "@" in step.uses else None
+        if setup is None or step.uses is None:
+            continue
+        keypath = f"{jp}.steps[{step.index}].uses"
+        asked = actions.requested_version(step.uses, step.with_)
+        version, why = resolve(asked, inst.matrix, dynamic=inst.dynamic)
+        wanted = f"{setup.name} {version or asked}"
+        if why:
+            return Capability(Kind.IMAGE, wanted, keypath, refused=why)
+        image = toolchains.get((setup.name, version))
+        if image is None:
+            known = sorted(v for name, v in toolchains if name == setup.name)
+            listed = f" (it maps {setup.name} {', '.join(known)})" if known else ""
+            return Capability(
+                Kind.IMAGE,
+                wanted,
+                keypath,
+                refused=f"no image in the policy's `toolchains:` provides {wanted}{listed}: "
+                f'add `toolchains: {{{setup.name}: {{"{version}": IMAGE}}}}` to the policy, '
+                "IMAGE one it allows that has it on PATH",
+            )
+        chosen.append((setup.name, version, image, keypath))
+    if not chosen:
+        return None
+    images = {image for _, _, image, _ in chosen}
+    if len(images) > 1:
+        asked_for = ", ".join(f"{n} {v} -> {i}" for n, v, i, _ in chosen)
+        return Capability(
+            Kind.IMAGE,
+            " + ".join(f"{n} {v}" for n, v, _, _ in chosen),
+            chosen[0][3],
+            refused=f"a job runs in one image, but its setup actions map to several "
+            f"({asked_for}): map these versions to one image that has them all",
+        )
+    return Capability(Kind.IMAGE, chosen[0][2], chosen[0][3])
+
+
+def mission_capabilities(
+    mission: Mission,
+    runs_on: Mapping[str, str] | None = None,
+    toolchains: Mapping[tuple[str, str], str] | None = None,
+) -> list[tuple[JobInstance, list[Capability]]]:
+    """Each job instance of the mission (plan order) with what it asks for (`runs_on`: see
+    `job_capabilities`); an instance that is `skipped` (a Windows or macOS runner label)
+    never runs, so asks for nothing."""
     found: list[tuple[JobInstance, list[Capability]]] = []
     for insts in instances(mission).values():
         secrets = _secret_requests(mission, insts[0].job) if insts else []
-        found.extend((inst, job_capabilities(mission, inst, secrets)) for inst in insts)
+        found.extend(
+            (inst, job_capabilities(mission, inst, secrets, runs_on, toolchains))
+            for inst in insts
+            if not inst.skipped
+        )
     return found
 
 
+BUILTIN_ACTIONS = {  # runner runs these itself, with no network: no grant needed
+    "actions/checkout": "actions/checkout is built in: the workspace already is the checkout",
+    "actions/upload-artifact": "actions/upload-artifact is built in: it stores a run artifact",
+    "actions/download-artifact": "actions/download-artifact is built in: it places a run artifact",
+}
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 
 
 def is_pinned(image: str) -> bool:

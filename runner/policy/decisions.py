@@ -7,7 +7,9 @@
                                            the loader's `warnings`, e.g. `credential`)
     granted(decisions, job_key) -> Grants  what one job instance may use; PolicyDenied
                                            when anything it asks for was denied
-    denials_message(decisions) -> str      one line per denial, for the run's error
+    denials_message(decisions) -> str      one line per denial (the same denial of many
+                                           instances of a job once), for the run's error
+    grouped(decisions) -> [Grouped]        identical decisions of a job's instances, once
 
 A capability is allowed by the top-level lists (rule "base": `images`, `tools`, `uses`,
 `limits`) or by the first rule, in file order, whose `match` globs (fnmatch, case-sensitive)
@@ -25,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Final, Literal, assert_never
 
 from runner.engine.catalog import Catalog
-from runner.errors import PolicyDenied
+from runner.errors import InvalidInput, PolicyDenied
 from runner.findings import Finding, Severity
 from runner.mission.model import Mission
 from runner.mission.plan import JobInstance
@@ -56,6 +58,7 @@ class Decision:
     col: int
     path: str = ""  # the mission file
     limits: Limits | None = None  # on the image decision: the job instance's limits
+    job_id: str = ""  # the job whose instance this is (not serialized: `job` names it)
 
     def serialize(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,7 +109,8 @@ def decide(
             for f in with_enforcement(warnings, policy.enforce)
             if f.severity is Severity.ERROR and f.rule in policy.enforce
         ]
-    for inst, caps in mission_capabilities(mission):
+    toolchains = {(name, version): image for name, version, image in policy.toolchains}
+    for inst, caps in mission_capabilities(mission, dict(policy.runs_on), toolchains):
         subject = Subject(mission.path, inst.job.id, mission.name, event, ref)
         limits = policy.limits_for(subject)
         for cap in caps:
@@ -126,14 +130,11 @@ def decide(
 
 
 def _brings(cap: Capability, catalog: Catalog) -> str:
-    """What an allowed tool brings into the container, from the catalog."""
-    tool = catalog.tools.get(cap.value)
-    if tool is None:
-        return f"not in the tool catalog ({catalog.origin.describe()}): the run will refuse it"
-    text = f"brings {', '.join(tool.paths)}"
-    if tool.files or tool.optional:
-        text += f" and {', '.join((*tool.files, *tool.optional))}"
-    return text + ("; an interpreter: it can compute anything" if tool.interpreter else "")
+    """What an allowed tool brings into the container, from the catalog (or by name)."""
+    try:
+        return catalog.get(cap.value).describe()
+    except InvalidInput as exc:  # a multi-call binary
+        return f"{exc.message}: the run will refuse it"
 
 
 def _concerns(keypath: str, job_id: str) -> bool:
@@ -157,6 +158,7 @@ def _check_decision(mission: Mission, inst: JobInstance, finding: Finding) -> De
         line=finding.line,
         col=finding.col,
         path=mission.path,
+        job_id=inst.job.id,
     )
 
 
@@ -178,6 +180,7 @@ def _decide_one(
             line=line,
             col=col,
             path=mission.path,
+            job_id=inst.job.id,
         )
 
     if cap.builtin:
@@ -308,13 +311,49 @@ def denials(decisions: Iterable[Decision]) -> list[Decision]:
     return [d for d in decisions if not d.allowed]
 
 
+@dataclass(frozen=True)
+class Grouped:
+    """One decision made alike for several instances of a job (`jobs`: their keys)."""
+
+    decision: Decision
+    jobs: tuple[str, ...]
+
+    def instances(self, of: int) -> str:
+        """` (29 instances)` when it concerns all `of` instances of its job (more than one),
+        ` (2 of 29 instances: test (1), test (2))` for some, "" for a job of one instance."""
+        count = len(self.jobs)
+        if of <= 1:
+            return ""
+        if count == of:
+            return f" ({count} instances)"
+        shown = ", ".join(self.jobs[:3]) + (", ..." if count > 3 else "")
+        return f" ({count} of {of} instances: {shown})"
+
+
+def grouped(decisions: Iterable[Decision]) -> list[Grouped]:
+    """Decisions that differ only in their job instance, once each, in first-seen order."""
+    found: dict[tuple[Any, ...], list[Decision]] = {}
+    for d in decisions:
+        where = (d.mission, d.path, d.job_id or d.job, d.keypath, d.line, d.col)
+        found.setdefault((*where, d.capability, d.value, d.allowed, d.rule, d.reason), []).append(d)
+    return [Grouped(same[0], tuple(d.job for d in same)) for same in found.values()]
+
+
 def denials_message(decisions: Iterable[Decision]) -> str:
-    """One line per denial: `path:line:col: keypath: <capability> <value> denied to <job>: why`."""
+    """One line per denial: `path:line:col: keypath: <capability> <value> denied to <job>: why`;
+    the same denial of several instances of a job once (`denied to 29 instances of job
+    'test' (test (1), test (2), ...)`)."""
     lines = []
-    for d in denials(decisions):
+    for group in grouped(denials(decisions)):
+        d = group.decision
+        if len(group.jobs) == 1:
+            whom = f"job {d.job!r}"
+        else:
+            shown = ", ".join(group.jobs[:3]) + (", ..." if len(group.jobs) > 3 else "")
+            whom = f"{len(group.jobs)} instances of job {d.job_id!r} ({shown})"
         lines.append(
-            f"{d.path}:{d.line}:{d.col}: {d.keypath}: {d.capability} {d.value} denied to job "
-            f"{d.job!r}: {d.reason}"
+            f"{d.path}:{d.line}:{d.col}: {d.keypath}: {d.capability} {d.value} denied to "
+            f"{whom}: {d.reason}"
         )
     return "\n".join(lines)
 

@@ -270,6 +270,12 @@ def _build(display: str, doc: dict[str, Any], at: Any, key_at: Any) -> Policy:
         enforce=frozenset(SecurityCheck(name) for name in doc.get("enforce", ())),
         accept=frozenset(doc.get("accept", ())),
         build=build,
+        runs_on=tuple((str(k), str(v)) for k, v in doc.get("runs-on", {}).items()),
+        toolchains=tuple(
+            (str(name), str(version), str(image))
+            for name, versions in doc.get("toolchains", {}).items()
+            for version, image in versions.items()
+        ),
     )
 
 

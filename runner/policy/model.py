@@ -232,6 +232,8 @@ class Policy:
     enforce: frozenset[SecurityCheck] = frozenset()
     accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST
     build: BuildRules = field(default_factory=BuildRules)
+    runs_on: tuple[tuple[str, str], ...] = ()  # `runs-on:` runner label -> image, in order
+    toolchains: tuple[tuple[str, str, str], ...] = ()  # `toolchains:` (name, version, image)
     denied: str | None = None  # set: the policy denies everything, and this says why
     origin: Origin | None = field(default=None, compare=False)  # where it was read from
 

@@ -5,25 +5,21 @@
                                                              (runner.trusted)
     Trusted.origin_lines()                                    what `plan` and `policy check`
                                                              print about where each came from
-    catalog_findings(decisions, catalog)                      a warning for each allowed
-                                                             tool the catalog does not hold
 
 The catalog is part of every tool decision: `decide(..., catalog=)` says what an allowed
-tool brings (its executables and files), so that `policy check` shows what a grant means,
-and a catalog that would widen a tool is an error (exit 2) before any decision.
+tool brings (its executables and files, or that it is looked up by name in the image), so
+that `policy check` shows what a grant means, and a catalog that would widen a tool is an
+error (exit 2) before any decision. Whether the image holds it is `runner.policy.tools`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.engine.catalog import Catalog, load_catalog
-from runner.findings import Finding, Severity, sort_findings
-from runner.policy.capabilities import Kind
-from runner.policy.decisions import Decision
 from runner.policy.loader import load_trusted_policy
 from runner.policy.model import Policy
 from runner.trusted import Origin, TrustedSource
@@ -72,27 +68,3 @@ def load_trusted(
     bad ref, an invalid policy or catalog, or a catalog that widens a tool."""
     source = TrustedSource(root, ref=ref, policy=policy, catalog=catalog)
     return Trusted(source, load_trusted_policy(source), load_catalog(source))
-
-
-def catalog_findings(decisions: Iterable[Decision], catalog: Catalog) -> list[Finding]:
-    """A warning for each allowed tool the catalog does not describe: the run would refuse
-    it when it builds the job's image (a denied one never gets that far)."""
-    found = []
-    known = ", ".join(sorted(catalog.tools)) or "none"
-    for d in decisions:
-        if d.capability is not Kind.TOOL or not d.allowed or d.value in catalog.tools:
-            continue
-        found.append(
-            Finding(
-                d.path,
-                d.line,
-                d.col,
-                f"tool {d.value!r} is not in the tool catalog ({catalog.origin.describe()}; "
-                f"known: {known}): the run will refuse it; describe it in "
-                "containers/tools.yml",
-                "catalog",
-                d.keypath,
-                Severity.WARNING,
-            )
-        )
-    return sort_findings(found)

@@ -128,30 +128,74 @@ def collect(
         raise InvalidInput("no step ran, so no artifact was produced")
     for artifact in produces:
         stored = state.artifacts_dir / f"{artifact.name}.tar"
-        digest, size = store(workspace, container, artifact, stored, limits)
-        if scanner is not None:
-            try:
-                with stored.open("rb") as tar:
-                    refuse_secrets(tar, artifact.name, scanner)
-            except BaseException:
-                stored.unlink(missing_ok=True)
-                raise
-        record = {
-            "name": artifact.name,
-            "path": artifact.path,
-            "type": artifact.type,
-            "sha256": digest,
-            "size": size,
-            "stored": str(stored),
-            "job": job_key,
-        }
-        with state.lock:
-            state.artifacts[artifact.name] = record
-        state.sink.emit(
-            ArtifactStored(
-                job=job_key, name=artifact.name, path=artifact.path, sha256=digest, size=size
-            )
+        keep(
+            state,
+            job_key,
+            artifact,
+            stored,
+            store_checked(workspace, container, artifact, stored, limits, scanner),
         )
+
+
+def store_checked(
+    workspace: Workspace,
+    container: str,
+    artifact: Artifact,
+    target: Path,
+    limits: Limits,
+    scanner: Redactor | None,
+) -> tuple[str, int]:
+    """`store`, then `refuse_secrets` when there is a `scanner`: nothing is left at
+    `target` when either refuses."""
+    digest, size = store(workspace, container, artifact, target, limits)
+    if scanner is not None:
+        try:
+            with target.open("rb") as tar:
+                refuse_secrets(tar, artifact.name, scanner)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    return digest, size
+
+
+def keep(
+    state: RunState,
+    job_key: str,
+    artifact: Artifact,
+    stored: Path,
+    digest_size: tuple[str, int],
+    *,
+    unique: bool = False,
+) -> None:
+    """Record the stored artifact in the run (the consumers find it there) and emit
+    `artifact.stored` (the event log and the ledger). With `unique`, a name the run
+    already holds is refused (InvalidInput naming the job that stored it) and `stored`
+    removed."""
+    digest, size = digest_size
+    record = {
+        "name": artifact.name,
+        "path": artifact.path,
+        "type": artifact.type,
+        "sha256": digest,
+        "size": size,
+        "stored": str(stored),
+        "job": job_key,
+    }
+    with state.lock:
+        before = state.artifacts.get(artifact.name)
+        if unique and before is not None:
+            stored.unlink(missing_ok=True)
+            raise InvalidInput(
+                f"this run already holds an artifact named {artifact.name!r} (stored by job "
+                f"{before['job']!r})",
+                hint="name each upload of a run uniquely, e.g. `name: dist-${{ matrix.os }}`",
+            )
+        state.artifacts[artifact.name] = record
+    state.sink.emit(
+        ArtifactStored(
+            job=job_key, name=artifact.name, path=artifact.path, sha256=digest, size=size
+        )
+    )
 
 
 def refuse_secrets(tar: BinaryIO, artifact: str, scanner: Redactor) -> None:

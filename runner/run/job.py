@@ -29,13 +29,13 @@ from runner.engine.catalog import load_catalog
 from runner.engine.images import present
 from runner.engine.toolsets import build_toolset
 from runner.errors import InvalidInput, RunnerError
-from runner.mission import actions
+from runner.mission import actions, shells
 from runner.mission.model import Job, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
 from runner.records.events import Annotation, JobFinished, JobStarted, StepFinished, StepRetry
 from runner.records.results import JobResult, Status, StepResult
-from runner.run import artifacts
+from runner.run import artifacts, builtin_actions
 from runner.run.contexts import hash_files, implicit_success
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
@@ -43,12 +43,19 @@ from runner.run.step import Attempt, AttemptResult, StepContainers
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
 
-SHELLS: dict[str, list[str]] = {
-    "sh": ["sh", "-e", "-c"],
-    "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"],
-    "python": ["python3", "-c"],
-    "python3": ["python3", "-c"],
-}
+NOEXEC_HINT = (
+    "; the workspace is mounted noexec, so a file checked out or built in it cannot be "
+    "executed: run a script through its interpreter (`sh ./scripts/build.sh`), or grant "
+    "the job `permissions: {exec: true}` (which the policy must allow: `allow: {exec: true}`)"
+)
+
+
+def _denied_exec(outcome: AttemptResult) -> bool:
+    """Whether a failed step looks like it tried to execute a workspace file: exit 126
+    ("cannot execute"), or a last line saying `Permission denied` (make's way)."""
+    if outcome.exit_code == 126:
+        return True
+    return any("Permission denied" in line for line in outcome.tail[-5:])
 
 
 class JobRunner:
@@ -135,6 +142,16 @@ class JobRunner:
             "hashFiles": lambda *patterns: hash_files(root, patterns),
         }
 
+    def _named(self, step: Step, ctx: Mapping[str, Any]) -> Step:
+        """`step` with the expressions of its `name:` evaluated, as GitHub shows it (the
+        name as written when one cannot be evaluated)."""
+        if not step.name or "${{" not in step.name:
+            return step
+        try:
+            return dataclasses.replace(step, name=self._interpolate(step.name, ctx))
+        except RunnerError:
+            return step
+
     def _interpolate(self, text: str, ctx: Mapping[str, Any]) -> str:
         return expressions.interpolate(text, ctx, self._functions(not self._failed))
 
@@ -143,12 +160,12 @@ class JobRunner:
         for layer in (self.state.mission.env, self.job.env):
             ctx = self.contexts(env)
             for name, value in layer.items():
-                env[name] = self._interpolate(value, ctx)
+                env[self._interpolate(name, ctx)] = self._interpolate(value, ctx)
         env.update(self._env_files)
         if step is not None:
             ctx = self.contexts(env)
             for name, value in step.env.items():
-                env[name] = self._interpolate(value, ctx)
+                env[self._interpolate(name, ctx)] = self._interpolate(value, ctx)
         return env
 
     # -- the job ---------------------------------------------------------------------
@@ -267,10 +284,11 @@ class JobRunner:
 
     def _run_step(self, step: Step, deadline: float) -> None:
         sink = self.state.sink
-        sr = StepResult(index=step.index, name=step.display_name, id=step.id)
-        self.result.steps.append(sr)
         env = self._env(step)
         ctx = self.contexts(env)
+        step = self._named(step, ctx)
+        sr = StepResult(index=step.index, name=step.display_name, id=step.id)
+        self.result.steps.append(sr)
         functions = self._functions(not self._failed)
         if self.stop.is_set():
             self._skip(sr, Status.CANCELLED, "interrupted")
@@ -323,6 +341,8 @@ class JobRunner:
             if clock.wait(self.stop, delay):
                 break
         status, reason, outputs = outcome.status, outcome.reason, outcome.outputs
+        if status is Status.FAILURE and not self.grants.exec and _denied_exec(outcome):
+            reason += NOEXEC_HINT
         sr.exit_code, sr.outputs, sr.outcome, sr.reason = outcome.exit_code, outputs, status, reason
         sr.tail, sr.log_sha256 = outcome.tail, outcome.log_sha256
         sr.duration_s = clock.monotonic() - started
@@ -388,12 +408,10 @@ class JobRunner:
     def _command(self, step: Step, ctx: Mapping[str, Any], default_shell: str) -> list[str]:
         script = self._interpolate(step.run or "", ctx)
         shell = step.shell or default_shell
-        if shell not in SHELLS:
-            raise InvalidInput(
-                f"step {step.display_name!r}: shell {shell!r} is not supported "
-                f"(use one of: {', '.join(sorted(SHELLS))})"
-            )
-        return [*SHELLS[shell], script]
+        try:
+            return [*shells.command(shell), script]
+        except shells.ShellError as exc:
+            raise InvalidInput(f"step {step.display_name!r}: {exc.message}") from None
 
     def _workdir(self, step: Step) -> str:
         wd = step.working_directory or self.job.defaults.working_directory
@@ -430,9 +448,15 @@ class JobRunner:
         kind = actions.kind_of(step.uses)
         if kind is actions.ActionKind.CHECKOUT:
             return AttemptResult(Status.SUCCESS, "built in: the workspace is the checkout")
+        if kind is actions.ActionKind.HARDEN_RUNNER:
+            return AttemptResult(Status.SUCCESS, "built in: the steps already run hardened")
         if kind is actions.ActionKind.MARKETPLACE:
             return AttemptResult(Status.FAILURE, actions.marketplace_refusal(step.uses))
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
+        if kind in (actions.ActionKind.UPLOAD_ARTIFACT, actions.ActionKind.DOWNLOAD_ARTIFACT):
+            return self._builtin(step, kind, with_)
+        if kind is actions.ActionKind.SETUP:
+            return self._setup(step.uses, with_)
         if kind is actions.ActionKind.DOCKER:
             image = self._docker_image(step.uses.removeprefix("docker://"))
             command = shlex.split(with_.get("args", ""))
@@ -449,6 +473,48 @@ class JobRunner:
                 deadline,
             )
         return self._composite(step, with_, base_env, attempt, deadline)
+
+    def _setup(self, uses: str, with_: Mapping[str, str]) -> AttemptResult:
+        """A setup action: the policy's `toolchains:` already chose the job's image by the
+        version it asks for (runner.policy.capabilities); it sets GitHub's output."""
+        toolchain = actions.setup_of(uses)
+        assert toolchain is not None
+        version = actions.requested_version(uses, with_)
+        outputs = {toolchain.output: version} if toolchain.output else {}
+        return AttemptResult(
+            Status.SUCCESS,
+            f"built in: {toolchain.name} {version} is the job's image's",
+            outputs=outputs,
+        )
+
+    def _builtin(
+        self, step: Step, kind: actions.ActionKind, with_: Mapping[str, str]
+    ) -> AttemptResult:
+        """An artifact action, run by runner itself (runner.run.builtin_actions)."""
+        assert self.workspace is not None
+        try:
+            if kind is actions.ActionKind.UPLOAD_ARTIFACT:
+                done = builtin_actions.upload(
+                    self.state,
+                    self.instance.key,
+                    self.workspace,
+                    self._containers.last,
+                    with_,
+                    self.grants.limits,
+                    self._scanner(),
+                )
+            else:
+                done = builtin_actions.download(self.state, self.workspace, with_)
+        except RunnerError as exc:
+            said = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
+            return AttemptResult(Status.FAILURE, self.redactor.message(said))
+        if done.warning:
+            self.state.sink.emit(
+                Annotation(
+                    job=self.instance.key, step=step.index, level="warning", message=done.warning
+                )
+            )
+        return AttemptResult(Status.SUCCESS, outputs=dict(done.outputs))
 
     def _docker_image(self, ref: str) -> ResolvedImage:
         """A `docker://` step's image, cut down to the job's tools like its own image

@@ -3,7 +3,8 @@
 A job starts when every job it needs is done. Its `if` (implicitly `success() && ...`)
 decides whether it runs; a job whose dependency did not succeed is skipped with the
 reason. Matrix instances run up to the strategy's `max-parallel`; with `fail-fast`, one
-failed instance cancels its siblings. Ctrl-C / SIGTERM sets `RunState.cancel`: running
+failed instance cancels its siblings; an instance on a Windows or macOS runner label is
+`skipped` with the reason (runner.mission.plan), never run on Linux. Ctrl-C / SIGTERM sets `RunState.cancel`: running
 containers are killed, nothing new starts, and every unfinished job is `cancelled`.
 """
 
@@ -189,6 +190,9 @@ class Executor:
                 if limit is not None and sum(i.id == job_id for i in running.values()) >= limit:
                     break
                 instance = waiting.pop(0)
+                if instance.skipped:  # a Windows or macOS runner (runner.mission.plan)
+                    self._settle_instance(instance, Status.SKIPPED, instance.skipped)
+                    continue
                 if self.state.cancel.is_set() or job_id in self._fail_fast_hit:
                     self._cancel_instance(
                         instance,
@@ -199,10 +203,13 @@ class Executor:
                 running[pool.submit(self._run_instance, instance)] = instance
 
     def _cancel_instance(self, instance: JobInstance, reason: str) -> None:
+        self._settle_instance(instance, Status.CANCELLED, reason)
+
+    def _settle_instance(self, instance: JobInstance, status: Status, reason: str) -> None:
         result = self.results[instance.key]
-        result.status, result.reason = Status.CANCELLED, reason
+        result.status, result.reason = status, reason
         self.state.sink.emit(
-            JobFinished(job=instance.key, status=Status.CANCELLED, reason=reason, duration_ms=0)
+            JobFinished(job=instance.key, status=status, reason=reason, duration_ms=0)
         )
 
     def _run_instance(self, instance: JobInstance) -> JobResult:

@@ -14,6 +14,10 @@ applies to this job's text only. A value shorter than `MIN_MASK` (4) characters 
 with a warning annotation: it would mask every occurrence of a common string. Lines longer than `MAX_LINE` are
 passed on in pieces through the stream redactor, which holds back any tail that could be
 the start of a secret, so memory stays flat whatever the step prints.
+
+`feed` (the reader thread) and `close` (the step, once the container is gone) take one
+lock, and a chunk fed after `close` is dropped: a reader that outlives the step's wait
+for it can never interleave with `close` and emit a line twice or out of order.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import codecs
 import collections
 import hashlib
 import re
+import threading
 
 from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Sink
@@ -46,11 +51,21 @@ class OutputPump:
         self._midline = False  # a piece of an overlong line was emitted, not its end
         self.digest = hashlib.sha256()
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._lock = threading.Lock()
+        self._closed = False
 
     def feed(self, chunk: bytes) -> None:
-        self._consume(self._decoder.decode(chunk))
+        with self._lock:
+            if not self._closed:
+                self._consume(self._decoder.decode(chunk))
 
     def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._finish()
+
+    def _finish(self) -> None:
         self._consume(self._decoder.decode(b"", final=True))
         if self._pending:
             self._pass(self._pending)

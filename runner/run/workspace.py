@@ -251,21 +251,61 @@ def _placed(info: tarfile.TarInfo, name: str, uid: int) -> tarfile.TarInfo:
     return out
 
 
-def rewrite_archive(source: IO[bytes], prefix: str, uid: int) -> Iterator[bytes]:
+def rewrite_archive(
+    source: IO[bytes], prefix: str, uid: int, *, contents: bool = False
+) -> Iterator[bytes]:
     """The safe members of the tar `source` under `prefix`, owned by `uid`, no setuid
-    bits, as a stream of chunks. The members are checked before this returns
-    (UnsafeArchive); `source` must stay open while the stream is read."""
+    bits, as a stream of chunks; with `contents`, the tar of one directory (the engine's
+    tar of a path) places what that directory holds, not the directory. The members are
+    checked before this returns (UnsafeArchive); `source` must stay open while the stream
+    is read."""
     tar = tarfile.open(fileobj=source, mode="r:")  # noqa: SIM115 - the stream closes it
     try:
         members = safe_members(tar)
     except BaseException:
         tar.close()
         raise
-    return _rewritten(tar, members, prefix, uid)
+    top = posixpath.normpath(members[0].name) if contents and members else ""
+    if top and not (members[0].isdir() and "/" not in top):
+        top = ""  # not one directory's tar: placed as it is
+    try:
+        for member in members if top else ():
+            _inside(member, top)
+    except BaseException:
+        tar.close()
+        raise
+    return _rewritten(tar, members, prefix, uid, top)
+
+
+def _inside(member: tarfile.TarInfo, top: str) -> None:
+    """UnsafeArchive unless `member`, and what it links to, is within the directory `top`
+    (which its contents are placed without: a link out of it would point past them)."""
+    clean = posixpath.normpath(member.name)
+    targets = [clean]
+    if member.issym():
+        targets.append(
+            posixpath.normpath(posixpath.join(posixpath.dirname(clean), member.linkname))
+        )
+    elif member.islnk():
+        targets.append(posixpath.normpath(member.linkname))
+    for target in targets:
+        if target != top and not target.startswith(top + "/"):
+            raise UnsafeArchive(
+                f"artifact member {member.name!r} is or points outside its directory {top!r}"
+            )
+
+
+def _within(name: str, top: str) -> str:
+    """`name` relative to the directory `top` ("" for `top` itself); `name` when no `top`."""
+    return posixpath.relpath(posixpath.normpath(name), top) if top else name
 
 
 def _rewritten(
-    tar: tarfile.TarFile, members: Iterable[tarfile.TarInfo], prefix: str, uid: int
+    tar: tarfile.TarFile,
+    members: Iterable[tarfile.TarInfo],
+    prefix: str,
+    uid: int,
+    top: str = "",
 ) -> Iterator[bytes]:
     with tar:
         for directory in _parents(prefix):
@@ -273,11 +313,15 @@ def _rewritten(
             info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
             yield tarstream.header(info)
         for member in members:
-            info = _placed(member, posixpath.normpath(posixpath.join(prefix, member.name)), uid)
+            name = _within(member.name, top)
+            if name == ".":
+                continue  # the directory itself: `prefix` stands for it
+            info = _placed(member, posixpath.normpath(posixpath.join(prefix, name)), uid)
             if member.issym():
                 info.linkname = member.linkname
             elif member.islnk():
-                info.linkname = posixpath.normpath(posixpath.join(prefix, member.linkname))
+                linked = _within(member.linkname, top)
+                info.linkname = posixpath.normpath(posixpath.join(prefix, linked))
             yield tarstream.header(info)
             handle = tar.extractfile(member) if member.isfile() else None
             if handle is not None:

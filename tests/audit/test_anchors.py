@@ -166,7 +166,7 @@ def test_every_run_appends_its_final_checkpoint(tmp_path: Path) -> None:
         textwrap.dedent(
             """\
             name: m
-            on: [manual]
+            on: [push]
             jobs:
               j: {steps: [{run: echo hi}]}
             """

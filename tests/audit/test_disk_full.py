@@ -147,7 +147,7 @@ def test_a_key_that_cannot_be_written_is_a_clear_error(tmp_path: Path, small_dis
 
 FLOOD = """\
 name: m
-on: [manual]
+on: [push]
 jobs:
   j:
     steps:
@@ -160,7 +160,7 @@ jobs:
 """
 QUIET = """\
 name: m
-on: [manual]
+on: [push]
 jobs:
   j: {steps: [{run: echo hi}]}
 """

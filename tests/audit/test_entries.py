@@ -93,7 +93,7 @@ def test_no_declaration_uses_an_envelope_name_or_a_malformed_type() -> None:
 
 MISSION = """\
 name: flow
-on: [manual]
+on: [push]
 jobs:
   make:
     tools: [sh]
@@ -120,7 +120,7 @@ verify:
 
 DENIED = """\
 name: denied
-on: [manual]
+on: [push]
 jobs:
   net:
     permissions: {network: egress}

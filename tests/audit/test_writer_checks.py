@@ -29,7 +29,7 @@ from runner.audit.verify import verify_ledger
 
 MISSION = """\
 name: m
-on: [manual]
+on: [push]
 jobs:
   j: {steps: [{run: echo hi}]}
 """

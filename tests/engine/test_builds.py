@@ -259,7 +259,7 @@ def slow_repo(root: Path, marker: str, container: str = "slow") -> Path:
     (root / "policies").mkdir()
     (root / "policies" / "default.yml").write_text(POLICY)
     (root / ".missions" / "m.yml").write_text(
-        f"name: m\non: [manual]\njobs:\n  j:\n    container: {container}\n"
+        f"name: m\non: [push]\njobs:\n  j:\n    container: {container}\n"
         "    tools: [sh]\n    steps: [{run: echo step-ran}]\n"
     )
     definition(root, "slow", f"FROM {DEBIAN}\nRUN echo {marker} && sleep 300\n")

@@ -113,7 +113,7 @@ def test_a_run_refuses_a_job_whose_workspace_turned_out_executable(
         "limits: {timeout-minutes: 5, memory: 128m, cpus: 1, pids: 32}\n"
     )
     (in_tmp / "m.yml").write_text(
-        "name: m\non: [manual]\njobs:\n  j:\n    tools: [sh, sleep]\n    steps: [{run: sleep 20}]\n"
+        "name: m\non: [push]\njobs:\n  j:\n    tools: [sh, sleep]\n    steps: [{run: sleep 20}]\n"
     )
     create_volume = DockerBackend.create_volume
 

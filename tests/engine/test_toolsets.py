@@ -19,7 +19,7 @@ from test_elf import make_elf
 
 from runner.engine import toolsets
 from runner.engine.backend import ContainerSpec, ImageConfig
-from runner.engine.catalog import parse_catalog
+from runner.engine.catalog import load_catalog, parse_catalog
 from runner.engine.fake import FakeBackend
 from runner.engine.images import Builds, resolve_container
 from runner.engine.rootfs import ImageFS, NotInImage
@@ -360,9 +360,7 @@ def test_sh_cat_toolset_runs_cat_and_nothing_else(backend: Any, state: Path) -> 
     assert [e.split("=")[0] for e in config["Env"]] == ["PATH"]
 
 
-CATALOG_REAL = parse_catalog(
-    (REPO / "containers" / "tools.yml").read_text(), "containers/tools.yml"
-)
+CATALOG_REAL = load_catalog(REPO)  # runner's built-in catalog, as the project extends it
 
 
 def _export_layer(client: Any, image: str) -> dict[str, tuple[str, int, str]]:
@@ -499,7 +497,7 @@ def test_busybox_is_refused_and_tools_all_is_the_source_image(backend: Any, stat
     whole = build_toolset(backend, BASE, "all", CATALOG_REAL, state)
     assert whole.image == backend.client.images.get(BASE).id
     assert whole.manifest["tools"] == "all" and whole.interpreter is True
-    with pytest.raises(InvalidInput, match="tool 'nosuch' is not in the tool catalog"):
+    with pytest.raises(InvalidInput, match="tool 'nosuch' is not in image "):
         build_toolset(backend, BASE, ("nosuch",), CATALOG_REAL, state)
 
 
@@ -527,3 +525,83 @@ def test_a_repository_entrys_files_bring_no_program(fake_image: Any) -> None:
     with pytest.raises(InvalidInput, match=r"/opt/kit/perl is a program \(an ELF executable\)"):
         collect(fs, [parse_catalog(wide, "repo", builtin=False).get("kit")])
     assert "/opt/kit/perl" in collect(fs, [parse_catalog(wide, "runner").get("kit")]).entries
+
+
+# -- tools in no catalog: looked up by name in the image -----------------------------------
+
+
+def test_a_tool_in_no_catalog_is_found_by_name_in_path_order(fake_image: Any) -> None:
+    fs = fake_image(
+        {
+            "/usr/local": "dir",
+            "/usr/local/bin": "dir",
+            "/usr/local/bin/id": tool_elf(),
+            "/usr/bin/id": tool_elf(),
+            "/usr/bin/base64": ("link", "base64.coreutils"),
+            "/usr/bin/base64.coreutils": tool_elf(),
+        }
+    )
+    catalog = parse_catalog("", "empty")
+    plan = collect(fs, [catalog.get("id"), catalog.get("base64")])
+    entries = kinds(plan)
+    assert entries["/usr/local/bin/id"] == "file" and "/usr/bin/id" not in entries
+    assert entries["/usr/bin/base64"] == "link" and entries["/usr/bin/base64.coreutils"] == "file"
+    assert f"{LIBDIR}/libc.so.6" in entries and not plan.interpreter
+
+
+def test_each_tool_the_image_lacks_is_its_own_problem(fake_image: Any) -> None:
+    fs = fake_image({"/usr/bin/make": tool_elf(), "/usr/bin/cc1": tool_elf("libmpc.so.3")})
+    catalog = parse_catalog("cc1: {paths: [/usr/bin/cc1]}\npy: {paths: [/usr/bin/py]}", "t")
+    tools = [catalog.get(name) for name in ("gcc", "make", "cc1", "py", "node")]
+    plan, problems = toolsets.survey(fs, tools)
+    looked = "/usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin"
+    assert [(p.tool, p.kind, p.message) for p in problems] == [
+        ("gcc", "missing", f"tool 'gcc' is not in image fake (looked in {looked})"),
+        (
+            "cc1",
+            "other",
+            "tool cc1: library libmpc.so.3 needed by /usr/bin/cc1 is not in image fake",
+        ),
+        ("py", "missing", "tool 'py': /usr/bin/py is not in image fake"),
+        ("node", "missing", f"tool 'node' is not in image fake (looked in {looked})"),
+    ]
+    assert "/usr/bin/make" in plan.entries
+    with pytest.raises(InvalidInput) as caught:
+        collect(fs, tools)
+    assert caught.value.message.splitlines()[0] == problems[0].message
+
+
+def test_a_script_run_by_env_needs_the_program_env_runs(fake_image: Any) -> None:
+    fs = fake_image(
+        {
+            "/usr/bin/env": tool_elf(),
+            "/usr/bin/node": tool_elf(),
+            "/usr/bin/npm": ("link", "../share/npm/bin/npm-cli.js"),
+            "/usr/share": "dir",
+            "/usr/share/npm": "dir",
+            "/usr/share/npm/bin": "dir",
+            "/usr/share/npm/bin/npm-cli.js": b"#!/usr/bin/env -S node --no-warnings\nx()\n",
+        }
+    )
+    catalog = parse_catalog("", "empty")
+    _, problems = toolsets.survey(fs, [catalog.get("npm")])
+    assert [(p.kind, p.needs) for p in problems] == [("interpreter", "env")]
+    _, problems = toolsets.survey(fs, [catalog.get("npm"), catalog.get("env")])
+    assert [(p.kind, p.needs) for p in problems] == [("interpreter", "node")]
+    assert problems[0].message == (
+        "tool npm: /usr/share/npm/bin/npm-cli.js is a script run by `/usr/bin/env -S node "
+        "--no-warnings`, and node is not one of the job's tools: add node to `tools:` too"
+    )
+    plan = collect(fs, [catalog.get(n) for n in ("npm", "env", "node")])
+    assert plan.interpreter  # node is an interpreter, found by name
+
+
+def test_an_executable_that_resolves_to_an_interpreter_makes_an_interpreters_toolset(
+    fake_image: Any,
+) -> None:
+    """A catalog cannot hide an interpreter behind another name: the toolset of a tool
+    whose executable is a link to python3.11 denies memfd_create like python3's."""
+    fs = fake_image({"/usr/bin/calc": ("link", "python3.11"), "/usr/bin/python3.11": tool_elf()})
+    entry = parse_catalog("calc: {paths: [/usr/bin/calc]}\n", "repo", builtin=False)
+    assert not entry.get("calc").interpreter
+    assert collect(fs, [entry.get("calc")]).interpreter

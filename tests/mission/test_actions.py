@@ -40,6 +40,13 @@ runs:
         ("./actions/greet", ActionKind.LOCAL),
         ("docker://runner-base/busybox:latest", ActionKind.DOCKER),
         ("octo-org/tool@v1", ActionKind.MARKETPLACE),
+        ("actions/upload-artifact@v4", ActionKind.UPLOAD_ARTIFACT),
+        ("Actions/Download-Artifact@v4", ActionKind.DOWNLOAD_ARTIFACT),
+        ("actions/upload-artifact/merge@v4", ActionKind.MARKETPLACE),
+        ("actions/setup-python@v5", ActionKind.SETUP),
+        ("dtolnay/rust-toolchain@stable", ActionKind.SETUP),
+        ("actions/setup-python", ActionKind.MARKETPLACE),  # no ref: not a usable action
+        ("step-security/harden-runner@v2", ActionKind.HARDEN_RUNNER),
     ],
 )
 def test_kinds(uses: str, kind: ActionKind) -> None:
@@ -114,7 +121,7 @@ def test_a_mission_using_every_kind_of_action(tmp_path: Path) -> None:
         textwrap.dedent(
             """\
             name: acts
-            on: [manual]
+            on: [push]
             jobs:
               use:
                 steps:

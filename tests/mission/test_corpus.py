@@ -4,7 +4,8 @@ github-workflows/: GitHub runs every one; `runner validate` exits 0.
 actionlint-invalid/: `runner validate` exits 2 with a finding on each line actionlint
 expects, of the same kind, at the same column where the column is meaningful (every kind
 but expressions, where actionlint points at the start of an access and we at the name that
-is wrong) -- except the findings listed in EXCEPTIONS.
+is wrong) -- except the findings listed in EXCEPTIONS, and those in WARNINGS, which are
+warnings here (a file with only those validates).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from conftest import CORPUS
 
 from runner.errors import InvalidMission
-from runner.findings import Finding, Severity
+from runner.findings import Severity
 from runner.mission.loader import load_mission
 
 WORKFLOWS = sorted((CORPUS / "github-workflows").glob("*.yml"))
@@ -34,6 +35,16 @@ EXCEPTIONS = {
     ("contextual_matrix_values.yaml", 21): "matrix values are not typed",
     # "runs-on" section is missing: a GitHub-hosted concept; runner runs every job locally.
     ("missing_required_keys.yaml", 3): "runs-on is GitHub-only",
+}
+
+# (file, line) of actionlint findings runner reports as warnings, since GitHub evaluates
+# them to empty rather than failing: the finding stays, at its line, with its rule.
+WARNINGS = {
+    # an undefined matrix key (the corpus README: a warning, not an error)
+    ("contextual_matrix_values.yaml", 19): "an undefined matrix key is empty",
+    # `matrix` in a job without a matrix is empty on GitHub: spf13/cobra's test-win job
+    # reads matrix.go defined by another job's matrix, and GitHub runs it
+    ("contextual_matrix_values.yaml", 34): "matrix in a job without one is empty",
 }
 
 # actionlint's rule -> the rules of ours that report the same kind of problem
@@ -75,16 +86,22 @@ def test_real_github_workflows_validate(path: Path) -> None:
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
 def test_actionlint_invalid_cases_fail_on_each_expected_line(path: Path) -> None:
-    with pytest.raises(InvalidMission) as caught:
-        load_mission(path)
-    findings: list[Finding] = list(caught.value.findings)
-    assert any(f.severity is Severity.ERROR for f in findings)
-    for line, col, rule in _expected(path.with_suffix(".out")):
+    expected = _expected(path.with_suffix(".out"))
+    if all((path.name, line) in EXCEPTIONS | WARNINGS.keys() for line, _, _ in expected):
+        _, findings = load_mission(path)  # only warnings: the file validates
+    else:
+        with pytest.raises(InvalidMission) as caught:
+            load_mission(path)
+        findings = list(caught.value.findings)
+        assert any(f.severity is Severity.ERROR for f in findings)
+    for line, col, rule in expected:
         if (path.name, line) in EXCEPTIONS:
             assert not any(f.line == line and f.severity is Severity.ERROR for f in findings)
             continue
         kinds = KINDS[rule]
         here = [f for f in findings if f.line == line and f.rule in kinds]
+        if (path.name, line) in WARNINGS:
+            assert here and all(f.severity is Severity.WARNING for f in here), here
         assert here, f"{path.name}:{line}: no {rule} finding; got {[str(f) for f in findings]}"
         if rule != "expression":
             assert any(f.col == col for f in here), f"{path.name}:{line}:{col}: {here}"

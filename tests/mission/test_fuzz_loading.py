@@ -171,7 +171,9 @@ def test_mutated_corpus_files(index: int, edits: list[tuple[int, int, bytes]]) -
 
 def test_every_corpus_file_loads_through_the_same_entry_point_unmutated() -> None:
     codes = [_validate(source)[0] for source in SOURCES]
-    assert codes == [0] * 20 + [2] * 14
+    # contextual_matrix_values.yaml holds only what GitHub evaluates to empty: warnings
+    # (tests/mission/test_corpus.py's WARNINGS)
+    assert codes == [0] * 20 + [2, 0] + [2] * 12
 
 
 @FUZZ

@@ -490,6 +490,8 @@ def test_credentials_written_into_the_mission(tmp_path: Path) -> None:
         "with --secret NAME and refer to them as ${{ secrets.NAME }} [credential]",
         "m.yml:9:45: jobs.a.steps[0].run: looks like a GitHub token written into the mission; "
         "pass it with --secret NAME and refer to it as ${{ secrets.NAME }} [credential]",
+        'm.yml:10:9: jobs.a.steps[0].with: "with" is for a `uses:` step; a `run:` step ignores '
+        "it: pass values through env: and read them as $NAME [step]",
         "m.yml:10:22: jobs.a.steps[0].with.key: looks like a private key written into the "
         "mission; pass it with --secret NAME and refer to it as ${{ secrets.NAME }} [credential]",
         "m.yml:11:19: jobs.a.steps[1].run: looks like an AWS access key id written into the "
@@ -524,11 +526,13 @@ def test_expression_scopes_follow_github_context_availability(tmp_path: Path) ->
         "m.yml:2:15: env.A: context 'env' is not available here (available: github, inputs, "
         "mission, secrets, vars) [expression]",
         "m.yml:7:30: jobs.a.steps[0].run: no step with id 's' here (step ids: none) [expression]",
-        "m.yml:8:32: jobs.a.steps[1].run: context 'matrix' is not available here (available: env, "
-        "github, inputs, job, mission, runner, secrets, steps, strategy, vars) [expression]",
+        # a job without a matrix reads an empty one, as on GitHub: a warning
+        "m.yml:8:39: warning: jobs.a.steps[1].run: the job has no matrix: matrix.x evaluates "
+        "to empty [expression]",
         "m.yml:10:24: jobs.a.steps[3].run: function 'success()' is not available here [expression]",
         "m.yml:10:41: jobs.a.steps[3].run: context 'needs' is not available here (available: env, "
-        "github, inputs, job, mission, runner, secrets, steps, strategy, vars) [expression]",
+        "github, inputs, job, matrix, mission, runner, secrets, steps, strategy, vars) "
+        "[expression]",
         "m.yml:14:56: jobs.b.if: context 'matrix' is not available here (available: github, "
         "inputs, mission, needs, vars) [expression]",
         "m.yml:15:26: warning: jobs.b.env.E: matrix key 'arch' is not defined (matrix keys: os) "
@@ -661,3 +665,24 @@ def test_a_dispatch_trigger_that_is_no_mapping_is_an_error_not_a_crash(tmp_path:
         "m.yml:5:19: on.workflow_call.inputs: must be a mapping of input names to their specs, "
         "e.g. `inputs: {name: {type: string}}` [schema]",
     ]
+
+
+def test_a_step_named_by_a_long_script_shows_where_it_was_cut(tmp_path: Path) -> None:
+    long = "python -m pytest " + "tests/unit " * 10
+    mission, _ = _ok(
+        tmp_path,
+        f"""
+        name: m
+        on: [push]
+        jobs:
+          j:
+            steps:
+              - run: |
+                  {long}
+                  echo second
+              - run: "echo {"x" * 52}   "
+        """,
+    )
+    first, second = mission.jobs["j"].steps
+    assert first.display_name == long[:59] + "…"
+    assert second.display_name == "echo " + "x" * 52  # 57 fit whole, trailing blanks dropped

@@ -86,3 +86,29 @@ def test_levels_of_a_long_chain_are_linear() -> None:
 def test_levels_leave_out_a_cycle() -> None:
     mission = _mission(_job("a", ("b",)), _job("b", ("a",)), _job("c"))
     assert levels(mission) == [["c"]]
+
+
+def test_an_instance_on_a_windows_or_macos_runner_is_skipped_with_the_reason() -> None:
+    matrix = Matrix(axes={"os": ("ubuntu-latest", "windows-latest", "macos-14", "Windows")})
+    job = Job(id="t", strategy=Strategy(matrix=matrix), runs_on=("${{ matrix.os }}",))
+    assert [(i.key, i.skipped) for i in job_instances(job)] == [
+        ("t (ubuntu-latest)", ""),
+        (
+            "t (windows-latest)",
+            "runs-on windows-latest: runner runs jobs in Linux containers only, so this job "
+            "is skipped",
+        ),
+        (
+            "t (macos-14)",
+            "runs-on macos-14: runner runs jobs in Linux containers only, so this job is skipped",
+        ),
+        (
+            "t (Windows)",
+            "runs-on Windows: runner runs jobs in Linux containers only, so this job is skipped",
+        ),
+    ]
+    for linux in (("ubuntu-24.04",), ("self-hosted", "linux", "x64"), ("windowsill",), ()):
+        (only,) = job_instances(Job(id="t", runs_on=linux))
+        assert only.skipped == "", linux
+    (hosted,) = job_instances(Job(id="t", runs_on=("self-hosted", "macOS", "ARM64")))
+    assert hosted.skipped.startswith("runs-on macOS: ")

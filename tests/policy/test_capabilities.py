@@ -197,6 +197,10 @@ def test_dynamic_reads_are_refused_and_github_token_is_builtin() -> None:
         ("Actions/Checkout@main", False, True),
         ("actions/checkout-evil@v4", False, False),
         ("actions/checkout/sub@v4", False, False),
+        ("actions/upload-artifact@v4", False, True),
+        ("actions/download-artifact@v4.1.8", False, True),
+        ("actions/upload-artifact/merge@v4", False, False),
+        ("evil/upload-artifact@v4", False, False),
         ("${{ matrix.action }}", True, False),
     ],
 )
@@ -294,3 +298,22 @@ def test_image_reference_helpers() -> None:
     assert is_pinned("python@sha256:" + "a" * 64)
     assert not is_pinned("python@sha256:" + "a" * 63)
     assert not is_pinned("python:3.12")
+
+
+def test_harden_runner_is_built_in_unless_it_would_narrow_granted_egress() -> None:
+    def step(**with_: str) -> Step:
+        return Step(index=0, uses="step-security/harden-runner@v2", with_=with_)
+
+    audit = caps_of(Job(id="a", steps=(step(**{"egress-policy": "audit"}),)))[-1]
+    block = caps_of(Job(id="a", steps=(step(**{"egress-policy": "block"}),)))[-1]
+    assert audit.builtin and not audit.refused
+    assert block.builtin and not block.refused  # no network at all: stricter than its list
+    granted = caps_of(
+        Job(
+            id="a",
+            steps=(step(**{"egress-policy": "block", "allowed-endpoints": "pypi.org:443"}),),
+            permissions=Permissions(network="egress"),
+        )
+    )[-1]
+    assert not granted.builtin
+    assert granted.refused.startswith("harden-runner's `egress-policy: block` allows only its")

@@ -12,6 +12,8 @@ import jsonpatch
 import pytest
 from conftest import invoke
 
+from runner.mission.loader import load_mission
+from runner.policy.decisions import decide, granted
 from runner.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -423,3 +425,226 @@ def test_the_real_command_line(in_tmp: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "[ci-may-publish] granted by rule ci-may-publish" in done.stdout
+
+
+MATRIX = """\
+name: m
+on: [push]
+jobs:
+  test:
+    strategy: {matrix: {python: [python3, python3.11, "a/b"], shard: [1, 2]}}
+    tools: [sh, "${{ matrix.python }}"]
+    permissions: {network: egress}
+    steps: [{run: "${{ matrix.python }} -V"}]
+"""
+
+
+def test_a_denial_of_many_matrix_instances_is_shown_once(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(in_tmp, ".missions/m.yml", MATRIX)
+    result = invoke(in_tmp / ".runner", "policy", "check")
+    assert result.code == 3
+    assert result.out.splitlines()[1:9] == [
+        ".missions/m.yml: mission m",
+        "  job test (6 instances: test (python3, 1), test (python3, 2), test (python3.11, 1), ...)",
+        "    allowed  image base",
+        "    allowed  tool sh",
+        "    allowed  tool python3 (2 of 6 instances: test (python3, 1), test (python3, 2))",
+        "    denied   network egress (6 instances)",
+        "    denied   tool python3.11 (2 of 6 instances: test (python3.11, 1), "
+        "test (python3.11, 2))",
+        "    denied   tool a/b (2 of 6 instances: test (a/b, 1), test (a/b, 2))",
+    ]
+    plan = invoke(in_tmp / ".runner", "plan", ".missions/m.yml").out.splitlines()
+    denials = [line for line in plan if line.startswith("    denied")]
+    assert denials == [
+        "    denied network egress (6 instances): no rule matching mission 'm', job 'test' "
+        "grants it; to allow it: a rule with `allow: {network: egress}` in policies/default.yml",
+        "    denied tool python3.11 (2 instances): neither the top-level `tools:` nor a rule "
+        "matching mission 'm', job 'test' grants it; to allow it: add it to `tools:` (or a "
+        "rule's `allow.tools`) in policies/default.yml",
+        "    denied tool a/b (2 instances): 'a/b' (from ${{ matrix.python }}) is not a tool name",
+    ]
+    assert "tools: sh, python3  " in plan[3]  # the instance's own tool, not the expression
+
+
+def test_a_run_names_a_denial_of_many_instances_once(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(in_tmp, ".missions/m.yml", MATRIX)
+    result = invoke(in_tmp / ".runner", "run", ".missions/m.yml")
+    assert result.code == 3
+    egress = [line for line in result.err.splitlines() if "network egress" in line]
+    assert egress == [
+        "runner: error: .missions/m.yml:7:28: jobs.test.permissions.network: network egress "
+        "denied to 6 "
+        "instances of job 'test' (test (python3, 1), test (python3, 2), test (python3.11, 1), "
+        "...): no rule matching mission 'm', job 'test' grants it; to allow it: a rule with "
+        "`allow: {network: egress}` in policies/default.yml"
+    ]
+
+
+def test_a_windows_instance_asks_for_nothing_and_plan_says_it_is_skipped(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY)
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          test:
+            strategy:
+              matrix:
+                os: [ubuntu-latest, windows-latest]
+                include: [{os: ubuntu-latest, tool: python3}, {os: windows-latest, tool: pwsh}]
+            runs-on: ${{ matrix.os }}
+            tools: [sh, "${{ matrix.tool }}"]
+            steps: [{run: echo hi}]
+        """,
+    )
+    checked = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert checked.code == 0, checked.out
+    assert {d["job"] for d in json.loads(checked.out)} == {"test (ubuntu-latest, python3)"}
+    plan = invoke(in_tmp / ".runner", "plan", ".missions/m.yml")
+    assert plan.code == 0
+    assert (
+        "  test (windows-latest, pwsh)  skipped: runs-on windows-latest: runner runs jobs in Linux "
+        "containers only, so this job is skipped"
+    ) in plan.out.splitlines()
+
+
+def test_runs_on_labels_map_to_images_through_the_policy(in_tmp: Path) -> None:
+    write(
+        in_tmp,
+        "policies/default.yml",
+        POLICY + "runs-on: {ubuntu-latest: python, ubuntu-22.04: evil.io/miner:1}\n",
+    )
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          mapped: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}
+          unmapped: {runs-on: ubuntu-24.04, steps: [{run: 'true'}]}
+          own: {runs-on: ubuntu-latest, container: base, steps: [{run: 'true'}]}
+          matrix:
+            strategy: {matrix: {os: [ubuntu-latest, ubuntu-22.04]}}
+            runs-on: [self-hosted, "${{ matrix.os }}"]
+            steps: [{run: 'true'}]
+        """,
+    )
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert result.code == 3
+    images = [
+        (d["job"], d["value"], d["keypath"], d["line"], d["allowed"])
+        for d in json.loads(result.out)
+        if d["capability"] == "image"
+    ]
+    assert images == [
+        ("mapped", "python", "jobs.mapped.runs-on", 4, True),
+        ("unmapped", "base", "jobs.unmapped.container", 5, True),
+        ("own", "base", "jobs.own.container", 6, True),
+        ("matrix (ubuntu-latest)", "python", "jobs.matrix.runs-on", 9, True),
+        ("matrix (ubuntu-22.04)", "evil.io/miner:1", "jobs.matrix.runs-on", 9, False),
+    ]
+    policy = load_policy(None, in_tmp)
+    mission, _ = load_mission(in_tmp / ".missions/m.yml", root=in_tmp)
+    assert granted(decide(mission, policy), "mapped").image == "python"  # what a run uses
+
+
+def test_a_runs_on_map_that_is_not_label_to_image_is_refused(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY + "runs-on: {ubuntu-latest: [python]}\n")
+    write(in_tmp, ".missions/m.yml", "name: m\non: [push]\njobs:\n  j: {steps: [{run: 'true'}]}\n")
+    result = invoke(in_tmp / ".runner", "policy", "check")
+    assert result.code == 2
+    assert result.err.splitlines()[0] == (
+        'policies/default.yml:5:11: runs-on.ubuntu-latest: must be a string, not ["python"] '
+        "[policy]"
+    )
+
+
+TOOLCHAINS = """\
+toolchains:
+  python: {"3.11": python, "3.12": python}
+  node: {"20": base}
+"""
+
+
+def test_setup_actions_select_the_image_the_policy_maps_their_version_to(in_tmp: Path) -> None:
+    write(in_tmp, "policies/default.yml", POLICY + TOOLCHAINS)
+    write(
+        in_tmp,
+        ".missions/m.yml",
+        """\
+        name: m
+        on: [push]
+        jobs:
+          py:
+            strategy: {matrix: {python-version: ["3.11", "3.13"]}}
+            steps:
+              - uses: actions/checkout@v4
+              - uses: actions/setup-python@v5
+                with: {python-version: "${{ matrix.python-version }}"}
+              - run: 'true'
+          both:
+            steps:
+              - {uses: actions/setup-python@v5, with: {python-version: "3.12"}}
+              - {uses: actions/setup-node@v4, with: {node-version: 20}}
+              - run: 'true'
+          own:
+            container: base
+            steps:
+              - {uses: actions/setup-python@v5, with: {python-version: "3.9"}}
+              - run: 'true'
+          rust:
+            steps:
+              - uses: dtolnay/rust-toolchain@stable
+              - run: 'true'
+        """,
+    )
+    result = invoke(in_tmp / ".runner", "policy", "check", "--json")
+    assert result.code == 3
+    decisions = json.loads(result.out)
+    images = [
+        (d["job"], d["value"], d["keypath"], d["allowed"], d["reason"])
+        for d in decisions
+        if d["capability"] == "image"
+    ]
+    assert images == [
+        ("py (3.11)", "python", "jobs.py.steps[1].uses", True, "granted by the top-level lists"),
+        (
+            "py (3.13)",
+            "python 3.13",
+            "jobs.py.steps[1].uses",
+            False,
+            "no image in the policy's `toolchains:` provides python 3.13 (it maps python "
+            '3.11, 3.12): add `toolchains: {python: {"3.13": IMAGE}}` to the policy, IMAGE one '
+            "it allows that has it on PATH",
+        ),
+        (
+            "both",
+            "python 3.12 + node 20",
+            "jobs.both.steps[0].uses",
+            False,
+            "a job runs in one image, but its setup actions map to several (python 3.12 -> "
+            "python, node 20 -> base): map these versions to one image that has them all",
+        ),
+        ("own", "base", "jobs.own.container", True, "granted by the top-level lists"),
+        (
+            "rust",
+            "rust stable",
+            "jobs.rust.steps[0].uses",
+            False,
+            "no image in the policy's `toolchains:` provides rust stable: add `toolchains: "
+            '{rust: {"stable": IMAGE}}` to the policy, IMAGE one it allows that has it on PATH',
+        ),
+    ]
+    setups = {d["value"]: d["rule"] for d in decisions if d["capability"] == "uses"}
+    assert setups == {
+        "actions/checkout@v4": "builtin",
+        "actions/setup-python@v5": "builtin",
+        "actions/setup-node@v4": "builtin",
+        "dtolnay/rust-toolchain@stable": "builtin",
+    }

@@ -143,7 +143,7 @@ def fingerprint(directory: Path) -> list[tuple[int, int, int, bytes]]:
 
 ATTACK = """\
 name: attack
-on: [manual]
+on: [push]
 jobs:
   produce:
     tools: [sh, rm, mkdir, ln]
@@ -203,7 +203,7 @@ def test_a_sparse_gigabyte_artifact_is_refused_with_runners_memory_flat(tmp_path
         tmp_path / "repo",
         """\
         name: big
-        on: [manual]
+        on: [push]
         jobs:
           make:
             tools: [sh, truncate]
@@ -246,7 +246,7 @@ def test_a_step_writing_past_the_quota_fails_saying_so_and_the_disk_holds_no_mor
         tmp_path / "repo",
         """\
         name: fill
-        on: [manual]
+        on: [push]
         jobs:
           fill:
             tools: [sh, head, tail, wc, df]
@@ -277,7 +277,7 @@ def test_a_step_writing_past_the_quota_fails_saying_so_and_the_disk_holds_no_mor
 
 THREE_JOBS = """\
 name: three
-on: [manual]
+on: [push]
 jobs:
   a: {tools: [sh, cat], steps: [{run: cat data.txt}]}
   b: {tools: [sh, cat], steps: [{run: cat data.txt}]}
@@ -342,7 +342,7 @@ def test_gc_leaves_the_snapshots_of_a_live_run_alone(tmp_path: Path) -> None:
         tmp_path / "repo",
         """\
         name: sleeper
-        on: [manual]
+        on: [push]
         jobs:
           long: {tools: [sh, sleep], steps: [{run: sleep 60}]}
         """,
@@ -395,7 +395,7 @@ def test_a_killed_runner_leaves_its_quota_mounted_until_gc(tmp_path: Path) -> No
         tmp_path / "repo",
         """\
         name: sleeper
-        on: [manual]
+        on: [push]
         jobs:
           long: {tools: [sh, sleep], steps: [{run: sleep 60}]}
         """,
@@ -419,7 +419,7 @@ def test_a_step_cannot_make_runner_read_through_its_output_files(tmp_path: Path)
         tmp_path / "repo",
         """\
         name: links
-        on: [manual]
+        on: [push]
         jobs:
           symbolic: {tools: [sh, ln], steps: [{run: ln -s /etc/shadow "$RUNNER_OUTPUT"}]}
           hard: {tools: [sh, ln], steps: [{run: echo K=v > f && ln f "$RUNNER_ENV"}]}

@@ -37,7 +37,7 @@ def test_a_docker_step_holds_only_the_jobs_tools_unless_tools_all(tmp_path: Path
     (repo / ".missions").mkdir(parents=True)
     (repo / "policies").mkdir()
     (repo / "policies" / "default.yml").write_text(POLICY)
-    mission = "name: m\non: [manual]\njobs:\n"
+    mission = "name: m\non: [push]\njobs:\n"
     mission += "  cut:\n    tools: [sh]\n" + STEP + "  whole:\n    tools: all\n" + STEP
     (repo / ".missions" / "m.yml").write_text(mission)
     state = tmp_path / "state"

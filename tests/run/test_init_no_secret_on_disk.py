@@ -93,7 +93,7 @@ def test_a_secret_never_reaches_the_engines_data_directory(tmp_path: Path) -> No
         textwrap.dedent(
             """\
             name: m
-            on: [manual]
+            on: [push]
             jobs:
               j:
                 tools: [sh, sleep]

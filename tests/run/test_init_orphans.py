@@ -58,7 +58,7 @@ def test_a_killed_runners_step_dies_at_its_timeout_plus_grace(tmp_path: Path) ->
         textwrap.dedent(
             """\
             name: m
-            on: [manual]
+            on: [push]
             jobs:
               j:
                 tools: [sh, sleep]

@@ -18,7 +18,9 @@ from runner.engine.backend import ContainerSpec
 from runner.engine.fake import Behaviour, Exit, FakeBackend, Script
 from runner.engine.stepinit import contract
 from runner.policy.model import Limits
+from runner.records.events import StepStarted
 from runner.records.results import Status
+from runner.records.sink import Recorder, Sink
 from runner.run.retry import attempt_delay, step_rng
 
 
@@ -308,3 +310,61 @@ def test_artifacts_leave_the_producer_and_seed_the_consumer(tmp_path: Path) -> N
     record = done.state.artifacts["app"]
     assert (record["job"], record["path"], record["size"]) == ("build", "out/app.txt", 5)
     assert done.left_behind() == ([], [])
+
+
+def test_a_step_name_shows_its_expressions_evaluated(tmp_path: Path) -> None:
+    recorder = Recorder()
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [push]
+        env: {WHO: ci}
+        jobs:
+          test:
+            strategy: {matrix: {shard: [1, 2]}}
+            steps:
+              - {name: "shard ${{ matrix.shard }} for ${{ env.WHO }}", run: ok}
+              - {name: "broken ${{ fromJSON(env.WHO) }}", run: ok}
+        """,
+        sink=Sink([recorder]),
+    )
+    assert [s.name for s in done.jobs["test (2)"].steps] == [
+        "shard 2 for ci",
+        "broken ${{ fromJSON(env.WHO) }}",  # as written when it cannot be evaluated
+    ]
+    started = [
+        e.name for e in recorder.events if isinstance(e, StepStarted) and e.job == "test (1)"
+    ]
+    assert started == ["shard 1 for ci", "broken ${{ fromJSON(env.WHO) }}"]
+
+
+def test_a_step_that_could_not_execute_a_workspace_file_names_the_grant(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        jobs:
+          direct: {steps: [{run: exit 126}]}
+          make:
+            steps:
+              - run: |
+                  print make: ./test_binary: Permission denied
+                  exit 2
+          other: {steps: [{run: exit 1}]}
+        """,
+    )
+    hint = (
+        "; the workspace is mounted noexec, so a file checked out or built in it cannot be "
+        "executed: run a script through its interpreter (`sh ./scripts/build.sh`), or grant "
+        "the job `permissions: {exec: true}` (which the policy must allow: `allow: {exec: "
+        "true}`)"
+    )
+    assert done.status() == {
+        "direct": ("failure", f"step 'exit 126' failed: exit code 126{hint}"),
+        "make": (
+            "failure",
+            f"step 'print make: ./test_binary: Permission denied' failed: exit code 2{hint}",
+        ),
+        "other": ("failure", "step 'exit 1' failed: exit code 1"),
+    }

@@ -87,7 +87,7 @@ def test_outputs_env_matrix_and_needs(tmp_path: Path, shared_state: Path) -> Non
         tmp_path / "repo",
         """\
         name: flow
-        on: [manual]
+        on: [push]
         jobs:
           a:
             tools: [sh, cat]
@@ -138,7 +138,7 @@ def test_independent_jobs_run_in_parallel(tmp_path: Path, shared_state: Path) ->
         tmp_path / "repo",
         """\
         name: par
-        on: [manual]
+        on: [push]
         jobs:
           one: {steps: [{run: sleep 3}], tools: [sh, sleep]}
           two: {steps: [{run: sleep 3}], tools: [sh, sleep]}
@@ -160,7 +160,7 @@ def test_failure_skips_dependents_but_always_runs(tmp_path: Path, shared_state: 
         tmp_path / "repo",
         """\
         name: fails
-        on: [manual]
+        on: [push]
         jobs:
           a:
             steps:
@@ -192,7 +192,7 @@ def test_timeout_kills_promptly_and_retry_recovers_a_flaky_step(
         tmp_path / "repo",
         """\
         name: timing
-        on: [manual]
+        on: [push]
         jobs:
           slow:
             tools: [sh, sleep]
@@ -224,7 +224,7 @@ def test_policy_denial_exits_3_before_any_container(tmp_path: Path, shared_state
         tmp_path / "repo",
         """\
         name: denied
-        on: [manual]
+        on: [push]
         jobs:
           net:
             permissions: {network: egress}
@@ -247,7 +247,7 @@ def sleeping_repo(tmp_path: Path) -> Iterator[Path]:
         tmp_path / "repo",
         """\
         name: sleeper
-        on: [manual]
+        on: [push]
         jobs:
           long:
             tools: [sh, sleep]
@@ -315,7 +315,7 @@ def test_no_engine_is_exit_4_after_validation_and_policy(tmp_path: Path) -> None
         tmp_path / "repo",
         """\
         name: m
-        on: [manual]
+        on: [push]
         jobs:
           j: {steps: [{run: echo hi}]}
         """,

@@ -61,7 +61,7 @@ def test_no_secret_reaches_any_byte_the_runner_wrote(tmp_path: Path) -> None:
         tmp_path / "repo",
         """\
         name: secrets
-        on: [manual]
+        on: [push]
         jobs:
           leak:
             permissions: {secrets: [API_TOKEN]}
@@ -109,7 +109,7 @@ def test_logs_follow_a_live_run_to_its_end(tmp_path: Path) -> None:
         tmp_path / "repo",
         """\
         name: ticks
-        on: [manual]
+        on: [push]
         jobs:
           tick:
             tools: [sh, sleep]
@@ -138,7 +138,7 @@ def test_job_selection_inputs_and_junit(tmp_path: Path) -> None:
         tmp_path / "repo",
         """\
         name: pick
-        on: [manual]
+        on: [push]
         inputs:
           who: {type: string, default: nobody}
         jobs:

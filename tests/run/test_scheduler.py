@@ -303,3 +303,29 @@ def test_no_container_or_volume_outlives_its_job(tmp_path: Path) -> None:
     assert len(volumes) == len(set(volumes)) == 3  # one volume per job
     assert sorted(str(name) for (name,) in done.backend.called("remove_volume")) == sorted(volumes)
     assert done.left_behind() == ([], [])
+
+
+def test_windows_and_macos_instances_are_skipped_and_never_run(tmp_path: Path) -> None:
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        jobs:
+          test:
+            strategy: {matrix: {os: [ubuntu-latest, windows-latest, macos-latest]}}
+            runs-on: ${{ matrix.os }}
+            steps: [{run: print on-linux}]
+          after:
+            needs: [test]
+            runs-on: [self-hosted, linux]
+            steps: [{run: ok}]
+        """,
+    )
+    skipped = "runner runs jobs in Linux containers only, so this job is skipped"
+    assert done.status() == {
+        "test (ubuntu-latest)": ("success", ""),
+        "test (windows-latest)": ("skipped", f"runs-on windows-latest: {skipped}"),
+        "test (macos-latest)": ("skipped", f"runs-on macos-latest: {skipped}"),
+        "after": ("success", ""),  # a skipped instance fails no job that needs it
+    }
+    assert sorted(done.specs) == ["after", "test (ubuntu-latest)"]

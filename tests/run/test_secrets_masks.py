@@ -23,7 +23,7 @@ limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
 
 MISSION = """\
 name: masks
-on: [manual]
+on: [push]
 jobs:
   masker:
     tools: [sh, sleep]

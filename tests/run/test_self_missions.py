@@ -77,7 +77,7 @@ def test_an_interpreter_cannot_exec_an_elf_from_memory(tmp_path: Path) -> None:
     )
     (repo / "probe.py").write_text(script)
     (repo / ".missions" / "m.yml").write_text(
-        "name: m\non: [manual]\njobs:\n  probe:\n    container: python\n"
+        "name: m\non: [push]\njobs:\n  probe:\n    container: python\n"
         "    tools: [sh, python3]\n    steps: [{run: python3 probe.py}]\n"
     )
     done = runner_cli(repo, tmp_path / "state", "run", "--json", timeout=900)

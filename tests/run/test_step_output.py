@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Recorder, Sink
@@ -83,6 +84,33 @@ def test_a_piece_of_an_overlong_line_is_never_read_as_a_group() -> None:
     _, recorder = pump_lines(chunks)
     groups = [e for e in recorder.events if isinstance(e, GroupStarted)]
     assert groups == [GroupStarted(job="job", step=0, title="real")]
+
+
+def test_close_waits_for_a_chunk_being_fed_and_a_chunk_after_it_is_dropped() -> None:
+    """A reader that outlives the step's wait for it must not interleave with `close`:
+    unserialized, `close` would emit "b" before the reader's "a" (or a line twice)."""
+    recorder = Recorder()
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def handle(self, event: object) -> None:
+            if isinstance(event, OutputLine) and event.line == "a":
+                entered.set()
+                release.wait(5)
+
+    pump = OutputPump(Sink([Slow(), recorder]), Redactor(), "job", 0)
+    feeder = threading.Thread(target=pump.feed, args=(b"a\nb",))
+    feeder.start()
+    assert entered.wait(5)
+    closer = threading.Thread(target=pump.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # waits for the chunk being fed
+    release.set()
+    feeder.join()
+    closer.join()
+    pump.feed(b"late\n")
+    assert [e.line for e in recorder.events if isinstance(e, OutputLine)] == ["a", "b"]
 
 
 def test_a_mask_shorter_than_four_characters_is_refused_with_a_warning() -> None:

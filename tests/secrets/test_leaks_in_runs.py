@@ -63,7 +63,7 @@ print("shell:", shlex.quote(t), repr(t), ascii(t))
 
 MISSION = """\
 name: leaks
-on: [manual]
+on: [push]
 jobs:
   leak:
     container: python

@@ -10,7 +10,10 @@ runner-init's environment), the multiplexed frames of a container without a TTY,
 response closed when the reader is done. `attach_stdin` is the same connection for stdin
 only, and `send` writes to an attached stdin and closes its direction. Containers run
 with the `none` log driver, so there are no logs to replay: attaching happens before
-start, and nothing is missed.
+start, and nothing is missed. The attach asks for the stream only (`logs=0`): with
+`logs=1`, dockerd subscribes the connection to the output, replays the log, then streams
+what it buffered meanwhile, so a line printed in between came twice (a step's first line,
+in ~2% of fast steps under load; `tests/engine/test_attach_once.py`).
 
 `build(api, params, context)` is the SDK's public `APIClient.build` without what hides its
 response: a build must be cancellable (Ctrl-C, a timeout), and the engine cancels one when

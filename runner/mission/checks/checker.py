@@ -8,9 +8,15 @@ once), and so never trust a value's type. Rules and message formats:
                 job id "TEST" duplicates "test" (line 3, col 3): ids are case-insensitive
                 step id "S" duplicates "s" (line 7, col 13) in job "test": ...
     needs       job "a" needs "nope", which is not a job in this mission
+                job "a" needs "b" twice (line 5, col 12)
     cycle       dependency cycle in needs: a -> b -> a
     job         job "x" has no steps / has both steps and uses / steps must not be empty
     step        a step needs exactly one of run or uses
+                "with" is for a `uses:` step ... / "shell" applies to a `run:` step ...
+    shell       shell "pwsh" cannot run here / needs {0} where the script goes (see
+                runner.mission.shells); shell "bash" runs bash, which is not among the
+                job's tools (sh): add it to jobs.j.tools
+    schema      (also) workflow_dispatch input "x" has type "text"; GitHub's types are ...
     uses        "x" is not a valid uses: ./path, docker://image or owner/repo@ref
     matrix      matrix key "FOO" duplicates "foo" (line 8, col 9): keys are case-insensitive
                 matrix is empty: it needs at least one axis or include entry
@@ -25,7 +31,8 @@ once), and so never trust a value's type. Rules and message formats:
                 contain "=", whitespace or NUL
     artifact, credential   see runner.mission.checks.content
     expression, if-cond    see runner.mission.checks.expressions
-    github-only (note) "runs-on" is GitHub-only and means nothing to a local runner; ignored
+    github-only (note) "concurrency" is GitHub-only and means nothing to a local runner;
+                ignored; "runs-on" picks no machine: a Windows or macOS label skips the job
     container   container "." is neither the name of a containers/<name> image nor an
                 image reference; container.options / .volumes are errors (they would undo
                 the hardening); .credentials / .ports are notes (not used); .env is applied
@@ -44,7 +51,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from runner.expressions import ExpressionError, find_expressions
 from runner.findings import Finding, Severity
+from runner.mission import shells
 from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
 from runner.mission.checks.content import ContentChecks
 from runner.mission.checks.expressions import ExpressionChecks
@@ -75,6 +84,10 @@ CONTAINER_NOTES = {
     "not used",
 }
 GITHUB_ONLY_TOP = ("run-name", "concurrency")
+INPUT_TYPES = {  # the input types GitHub knows for each event that takes inputs
+    "workflow_dispatch": ("boolean", "choice", "environment", "number", "string"),
+    "workflow_call": ("boolean", "number", "string"),
+}
 GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
 EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
 
@@ -132,6 +145,16 @@ class Checker(ExpressionChecks, ContentChecks):
             keypath = join("on", event)
             if event in ("workflow_dispatch", "workflow_call") and value is not None:
                 self._trigger_with_inputs(value, keypath)
+            types = INPUT_TYPES.get(event, ())
+            for name, spec in dict_of(dict_of(value).get("inputs")).items():
+                kind = dict_of(spec).get("type")
+                if types and isinstance(kind, str) and kind not in types:
+                    self.add(
+                        f"{keypath}.inputs.{name}.type",
+                        f'{event} input "{name}" has type "{kind}"; its types are '
+                        f"{', '.join(types)}",
+                        "schema",
+                    )
             if event == "schedule":
                 self.note(keypath, "schedules are GitHub-only; runner runs a mission when asked")
             elif isinstance(value, dict):
@@ -200,7 +223,9 @@ class Checker(ExpressionChecks, ContentChecks):
             else:
                 self.add(keypath, "env must be a mapping or one ${{ }} expression", "schema")
         for name in dict_of(env):
-            if not name or re.search(r"[=\s\x00]", name):
+            # a name computed at run time, as GitHub allows: its expressions are checked as
+            # such, the text around them here
+            if not name or re.search(r"[=\s\x00]", _outside_expressions(name)):
                 self.add(
                     join(keypath, name),
                     f'environment variable name "{name}" is not valid: it must not be empty '
@@ -276,14 +301,27 @@ class Checker(ExpressionChecks, ContentChecks):
             if key in job:
                 self.note(
                     join(keypath, key),
-                    f'"{key}" is GitHub-only and means nothing to a local runner; ignored',
+                    '"runs-on" picks no machine here: the job runs in its container (a '
+                    "Windows or macOS label skips it)"
+                    if key == "runs-on"
+                    else f'"{key}" is GitHub-only and means nothing to a local runner; ignored',
                 )
         lowered = self._lowered(jobs)
         needs_value = job.get("needs")
+        first_need: dict[str, str] = {}
         for index, name in enumerate(names_of(needs_value)):
             sub = (
                 f"{keypath}.needs" if isinstance(needs_value, str) else f"{keypath}.needs[{index}]"
             )
+            if name.lower() in first_need:
+                line, col = self.doc.at(first_need[name.lower()])
+                self.add(
+                    sub,
+                    f'job "{job_id}" needs "{name}" twice (line {line}, col {col}); list it once',
+                    "needs",
+                )
+                continue
+            first_need[name.lower()] = sub
             if name not in jobs and name.lower() not in lowered:
                 self.add(
                     sub,
@@ -322,10 +360,11 @@ class Checker(ExpressionChecks, ContentChecks):
                 "schema",
             )
         for index, tool in enumerate(list_of(tools)):
-            if isinstance(tool, str) and not TOOL_RE.match(tool):
+            if isinstance(tool, str) and not TOOL_RE.match(tool) and not one_expression(tool):
                 self.add(
                     f"{keypath}.tools[{index}]",
-                    f'"{tool}" is not a tool name (a file name in /bin, no /)',
+                    f'"{tool}" is not a tool name (a file name in /bin, no /) nor one '
+                    "${{ matrix.NAME }} expression",
                     "schema",
                 )
         self._permissions(job.get("permissions"), f"{keypath}.permissions")
@@ -338,6 +377,52 @@ class Checker(ExpressionChecks, ContentChecks):
         self._flag(job, keypath, "continue-on-error")
         self.instances += self._strategy(job.get("strategy"), f"{keypath}.strategy")
         self._steps(job_id, job.get("steps"), keypath)
+        self._shells(job, keypath)
+
+    def _shells(self, job: dict[str, Any], keypath: str) -> None:
+        """Each `run:` step's shell (its own, or the job's or mission's `defaults.run.shell`)
+        is one runner can run, and its program is among the job's `tools:` when they are
+        listed: a missing one would fail only when the step starts. Reported once, where the
+        shell is written."""
+        places = [
+            (f"{keypath}.defaults.run.shell", dict_of(dict_of(job.get("defaults")).get("run"))),
+            ("defaults.run.shell", dict_of(dict_of(self.doc.value.get("defaults")).get("run"))),
+        ]
+        default = next(
+            ((k, d["shell"]) for k, d in places if isinstance(d.get("shell"), str)), None
+        )
+        tools = job.get("tools")
+        listed = (
+            [t for t in tools if isinstance(t, str)]
+            if isinstance(tools, list) and all(isinstance(t, str) and "${{" not in t for t in tools)
+            else None
+        )
+        reported: set[str] = set()
+        for index, step in enumerate(list_of(job.get("steps"))):
+            if not isinstance(step, dict) or "run" not in step:
+                continue
+            own = step.get("shell")
+            where, shell = (
+                (f"{keypath}.steps[{index}].shell", own)
+                if own is not None
+                else (default or (None, None))
+            )
+            if not isinstance(shell, str) or where is None or where in reported or "${{" in shell:
+                continue
+            reported.add(where)
+            try:
+                program = shells.program(shell)
+            except shells.ShellError as exc:
+                level = Severity.WARNING if exc.windows else Severity.ERROR
+                self.add(where, exc.message, "shell", level)
+                continue
+            if listed is not None and program not in listed:
+                self.add(
+                    where,
+                    f'shell "{shell}" runs {program}, which is not among the job\'s tools '
+                    f"({', '.join(listed) or 'none'}): add it to {keypath}.tools",
+                    "shell",
+                )
 
     def _container(self, container: Any, keypath: str) -> None:
         """`container:` names an image runner can build or find; the docker-run keys that
@@ -533,6 +618,24 @@ class Checker(ExpressionChecks, ContentChecks):
             run, uses = step.get("run"), step.get("uses")
             if (run is None) == (uses is None):
                 self.add(sub, "a step needs exactly one of run or uses", "step")
+            elif run is not None and "with" in step:
+                self.add(
+                    f"{sub}.with",
+                    '"with" is for a `uses:` step; a `run:` step ignores it: pass values '
+                    "through env: and read them as $NAME",
+                    "step",
+                    key=True,
+                )
+            elif uses is not None:
+                for key in ("shell", "working-directory"):
+                    if key in step:
+                        self.add(
+                            f"{sub}.{key}",
+                            f'"{key}" applies to a `run:` step; a `uses:` step runs the '
+                            "action's own steps, which ignore it",
+                            "step",
+                            key=True,
+                        )
             if isinstance(uses, str) and not USES_RE.match(uses):
                 self.add(
                     f"{sub}.uses",
@@ -602,3 +705,18 @@ class Checker(ExpressionChecks, ContentChecks):
 
 
 _ID_RULE = "ids start with a letter or _ and hold only letters, digits, _ and -"
+
+
+def _outside_expressions(text: str) -> str:
+    """`text` without its `${{ }}` expressions (as is when they do not parse)."""
+    if "${{" not in text:
+        return text
+    try:
+        found = find_expressions(text)
+    except ExpressionError:
+        return text
+    kept, last = [], 0
+    for start, inner in found:
+        kept.append(text[last:start])
+        last = text.index("}}", start + 3 + len(inner)) + 2
+    return "".join(kept) + text[last:]

@@ -7,9 +7,14 @@ with runner's `mission` context wherever `github` is:
     job if                      + needs (when the job has needs); status functions
     strategy.matrix             + needs
     job name/runs-on/timeout-minutes/continue-on-error/with/container/services/...
-                                + needs, strategy, matrix (only when the job has a matrix)
+                                + needs, strategy, matrix (empty in a job without a matrix:
+                                a warning for each key read)
+    environment.url             + job runner env steps (every step id of the job)
     job env, secrets            + secrets
-    container env               + secrets env job runner
+    container env, services.*.env
+                                + secrets env job runner
+    container/services credentials
+                                + secrets env
     defaults                    + env
     job outputs                 + secrets env job runner steps (every step id of the job)
     step name/run/with/env/working-directory/timeout-minutes/continue-on-error
@@ -18,7 +23,8 @@ with runner's `mission` context wherever `github` is:
     verify checks               github mission vars inputs jobs (bare expressions)
 An undefined matrix key is a warning (runner.expressions); `inputs.<name>` is checked
 against the declared inputs (top-level `inputs`, workflow_dispatch/workflow_call inputs)
-when there are any. Also:
+when there are any, `needs.<job>.outputs.<name>` against the outputs that job declares.
+Also:
     (error)   verify: no job 'x' in this mission (jobs: a, b)
     (note)    secrets.GITHUB_TOKEN means nothing here: it evaluates to empty `if:` checks (rule if-cond):
     (error)   if: has text around ${{ }}, so it is a non-empty string and always true; ...
@@ -57,7 +63,7 @@ class ExpressionChecks(Reporter):
         )
         for job_id, job in jobs.items():
             if isinstance(job, dict):
-                self._job_expressions(job_id, job)
+                self._job_expressions(job_id, job, jobs)
         verify = ex.Scope(BASE | {"jobs"}, FUNCTIONS, inputs=self.inputs)
         for index, check in enumerate(list_of(top.get("verify"))):
             text = dict_of(check).get("check")
@@ -74,23 +80,28 @@ class ExpressionChecks(Reporter):
                             at=self.doc.locate(sub, offset),
                         )
 
-    def _job_expressions(self, job_id: str, job: dict[str, Any]) -> None:
+    def _job_expressions(self, job_id: str, job: dict[str, Any], jobs: dict[str, Any]) -> None:
         keypath = join("jobs", job_id)
         needs = frozenset(names_of(job.get("needs")))
         strategy = dict_of(job.get("strategy"))
         matrix = strategy.get("matrix")
-        matrix_keys: frozenset[str] | None = None
-        contexts = set(BASE) | {"strategy"}
+        matrix_keys: frozenset[str] | None = frozenset()  # no matrix: `matrix` is empty
+        contexts = set(BASE) | {"strategy", "matrix"}
         if needs:
             contexts.add("needs")
         if matrix is not None:
-            contexts.add("matrix")
+            matrix_keys = None
             if isinstance(matrix, dict) and not isinstance(matrix.get("include"), str):
                 keys = {k for k in matrix if k not in ("include", "exclude")}
                 for entry in list_of(matrix.get("include")):
                     keys.update(dict_of(entry))
                 matrix_keys = frozenset(keys)
-        common = {"needs": needs or None, "matrix_keys": matrix_keys, "inputs": self.inputs}
+        common = {
+            "needs": needs or None,
+            "matrix_keys": matrix_keys,
+            "inputs": self.inputs,
+            "needs_outputs": _declared_outputs(needs, jobs),
+        }
 
         def scope(
             extra: set[str] | frozenset[str], functions: frozenset[str] = FUNCTIONS, **more: Any
@@ -118,12 +129,11 @@ class ExpressionChecks(Reporter):
         for key in (
             "name",
             "runs-on",
-            "environment",
             "concurrency",
             "timeout-minutes",
             "continue-on-error",
             "with",
-            "services",
+            "tools",
         ):
             self._texts(job.get(key), f"{keypath}.{key}", job_scope)
         self._texts(strategy.get("matrix"), f"{keypath}.strategy.matrix", pre_strategy)
@@ -148,6 +158,29 @@ class ExpressionChecks(Reporter):
         all_ids = frozenset(
             s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)
         )
+        environment = job.get("environment")
+        for key, value in dict_of(environment).items():
+            sub = f"{keypath}.environment.{key}"
+            if key == "url":
+                where = scope({"job", "runner", "env", "steps"}, step_ids=all_ids)
+                self._texts(value, sub, where)
+            else:
+                self._texts(value, sub, job_scope)
+        if not isinstance(environment, dict):
+            self._texts(environment, f"{keypath}.environment", job_scope)
+        for name, service in dict_of(job.get("services")).items():
+            base = join(f"{keypath}.services", name)
+            if not isinstance(service, dict):
+                self._texts(service, base, job_scope)
+                continue
+            for key, value in service.items():
+                if key == "env":
+                    where = scope({"secrets", "env", "job", "runner"})
+                elif key == "credentials":
+                    where = scope({"secrets", "env"})
+                else:
+                    where = job_scope
+                self._texts(value, join(base, key), where)
         self._texts(
             job.get("outputs"),
             f"{keypath}.outputs",
@@ -186,6 +219,8 @@ class ExpressionChecks(Reporter):
                 self._expression(value, keypath, scope, bare=False)
         elif isinstance(value, dict):
             for key, sub in value.items():
+                if "${{" in key:  # an env name computed at run time
+                    self._expression(key, join(keypath, key), scope, bare=False, key=True)
                 self._texts(sub, join(keypath, key), scope)
         elif isinstance(value, list):
             for index, sub in enumerate(value):
@@ -219,7 +254,9 @@ class ExpressionChecks(Reporter):
             )
         self._expression(value, keypath, scope, bare=False)
 
-    def _expression(self, text: str, keypath: str, scope: ex.Scope, *, bare: bool) -> None:
+    def _expression(
+        self, text: str, keypath: str, scope: ex.Scope, *, bare: bool, key: bool = False
+    ) -> None:
         if "github_token" in text.lower():
             for name, offset in references(text, "secrets", bare=bare):
                 if name.upper() == GITHUB_TOKEN:
@@ -231,13 +268,26 @@ class ExpressionChecks(Reporter):
                         at=self.doc.locate(keypath, offset),
                     )
         for problem in ex.check(text, scope, bare=bare):
-            self.add(
-                keypath,
-                problem.message,
-                problem.rule,
-                problem.severity,
-                at=self.doc.locate(keypath, problem.offset),
-            )
+            if key:
+                line, col = self.doc.key_at(keypath)
+                at = (line, col + problem.offset)
+            else:
+                at = self.doc.locate(keypath, problem.offset)
+            self.add(keypath, problem.message, problem.rule, problem.severity, at=at)
+
+
+def _declared_outputs(
+    needs: frozenset[str], jobs: dict[str, Any]
+) -> tuple[tuple[str, frozenset[str] | None], ...]:
+    """The outputs each needed job declares; None for one whose outputs cannot be known
+    (a reusable workflow call, outputs given as an expression)."""
+    found: list[tuple[str, frozenset[str] | None]] = []
+    for name in sorted(needs):
+        job = dict_of(jobs.get(name))
+        outputs = job.get("outputs")
+        known = "uses" not in job and (outputs is None or isinstance(outputs, dict))
+        found.append((name, frozenset(dict_of(outputs)) if known else None))
+    return tuple(found)
 
 
 def references(text: str, context: str, *, bare: bool) -> list[tuple[str, int]]:
