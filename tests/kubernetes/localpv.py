@@ -9,6 +9,7 @@ afresh (a local volume is never handed to a second job with the first one's file
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,17 +25,18 @@ CLASSES = {
 }
 
 
-def kubectl(*args: str, data: str | None = None) -> str:
+ADMIN = "/tmp/k8s/kubeconfig/admin.kubeconfig"
+
+
+def kubectl(*args: str, data: str | None = None, kubeconfig: str = ADMIN) -> str:
+    """kubectl of the development cluster, as its administrator unless told otherwise."""
     done = subprocess.run(
         ["kubectl", *args],
         input=data,
         capture_output=True,
         text=True,
         check=True,
-        env={
-            "KUBECONFIG": "/tmp/k8s/kubeconfig/admin.kubeconfig",
-            "PATH": "/tmp/k8s/bin:/usr/bin:/bin",
-        },
+        env={"KUBECONFIG": kubeconfig, "PATH": "/tmp/k8s/bin:/usr/bin:/bin"},
     )
     return done.stdout
 
@@ -82,7 +84,7 @@ def _volume(name: str, storage_class: str, options: list[str], path: Path) -> di
     }
 
 
-def ensure_pool(count: int) -> None:
+def ensure_pool(counts: dict[str, int]) -> None:
     documents = [_class(name, options) for name, options in CLASSES.items()]
     kubectl("apply", "-f", "-", data=yaml.safe_dump_all(documents))
     listed = yaml.safe_load(kubectl("get", "pv", "-l", "runner-test-pool", "-o", "yaml"))
@@ -101,16 +103,10 @@ def ensure_pool(count: int) -> None:
             shutil.rmtree(ROOT / name, ignore_errors=True)
     documents = []
     for storage_class, options in CLASSES.items():
-        for _ in range(count - available[storage_class]):
-            name = f"{storage_class}-{_token()}"
+        for _ in range(counts.get(storage_class, 0) - available[storage_class]):
+            name = f"{storage_class}-{secrets.token_hex(4)}"
             path = ROOT / name
             path.mkdir(parents=True)
             documents.append(_volume(name, storage_class, options, path))
     if documents:
         kubectl("apply", "-f", "-", data=yaml.safe_dump_all(documents))
-
-
-def _token() -> str:
-    import secrets
-
-    return secrets.token_hex(4)
