@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, starts a Docker
-# engine if none answers, builds the local base images, then lint, types and pytest.
+# engine if none answers, builds the local base images, starts the development Kubernetes
+# of ../shared/k8s when it is there and no KUBECONFIG names another cluster (the
+# Kubernetes backend's tests, marker `kubernetes`, run against it), then lint, types and
+# pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k ledger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/ensure-docker.sh
 scripts/base-images.sh
+if [ -z "${KUBECONFIG:-}" ] && [ -x ../shared/k8s/up.sh ]; then
+  ../shared/k8s/up.sh >/dev/null
+elif [ -z "${KUBECONFIG:-}" ]; then
+  echo "scripts/test.sh: no ../shared/k8s and no KUBECONFIG: the Kubernetes backend's tests are skipped"
+fi
 .venv/bin/ruff check runner tests bench
 .venv/bin/ruff format --check runner tests bench
 .venv/bin/mypy

@@ -12,6 +12,7 @@ the kubelet's termination-log file): refused by default, run once the policy acc
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -358,3 +359,11 @@ def test_audit_verify_passes_on_the_ledger_of_a_kubernetes_run(kube: Kube, tmp_p
         check(entry["type"], {k: v for k, v in entry.items() if k not in ENVELOPE})
     verify = runner_cli(repo, state, "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    exported = runner_cli(repo, state, "audit", "export", run_id, "-o", str(tmp_path / "p.json"))
+    assert exported.returncode == 0, exported.stderr
+    envelope = json.loads((tmp_path / "p.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["internalParameters"]["engine"]["backend"] == "kubernetes"
+    uris = [d["uri"] for d in definition["resolvedDependencies"]]
+    assert f"docker-image://{placed['image']}" in uris

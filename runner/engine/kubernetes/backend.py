@@ -321,11 +321,24 @@ class KubernetesBackend:
     # -- containers ------------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> str:
+        if spec.network is None:
+            self._require_isolation()
+        name, manifest, delivered = self.pod_manifest(spec)
+        pod = _Pod(
+            contract.encode_env(spec.env), json_digest(manifest), delivered, spec.workspace_volume
+        )
+        self.cluster.create("pod", manifest)
+        with self._lock:
+            self._pods[name] = pod
+        return name
+
+    def pod_manifest(self, spec: ContainerSpec) -> tuple[str, dict[str, Any], Delivered]:
+        """(name, manifest, image) of the pod `create` makes for `spec`: its image
+        delivered, its run's owner made, its workspace's claims and node (the
+        benchmark's bare pods are these manifests too)."""
         check_spec(spec)
         run_id = _run_of(spec.labels)
         owner = self._owner(run_id, spec.labels)
-        if spec.network is None:
-            self._require_isolation()
         delivered = self._delivery().deliver(spec.image)
         workspace = None
         if spec.workspace_volume is not None:
@@ -348,13 +361,7 @@ class KubernetesBackend:
             node=workspace.node if workspace is not None else None,
             exec_mounts=exempt,
         )
-        pod = _Pod(
-            contract.encode_env(spec.env), json_digest(manifest), delivered, spec.workspace_volume
-        )
-        self.cluster.create("pod", manifest)
-        with self._lock:
-            self._pods[name] = pod
-        return name
+        return name, manifest, delivered
 
     def _require_isolation(self) -> None:
         if self.network_enforced is None:

@@ -151,8 +151,9 @@ def connect(namespace: str | None) -> Cluster:
                 context_namespace = served.read_text().strip() or context_namespace
         else:
             loader = cast(Any, config)
-            loader.load_kube_config(client_configuration=configuration)
-            _, active = loader.list_kube_config_contexts()
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"  # as it is now
+            loader.load_kube_config(config_file=where, client_configuration=configuration)
+            _, active = loader.list_kube_config_contexts(config_file=where)
             context_namespace = (active or {}).get("context", {}).get(
                 "namespace"
             ) or context_namespace

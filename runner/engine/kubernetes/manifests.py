@@ -57,12 +57,12 @@ KEEPER_WORKSPACE = "/workspace"
 TERMINATION_LOG = "/dev/termination-log"
 STEP_CONTAINER = "step"
 GRACE_S = 1  # terminationGracePeriodSeconds: runner kills steps, it never asks them
-KEEPER_CPU = "50m"
+KEEPER_CPU = "10m"  # it sleeps; runner's tar runs in it now and then
 # A step's CPU limit is the policy's `cpus`, as on Docker, where it reserves nothing; its
 # request (what the scheduler reserves) is this fraction of it, so a node runs as many
 # steps at once as Docker would. Memory is requested whole: it cannot be overcommitted.
-CPU_RESERVED = 0.1
-KEEPER_MEMORY = 64 * 1024 * 1024
+CPU_RESERVED = 0.01
+KEEPER_MEMORY = 64 * 1024 * 1024  # tar's, for the copies it makes
 DEFAULT_DEADLINE_S = 6 * 3600  # a pod runner did not give a deadline dies after this
 PRIVATE_RANGES = (
     "10.0.0.0/8",
