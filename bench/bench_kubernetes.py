@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "kubernetes"))
 from bench_container import hardened_config  # noqa: E402
 from bench_run import _run_span, fanout_mission, repo_with, runner, steps_mission  # noqa: E402
-from localpv import ADMIN, ensure_pool  # noqa: E402
+from localpv import ADMIN, ensure_pool, kubectl  # noqa: E402
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec  # noqa: E402
 from runner.engine.docker.backend import connect as connect_docker  # noqa: E402
@@ -68,9 +68,12 @@ MiB = 1024 * 1024
 def cluster_ready() -> None:
     os.environ["KUBECONFIG"] = ADMIN
     os.environ["PATH"] = f"/tmp/k8s/bin:{os.environ['PATH']}"
-    if subprocess.run(["kubectl", "get", "--raw", "/readyz"], capture_output=True).returncode:
+    try:
+        kubectl("get", "--raw", "/readyz")
+    except subprocess.CalledProcessError:
         subprocess.run([str(SHARED / "up.sh")], check=True, capture_output=True)
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
+    if f"namespace/{NAMESPACE}" not in kubectl("get", "namespaces", "-o", "name").split():
+        kubectl("create", "namespace", NAMESPACE)
     ensure_pool({"runner-noexec": 64})
 
 

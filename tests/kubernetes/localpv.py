@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,15 @@ CLASSES = {
 
 
 ADMIN = "/tmp/k8s/kubeconfig/admin.kubeconfig"
+# kubectl caches discovery under $HOME/.kube/cache, and under ./.kube/cache (the
+# repository) when HOME is unset as in the environment below: never in the repository.
+CACHE = Path(tempfile.gettempdir()) / "runner-tests-kubectl-cache"
 
 
 def kubectl(*args: str, data: str | None = None, kubeconfig: str = ADMIN) -> str:
     """kubectl of the development cluster, as its administrator unless told otherwise."""
     done = subprocess.run(
-        ["kubectl", *args],
+        ["kubectl", "--cache-dir", str(CACHE), *args],
         input=data,
         capture_output=True,
         text=True,
