@@ -106,6 +106,7 @@ from runner.audit.keys import PublicKey, Signer, load_signer, make_current, reti
 from runner.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from runner.durable import atomic_output, fsync_dir, write_atomic
 from runner.errors import InvalidInput, StorageFailed
+from runner.secrets.redact import Redactor, redact_record
 
 __all__ = [
     "CHECKPOINTS",
@@ -221,9 +222,11 @@ class Ledger:
         origin: str,
         signer: Signer | None,
         lock_fd: int,
+        redactor: Redactor | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.directory = directory
+        self.redactor = redactor  # every string value appended passes it (never a key)
         self.origin = origin
         self.signer = signer
         self._lock_fd = lock_fd
@@ -252,11 +255,13 @@ class Ledger:
         origin: str | None = None,
         repo: Path | None = None,
         adopt: bytes | None = None,
+        redactor: Redactor | None = None,
     ) -> Ledger:
         """Open (or make) the ledger in `state_dir` and check it against runner's record
         (see the module docstring): LedgerRefused when it does not extend it. A new
         ledger's origin names `repo` (default: the state directory's parent). `adopt`:
-        the root `audit verify` proved, for a ledger runner has no record of."""
+        the root `audit verify` proved, for a ledger runner has no record of. With a
+        `redactor`, every string value appended is redacted first."""
         directory = ledger_dir(state_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -278,7 +283,7 @@ class Ledger:
                     raise InvalidInput(
                         f"the ledger in {directory} belongs to {existing!r}, not {origin!r}"
                     )
-                ledger = cls(state_dir, directory, existing, signer, lock_fd)
+                ledger = cls(state_dir, directory, existing, signer, lock_fd, redactor)
                 ledger._open_entries()
                 ledger._establish(adopt)
                 ledger._check_signer()
@@ -514,7 +519,11 @@ class Ledger:
         """Record one entry, durably, before returning. Its type and fields must be
         declared in `runner.audit.entries` (TypeError otherwise). `cosigners` sign the
         entry's canonical bytes (without `signatures`); their signatures are stored in it.
-        An entry longer than MAX_ENTRY_BYTES is refused (InvalidInput), nothing written."""
+        An entry longer than MAX_ENTRY_BYTES is refused (InvalidInput), nothing written.
+        With a `redactor`, every string value of `fields` is redacted first (never a key,
+        a status or a digest: `redact_record`): the ledger can never be cleaned."""
+        if self.redactor is not None:
+            fields = redact_record(fields, self.redactor)
         if not TYPE_NAME.fullmatch(type):
             raise InvalidInput(f"ledger entry type {type!r} is not a dotted lowercase name")
         clash = ENVELOPE.intersection(fields)

@@ -292,11 +292,14 @@ def _json_number(value: float | int) -> str:
 
 
 def from_json(text: str) -> Any:
+    """The JSON value of `text`. The error quotes the text whole and as it is (neither
+    cut nor escaped): it may hold a secret, which the run masks in a message before it
+    escapes and shortens it (`Redactor.message`); a piece cut or escaped here first would
+    no longer be recognised."""
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        raise ExpressionError(f"fromJSON(): not valid JSON: {shown!r} ({exc})", 0) from None
+        raise ExpressionError(f"fromJSON(): not valid JSON: '{text}' ({exc})", 0) from None
 
 
 # ---------------------------------------------------------------------------- functions

@@ -4,9 +4,13 @@ One JSON object a line: `seq` (from 1, monotonic), `ts` (RFC 3339, UTC, millisec
 `kind` (`run.started`, `job.started`, `step.started`, `output`, `step.finished`,
 `job.finished`, `run.finished`, ...) and the event's fields (the kinds and their fields:
 `runner.records.events`), every field redacted before it is written
-(`redact.redact_structure`: strings through the run's `Redactor`, values of sensitive keys
-masked whole). `write` takes a typed event, `emit` a kind and its fields as they are;
-`read_events` gives back the stored objects, `replay` the typed events they hold.
+(`redact.redact_record`): each string value through the run's `Redactor`, and a job's
+text (`TEXT_FIELDS`: its output lines, annotations, group titles, reasons) through that
+job's (`Redactor.for_job`: the run's secrets and the job's masks), so that one job's
+masks apply to its own text only; never a key, a status or a digest. A field no event
+declares is a user's mapping: `redact.redact_structure`, sensitive keys masked whole.
+`write` takes a typed event, `emit` a kind and its fields as they are; `read_events`
+gives back the stored objects, `replay` the typed events they hold.
 
 Durability: each line goes to the file in one `write()` on an `O_APPEND` descriptor, so a
 reader (`runner logs --follow`) sees whole lines as soon as they are written. Transitions
@@ -25,6 +29,7 @@ and the log writes nothing more (every later event raises the same error).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -37,11 +42,13 @@ from typing import Any
 
 from runner.durable import file_sha256
 from runner.errors import InvalidInput, StorageFailed
-from runner.records.events import RunEvent, UnknownEvent, parse_event
-from runner.secrets.redact import Redactor, redact_structure
+from runner.records.events import EVENT_TYPES, RunEvent, UnknownEvent, parse_event
+from runner.secrets.redact import Redactor, is_own_key, redact_record, redact_structure
 
 RESERVED = frozenset({"seq", "ts", "kind"})
 POLL_S = 0.05
+TEXT_FIELDS = frozenset({"line", "message", "title", "reason"})  # a job's own text
+DECLARED = frozenset(f.name for cls in EVENT_TYPES for f in dataclasses.fields(cls))
 
 
 def now_rfc3339() -> str:
@@ -96,7 +103,7 @@ class EventLog:
         clash = RESERVED & fields.keys()
         if clash:
             raise ValueError(f"event fields may not be named {sorted(clash)}")
-        body = redact_structure(fields, self._redactor)
+        body = self._redacted(fields)
         with self._lock:
             if self._fd is None:
                 raise ValueError(f"event log {self.path} is closed")
@@ -120,6 +127,22 @@ class EventLog:
         if kind != "output":
             self._sync(fd, seq)
         return seq
+
+    def _redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
+        run = self._redactor
+        job = fields.get("job")
+        text = run.for_job(job) if isinstance(job, str) else run
+        body: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name not in DECLARED:
+                body.update(redact_structure({name: value}, run))
+            elif isinstance(value, str) and not is_own_key(name):
+                body[name] = (text if name in TEXT_FIELDS else run)(value)
+            elif is_own_key(name) or isinstance(value, int | float | bool | None):
+                body[name] = value
+            else:
+                body[name] = redact_record(value, text if name in TEXT_FIELDS else run)
+        return body
 
     def _sync(self, fd: int, seq: int) -> None:
         """Group commit: one fsync covers every line written before it, so threads whose

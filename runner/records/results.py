@@ -1,11 +1,20 @@
 """Results are values: the run record, the exit code, the JSON summary, JUnit, the ledger
-and the event log are all derived from these records."""
+and the event log are all derived from these records.
+
+What is written or shown is `RunResult.redacted`: a copy with every string redacted by
+what it is, never by its key's name: runner's own values (job keys, step names, statuses)
+through the run's redactor (its secrets), a job's text (reasons, last lines) through that
+job's (`Redactor.for_job`: also its masks), and the mappings a user gave (outputs, matrix
+values) through `redact_structure`, where a sensitive key's value is masked whole."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from runner.secrets.redact import Redactor, redact_structure
 
 
 class Status(enum.Enum):
@@ -39,6 +48,16 @@ class StepResult:
     tail: list[str] = field(default_factory=list)  # last output lines (redacted) for reports
     log_sha256: str = ""  # digest of the last attempt's redacted output
 
+    def redacted(self, run: Redactor, job: Redactor) -> StepResult:
+        return dataclasses.replace(
+            self,
+            name=run(self.name),
+            id=run(self.id) if self.id is not None else None,
+            reason=job(self.reason),
+            outputs=redact_structure(self.outputs, job),
+            tail=[job(line) for line in self.tail],
+        )
+
     def serialize(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -68,6 +87,19 @@ class JobResult:
     continue_on_error: bool = False
     image: str = ""
 
+    def redacted(self, run: Redactor) -> JobResult:
+        job = run.for_job(self.key)
+        return dataclasses.replace(
+            self,
+            key=run(self.key),
+            job_id=run(self.job_id),
+            matrix=redact_structure(self.matrix, run),
+            reason=job(self.reason),
+            steps=[step.redacted(run, job) for step in self.steps],
+            outputs=redact_structure(self.outputs, job),
+            image=run(self.image),
+        )
+
     def serialize(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -96,6 +128,11 @@ class CheckResult:
     status: CheckStatus
     detail: str = ""
 
+    def redacted(self, run: Redactor) -> CheckResult:
+        return dataclasses.replace(
+            self, name=run(self.name), check=run(self.check), detail=run(self.detail)
+        )
+
     def serialize(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -118,6 +155,19 @@ class RunResult:
     duration_s: float = 0.0
     jobs: dict[str, JobResult] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
+
+    def redacted(self, redactor: Redactor) -> RunResult:
+        """A copy fit to write and show (see the module docstring); the keys of `jobs`
+        stay the job keys."""
+        return dataclasses.replace(
+            self,
+            mission=redactor(self.mission),
+            mission_path=redactor(self.mission_path),
+            event=redactor(self.event),
+            reason=redactor(self.reason),
+            jobs={key: job.redacted(redactor) for key, job in self.jobs.items()},
+            checks=[check.redacted(redactor) for check in self.checks],
+        )
 
     def serialize(self) -> dict[str, Any]:
         return {

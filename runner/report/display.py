@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from runner.records.results import Status
+from runner.secrets.normalise import ESCAPE_SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,6 @@ def encodable(text: str, encoding: str | None) -> str:
         return text.encode("ascii", "replace").decode("ascii")
 
 
-ESCAPE_SEQUENCE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement, clear screen
-    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
-    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|[ -/]*[0-~])"  # two-character sequences
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
-)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 

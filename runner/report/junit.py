@@ -4,7 +4,9 @@ One `<testsuite>` per job instance, one `<testcase>` per step: `<failure>` carry
 reason and the step's last output lines, `<skipped>` for a skipped (or cancelled, or never
 started) step. A job that failed without a failing step (denied, a missing artifact, ...)
 gets a testcase of its own so that the failure is not lost. ElementTree escapes markup;
-characters XML 1.0 cannot hold at all (most control characters) are removed first.
+characters XML 1.0 cannot hold at all (most control characters) are removed first, with
+the escape sequences the redactor saw through (`runner.secrets.normalise`), once the text
+is masked: the report is written from `RunResult.redacted`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from runner.durable import atomic_output
 from runner.errors import InvalidInput
 from runner.records.results import JobResult, RunResult, Status, StepResult
-from runner.report.display import ESCAPE_SEQUENCE
+from runner.secrets.normalise import ESCAPE_SEQUENCE
 
 # everything outside XML 1.0's Char production
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -107,7 +109,8 @@ def build_junit(run: RunResult) -> ET.ElementTree[ET.Element]:
 
 
 def write_junit(run: RunResult, path: Path) -> None:
-    """Writes the report to `path` (atomically; missing parent folders are created)."""
+    """Writes the report of `run` (redacted by the caller: `RunResult.redacted`) to `path`
+    (atomically; missing parent folders are created)."""
     tree = build_junit(run)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,19 +8,22 @@ stops, removes what it wrote and fails the job naming the artifact and the limit
 runner's memory flat. The stored tar must then pass `workspace.safe_members` within
 `limits.artifact-files` members and `limits.artifact-depth` path components. Placing a
 consumed artifact is `Workspace.prepare` (through the engine, never on the host).
-`collect` stores each produced artifact, then records it (the run's artifacts, the
-`artifact.stored` event and ledger entry); a check of what an artifact holds belongs
-between the two.
-"""
+`collect` stores each produced artifact, checks what it holds, then records it (the run's
+artifacts, the `artifact.stored` event and ledger entry).
+
+An artifact leaves its job, so it is never stored when a file name, a link target or a
+file's content holds a secret granted to that job or a value the job masked
+(`refuse_secrets`, in any form the redactor masks; see `runner.secrets.scan` for what it
+cannot find)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from runner.errors import InvalidInput
 from runner.mission.model import Artifact
@@ -34,8 +37,8 @@ from runner.run.workspace import (
     binary_size,
     safe_members,
 )
-
-CHUNK = 1024 * 1024
+from runner.secrets.redact import Redactor
+from runner.secrets.scan import CHUNK, holds_secret
 
 
 def consumed(state: RunState, names: Sequence[str]) -> list[tuple[str, Path]]:
@@ -115,8 +118,10 @@ def collect(
     workspace: Workspace,
     container: str | None,
     limits: Limits,
+    scanner: Redactor | None = None,
 ) -> None:
-    """Copy each produced artifact out of the job's last (stopped) container and store it."""
+    """Copy each produced artifact out of the job's last (stopped) container and store it,
+    unless `scanner` finds in it what the job must not pass on (`refuse_secrets`)."""
     if not produces:
         return
     if container is None:
@@ -124,6 +129,13 @@ def collect(
     for artifact in produces:
         stored = state.artifacts_dir / f"{artifact.name}.tar"
         digest, size = store(workspace, container, artifact, stored, limits)
+        if scanner is not None:
+            try:
+                with stored.open("rb") as tar:
+                    refuse_secrets(tar, artifact.name, scanner)
+            except BaseException:
+                stored.unlink(missing_ok=True)
+                raise
         record = {
             "name": artifact.name,
             "path": artifact.path,
@@ -140,3 +152,30 @@ def collect(
                 job=job_key, name=artifact.name, path=artifact.path, sha256=digest, size=size
             )
         )
+
+
+def refuse_secrets(tar: BinaryIO, artifact: str, scanner: Redactor) -> None:
+    """InvalidInput naming the artifact and the file (masked) when a member's name, link
+    target or content holds what `scanner` masks. Reads `tar` as a stream, a file's
+    content in `CHUNK`s: memory stays flat."""
+    try:
+        with tarfile.open(fileobj=tar, mode="r|") as archive:
+            for member in archive:
+                names = (member.name, member.linkname)
+                found = any(scanner.masks(name) for name in names if name)
+                if not found and member.isfile():
+                    found = holds_secret(_chunks(archive.extractfile(member)), scanner)
+                if found:
+                    raise InvalidInput(
+                        f"artifact {artifact!r}: {scanner(member.name)!r} holds a secret "
+                        "granted to its job or a value the job masked, so it was not stored",
+                        hint="an artifact leaves its job: keep secrets out of the files it "
+                        "holds and out of their names",
+                    )
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"artifact {artifact!r} is not a readable tar: {exc}") from exc
+
+
+def _chunks(handle: IO[bytes] | None) -> Iterator[bytes]:
+    while handle is not None and (chunk := handle.read(CHUNK)):
+        yield chunk

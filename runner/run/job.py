@@ -5,10 +5,17 @@ output/env files and artifacts.
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
 calls outside the `Backend`, no time but the run's `Clock`.
+
+Secrets stay in the job: the job redacts with its own redactor (the run's secrets and
+the masks its steps register, `Redactor.for_job`); a job output that holds any of them is
+not passed on (a warning names it, as GitHub's "Skip output 'x' since it may contain
+secret"); `$RUNNER_ENV` values reach only the job's own later steps; an artifact holding a
+secret granted to the job, or one of its masks, is not stored (`artifacts.refuse_secrets`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import shlex
 import threading
@@ -26,7 +33,7 @@ from runner.mission import actions
 from runner.mission.model import Job, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
-from runner.records.events import JobFinished, JobStarted, StepFinished, StepRetry
+from runner.records.events import Annotation, JobFinished, JobStarted, StepFinished, StepRetry
 from runner.records.results import JobResult, Status, StepResult
 from runner.run import artifacts
 from runner.run.contexts import hash_files, implicit_success
@@ -34,6 +41,7 @@ from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step import Attempt, AttemptResult, StepContainers
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
+from runner.secrets.redact import MIN_MASK, Redactor
 
 SHELLS: dict[str, list[str]] = {
     "sh": ["sh", "-e", "-c"],
@@ -55,7 +63,9 @@ class JobRunner:
         stop: threading.Event | None = None,
         total: int = 1,
     ) -> None:
-        self.state = state
+        # The job's redactor: the run's secrets and this job's masks, for all it writes.
+        self.redactor = state.redactor.for_job(instance.key)
+        self.state = dataclasses.replace(state, redactor=self.redactor)
         self.stop = stop if stop is not None else state.cancel
         self.total = total
         self.instance = instance
@@ -190,7 +200,7 @@ class JobRunner:
                 self._collect_artifacts(workspace)
             self._finish_outputs()
         except RunnerError as exc:
-            self._fail(self.state.redactor(exc.message))
+            self._fail(self.redactor.message(exc.message))
         finally:
             problem = self.containers.close() if self.containers is not None else None
             if problem is not None:
@@ -286,7 +296,7 @@ class JobRunner:
             try:
                 outcome = self._attempt(step, env, ctx, attempt, step_deadline)
             except InvalidInput as exc:  # a step the runner cannot start: never retried
-                outcome = AttemptResult(Status.FAILURE, self.state.redactor(exc.message))
+                outcome = AttemptResult(Status.FAILURE, self.redactor.message(exc.message))
                 break
             quota = self._quota_hit() if outcome.status is Status.FAILURE else None
             if quota is not None:
@@ -514,9 +524,24 @@ class JobRunner:
     # -- outputs and artifacts -------------------------------------------------------
 
     def _finish_outputs(self) -> None:
+        """The job's outputs, but none that holds a secret or a mask: another job may read
+        them, and it was granted neither."""
         ctx = self.contexts(self._env(None))
         for name, value in self.job.outputs.items():
-            self.result.outputs[name] = self._interpolate(value, ctx)
+            output = self._interpolate(value, ctx)
+            if self.redactor.masks(output):
+                last = self.job.steps[-1].index if self.job.steps else 0
+                self.state.sink.emit(
+                    Annotation(
+                        job=self.instance.key,
+                        step=last,
+                        level="warning",
+                        message=f"Skip output {name!r} since it may contain secret (job "
+                        f"{self.instance.key} does not pass it on)",
+                    )
+                )
+                continue
+            self.result.outputs[name] = output
 
     def _labels(self) -> dict[str, str]:
         return run_labels(self.state.state_dir, self.state.info.run_id, self.instance.key)
@@ -527,5 +552,18 @@ class JobRunner:
     def _collect_artifacts(self, workspace: Workspace) -> None:
         last = self.containers.last if self.containers is not None else None
         artifacts.collect(
-            self.state, self.instance.key, self.job.produces, workspace, last, self.grants.limits
+            self.state,
+            self.instance.key,
+            self.job.produces,
+            workspace,
+            last,
+            self.grants.limits,
+            self._scanner(),
         )
+
+    def _scanner(self) -> Redactor:
+        """What an artifact of this job must not hold: the secrets granted to it and the
+        values it masked (those shorter than `MIN_MASK` would refuse most files)."""
+        granted = [v for k, v in self.state.secrets.items() if k in self.grants.secrets]
+        values = [v for v in (*granted, *self.redactor.values) if len(v.strip()) >= MIN_MASK]
+        return Redactor(values, credentials=False)

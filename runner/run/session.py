@@ -14,6 +14,10 @@ A file runner cannot write (a full disk, an I/O error: `StorageFailed`, exit 4) 
 run: a failure of the event log or the ledger cancels it like Ctrl-C (its containers
 killed and removed), and the ledger records `run.finished` with result `crashed` and the
 error when it can still be written, so that the ledger stays whole and verifiable.
+
+One redactor holds the run's secrets; each job redacts with its child
+(`Redactor.for_job`: also the masks it registers). The event log, the ledger (every
+entry's string values), run.json, JUnit and the summary are written through them.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from runner.run.scheduler import Executor, Resolve, default_parallelism
 from runner.run.snapshot import RepoSnapshot, RunSnapshots, SnapshotCache
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
-from runner.secrets.redact import Redactor
+from runner.secrets.redact import Redactor, redact_record
 from runner.trusted import Origin, invoker_ref
 
 LEDGER_EVENTS = (StepStarted, StepPlaced, StepFinished, ArtifactStored, JobFinished)
@@ -230,13 +234,18 @@ def record_decisions(
     `policy.decision`: the denials in full, each distinct grant once, the counts and the
     digest of every decision, so that a mission of a thousand denied requests adds
     kilobytes to the ledger, not megabytes."""
+    # The ledger holds the policy as its redactor leaves it: compare like with like, or a
+    # policy with a `token: ...` in a description would be "changed" at every run.
+    document = policy.document
+    if ledger.redactor is not None:
+        document = redact_record(document, ledger.redactor)
     previous = last_policy(ledger.directory)
-    if previous != policy.document:
-        patch = jsonpatch.make_patch(previous or {}, policy.document).patch
+    if previous != document:
+        patch = jsonpatch.make_patch(previous or {}, document).patch
         ledger.append(
             "policy.changed",
             run_id,
-            {"policy_digest": policy.digest, "patch": patch, "policy": policy.document},
+            {"policy_digest": policy.digest, "patch": patch, "policy": document},
         )
     serialized = [d.serialize() for d in decisions]
     denied: dict[tuple[str, ...], dict[str, Any]] = {}  # the same denial of many instances once
@@ -304,7 +313,7 @@ def execute(
     decisions = decide(mission, policy, warnings, event=options.event, ref=ref)
     anchors.resolve_store(app.anchor_store, repo=root, state_dir=state_dir)
     signer = load_signer(state_dir, root, create=True, say=app.out.line)
-    ledger = Ledger.open(state_dir, signer=signer, repo=root)
+    ledger = Ledger.open(state_dir, signer=signer, repo=root, redactor=redactor)
     seal = RunSeal(app, ledger, run_id, redactor)
     backend: Backend | None = None
     try:
@@ -471,18 +480,19 @@ def _run(
             "artifacts": sorted(state.artifacts),
         }
     )
-    run_dir.write_record(result, redactor)
+    shown = result.redacted(redactor)
+    run_dir.write_record(shown)
     if options.junit is not None:
-        write_junit(result, options.junit)
+        write_junit(shown, options.junit)
     if app.out.json_mode:
-        app.out.json(result.serialize())
+        app.out.json(shown.serialize())
     else:
-        summary(result, app.out)
+        summary(shown, app.out)
     if result.status is Status.CANCELLED:
         raise Interrupted(f"run {run_id} interrupted")
     if result.status is not Status.SUCCESS:
         raise MissionFailed(
-            f"mission {mission.name!r} {result.status.value}: {result.reason} (run {run_id})"
+            f"mission {mission.name!r} {result.status.value}: {shown.reason} (run {run_id})"
         )
     return result
 

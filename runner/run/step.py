@@ -29,7 +29,7 @@ from runner.records.events import StepPlaced, StepStarted
 from runner.records.results import Status
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step_output import OutputPump
-from runner.run.workflow_commands import check_env_names, parse_file_command
+from runner.run.workflow_commands import parse_file_command
 from runner.run.workspace import IO_DIR, WORKSPACE_DIR
 
 POLL_S = 0.25
@@ -243,6 +243,7 @@ class StepContainers:
                     if handle is not None:
                         files[kind] = handle.read()
         text = {kind: data.decode("utf-8", "replace") for kind, data in files.items()}
-        outputs = parse_file_command(text.get("output", ""), what="$RUNNER_OUTPUT")
-        env = parse_file_command(text.get("env", ""), what="$RUNNER_ENV")
-        return outputs, check_env_names(env, what="$RUNNER_ENV")
+        redact = self.state.redactor
+        outputs = parse_file_command(text.get("output", ""), what="$RUNNER_OUTPUT", redact=redact)
+        env = parse_file_command(text.get("env", ""), what="$RUNNER_ENV", redact=redact, env=True)
+        return outputs, env

@@ -8,8 +8,10 @@ lines between them; they are read from the redacted line (a title shows `***` wh
 held a secret) and only from a whole line, never from a piece of an overlong one. Every
 line counts in the output's digest, group lines included.
 
-A `::add-mask::` line registers its value *before* that line is redacted and written, so
-the registering line itself shows `::add-mask::***`. Lines longer than `MAX_LINE` are
+A `::add-mask::` line registers its value with the job's redactor *before* that line is
+redacted and written, so the registering line itself shows `::add-mask::***`; the mask
+applies to this job's text only. A value shorter than `MIN_MASK` (4) characters is refused
+with a warning annotation: it would mask every occurrence of a common string. Lines longer than `MAX_LINE` are
 passed on in pieces through the stream redactor, which holds back any tail that could be
 the start of a secret, so memory stays flat whatever the step prints.
 """
@@ -24,7 +26,7 @@ import re
 from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
 from runner.records.sink import Sink
 from runner.run.workflow_commands import parse_workflow_command
-from runner.secrets.redact import Redactor
+from runner.secrets.redact import MIN_MASK, Redactor
 
 MAX_LINE = 64 * 1024
 COMMAND_LINE = re.compile(r"(?m)^::.*\n")
@@ -83,7 +85,18 @@ class OutputPump:
         if command is None:
             return
         if command.name == "add-mask" and command.value:
-            self._redactor.add(command.value)
+            if len(command.value.strip()) >= MIN_MASK:
+                self._redactor.add(command.value)
+            else:
+                self._sink.emit(
+                    Annotation(
+                        job=self._job,
+                        step=self._step,
+                        level="warning",
+                        message=f"::add-mask:: refused a value shorter than {MIN_MASK} "
+                        "characters (it would mask every occurrence of it): not masked",
+                    )
+                )
         elif command.name in ("error", "warning", "notice"):
             message = self._redactor(command.value)
             self._sink.emit(

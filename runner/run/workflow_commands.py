@@ -4,68 +4,219 @@ File commands (`$RUNNER_OUTPUT`, `$RUNNER_ENV`; `$GITHUB_OUTPUT`, `$GITHUB_ENV` 
 same files): `name=value` lines, or `name<<DELIM` ... `DELIM` heredocs for multi-line
 values. Workflow commands on stdout: `::add-mask::VALUE`, `::error ...::msg`,
 `::warning ...::msg`, `::notice ...::msg`, `::group::title`, `::endgroup::`.
+
+`$RUNNER_ENV` sets variables for the job's later steps, so it may not set what would run
+code in them that their commands did not name (`HOOKS`): the dynamic loader's variables
+(`LD_*`), shell start-up files (`BASH_ENV`, `ENV`), and the options and module paths of
+interpreters (`PYTHONPATH`, `PYTHONSTARTUP`, `PERL5OPT`, `NODE_OPTIONS`, `RUBYOPT`,
+`JAVA_TOOL_OPTIONS`, ...). `PYTHONPATH` is one of them: Python imports `sitecustomize`
+from it at every start, so it is a hook like `PERL5OPT`, not just a search path.
+
+Errors quote what the step wrote only once it is redacted (`redact`, the job's
+redactor): a line holding a secret is quoted masked, whole, never a piece of it (a name
+cut at `=` may be the first half of a secret).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 from dataclasses import dataclass
 
 from runner.errors import InvalidInput
+from runner.secrets.redact import MASK, Redactor, shorten
 
 # Names a step may set: GitHub accepts any non-empty name without "=" for outputs; env
 # names must also be usable as environment variables.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PROTECTED_ENV = frozenset({"NODE_OPTIONS", "PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "HOME"})
 MAX_FILE_COMMAND_BYTES = 1024 * 1024
+QUOTE_LIMIT = 80
+
+_LOADER = "the dynamic loader reads it: it would load code into every program of later steps"
+_INTERPRETER = "the interpreter reads it at start: it would run code in every later step"
+# Variables a step may not set for the job's later steps, and why.
+HOOKS: dict[str, str] = {
+    "PATH": "it decides which program every later command runs",
+    "HOME": "runner sets it",
+    "BASH_ENV": "bash runs the file it names before every script",
+    "ENV": "sh and bash run the file it names at start",
+    "SHELLOPTS": "bash reads its options from it",
+    "BASHOPTS": "bash reads its options from it",
+    "PS4": "bash runs what it holds when tracing",
+    "PROMPT_COMMAND": "bash runs what it holds",
+    "IFS": "it changes how every later shell splits words",
+    "CDPATH": "it changes where every later `cd` goes",
+    "GCONV_PATH": "glibc loads character-set modules from it",
+    "GLIBC_TUNABLES": _LOADER,
+    "PYTHONPATH": "Python imports sitecustomize from it at every start",
+    "PYTHONSTARTUP": _INTERPRETER,
+    "PYTHONHOME": _INTERPRETER,
+    "PYTHONUSERBASE": "Python imports usercustomize from it at every start",
+    "PYTHONWARNINGS": "Python imports the warning categories it names",
+    "PYTHONBREAKPOINT": "Python imports the function it names",
+    "PERL5OPT": _INTERPRETER,
+    "PERL5LIB": _INTERPRETER,
+    "PERLLIB": _INTERPRETER,
+    "PERL5DB": _INTERPRETER,
+    "NODE_OPTIONS": _INTERPRETER,
+    "NODE_PATH": _INTERPRETER,
+    "RUBYOPT": _INTERPRETER,
+    "RUBYLIB": _INTERPRETER,
+    "LUA_INIT": _INTERPRETER,
+    "JAVA_TOOL_OPTIONS": _INTERPRETER,
+    "_JAVA_OPTIONS": _INTERPRETER,
+    "JDK_JAVA_OPTIONS": _INTERPRETER,
+    "GIT_SSH_COMMAND": "git runs it",
+    "GIT_EXEC_PATH": "git runs its helpers from it",
+    "GIT_CONFIG_PARAMETERS": "git reads settings (hooks, helpers) from it",
+    "GIT_CONFIG_COUNT": "git reads settings (hooks, helpers) from it",
+}
+HOOK_PREFIXES: dict[str, str] = {
+    "LD_": _LOADER,
+    "GIT_CONFIG_KEY_": "git reads settings (hooks, helpers) from it",
+    "RUNNER_": "runner sets it",
+    "GITHUB_": "runner sets it",
+}
 
 
 class FileCommandError(InvalidInput):
     """A step wrote a file command the runner cannot accept."""
 
 
-def parse_file_command(text: str, *, what: str) -> dict[str, str]:
-    """Parse the content of an output or env file into name -> value."""
+@dataclass(frozen=True)
+class _File:
+    """A file command's text, and what of it is masked (the secrets of the job, matched in
+    the whole text: a secret's wrapped base64 is recognised over its lines)."""
+
+    text: str
+    redactor: Redactor | None
+
+    @functools.cached_property
+    def masked(self) -> list[tuple[int, int]]:
+        return self.redactor.spans(self.text) if self.redactor is not None else []
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One line of a file command (at `start` in it), and how to quote it in a message."""
+
+    file: _File
+    number: int
+    start: int
+    text: str
+
+    def _masked(self) -> str | None:
+        """The line with what is masked in it replaced, or None when nothing is."""
+        end = self.start + len(self.text)
+        inside = [(max(a, self.start), min(b, end)) for a, b in self.file.masked]
+        inside = [(a - self.start, b - self.start) for a, b in inside if a < b]
+        if not inside:
+            return None
+        shown, at = [], 0
+        for a, b in inside:
+            shown += [self.text[at:a], MASK]
+            at = b
+        return "".join([*shown, self.text[at:]])
+
+    def quote(self, part: str | None = None) -> str:
+        """`part` of the line (the whole line by default) for a message: masked, then
+        quoted, then shortened; the whole line, masked, when it holds a secret."""
+        masked = self._masked()
+        shown = masked if masked is not None else self.text if part is None else part
+        return repr(shorten(shown, QUOTE_LIMIT))
+
+    @property
+    def secret(self) -> bool:
+        return self._masked() is not None
+
+
+def parse_file_command(
+    text: str,
+    *,
+    what: str,
+    redact: Redactor | None = None,
+    env: bool = False,
+) -> dict[str, str]:
+    """Parse the content of an output or env file into name -> value; with `env`, each
+    name is checked as `check_env_names` does. Errors quote it as `redact` masks it."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_COMMAND_BYTES:
         raise FileCommandError(f"{what} is larger than {MAX_FILE_COMMAND_BYTES} bytes")
     values: dict[str, str] = {}
+    file = _File(text, redact)
     lines = text.split("\n")
+    starts = list(itertools.accumulate((len(line) + 1 for line in lines), initial=0))
     i = 0
     while i < len(lines):
-        line = lines[i].rstrip("\r")
+        line = _Line(file, i + 1, starts[i], lines[i].rstrip("\r"))
         i += 1
-        if not line.strip():
+        if not line.text.strip():
             continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, _, delimiter = line.partition("<<")
+        text_ = line.text
+        if "<<" in text_ and ("=" not in text_ or text_.index("<<") < text_.index("=")):
+            name, _, delimiter = text_.partition("<<")
             if not name or not delimiter:
-                raise FileCommandError(f"{what}: malformed heredoc line {line!r}")
+                raise FileCommandError(
+                    f"{what}: line {line.number}: malformed heredoc line {line.quote()}"
+                )
+            if env:
+                _check_env_name(name, line, what)
             body: list[str] = []
             while i < len(lines) and lines[i].rstrip("\r") != delimiter:
                 body.append(lines[i].rstrip("\r"))
                 i += 1
             if i >= len(lines):
                 raise FileCommandError(
-                    f"{what}: the heredoc for {name!r} never ends (no line {delimiter!r})"
+                    f"{what}: line {line.number}: the heredoc for {line.quote(name)} never "
+                    f"ends (no line {line.quote(delimiter)})"
                 )
             i += 1
             values[name] = "\n".join(body)
             continue
-        name, sep, value = line.partition("=")
+        name, sep, value = text_.partition("=")
         if not sep or not name:
             raise FileCommandError(
-                f"{what}: line {line!r} is neither name=value nor name<<DELIMITER"
+                f"{what}: line {line.number}: {line.quote()} is neither name=value nor "
+                "name<<DELIMITER"
             )
+        if env:
+            _check_env_name(name, line, what)
         values[name] = value
     return values
 
 
-def check_env_names(values: dict[str, str], *, what: str) -> dict[str, str]:
-    for name in values:
-        if not _ENV_NAME.match(name):
-            raise FileCommandError(f"{what}: {name!r} is not a valid environment variable name")
-        if name.upper() in _PROTECTED_ENV or name.startswith(("RUNNER_", "GITHUB_")):
-            raise FileCommandError(f"{what}: a step may not set {name}")
+def hook_reason(name: str) -> str | None:
+    """Why a step may not set `name` for later steps, or None if it may."""
+    upper = name.upper()
+    if upper in HOOKS:
+        return HOOKS[upper]
+    for prefix, why in HOOK_PREFIXES.items():
+        if upper.startswith(prefix):
+            return why
+    return None
+
+
+def _check_env_name(name: str, line: _Line, what: str) -> None:
+    if not _ENV_NAME.match(name):
+        raise FileCommandError(
+            f"{what}: line {line.number}: {line.quote(name)} is not a valid environment "
+            "variable name"
+        )
+    why = hook_reason(name)
+    if why is not None:
+        shown = name if not line.secret else line.quote()
+        raise FileCommandError(
+            f"{what}: line {line.number}: a step may not set {shown} ({why}); it was not set"
+        )
+
+
+def check_env_names(
+    values: dict[str, str], *, what: str, redact: Redactor | None = None
+) -> dict[str, str]:
+    """`values` if every name may be set for later steps (see `parse_file_command`)."""
+    for number, (name, value) in enumerate(values.items(), start=1):
+        line = f"{name}={value}"
+        _check_env_name(name, _Line(_File(line, redact), number, 0, line), what)
     return values
 
 
@@ -84,6 +235,10 @@ def _unescape(value: str) -> str:
     return value.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
 
 
+def _unescape_property(value: str) -> str:
+    return _unescape(value.replace("%3A", ":").replace("%2C", ","))
+
+
 def parse_workflow_command(line: str) -> WorkflowCommand | None:
     """The workflow command on a stdout line, or None for an ordinary line."""
     if not line.startswith("::"):
@@ -95,5 +250,5 @@ def parse_workflow_command(line: str) -> WorkflowCommand | None:
     for part in (match.group(2) or "").split(","):
         key, sep, value = part.strip().partition("=")
         if sep and key:
-            props[key] = _unescape(value)
+            props[key] = _unescape_property(value)
     return WorkflowCommand(match.group(1), _unescape(match.group(3)), props)

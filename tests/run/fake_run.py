@@ -71,12 +71,17 @@ def scripted(spec: ContainerSpec) -> Behaviour:
     return Exit(code, output, seconds, writes)
 
 
-def grants(limits: Limits | None = None, *, network: bool = False) -> Grants:
+def grants(
+    limits: Limits | None = None,
+    *,
+    network: bool = False,
+    secrets: frozenset[str] = frozenset(),
+) -> Grants:
     return Grants(
         image="base",
         tools=("sh",),
         network=network,
-        secrets=frozenset(),
+        secrets=secrets,
         exec=False,
         limits=limits or Limits(),
     )
@@ -122,8 +127,11 @@ def run_mission(
     limits: Limits | None = None,
     network: bool = False,
     accept_egress_to_host: bool = False,
+    secrets: dict[str, str] | None = None,
+    sink: Sink | None = None,
 ) -> Outcome:
-    """Run every job of `mission` (YAML, dedented) through the real Executor."""
+    """Run every job of `mission` (YAML, dedented) through the real Executor; `secrets`
+    are the run's, granted to every job; `sink` sees the events."""
     loaded, _ = parse_mission(textwrap.dedent(mission).encode(), "m.yml")
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
@@ -136,11 +144,11 @@ def run_mission(
     (tmp_path / "artifacts").mkdir(exist_ok=True)
     state = RunState(
         backend=engine,
-        sink=Sink(),
-        redactor=Redactor(),
+        sink=sink if sink is not None else Sink(),
+        redactor=Redactor((secrets or {}).values()),
         info=RunInfo(run_id="r1", mission=loaded.name, event="manual", root=repo),
         mission=loaded,
-        secrets={},
+        secrets=dict(secrets or {}),
         artifacts_dir=tmp_path / "artifacts",
         state_dir=tmp_path / "state",
         snapshots=snapshots,
@@ -149,7 +157,7 @@ def run_mission(
         clock=engine.clock,
         accept_egress_to_host=accept_egress_to_host,
     )
-    granted = grants(limits, network=network)
+    granted = grants(limits, network=network, secrets=frozenset(secrets or {}))
     executor = Executor(
         state,
         instances(loaded),

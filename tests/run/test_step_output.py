@@ -83,3 +83,29 @@ def test_a_piece_of_an_overlong_line_is_never_read_as_a_group() -> None:
     _, recorder = pump_lines(chunks)
     groups = [e for e in recorder.events if isinstance(e, GroupStarted)]
     assert groups == [GroupStarted(job="job", step=0, title="real")]
+
+
+def test_a_mask_shorter_than_four_characters_is_refused_with_a_warning() -> None:
+    lines, recorder = pump_lines([b"::add-mask::abc\nabc and status success\n"])
+    assert lines == ["::add-mask::abc", "abc and status success"]
+    (warning,) = [e for e in recorder.events if isinstance(e, Annotation)]
+    assert warning.level == "warning" and "shorter than 4 characters" in warning.message
+    assert "abc" not in warning.message
+
+
+def test_a_mask_registers_with_the_jobs_redactor_only() -> None:
+    run = Redactor(["run-secret-value"])
+    lines, _ = pump_lines(
+        [b"::add-mask::job-mask\njob-mask run-secret-value\n"], run.for_job("build")
+    )
+    assert lines == ["::add-mask::***", "*** ***"]
+    assert run("job-mask") == "job-mask" and run.for_job("test")("job-mask") == "job-mask"
+
+
+def test_a_warning_with_an_escaped_secret_is_masked_in_its_line_and_its_annotation() -> None:
+    secret = "50%+\r\nline-two-of-it"
+    escaped = secret.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    lines, recorder = pump_lines([f"::warning::got {escaped}\n".encode()], Redactor([secret]))
+    (annotation,) = [e for e in recorder.events if isinstance(e, Annotation)]
+    assert lines == ["::warning::got ***"]
+    assert annotation.message == "got ***"
