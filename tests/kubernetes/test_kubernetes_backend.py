@@ -1,5 +1,6 @@
 """The Kubernetes backend on a real cluster, below `runner run`: what the API server stores
-of a step with a secret, the output stream's completeness, and a pod that cannot start.
+of a step with a secret, the output stream's completeness, a pod that cannot start, and
+no stream's socket left open once it ended.
 
 runner talks to the cluster as the ServiceAccount bound to docs/kubernetes/role.yaml
 (tests/kubernetes/kubecluster.py); the administrator's kubeconfig only reads back what
@@ -8,9 +9,11 @@ the API server stored.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +123,29 @@ def test_the_run_objects_go_with_the_backend(
     assert kube.objects(f"{LABEL_RUN}={run_id}")
     backend.delete_run(run_id)
     assert kube.objects(f"{LABEL_RUN}={run_id}") == []
+
+
+def test_every_stream_shuts_its_socket_when_it_ends(backend: KubernetesBackend) -> None:
+    """An exec (tar in the keeper) and a step's attach stream each end with the server's
+    close frame, after which the websocket client's own `close` does nothing: its socket
+    stayed open until the garbage collector found it, one per step and copy."""
+    run_id = "t" + uuid.uuid4().hex[:10]
+    volume = f"runner-{run_id}-ws"
+    try:
+        backend.create_volume(volume, {LABEL_RUN: run_id}, exec_allowed=False)
+        gc.collect()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                assert backend.read_files(volume, ".", ["absent"], 1024) == {}
+            cid = backend.create(step(helper_tag(), "echo attached", run_id))
+            output = backend.attach_output(cid)
+            backend.start(cid)
+            assert b"".join(output) == b"attached\n"
+            assert backend.wait(cid, 60) == 0
+            backend.remove(cid)
+            gc.collect()
+    finally:
+        backend.delete_run(run_id)
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == []

@@ -231,6 +231,17 @@ def _frames(ws: Any) -> Iterator[tuple[int, bytes]]:
             yield data[0], data[1:]
 
 
+def _hang_up(ws: Any) -> None:
+    """Close stream `ws` and its socket. Once the server's close frame has arrived the
+    websocket client counts itself closed and its `close` does nothing, which left the
+    socket open until the garbage collector found it (one per step and per copy): shut
+    the socket here whatever state the stream is in."""
+    with contextlib.suppress(Exception):
+        ws.close()
+    with contextlib.suppress(Exception):
+        ws.sock.shutdown()
+
+
 class Attached:
     """A step's attach stream: `send` writes runner-init's environment on its stdin,
     `output` yields what it prints (stdout and stderr in the order they came) until the
@@ -255,8 +266,7 @@ class Attached:
             self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._ws.close()
+        _hang_up(self._ws)
 
 
 def attach(cluster: Cluster, pod: str, container: str) -> Attached:
@@ -327,8 +337,7 @@ def run(
     except (WebSocketException, OSError) as exc:
         raise RunnerError(f"{what}: the stream broke: {exc}") from exc
     finally:
-        with contextlib.suppress(Exception):
-            ws.close()
+        _hang_up(ws)
     return Ran(_exit_code(status, what), bytes(stderr))
 
 
