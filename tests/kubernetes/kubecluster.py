@@ -17,8 +17,11 @@ from the environment); with neither, every test here is skipped with one message
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +36,9 @@ SHARED = REPO.parent / "shared" / "k8s"
 NAMESPACE = "runner-test"
 SOCKET = "/tmp/k8s/containerd/containerd.sock"
 POOL = {"runner-noexec": 64, "runner-exec": 8}  # two noexec claims a job
+# The setup and the pool are made by one session at a time (pytest -n workers each have
+# their session): two would both create the namespace, or delete the same volumes.
+LOCK = Path(tempfile.gettempdir()) / "runner-tests-kube.lock"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,16 @@ class Kube:
             kubeconfig=self.admin or str(self.kubeconfig),
         )
         return listed.split()
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[None]:
+    with LOCK.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _answers() -> bool:
@@ -120,17 +136,18 @@ def kube_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         namespace = os.environ.get("RUNNER_NAMESPACE", "default")
         yield Kube(Path(given), namespace, (*args, "--namespace", namespace), None)
         return
-    if not _answers():
-        subprocess.run([str(SHARED / "up.sh")], check=True, capture_output=True, timeout=300)
-    existing = kubectl("get", "namespaces", "-o", "name").split()
-    if f"namespace/{NAMESPACE}" not in existing:
-        kubectl("create", "namespace", NAMESPACE)
-    docs = REPO / "docs" / "kubernetes"
-    for manifest in ("role.yaml", "role-binding.yaml"):
-        kubectl("-n", NAMESPACE, "apply", "-f", str(docs / manifest))
-    ensure_pool(POOL)
-    kubeconfig = tmp_path_factory.mktemp("kube") / "runner.kubeconfig"
-    _token_kubeconfig(kubeconfig)
+    with _alone():
+        if not _answers():
+            subprocess.run([str(SHARED / "up.sh")], check=True, capture_output=True, timeout=300)
+        existing = kubectl("get", "namespaces", "-o", "name").split()
+        if f"namespace/{NAMESPACE}" not in existing:
+            kubectl("create", "namespace", NAMESPACE)
+        docs = REPO / "docs" / "kubernetes"
+        for manifest in ("role.yaml", "role-binding.yaml"):
+            kubectl("-n", NAMESPACE, "apply", "-f", str(docs / manifest))
+        ensure_pool(POOL)
+        kubeconfig = tmp_path_factory.mktemp("kube") / "runner.kubeconfig"
+        _token_kubeconfig(kubeconfig)
     args = (
         "--backend",
         "kubernetes",
@@ -144,4 +161,5 @@ def kube_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         "runner-exec",
     )
     yield Kube(kubeconfig, NAMESPACE, args, ADMIN)
-    ensure_pool(POOL)  # released volumes go now, with the files their jobs left
+    with _alone():
+        ensure_pool(POOL)  # released volumes go now, with the files their jobs left

@@ -102,7 +102,7 @@ def ensure_pool(counts: dict[str, int]) -> None:
         elif phase == "Available" and storage_class in available:
             available[storage_class] += 1
     if used:
-        kubectl("delete", "pv", "--wait=true", *used)
+        kubectl("delete", "pv", "--wait=true", "--ignore-not-found", *used)
         for name in used:
             shutil.rmtree(ROOT / name, ignore_errors=True)
     documents = []
