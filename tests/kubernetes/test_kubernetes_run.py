@@ -283,9 +283,12 @@ def _start(kube: Kube, repo: Path, state: Path) -> subprocess.Popen[str]:
 
 
 def _wait_for_step(kube: Kube, state: Path, deadline_s: float = 120) -> None:
+    """Until a step pod of this state's run exists (another test's, under pytest -n,
+    is not one)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        if kube.objects("runner.role=step"):
+        runs = list((state / "runs").iterdir()) if (state / "runs").is_dir() else []
+        if runs and kube.objects(f"runner.run-id={runs[0].name},runner.role=step"):
             return
         time.sleep(0.3)
     raise AssertionError("no step pod started")
