@@ -32,6 +32,19 @@ class Trust:
     catalog: Path | None = None
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Which backend runs the steps (`--backend`, RUNNER_BACKEND: `docker`, the default,
+    or `kubernetes`) and the Kubernetes backend's options (SPEC 10; README "Kubernetes")."""
+
+    backend: str = "docker"
+    namespace: str | None = None  # --namespace (default: the kubeconfig context's)
+    image_registry: str | None = None  # --image-registry PREFIX: push, pin by digest
+    load_images: str | None = None  # --load-images SOCKET: a development node's containerd
+    storage_class: str | None = None  # the claims' class (None: the cluster's default)
+    exec_storage_class: str | None = None  # the workspace class of jobs granted exec
+
+
 @dataclass
 class App:
     state_dir: Path  # `.runner` by default; --state-dir or RUNNER_STATE_DIR

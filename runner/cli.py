@@ -13,19 +13,21 @@ cycle (the import-linter contract in pyproject.toml sees them and keeps `cli` on
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from runner import __version__
-from runner.app import App, Trust
+from runner.app import App, Engine, Trust
 from runner.error_handler import Exit, handle_errors
 from runner.output import Output
 
 json_option = click.option("--json", "json_", is_flag=True, help="Print JSON for machines.")
 DEFAULT_EVENT = "push"  # as act's: a ported workflow runs as it would on a push
 KEY_WRITERS = frozenset({"run", "keys"})  # commands that may write the signing key
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def trust_options(function: Any) -> Any:
@@ -70,6 +72,69 @@ def match_options(function: Any) -> Any:
         show_default=True,
         help="The event: rules' `match.event` sees it (and `run` selects missions by it).",
     )(function)
+
+
+def engine_options(*, images: bool) -> Callable[[F], F]:
+    """`--backend` (RUNNER_BACKEND) and the Kubernetes backend's options (SPEC 10); the
+    image delivery and storage options only where steps run (`images`)."""
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option(
+                "--backend",
+                type=click.Choice(["docker", "kubernetes"]),
+                default="docker",
+                show_default=True,
+                envvar="RUNNER_BACKEND",
+                help="The engine: the local Docker API, or the cluster of the current "
+                "kubeconfig context (KUBECONFIG) or in-cluster configuration.",
+            ),
+            click.option(
+                "--namespace",
+                envvar="RUNNER_NAMESPACE",
+                help="Kubernetes namespace (default: the kubeconfig context's).",
+            ),
+        ]
+        if images:
+            options += [
+                click.option(
+                    "--image-registry",
+                    metavar="PREFIX",
+                    envvar="RUNNER_IMAGE_REGISTRY",
+                    help="Kubernetes: push step images under PREFIX, pin them by digest.",
+                ),
+                click.option(
+                    "--load-images",
+                    metavar="CONTAINERD_SOCKET",
+                    envvar="RUNNER_LOAD_IMAGES",
+                    help="Kubernetes: load step images into this single development "
+                    "node's containerd (e.g. /tmp/k8s/containerd/containerd.sock).",
+                ),
+                click.option(
+                    "--storage-class",
+                    envvar="RUNNER_STORAGE_CLASS",
+                    help="Kubernetes: storage class of each job's claims; it must mount "
+                    "them noexec (default: the cluster's default class).",
+                ),
+                click.option(
+                    "--exec-storage-class",
+                    envvar="RUNNER_EXEC_STORAGE_CLASS",
+                    help="Kubernetes: storage class of the workspace of jobs granted exec "
+                    "(default: --storage-class).",
+                ),
+            ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _engine(backend: str, namespace: str | None, **options: str | None) -> Engine:
+    if backend != "kubernetes" and any(options.values()):
+        used = ", ".join(f"--{k.replace('_', '-')}" for k, v in options.items() if v)
+        raise click.UsageError(f"{used}: only with --backend kubernetes")
+    return Engine(backend=backend, namespace=namespace, **options)
 
 
 def _app(ctx: click.Context, json_: bool) -> App:
@@ -202,6 +267,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option(
     "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report."
 )
+@engine_options(images=True)
 @json_option
 @click.pass_context
 def run(
@@ -219,10 +285,25 @@ def run(
     max_parallel: int | None,
     retry_seed: int | None,
     junit: Path | None,
+    backend: str,
+    namespace: str | None,
+    image_registry: str | None,
+    load_images: str | None,
+    storage_class: str | None,
+    exec_storage_class: str | None,
     json_: bool,
 ) -> None:
     """Run missions: validate, check the policy, then each step in its own container."""
     from runner.commands import run as command
+
+    engine = _engine(
+        backend,
+        namespace,
+        image_registry=image_registry,
+        load_images=load_images,
+        storage_class=storage_class,
+        exec_storage_class=exec_storage_class,
+    )
 
     ctx.exit(
         command.main(
@@ -238,8 +319,19 @@ def run(
             max_parallel=max_parallel,
             retry_seed=retry_seed,
             junit=junit,
+            connector=_connector(engine),
         )
     )
+
+
+def _connector(engine: Engine) -> Any:
+    """The Kubernetes backend's connector, or None for Docker's. The Kubernetes client
+    is imported only when it is chosen (about 0.5 s that a Docker run should not pay)."""
+    if engine.backend != "kubernetes":
+        return None
+    from runner.commands import kubernetes_engine
+
+    return kubernetes_engine.connector(engine)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -472,13 +564,22 @@ def images_build(ctx: click.Context, names: tuple[str, ...], json_: bool) -> Non
 @cli.command()
 @click.option("--older-than", help="Prune runs older than this (e.g. 7d, 12h).")
 @click.option("--keep", type=click.IntRange(min=0), help="Keep this many newest runs.")
+@engine_options(images=False)
 @json_option
 @click.pass_context
-def gc(ctx: click.Context, older_than: str | None, keep: int | None, json_: bool) -> None:
+def gc(
+    ctx: click.Context,
+    older_than: str | None,
+    keep: int | None,
+    backend: str,
+    namespace: str | None,
+    json_: bool,
+) -> None:
     """Remove containers and volumes of dead runs; prune old runs (never the ledger)."""
     from runner.commands import gc as command
 
-    ctx.exit(command.main(_app(ctx, json_), older_than=older_than, keep=keep))
+    connector = _connector(Engine(backend=backend, namespace=namespace))
+    ctx.exit(command.main(_app(ctx, json_), older_than=older_than, keep=keep, connector=connector))
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     policy.decision  mission, policy_digest, allowed, decisions (the denials),
                      [counts, decisions_sha256, grants]
     step.started     job, step, name, attempt, image, image_digest, config_digest
+    step.placed      job, step, attempt, backend, node, pod, pod_spec_digest, image,
+                     image_digest (where an engine that says so ran a step: Kubernetes)
     step.finished    job, step, name, status, reason, exit_code, duration_ms, attempts,
                      [log_sha256]
     artifact.stored  job, name, path, sha256, size
@@ -21,6 +23,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     key.revoked      key, by, reason (signed by `by`)
     recovery         file, offset, length, sha256, quarantined (a torn tail cut off)
     gc.pruned        runs, containers, volumes
+    engine.connected backend, server_version, and what else the engine says of itself (on
+                     Kubernetes: server, namespace, images, network_policy, termination_log)
     image.built      name, tag, image_id, context_sha256, bases, network (a
                      containers/<name>/Dockerfile built, in a run or by `images build`)
     ([name]: optional)
@@ -228,6 +232,19 @@ class StepStarted(Declared):
     config_digest = Field(str)  # of the backend-neutral container configuration
 
 
+class StepPlaced(Declared):
+    TYPE = "step.placed"
+    job = Field(str)
+    step = Field(int)
+    attempt = Field(int)
+    backend = Field(str)
+    node = Field(str)
+    pod = Field(str)
+    pod_spec_digest = Field(str)  # SHA-256 of the pod's manifest (it holds no env value)
+    image = Field(str)  # the reference the pod ran: a registry digest, or a loaded tag
+    image_digest = Field(str)
+
+
 class StepFinished(Declared):
     TYPE = "step.finished"
     job = Field(str)
@@ -309,3 +326,14 @@ class ImageBuilt(Declared):
     context_sha256 = Field(str)  # of the build context, as the tag says
     bases = Field(list)  # the images its Dockerfile used (FROM, COPY --from)
     network = Field(bool)  # built with the network (the policy's build.network)
+
+
+class EngineConnected(Declared):
+    TYPE = "engine.connected"
+    backend = Field(str)  # "kubernetes"
+    server_version = Field(str)  # the cluster's (git version)
+    server = Field(str, required=False)  # the API server's address
+    namespace = Field(str, required=False)
+    images = Field(str, required=False)  # how images reached it: "registry" or "node"
+    network_policy = Field(str, required=False)  # enforced, or what runner did instead
+    termination_log = Field(str, required=False)  # checked, or exempted by the policy

@@ -32,9 +32,11 @@ from runner import __version__
 from runner.audit import canonical
 from runner.audit.entries import (
     ArtifactStored,
+    EngineConnected,
     Entry,
     RunFinished,
     RunStarted,
+    StepPlaced,
     StepStarted,
 )
 from runner.audit.files import iter_lines
@@ -134,6 +136,15 @@ def statement(run_id: str, raw_entries: Iterable[Mapping[str, Any]]) -> dict[str
         if digest and (image, digest["sha256"]) not in seen_images:
             seen_images.add((image, digest["sha256"]))
             dependencies.append({"uri": f"docker-image://{image}", "digest": digest})
+    for entry in entries:  # what a Kubernetes pod ran: the delivered reference's digest
+        if not entry.is_a(StepPlaced):
+            continue
+        digest = _digest(entry.get(StepPlaced.image_digest))
+        image = entry.get(StepPlaced.image) or ""
+        if digest and (image, digest["sha256"]) not in seen_images:
+            seen_images.add((image, digest["sha256"]))
+            dependencies.append({"uri": f"docker-image://{image}", "digest": digest})
+    engine = next((e for e in entries if e.is_a(EngineConnected)), None)
     events_digest = _digest(finished.get(RunFinished.events_sha256))
     predicate = {
         "buildDefinition": {
@@ -145,6 +156,7 @@ def statement(run_id: str, raw_entries: Iterable[Mapping[str, Any]]) -> dict[str
             "internalParameters": {
                 "policyDigest": started.get(RunStarted.policy_digest),
                 "invoker": started.get(RunStarted.invoker),
+                **({"engine": engine.fields()} if engine is not None else {}),
             },
             "resolvedDependencies": dependencies,
         },

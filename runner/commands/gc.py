@@ -3,22 +3,36 @@ networks of runs that are no longer alive (crashed, killed), prune old run direc
 remove repository snapshots (`runner.run.snapshot`) last used more than AGE ago (default 7
 days) or beyond the N most recently used (default 3), unless a run is live. Never the
 ledger; what was removed or pruned is recorded there (`gc.pruned`; `volumes` counts the
-snapshots too)."""
+snapshots too).
+
+`--backend kubernetes [--namespace NS]` sweeps the cluster instead: the pods, claims,
+NetworkPolicies and run ConfigMaps labelled with a dead run's id (deleting a run's
+ConfigMap cascades to whatever it owns)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from runner.app import App
 from runner.commands.recording import append_entry
+from runner.engine.backend import Backend
 from runner.engine.docker.backend import connect
+from runner.policy.model import Policy
 from runner.run.gc import collect_snapshots, parse_age, prune_runs, sweep
 
 
-def main(app: App, *, older_than: str | None, keep: int | None) -> int:
+def main(
+    app: App,
+    *,
+    older_than: str | None,
+    keep: int | None,
+    connector: Callable[[App, Policy | None], Backend] | None = None,
+) -> int:
+    """`connector`: the engine chosen with `--backend` (None: Docker)."""
     older_than_s = parse_age(older_than) if older_than is not None else None
-    backend = connect()
+    backend = connector(app, None) if connector is not None else connect()
     try:
         swept = sweep(backend, app.state_dir)
         snapshots = collect_snapshots(

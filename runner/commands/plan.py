@@ -19,6 +19,7 @@ from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
 from runner.policy.decisions import Decision, decide
+from runner.policy.model import EXECUTABLE_TERMINATION_LOG, UNENFORCED_NETWORK_POLICY, Policy
 from runner.policy.tools import tool_findings
 from runner.policy.trust import load_trusted
 from runner.trusted import invoker_ref
@@ -102,6 +103,20 @@ def render_text(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kubernetes_choices(policy: Policy) -> dict[str, bool]:
+    """What the policy accepts of a Kubernetes cluster that cannot keep a guarantee
+    (`accept:`; the backend refuses the steps otherwise: README "Kubernetes")."""
+    return {
+        UNENFORCED_NETWORK_POLICY: policy.accepts_unenforced_network_policy,
+        EXECUTABLE_TERMINATION_LOG: policy.accepts_executable_termination_log,
+    }
+
+
+def kubernetes_line(choices: dict[str, bool]) -> str:
+    said = [f"{key}: {'accepted' if value else 'refused'}" for key, value in choices.items()]
+    return "on Kubernetes (--backend kubernetes): " + ", ".join(said)
+
+
 def render_dot(plan: dict[str, Any]) -> list[str]:
     lines = ["digraph mission {", "  rankdir=LR;", f"  label={json.dumps(plan['mission'])};"]
     keys_of: dict[str, list[str]] = {}
@@ -130,6 +145,7 @@ def main(app: App, path: Path, *, fmt: str, trust: Trust, event: str, ref: str |
     )
     plan = build(mission, decisions)
     plan |= {"event": event, "ref": at_ref, "trusted": trusted.serialize()}
+    plan["kubernetes"] = kubernetes_choices(trusted.policy)
     if app.out.json_mode:
         app.out.json(plan)
     elif fmt == "dot":
@@ -140,6 +156,7 @@ def main(app: App, path: Path, *, fmt: str, trust: Trust, event: str, ref: str |
             app.out.line(line)
         for line in render_text(plan):
             app.out.line(line)
+        app.out.line(kubernetes_line(plan["kubernetes"]))
         probe = image_probe(app, trusted)
         try:
             app.out.findings(tool_findings(mission, decisions, trusted.catalog, probe))

@@ -1,5 +1,9 @@
 """`runner run`: validate, check the policy, then run each step in its own container.
 
+The engine is Docker's unless `runner.cli` hands over another's connector (`--backend
+kubernetes`: `runner.commands.kubernetes_engine`), which receives the trusted policy (its
+`accept:` choices shape what that engine may do).
+
 The policy, the tool catalog and the image definitions come from where the invoker says
 (`--trusted-ref`, `--policy`, `--catalog`; runner.trusted); rules match on each mission's
 file path, `--event` and `--ref` (default: git's HEAD). Before any container, every
@@ -11,16 +15,19 @@ mission.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.app import App, Trust
 from runner.commands.probe import image_probe
+from runner.engine.backend import Backend
 from runner.engine.docker.backend import DockerBackend, connect
 from runner.errors import InvalidInput, InvalidMission, StorageFailed
 from runner.findings import Finding, errors_in
 from runner.mission.loader import discover_missions, load_mission, unique_names
 from runner.mission.model import Mission
 from runner.policy.decisions import decide
+from runner.policy.model import Policy
 from runner.policy.tools import tool_findings
 from runner.policy.trust import Trusted, load_trusted
 from runner.run.job_images import resolver
@@ -115,7 +122,9 @@ def main(
     max_parallel: int | None,
     retry_seed: int | None,
     junit: Path | None,
+    connector: Callable[[App, Policy | None], Backend] | None = None,
 ) -> int:
+    """`connector`: the engine chosen with `--backend` (None: Docker, the default)."""
     redactor = Redactor()
     app.out.redactor = redactor
     values = resolve_secrets(secrets, secret_file, os.environ)
@@ -151,7 +160,11 @@ def main(
             options,
             warnings=warnings,
             redactor=redactor,
-            connect=lambda: _engine(app),
+            connect=(
+                (lambda: connector(app, trusted.policy))
+                if connector is not None
+                else (lambda: _engine(app))
+            ),
             resolve_factory=lambda backend, m, builds: resolver(
                 backend, m, trusted.source, app.state_dir, builds, trusted.catalog
             ),

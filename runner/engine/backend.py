@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from runner.durable import json_digest
 from runner.errors import PolicyDenied, RunnerError
@@ -335,4 +335,19 @@ class Backend(Protocol):
 
     def remove_image(self, image: str) -> None:
         """Remove the image (or this tag of it); a missing image is not an error."""
+        ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A backend that says what the ledger should know of where steps ran beyond the
+    image and the configuration digest (the Kubernetes backend: the cluster, the node,
+    the pod spec's digest, the delivered image); Docker's needs nothing more."""
+
+    def describe(self) -> dict[str, str]:
+        """The engine a run used (recorded once per run: `engine.connected`)."""
+        ...
+
+    def placement(self, cid: str) -> dict[str, str] | None:
+        """Where and how container `cid` ran (recorded per attempt: `step.placed`)."""
         ...

@@ -39,6 +39,10 @@ BUILTIN = "builtin"
 RULE = "policy"
 # `accept:` values: a guarantee runner fails closed on unless the policy accepts its loss
 EGRESS_TO_HOST = "egress-to-host"  # egress where runner cannot keep the host out of reach
+# Kubernetes (README "Kubernetes"): a cluster whose network plugin ignores NetworkPolicy,
+# and the kubelet's world-writable termination-log file on an executable filesystem
+UNENFORCED_NETWORK_POLICY = "unenforced-network-policy"
+EXECUTABLE_TERMINATION_LOG = "executable-termination-log"
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = ()
     enforce: frozenset[SecurityCheck] = frozenset()
-    accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST
+    accept: frozenset[str] = frozenset()  # EGRESS_TO_HOST, UNENFORCED_NETWORK_POLICY, ...
     build: BuildRules = field(default_factory=BuildRules)
     runs_on: tuple[tuple[str, str], ...] = ()  # `runs-on:` runner label -> image, in order
     toolchains: tuple[tuple[str, str, str], ...] = ()  # `toolchains:` (name, version, image)
@@ -242,6 +246,18 @@ class Policy:
         """Whether jobs granted egress may run where the host cannot be kept out of reach
         (else such a job is refused: fail closed)."""
         return self.denied is None and EGRESS_TO_HOST in self.accept
+
+    @property
+    def accepts_unenforced_network_policy(self) -> bool:
+        """Whether jobs that rely on having no network may run on a Kubernetes cluster
+        that does not enforce NetworkPolicy (else they are refused: fail closed)."""
+        return self.denied is None and UNENFORCED_NETWORK_POLICY in self.accept
+
+    @property
+    def accepts_executable_termination_log(self) -> bool:
+        """Whether runner-init may let the kubelet's termination-log file be writable and
+        executable in Kubernetes steps (else such a step is refused: fail closed)."""
+        return self.denied is None and EXECUTABLE_TERMINATION_LOG in self.accept
 
     @functools.cached_property
     def base(self) -> Rule:

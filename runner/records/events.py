@@ -11,6 +11,8 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `run.started`     | run_id, mission, event, jobs (the job instance keys selected)      |
 | `job.started`     | job                                                                |
 | `step.started`    | job, step, name, attempt, image, image_digest, config_digest       |
+| `step.placed`     | job, step, attempt, backend, node, pod, pod_spec_digest, image,    |
+|                   | image_digest (where the engine ran it: Kubernetes)                 |
 | `output`          | job, step, line (one redacted line the step printed)               |
 | `annotation`      | job, step, level (error, warning, notice), message                 |
 | `group.started`   | job, step, title (`::group::title`: the lines up to the end fold)  |
@@ -148,6 +150,21 @@ class StepStarted(StepEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepPlaced(StepEvent):
+    """Where an engine that says so ran an attempt (`backend.Described`): the backend,
+    node, pod, pod spec digest and delivered image of a Kubernetes step."""
+
+    kind: ClassVar[str] = "step.placed"
+    attempt: int
+    backend: str
+    node: str
+    pod: str
+    pod_spec_digest: str  # SHA-256 of the pod's manifest as runner created it
+    image: str  # the reference the pod ran (a registry digest, or a loaded tag)
+    image_digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputLine(StepEvent):
     kind: ClassVar[str] = "output"
     line: str
@@ -203,6 +220,7 @@ RunEvent: TypeAlias = (
     RunStarted
     | JobStarted
     | StepStarted
+    | StepPlaced
     | OutputLine
     | Annotation
     | GroupStarted

@@ -25,6 +25,7 @@ from runner.records.events import (
     RunStarted,
     StepEvent,
     StepFinished,
+    StepPlaced,
     StepRetry,
     StepStarted,
     UnknownEvent,
@@ -74,6 +75,8 @@ class ReplayView:
                 return f"{self._where(event)} started{again}"
             case JobStarted():
                 return f"{self._where(event)} started"
+            case StepPlaced(node=node, pod=pod):
+                return f"{self._where(event)} placed {_pairs(node=node, pod=pod)}"
             case StepFinished(job=job, step=step, status=status, reason=reason):
                 self._groups.end(job, step)
                 return _finished(self._where(event), status, reason, event.duration_ms)

@@ -41,7 +41,7 @@ from runner.app import App
 from runner.audit import anchors
 from runner.audit.ledger import Ledger, last_policy, load_signer
 from runner.durable import json_digest
-from runner.engine.backend import LABEL_RUN, Backend, run_labels
+from runner.engine.backend import LABEL_RUN, Backend, Described, run_labels
 from runner.engine.images import Builds, BuiltImage
 from runner.errors import Interrupted, MissionFailed, PolicyDenied, RunnerError, StorageFailed
 from runner.findings import Finding
@@ -58,6 +58,7 @@ from runner.records.events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepPlaced,
     StepStarted,
     VerifyFinished,
 )
@@ -74,7 +75,7 @@ from runner.run.verify import evaluate_checks
 from runner.secrets.redact import Redactor, redact_record
 from runner.trusted import Origin, invoker_ref
 
-LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
+LEDGER_EVENTS = (StepStarted, StepPlaced, StepFinished, ArtifactStored, JobFinished)
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,8 @@ def execute(
             seal.finish({"result": "denied", "reason": "denied by policy"})
             raise PolicyDenied(denials_message(decisions))
         backend = connect()
+        if isinstance(backend, Described):  # the cluster a Kubernetes run used
+            ledger.append("engine.connected", run_id, backend.describe())
         with hold_run_lock(state_dir, run_id) as run:
             return _run(
                 app,

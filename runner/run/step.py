@@ -21,11 +21,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.backend import ContainerSpec, check_spec, spec_digest
+from runner.engine.backend import ContainerSpec, Described, check_spec, spec_digest
 from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
-from runner.records.events import StepStarted
+from runner.records.events import StepPlaced, StepStarted
 from runner.records.results import Status
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step_output import OutputPump
@@ -35,7 +35,15 @@ from runner.run.workspace import IO_DIR, WORKSPACE_DIR
 POLL_S = 0.25
 MAX_IO_BYTES = 2 * 1024 * 1024
 INIT_GRACE_S = 10.0  # runner kills at the deadline; runner-init this much later, alone
-HEAD_BYTES = 8192  # of a step's raw output, where runner-init's refusal line is
+HEAD_BYTES = 8192
+PLACEMENT = (
+    "backend",
+    "node",
+    "pod",
+    "pod_spec_digest",
+    "image",
+    "image_digest",
+)  # of a step's raw output, where runner-init's refusal line is
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ class StepContainers:
                     break
         if reason:
             backend.kill(cid)
+        elif isinstance(backend, Described):
+            self._placed(backend, cid, attempt)
         reader.join(timeout=10)
         pump.close()
         refused = None if reason else contract.refusal(code, bytes(head))
@@ -170,6 +180,19 @@ class StepContainers:
             return result
         result.status = Status.SUCCESS
         return result
+
+    def _placed(self, backend: Described, cid: str, attempt: Attempt) -> None:
+        """Where the engine ran the attempt, when it says (the ledger's `step.placed`)."""
+        placed = backend.placement(cid)
+        if placed is not None:
+            self.state.sink.emit(
+                StepPlaced(
+                    job=self.job_key,
+                    step=attempt.step,
+                    attempt=attempt.number,
+                    **{name: placed.get(name, "") for name in PLACEMENT},
+                )
+            )
 
     def close(self) -> str | None:
         """Remove every container of the job; the first error, if any."""

@@ -34,3 +34,20 @@ def test_anything_else_is_an_error_never_a_looser_policy(tmp_path: Path) -> None
 def test_a_deny_all_policy_accepts_nothing(tmp_path: Path) -> None:
     denied = load(tmp_path, "")
     assert denied.accepts_egress_to_host is False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("value", "attribute"),
+    [
+        ("unenforced-network-policy", "accepts_unenforced_network_policy"),
+        ("executable-termination-log", "accepts_executable_termination_log"),
+    ],
+)
+def test_what_a_kubernetes_cluster_cannot_keep_is_accepted_only_when_said(
+    tmp_path: Path, value: str, attribute: str
+) -> None:
+    accepting = load(tmp_path, f"version: 1\naccept: [{value}]\n")
+    assert getattr(accepting, attribute) is True
+    others = load(tmp_path, "version: 1\naccept: [egress-to-host]\n")
+    assert getattr(others, attribute) is False
+    assert getattr(load(tmp_path, ""), attribute) is False  # deny-all accepts nothing

@@ -695,6 +695,14 @@ class DockerBackend:
     def tag_image(self, image: str, tag: str) -> None:
         images.tag(self.api, image, tag)
 
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """`image` as a `docker save` archive (what a Kubernetes node loads)."""
+        return images.save(self.api, image)
+
+    def push_image(self, image: str, repository: str, tag: str) -> str:
+        """Push `image` as `repository:tag`; the registry's manifest digest."""
+        return images.push(self.api, image, repository, tag)
+
     def remove_image(self, image: str) -> None:
         images.remove(self.api, image)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import IO, Any, cast
 
 import docker
@@ -190,6 +191,27 @@ def export_filesystem(api: docker.APIClient, image: str, out: IO[bytes]) -> None
                 out.write(chunk)
         finally:
             api.remove_container(cid, force=True)
+
+
+def save(api: docker.APIClient, image: str) -> Iterator[bytes]:
+    """`image` as a `docker save` archive, in chunks (delivered to a Kubernetes node)."""
+    with docker_errors(f"saving image {image}"):
+        yield from api.get_image(image, chunk_size=EXPORT_CHUNK)
+
+
+def push(api: docker.APIClient, image: str, repository: str, version: str) -> str:
+    """Tag `image` as `repository:version`, push it, and return the manifest digest the
+    registry answered (`sha256:...`)."""
+    with docker_errors(f"pushing {image} to {repository}"):
+        api.tag(image, repository, version)
+        digest = ""
+        for item in api.push(repository, version, stream=True, decode=True):
+            if "error" in item:
+                raise RunnerError(f"cannot push {image} to {repository}: {item['error']}")
+            digest = str((item.get("aux") or {}).get("Digest") or digest)
+    if not digest.startswith("sha256:"):
+        raise RunnerError(f"the registry answered no digest for {repository}:{version}")
+    return digest
 
 
 def tag(api: docker.APIClient, image: str, new_tag: str) -> None:
