@@ -5,8 +5,7 @@
     .venv/bin/python bench/bench_run.py --engines docker,podman  # side by side with Podman's API
 
 overhead  one job of N (20) steps (`true`) through `runner run`, run.started..run.finished
-          / N (workspace, ledger, event log included; the next step's container is
-          prepared while one runs), against the bare SDK running the same N hardened
+          / N (workspace, ledger, event log included), against the bare SDK running the same N hardened
           containers one after another (create+start+wait+remove each), same image:
           per-step ratio, target <= 0.85x (SPEC 9; the older figure, <= 1.15x of one
           bare step, is printed too)
