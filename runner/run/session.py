@@ -153,8 +153,11 @@ class EventLogSubscriber:
         self._on_failure = on_failure
 
     def handle(self, event: RunEvent) -> None:
+        self.handle_all((event,))
+
+    def handle_all(self, events: Sequence[RunEvent]) -> None:
         try:
-            self._log.write(event)
+            self._log.write_all(events)
         except StorageFailed as exc:
             if self._on_failure is None:
                 raise

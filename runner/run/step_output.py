@@ -18,6 +18,11 @@ the start of a secret, so memory stays flat whatever the step prints.
 `feed` (the reader thread) and `close` (the step, once the container is gone) take one
 lock, and a chunk fed after `close` is dropped: a reader that outlives the step's wait
 for it can never interleave with `close` and emit a line twice or out of order.
+
+Blocks, not lines: what one read from the container holds goes through the redactor as one
+text, and its events go to the sink as one block (`Sink.emit_all`: the event log writes a
+block in one `write()`), in line order. The block is delivered before a `::add-mask::`
+registers its value, so every line is written under the masks it was redacted with.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ import hashlib
 import re
 import threading
 
-from runner.records.events import Annotation, GroupFinished, GroupStarted, OutputLine
+from runner.records.events import (
+    Annotation,
+    GroupFinished,
+    GroupStarted,
+    OutputLine,
+    RunEvent,
+)
 from runner.records.sink import Sink
 from runner.run.workflow_commands import parse_workflow_command
 from runner.secrets.redact import MIN_MASK, Redactor
@@ -49,6 +60,7 @@ class OutputPump:
         self._pending = ""  # raw text of the current, unfinished line
         self._emitted = ""  # redacted text not yet ended by a newline
         self._midline = False  # a piece of an overlong line was emitted, not its end
+        self._block: list[RunEvent] = []  # events not yet delivered, in order
         self.digest = hashlib.sha256()
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._lock = threading.Lock()
@@ -58,6 +70,7 @@ class OutputPump:
         with self._lock:
             if not self._closed:
                 self._consume(self._decoder.decode(chunk))
+                self._deliver()
 
     def close(self) -> None:
         with self._lock:
@@ -74,6 +87,12 @@ class OutputPump:
         if self._emitted:
             self._line(self._emitted, whole=not self._midline)
             self._emitted = ""
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if self._block:
+            block, self._block = self._block, []
+            self._sink.emit_all(block)
 
     def _consume(self, text: str) -> None:
         if not text:
@@ -101,9 +120,10 @@ class OutputPump:
             return
         if command.name == "add-mask" and command.value:
             if len(command.value.strip()) >= MIN_MASK:
+                self._deliver()  # the lines before it are written without its mask
                 self._redactor.add(command.value)
             else:
-                self._sink.emit(
+                self._block.append(
                     Annotation(
                         job=self._job,
                         step=self._step,
@@ -114,7 +134,7 @@ class OutputPump:
                 )
         elif command.name in ("error", "warning", "notice"):
             message = self._redactor(command.value)
-            self._sink.emit(
+            self._block.append(
                 Annotation(job=self._job, step=self._step, level=command.name, message=message)
             )
 
@@ -129,9 +149,18 @@ class OutputPump:
         text = self._emitted + safe
         lines = text.split("\n")
         self._emitted = lines.pop()
-        for line in lines:
-            self._line(line, whole=not self._midline)
+        if lines and self._midline:  # the end of a line whose pieces went before
+            self._line(lines.pop(0), whole=False)
             self._midline = False
+        if "\r" in text:
+            lines = [line.rstrip("\r") for line in lines]
+        job, step, block = self._job, self._step, self._block
+        for line in lines:  # the hot loop: one event a line, nothing else
+            if line.startswith("::"):
+                self._event(line)
+            else:
+                block.append(OutputLine(job=job, step=step, line=line))
+        self.tail.extend(lines[-TAIL_LINES:])
         if len(self._emitted) > MAX_LINE:
             self._line(self._emitted, whole=False)
             self._emitted = ""
@@ -140,10 +169,17 @@ class OutputPump:
     def _line(self, line: str, *, whole: bool) -> None:
         line = line.rstrip("\r")
         self.tail.append(line)
-        command = parse_workflow_command(line) if whole else None
-        if command is not None and command.name == "group":
-            self._sink.emit(GroupStarted(job=self._job, step=self._step, title=command.value))
-        elif command is not None and command.name == "endgroup":
-            self._sink.emit(GroupFinished(job=self._job, step=self._step))
+        if whole:
+            self._event(line)
         else:
-            self._sink.emit(OutputLine(job=self._job, step=self._step, line=line))
+            self._block.append(OutputLine(job=self._job, step=self._step, line=line))
+
+    def _event(self, line: str) -> None:
+        """A whole line's event: a group's start or end, or output."""
+        command = parse_workflow_command(line)
+        if command is not None and command.name == "group":
+            self._block.append(GroupStarted(job=self._job, step=self._step, title=command.value))
+        elif command is not None and command.name == "endgroup":
+            self._block.append(GroupFinished(job=self._job, step=self._step))
+        else:
+            self._block.append(OutputLine(job=self._job, step=self._step, line=line))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import io
+import random
+import socket
 import tarfile
 import threading
 import time
@@ -217,6 +219,53 @@ def test_the_private_sdk_api_that_attaching_uses_is_still_there() -> None:
     assert parameters[:4] == ["self", "response", "stream", "tty"]
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # no I/O
     assert api._url("/containers/{0}/attach", "abc").endswith("/v1.41/containers/abc/attach")
+
+
+def _frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def test_attach_payloads_come_whole_and_in_order_however_the_frames_are_cut() -> None:
+    """Frames of both streams, empty and larger than a read, written in random pieces:
+    the payloads come out in order, headers taken out, nothing lost or added."""
+    rng = random.Random(15)
+    payloads = [
+        rng.randbytes(rng.choice([0, 1, 7, 60, 4096, sdk.READ_BYTES + 5])) for _ in range(80)
+    ]
+    wire = b"".join(_frame(1 + i % 2, data) for i, data in enumerate(payloads))
+    ours, theirs = socket.socketpair()
+
+    def writer() -> None:
+        pos = 0
+        while pos < len(wire):
+            step = rng.randint(1, 20_000)
+            theirs.sendall(wire[pos : pos + step])
+            pos += step
+        theirs.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        got = list(sdk.payloads(ours))
+    finally:
+        thread.join()
+        ours.close()
+    assert b"".join(got) == b"".join(payloads)
+    assert all(got)  # no empty chunk: a chunk is output
+
+
+def test_attach_payloads_of_one_read_are_one_chunk() -> None:
+    """Small writes (a line each) are read as blocks, not one chunk a frame."""
+    lines = [f"line {i}\n".encode() for i in range(1000)]
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"".join(_frame(1, line) for line in lines))
+    theirs.close()
+    try:
+        got = list(sdk.payloads(ours))
+    finally:
+        ours.close()
+    assert b"".join(got) == b"".join(lines)
+    assert len(got) < 10
 
 
 def test_create_arguments_split_the_hardened_config_without_dropping_a_key() -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from runner.records.eventlog import EventLog, read_events
+from runner.records.events import OutputLine, RunEvent, StepFinished
+from runner.records.results import Status
 from runner.secrets.redact import Redactor
 
 SECRET = "Sup3r$ecret/Value+é"
@@ -197,3 +199,49 @@ def test_reopening_after_a_crash_drops_the_torn_line(tmp_path: Path) -> None:
     assert log.emit("run.finished") == 2
     log.close()
     assert [e["kind"] for e in read_events(path)] == ["run.started", "run.finished"]
+
+
+def test_a_block_of_output_is_written_as_its_lines_would_be_one_by_one(tmp_path: Path) -> None:
+    """`write_all` encodes output lines itself: the same records as `emit` line by line
+    (but for `ts`), each redacted with its job's masks, transitions in between in order."""
+    hostile = [
+        f'quote " backslash \\ {SECRET} tab \t nul \x00 esc \x1b[31m',
+        "é ✓ \u2028 \ufeff",
+        f"{json.dumps(SECRET)[1:-1]} and {base64.b64encode(SECRET.encode()).decode()}",
+        "the job's own mask: m4sk-of-a",
+        "",
+    ]
+    events: list[RunEvent] = []
+    for job in ("a", f"b {SECRET}"):
+        events += [OutputLine(job=job, step=3, line=line) for line in hostile]
+        events.append(
+            StepFinished(
+                job=job,
+                step=3,
+                name="s",
+                status=Status.SUCCESS,
+                reason="",
+                exit_code=0,
+                duration_ms=5,
+                attempts=1,
+            )
+        )
+    records = []
+    for name, write in (("one", "emit"), ("block", "write_all")):
+        redactor = Redactor([SECRET])
+        redactor.for_job("a").add("m4sk-of-a")
+        log = EventLog(tmp_path / name / "events.jsonl", redactor)
+        if write == "emit":
+            for event in events:
+                log.write(event)
+        else:
+            log.write_all(events[:6])
+            log.write_all(events[6:])
+        log.close()
+        lines = (tmp_path / name / "events.jsonl").read_bytes().splitlines()
+        records.append([re.sub(rb'"ts":"[^"]*"', b"", line) for line in lines])
+    assert records[0] == records[1]
+    text = b"\n".join(records[1])
+    assert SECRET.encode() not in text and b"Sup3r" not in text
+    assert text.count(b"own mask: ***") == 1  # job a's mask is a's only
+    assert text.count(b"own mask: m4sk-of-a") == 1

@@ -7,7 +7,10 @@ without its two costs for runner: it inspects the container first (one more engi
 per step), and its stream's `close()` leaves the socket open once the stream has ended (a
 leaked socket per step). Here: the attach request (with stdin too when asked, for
 runner-init's environment), the multiplexed frames of a container without a TTY, and the
-response closed when the reader is done. `attach_stdin` is the same connection for stdin
+response closed when the reader is done. The frames are read a block at a time
+(`payloads`: up to `READ_BYTES` a read, every payload that read completed joined into one
+chunk, both streams in arrival order), not with the SDK's two polled reads per frame: a
+step printing small writes is read at the socket's speed. `attach_stdin` is the same connection for stdin
 only, and `send` writes to an attached stdin and closes its direction. Containers run
 with the `none` log driver, so there are no logs to replay: attaching happens before
 start, and nothing is missed. The attach asks for the stream only (`logs=0`): with
@@ -29,9 +32,12 @@ from typing import IO, Any, cast
 
 import docker
 from docker.utils.json_stream import json_stream
+from docker.utils.socket import read as socket_read
 
 # the private members used below, checked by the test that pins them
 PRIVATE = ("_post", "_url", "_raise_for_status", "_read_from_socket", "_get_raw_response_socket")
+READ_BYTES = 256 * 1024
+HEADER = 8  # a frame's: stream (1 byte), 3 zero bytes, payload length (4 bytes, big endian)
 
 
 class Stdin:
@@ -86,11 +92,42 @@ def attach(
         writer = None
         if stdin:
             writer = Stdin(client._get_raw_response_socket(response), response, owns=False)
-        frames: Iterator[bytes] = client._read_from_socket(response, True, False)
+        frames = payloads(client._get_raw_response_socket(response))
     except BaseException:
         response.close()
         raise
     return _closing(frames, response), writer
+
+
+def payloads(sock: Any) -> Iterator[bytes]:
+    """The payloads of a multiplexed attach stream (no TTY), in order, as they come: each
+    chunk is what one read brought of them, frame headers taken out, a frame cut across
+    reads continued in the next chunk. Ends at end of stream."""
+    header = b""
+    remaining = 0  # bytes of the current frame's payload still to come
+    while True:
+        data = socket_read(sock, READ_BYTES)
+        if data is None:  # interrupted (EINTR, EAGAIN): read again
+            continue
+        if not data:
+            return
+        out: list[bytes] = []
+        pos, size = 0, len(data)
+        while pos < size:
+            if remaining:
+                piece = data[pos : pos + remaining]
+                out.append(piece)
+                remaining -= len(piece)
+                pos += len(piece)
+                continue
+            take = data[pos : pos + HEADER - len(header)]
+            header += take
+            pos += len(take)
+            if len(header) == HEADER:
+                remaining = int.from_bytes(header[4:], "big")
+                header = b""
+        if out:
+            yield out[0] if len(out) == 1 else b"".join(out)
 
 
 def attach_stdin(api: docker.APIClient, cid: str) -> Stdin:
