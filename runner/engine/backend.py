@@ -312,10 +312,17 @@ class Backend(Protocol):
         """The image's id and size, or None when the engine does not have it."""
         ...
 
-    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+    def build_image(
+        self,
+        spec: BuildSpec,
+        cancel: threading.Event,
+        on_step: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
         """Build `spec` (never pulling a newer base) and tag it; ImageBuildFailed when the
         build fails or runs past its timeout, `Interrupted` when `cancel` is set first:
-        either way the engine stops the build."""
+        either way the engine stops the build. `on_step` is called with each build step
+        as the engine announces it (`Step 3/7 : RUN ...`), from any thread, while the
+        build runs."""
         ...
 
     def pull_image(self, reference: str) -> ImageInfo:
