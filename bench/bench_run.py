@@ -113,16 +113,14 @@ def python_startup() -> float:
 
 def steps_mission(n: int) -> str:
     steps = "\n".join('      - run: "true"' for _ in range(n))
-    return (
-        f'name: bench\non: [manual]\njobs:\n  one:\n    tools: [sh, "true"]\n    steps:\n{steps}\n'
-    )
+    return f'name: bench\non: [push]\njobs:\n  one:\n    tools: [sh, "true"]\n    steps:\n{steps}\n'
 
 
 def fanout_mission(n: int) -> str:
     jobs = "\n".join(
         f'  j{i}:\n    tools: [sh, "true"]\n    steps: [{{run: "true"}}]' for i in range(n)
     )
-    return f"name: fan\non: [manual]\njobs:\n{jobs}\n"
+    return f"name: fan\non: [push]\njobs:\n{jobs}\n"
 
 
 def _run_span(state: Path, run_id: str) -> float:
@@ -243,7 +241,7 @@ def watched_run(
 
 
 def bench_scale(work: Path, jobs: int, sleep_s: int, cli: str = "docker") -> None:
-    mission = "name: scale\non: [manual]\njobs:\n" + "\n".join(
+    mission = "name: scale\non: [push]\njobs:\n" + "\n".join(
         f"  s{i}:\n    tools: [sh, sleep]\n    steps: [{{run: sleep {sleep_s}}}]"
         for i in range(jobs)
     )
@@ -286,7 +284,7 @@ def bench_flood(client: docker.DockerClient, work: Path, gib: float) -> None:
     mission = textwrap.dedent(
         f"""\
         name: flood
-        on: [manual]
+        on: [push]
         jobs:
           loud:
             tools: [sh, "yes", head]

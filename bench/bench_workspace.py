@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import repo_with, runner
 
 MISSION = (
-    'name: ws\non: [manual]\njobs:\n  one:\n    tools: [sh, "true"]\n    steps: [{run: "true"}]\n'
+    'name: ws\non: [push]\njobs:\n  one:\n    tools: [sh, "true"]\n    steps: [{run: "true"}]\n'
 )
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "-c", "gc.auto=0"]
 

@@ -68,6 +68,12 @@ class Output:
         self.stderr.write(self.redactor(text) + "\n")
         self.stderr.flush()
 
+    def progress(self, text: str) -> None:
+        """How a long command is getting on, on stderr in every mode: stdout keeps the
+        command's result alone (its lines, or its JSON document)."""
+        self.stderr.write(self.redactor(text) + "\n")
+        self.stderr.flush()
+
     def json(self, document: Any) -> None:
         """The machine-readable result of a command: one JSON document on stdout."""
         text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)

@@ -3,7 +3,9 @@
 An image whose build context is unchanged is not rebuilt (its tag already exists). Builds
 are bounded by the policy's `build:` (policies/default.yml): the images a Dockerfile may
 use, which builds get the network, memory, CPU and a timeout; Ctrl-C or SIGTERM stops a
-build in the engine. Every image built is recorded in the ledger (`image.built`).
+build in the engine. Every image built is recorded in the ledger (`image.built`). A build
+shows its progress on stderr as it goes (stdout keeps the result): which image it builds,
+then each step the engine runs (`image base: Step 2/3 : RUN ...`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import threading
 from runner.app import App
 from runner.commands.recording import append_entry
 from runner.engine.docker.backend import connect
-from runner.engine.images import CONTAINERS, Builds, BuiltImage, available, build
+from runner.engine.images import CONTAINERS, BuildProgress, Builds, BuiltImage, available, build
 from runner.errors import InvalidInput, PolicyDenied
 from runner.policy.loader import load_policy
+from runner.report.display import build_progress
 from runner.run.session import cancel_on_signals
 
 
@@ -43,6 +46,11 @@ def main(app: App, names: tuple[str, ...]) -> int:
     def recorded(image: BuiltImage) -> None:
         append_entry(app, "image.built", image.ledger_fields())
 
+    def shown(progress: BuildProgress) -> None:
+        if progress.phase != "finished":  # the line after the build says how it ended
+            text = build_progress(progress.name, progress.tag, progress.phase, progress.line)
+            app.out.progress(text)
+
     backend = connect()
     built: list[BuiltImage] = []
     try:
@@ -50,7 +58,9 @@ def main(app: App, names: tuple[str, ...]) -> int:
             raise PolicyDenied(f"no image is built: {policy.denied}")
         with cancel_on_signals(cancel):
             for name in wanted:
-                image = build(backend, name, app.root, Builds(policy.build, cancel, recorded))
+                image = build(
+                    backend, name, app.root, Builds(policy.build, cancel, recorded, shown)
+                )
                 built.append(image)
                 state = "cached" if image.cached else "built"
                 app.out.line(f"{name} -> {image.tag}  {_size(image.size)}  ({state})")

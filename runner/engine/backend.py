@@ -98,6 +98,8 @@ class ContainerSpec:
     workspace_volume: str | None = None
     workspace_path: str = WORKSPACE_PATH
     workspace_exec: bool = False
+    # a snapshot volume mounted read-only at the workspace's .git (runner.run.history)
+    history_volume: str | None = None
     seccomp_deny_memfd: bool = False
     tmp_bytes: int | None = None  # size of the noexec /tmp; None = min(64 MiB, memory / 4)
     # seconds after its start when runner-init kills the whole container, runner or not
@@ -236,8 +238,9 @@ class Backend(Protocol):
         place the engine asks for), extracted by the engine inside a never-started helper
         container labelled `helper_labels`: links in it resolve inside that container,
         never on the host. Snapshots are the read-only lower layer of workspaces
-        (`create_volume(lower=name)`); no container ever mounts one. A failed copy
-        leaves no volume."""
+        (`create_volume(lower=name)`), or a job's history, which its steps mount
+        read-only (`ContainerSpec.history_volume`); no container mounts one writable. A
+        failed copy leaves no volume."""
         ...
 
     def create_volume(
@@ -312,10 +315,17 @@ class Backend(Protocol):
         """The image's id and size, or None when the engine does not have it."""
         ...
 
-    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+    def build_image(
+        self,
+        spec: BuildSpec,
+        cancel: threading.Event,
+        on_step: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
         """Build `spec` (never pulling a newer base) and tag it; ImageBuildFailed when the
         build fails or runs past its timeout, `Interrupted` when `cancel` is set first:
-        either way the engine stops the build."""
+        either way the engine stops the build. `on_step` is called with each build step
+        as the engine announces it (`Step 3/7 : RUN ...`), from any thread, while the
+        build runs."""
         ...
 
     def pull_image(self, reference: str) -> ImageInfo:

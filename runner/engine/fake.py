@@ -516,13 +516,27 @@ class FakeBackend:
             found = self.images.get(image)
         return found.info if found is not None else None
 
-    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+    def build_image(
+        self,
+        spec: BuildSpec,
+        cancel: threading.Event,
+        on_step: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        """Announces a step per line of the Dockerfile (comments aside), in Docker's words."""
         self._record("build_image", spec)
         if cancel.is_set():
             raise Interrupted(f"the build of {spec.tag} was cancelled")
         with tarfile.open(spec.context) as context:
             handle = context.extractfile("Dockerfile")
             dockerfile = handle.read() if handle is not None else b""
+        instructions = [
+            line.strip()
+            for line in dockerfile.decode("utf-8", "replace").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        for number, instruction in enumerate(instructions, start=1):
+            if on_step is not None:
+                on_step(f"Step {number}/{len(instructions)} : {instruction}")
         return self._store(spec.tag, dockerfile, ImageConfig(labels=dict(spec.labels)))
 
     def pull_image(self, reference: str) -> ImageInfo:

@@ -17,7 +17,9 @@ must match a pattern of `BuildRules.bases`, checked before anything is built (a 
 image too); the context holds `containers/<name>/` alone, so the Dockerfile sees nothing
 else of the repository or the host; no network unless the name is in
 `BuildRules.network`; memory, CPU and a timeout from the rules; and the run's cancel event
-stops it. What a build can still do is Docker's builder: a `RUN` runs as root with
+stops it. Its progress goes to `Builds.on_progress` as it happens (`BuildProgress`: the
+build starts, each step the engine announces, the build ends), for the views and `runner
+images build` to show. What a build can still do is Docker's builder: a `RUN` runs as root with
 Docker's default capabilities inside the build container. Which Dockerfiles may be built
 is trusted configuration.
 """
@@ -33,11 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runner.engine import dockerfile
 from runner.engine.backend import Backend, BuildSpec, ImageBuildFailed, ImageInfo, NotFound
-from runner.errors import InvalidInput, PolicyDenied
+from runner.errors import InvalidInput, PolicyDenied, RunnerError
 from runner.trusted import BuildContext, TrustedSource, context_digest, read_context, source_of
 
 CONTAINERS = Path("containers")
@@ -98,13 +100,26 @@ class BuiltImage:
 
 
 @dataclass(frozen=True)
+class BuildProgress:
+    """One moment of a build: it `started`, reached a `step` (`line` is the engine's
+    `Step 3/7 : RUN ...`), or `finished` (`line` is empty, or says why it did not build)."""
+
+    name: str  # containers/<name>
+    tag: str
+    phase: Literal["started", "step", "finished"]
+    line: str = ""
+
+
+@dataclass(frozen=True)
 class Builds:
-    """How the images of one command are built: the rules, the cancel event, and what to
-    do with each image actually built (the run records it in the ledger)."""
+    """How the images of one command are built: the rules, the cancel event, what to do
+    with each image actually built (the run records it in the ledger), and with the
+    progress of each build (a cached image has none)."""
 
     rules: BuildRules
     cancel: threading.Event = field(default_factory=threading.Event)
     on_built: Callable[[BuiltImage], None] = lambda image: None
+    on_progress: Callable[[BuildProgress], None] = lambda progress: None
 
 
 def available(root: Path | TrustedSource) -> list[str]:
@@ -219,9 +234,18 @@ def build(backend: Backend, name: str, root: Path | TrustedSource, builds: Build
             cpus=rules.cpus,
             timeout_s=rules.timeout_s,
         )
+        progress = builds.on_progress
+        progress(BuildProgress(name, tag, "started"))
         try:
-            image = backend.build_image(spec, builds.cancel)
-        except ImageBuildFailed as exc:
+            image = backend.build_image(
+                spec,
+                builds.cancel,
+                lambda line: progress(BuildProgress(name, tag, "step", line)),
+            )
+        except RunnerError as exc:
+            progress(BuildProgress(name, tag, "finished", exc.message))
+            if not isinstance(exc, ImageBuildFailed):
+                raise
             tail = "\n    ".join(exc.log[-BUILD_LOG_TAIL:])
             raise BuildFailed(
                 f"{dockerfile_path}: build failed: {exc.detail}"
@@ -229,6 +253,7 @@ def build(backend: Backend, name: str, root: Path | TrustedSource, builds: Build
                 hint=f"fix the Dockerfile, then `runner images build {name}`",
             ) from exc
     built = BuiltImage(name, tag, image.id, image.size, False, used, network)
+    progress(BuildProgress(name, tag, "finished"))
     builds.on_built(built)
     return built
 

@@ -9,6 +9,8 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | kind              | fields                                                             |
 | ----------------- | ------------------------------------------------------------------ |
 | `run.started`     | run_id, mission, event, jobs (the job instance keys selected)      |
+| `image.build`     | name, tag, phase (started, step, finished), line (the engine's     |
+|                   | `Step 3/7 : RUN ...`; at the end, empty or why it did not build)  |
 | `job.started`     | job                                                                |
 | `step.started`    | job, step, name, attempt, image, image_digest, config_digest       |
 | `step.placed`     | job, step, attempt, backend, node, pod, pod_spec_digest, image,    |
@@ -91,6 +93,17 @@ class RunStarted(Event):
     mission: str
     event: str
     jobs: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageBuild(Event):
+    """A containers/<name> image being built for the run (`runner.engine.images`)."""
+
+    kind: ClassVar[str] = "image.build"
+    name: str
+    tag: str
+    phase: str  # started, step, finished
+    line: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +231,7 @@ class StepFinished(StepEvent):
 
 RunEvent: TypeAlias = (
     RunStarted
+    | ImageBuild
     | JobStarted
     | StepStarted
     | StepPlaced

@@ -1,6 +1,6 @@
 """Shared pieces of what runner shows on a terminal or in a log: status glyphs (with ASCII
 fallbacks for streams that cannot hold Unicode), the cleaning of untrusted output lines,
-durations, and which steps are inside a `::group::`. Used by the plain view
+durations, which steps are inside a `::group::`, and the line of an image build. Used by the plain view
 (`progress.py`), the live view (`live.py`) and the replay of `runner logs` (`replay.py`);
 writing stays in `Output`.
 """
@@ -169,3 +169,17 @@ STATUS_VERB = {
     Status.RUNNING: "running",
     Status.PENDING: "pending",
 }
+
+
+def build_progress(name: str, tag: str, phase: str, line: str) -> str:
+    """What a moment of an image build shows (`image.build` events, `runner images build`):
+    `image NAME: building TAG`, `image NAME: Step 3/7 : RUN ...`, `image NAME: built` or
+    why it did not build."""
+    match phase:
+        case "started":
+            said = f"building {tag}"
+        case "finished":
+            said = line or "built"
+        case _:
+            said = line
+    return f"image {name}: {clean_line(said)}"

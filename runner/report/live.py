@@ -1,5 +1,6 @@
 """The live view of a run on a terminal: one row per job instance (status symbol, elapsed
-time, the step it is on and the `::group::` it is in), redrawn in place with ANSI
+time, the step it is on and the `::group::` it is in), and one per image being built (the
+build step it is on), redrawn in place with ANSI
 cursor-up + clear-line by a background ticker at most `1 / interval` times a second, so
 that durations tick while steps run. After the run it prints the last output lines of
 every failed step and the annotations.
@@ -26,6 +27,7 @@ from runner.records.events import (
     Annotation,
     GroupFinished,
     GroupStarted,
+    ImageBuild,
     JobFinished,
     JobStarted,
     OutputLine,
@@ -42,6 +44,7 @@ from runner.report.display import (
     STATUS_VERB,
     Glyphs,
     OpenGroups,
+    build_progress,
     clean_line,
     encodable,
     format_duration,
@@ -166,6 +169,7 @@ class LiveView:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rows: dict[str, _Row] = {}
+        self._builds: dict[str, str] = {}  # image name -> its build's line, while it builds
         self._header = ""
         self._run_started: float | None = None
         self._run_duration: float | None = None
@@ -205,6 +209,11 @@ class LiveView:
                 self._run_started = now
                 for key in event.jobs:
                     self._row(key)
+            case ImageBuild(name=name, tag=tag, phase=phase, line=line):
+                if phase == "finished":
+                    self._builds.pop(name, None)
+                else:
+                    self._builds[name] = build_progress(name, tag, phase, line)
             case JobStarted(job=job):
                 row = self._row(job)
                 row.status, row.started = Status.RUNNING, now
@@ -270,7 +279,9 @@ class LiveView:
             with self._lock:
                 if self._closed:
                     return
-                running = any(r.status is Status.RUNNING for r in self._rows.values())
+                running = bool(self._builds) or any(
+                    r.status is Status.RUNNING for r in self._rows.values()
+                )
                 if self._dirty or running:
                     self._draw()
 
@@ -293,7 +304,8 @@ class LiveView:
         self.frames += 1
 
     def render(self, *, width: int = 100, height: int = 24) -> list[str]:
-        """The current frame: a header and one row per job (painted, fitted to `width`)."""
+        """The current frame: a header, one row per image being built and one per job
+        (painted, fitted to `width`)."""
         now = self._clock()
         g = self._glyphs
         out = self._out
@@ -302,6 +314,12 @@ class LiveView:
             elapsed = now - self._run_started
         header = self._header + (f" {g.dot} {format_duration(elapsed)}" if elapsed else "")
         frame = [out.paint(_fit(header, width), "bold")]
+        spinner = g.spinner[int(now / 0.1) % len(g.spinner)]
+        for line in self._builds.values():
+            frame.append(
+                f"{out.paint(spinner, STATUS_COLOR[Status.RUNNING])} {_fit(line, width - 2)}"
+            )
+        height -= len(self._builds)
         rows = list(self._rows.values())
         hidden: list[_Row] = []
         if len(rows) > height - 1:  # keep the frame on screen: drop finished rows first

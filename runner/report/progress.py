@@ -26,6 +26,7 @@ from runner.records.events import (
     Annotation,
     GroupFinished,
     GroupStarted,
+    ImageBuild,
     JobFinished,
     OutputLine,
     RunEvent,
@@ -40,6 +41,7 @@ from runner.report.display import (
     STATUS_COLOR,
     STATUS_VERB,
     OpenGroups,
+    build_progress,
     clean_line,
     encodable,
     format_duration,
@@ -92,6 +94,8 @@ class PlainView:
                     f"run {run_id}: {mission} on {on}, "
                     f"{len(jobs)} job{'' if len(jobs) == 1 else 's'}"
                 )
+            case ImageBuild(name=name, tag=tag, phase=phase, line=line):
+                self._line(build_progress(name, tag, phase, line))
             case StepStarted(job=job, step=step, name=name, attempt=attempt):
                 self._step_names[(job, step)] = name
                 self._groups.end(job, step)

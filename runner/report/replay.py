@@ -16,6 +16,7 @@ from runner.records.events import (
     ArtifactStored,
     GroupFinished,
     GroupStarted,
+    ImageBuild,
     JobEvent,
     JobFinished,
     JobStarted,
@@ -32,7 +33,7 @@ from runner.records.events import (
     VerifyFinished,
 )
 from runner.records.results import Status
-from runner.report.display import Glyphs, OpenGroups, clean_line
+from runner.report.display import Glyphs, OpenGroups, build_progress, clean_line
 
 
 class ReplayView:
@@ -60,6 +61,8 @@ class ReplayView:
                 return f"run {run_id} started: {mission}{on_text}".replace("  ", " ")
             case RunFinished(result=result, reason=reason, duration_ms=millis):
                 return f"run finished: {result.serialize()}{_why(reason)}{_took(millis)}"
+            case ImageBuild(name=name, tag=tag, phase=phase, line=text):
+                return build_progress(name, tag, phase, text)
             case OutputLine(job=job, step=step, line=text):
                 indent = self._groups.indent(job, step)
                 return f"{self._where(event)} {indent}{clean_line(text)}"

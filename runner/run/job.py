@@ -1,5 +1,5 @@
 """One job instance, start to end: its workspace (and, when granted egress, a network of
-its own), then each step in a fresh hardened container, with `if`, retries, timeouts,
+its own; when it asks for the history, a read-only `.git`: runner.run.history), then each step in a fresh hardened container, with `if`, retries, timeouts,
 output/env files and artifacts.
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
@@ -37,6 +37,7 @@ from runner.records.events import Annotation, JobFinished, JobStarted, StepFinis
 from runner.records.results import JobResult, Status, StepResult
 from runner.run import artifacts, builtin_actions
 from runner.run.contexts import hash_files, implicit_success
+from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step import Attempt, AttemptResult, StepContainers
@@ -179,6 +180,11 @@ class JobRunner:
         coe = self.job.continue_on_error
         workspace: Workspace | None = None
         network: str | None = None
+        history = History(
+            self.state.backend,
+            volume_name(self.state.info.run_id, self.instance.key) + "-git",
+            self._labels(),
+        )
         try:
             self.result.continue_on_error = (
                 expressions.truthy(
@@ -202,6 +208,8 @@ class JobRunner:
             workspace.prepare(self._consumed())
             if self.grants.network:
                 network = self._create_network()
+            if wants_history(self.job):  # runner.run.history
+                history.open(self.state.info.root, self.grants.limits.user)
             self.containers = StepContainers(
                 self.state,
                 self.instance.key,
@@ -210,6 +218,7 @@ class JobRunner:
                 self._labels(),
                 self.stop,
                 network,
+                history.volume,
             )
             for step in self.job.steps:
                 self._run_step(step, deadline)
@@ -227,6 +236,10 @@ class JobRunner:
                     self.state.backend.remove_network(network)
                 except RunnerError as exc:
                     self._fail(exc.message)
+            try:
+                history.close()
+            except RunnerError as exc:
+                self._fail(exc.message)
             if workspace is not None:
                 workspace.close()
         if self.result.status is Status.RUNNING:
@@ -447,6 +460,10 @@ class JobRunner:
             )
         kind = actions.kind_of(step.uses)
         if kind is actions.ActionKind.CHECKOUT:
+            if self.containers is not None and self.containers.history is not None:
+                return AttemptResult(
+                    Status.SUCCESS, "built in: the workspace is the checkout, its history at .git"
+                )
             return AttemptResult(Status.SUCCESS, "built in: the workspace is the checkout")
         if kind is actions.ActionKind.HARDEN_RUNNER:
             return AttemptResult(Status.SUCCESS, "built in: the steps already run hardened")

@@ -42,7 +42,7 @@ from runner.audit import anchors
 from runner.audit.ledger import Ledger, last_policy, load_signer
 from runner.durable import json_digest
 from runner.engine.backend import LABEL_RUN, Backend, Described, run_labels
-from runner.engine.images import Builds, BuiltImage
+from runner.engine.images import BuildProgress, Builds, BuiltImage
 from runner.errors import Interrupted, MissionFailed, PolicyDenied, RunnerError, StorageFailed
 from runner.findings import Finding
 from runner.mission.inputs import resolve_inputs
@@ -53,6 +53,7 @@ from runner.policy.model import Policy
 from runner.records.eventlog import EventLog
 from runner.records.events import (
     ArtifactStored,
+    ImageBuild,
     JobFinished,
     RunEvent,
     RunFinished,
@@ -413,6 +414,13 @@ def _run(
     def built(image: BuiltImage) -> None:
         ledger.append("image.built", run_id, image.ledger_fields())
 
+    def building(progress: BuildProgress) -> None:
+        sink.emit(
+            ImageBuild(
+                name=progress.name, tag=progress.tag, phase=progress.phase, line=progress.line
+            )
+        )
+
     state = RunState(
         backend=backend,
         sink=sink,
@@ -435,7 +443,9 @@ def _run(
     executor = Executor(
         state,
         plan,
-        resolve=resolve_factory(backend, mission, Builds(policy.build, cancel, built)),
+        resolve=resolve_factory(
+            backend, mission, Builds(policy.build, cancel, built, on_progress=building)
+        ),
         grants=lambda key: granted(decisions, key),
         max_parallel=options.max_parallel or default_parallelism(),
         selected=selected,

@@ -89,6 +89,7 @@ class StepContainers:
         labels: Mapping[str, str],
         stop: threading.Event,
         network: str | None = None,
+        history: str | None = None,
     ) -> None:
         self.state = state
         self.job_key = job_key
@@ -97,6 +98,7 @@ class StepContainers:
         self.labels = dict(labels)
         self.stop = stop
         self.network = network  # the job's egress network, when granted
+        self.history = history  # the job's read-only .git volume, when it asks for one
         self.last: str | None = None  # kept for the artifacts
         self._reapers: list[threading.Thread] = []
         self._reap_errors: list[str] = []
@@ -114,6 +116,7 @@ class StepContainers:
             network=self.network,
             workspace_volume=self.volume,
             workspace_exec=self.grants.exec,
+            history_volume=self.history,
             memory_bytes=limits.memory_bytes,
             cpus=limits.cpus,
             pids=limits.pids,

@@ -45,6 +45,7 @@ def test_the_digest_covers_every_field_of_the_spec() -> None:
         "workspace_volume": "ws",
         "workspace_path": "/w",
         "workspace_exec": True,
+        "history_volume": "runner-r1-git",
         "seccomp_deny_memfd": True,
         "tmp_bytes": MiB,
         "deadline_s": 70.0,

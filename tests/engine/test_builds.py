@@ -13,7 +13,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,14 @@ from conftest import RUNNER
 
 from runner.engine.backend import BuildSpec, ImageInfo
 from runner.engine.fake import FakeBackend
-from runner.engine.images import BuildFailed, BuildRules, Builds, build, image_tag
+from runner.engine.images import (
+    BuildFailed,
+    BuildProgress,
+    BuildRules,
+    Builds,
+    build,
+    image_tag,
+)
 from runner.errors import Interrupted, InvalidInput, PolicyDenied
 
 if TYPE_CHECKING:
@@ -87,10 +94,15 @@ def test_the_context_is_the_definition_directory_alone(tmp_path: Path) -> None:
     seen: dict[str, tarfile.TarInfo] = {}
 
     class Reading(FakeBackend):
-        def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+        def build_image(
+            self,
+            spec: BuildSpec,
+            cancel: threading.Event,
+            on_step: Callable[[str], None] | None = None,
+        ) -> ImageInfo:
             with tarfile.open(spec.context) as tar:
                 seen.update({m.name: m for m in tar})
-            return super().build_image(spec, cancel)
+            return super().build_image(spec, cancel, on_step)
 
     built = build(Reading(), "app", tmp_path, Builds(BuildRules()))
     assert built.network is False and built.bases == ()
@@ -324,3 +336,79 @@ def test_a_run_records_each_image_it_built_in_the_ledger(
     }
     assert built[0]["image_id"] == docker_client.images.get(tag).id
     assert built[0]["run_id"] == entries[0]["run_id"]
+
+
+def test_a_build_reports_its_start_each_step_and_its_end(tmp_path: Path) -> None:
+    definition(tmp_path, "app", f"# comment\nFROM {DEBIAN}\nRUN make\n")
+    seen: list[BuildProgress] = []
+    builds = Builds(BuildRules(bases=(DEBIAN,)), on_progress=seen.append)
+    tag = image_tag("app", tmp_path)
+    build(FakeBackend(), "app", tmp_path, builds)
+    assert seen == [
+        BuildProgress("app", tag, "started"),
+        BuildProgress("app", tag, "step", f"Step 1/2 : FROM {DEBIAN}"),
+        BuildProgress("app", tag, "step", "Step 2/2 : RUN make"),
+        BuildProgress("app", tag, "finished"),
+    ]
+    backend = FakeBackend()
+    backend.add_image(tag)
+    seen.clear()
+    build(backend, "app", tmp_path, builds)  # cached: nothing is built, nothing to show
+    assert seen == []
+
+    class Failing(FakeBackend):
+        def build_image(
+            self,
+            spec: BuildSpec,
+            cancel: threading.Event,
+            on_step: Callable[[str], None] | None = None,
+        ) -> ImageInfo:
+            raise Interrupted(f"the build of {spec.tag} was cancelled")
+
+    with pytest.raises(Interrupted):
+        build(Failing(), "app", tmp_path, builds)
+    assert seen[-1] == BuildProgress("app", tag, "finished", f"the build of {tag} was cancelled")
+
+
+@pytest.mark.docker
+def test_a_run_and_images_build_show_each_build_step_as_the_engine_runs_it(
+    tmp_path: Path, marker: str
+) -> None:
+    repo = slow_repo(tmp_path / "repo", marker, container="stamp")
+    env = {**os.environ, "RUNNER_STATE_DIR": str(tmp_path / "state"), "CI": "true"}
+    done = subprocess.run(
+        [*RUNNER, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    tag = image_tag("stamp", repo)
+    lines = done.stdout.splitlines()
+    progress = [line for line in lines if line.startswith("image stamp: ")]
+    assert progress == [
+        f"image stamp: building {tag}",
+        f"image stamp: Step 1/4 : FROM {DEBIAN}",
+        f"image stamp: Step 2/4 : LABEL runner.test={marker}",
+        "image stamp: Step 3/4 : USER 65534",
+        "image stamp: Step 4/4 : LABEL runner.image=stamp",  # the engine's step for the label
+        "image stamp: built",
+    ]
+    first_step = next(i for i, line in enumerate(lines) if line.startswith("[j] "))
+    assert lines.index(progress[-1]) < first_step
+    (repo / "containers" / "stamp" / "more").write_text("a new context: built again\n")
+    done = subprocess.run(
+        [*RUNNER, "images", "build", "stamp"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    tag = image_tag("stamp", repo)
+    assert done.stderr.splitlines() == [
+        f"image stamp: building {tag}",
+        f"image stamp: Step 1/4 : FROM {DEBIAN}",
+        f"image stamp: Step 2/4 : LABEL runner.test={marker}",
+        "image stamp: Step 3/4 : USER 65534",
+        "image stamp: Step 4/4 : LABEL runner.image=stamp",  # the engine's step for the label
+    ]
+    assert done.stdout.startswith(f"stamp -> {tag}  ")  # the result alone on stdout

@@ -7,6 +7,7 @@ import inspect
 import io
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -241,7 +242,12 @@ def test_resolve_container_builds_once_by_content_then_uses_references(tmp_path:
 
 def test_a_failed_build_names_the_dockerfile_and_shows_the_tail(tmp_path: Path) -> None:
     class Failing(FakeBackend):
-        def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+        def build_image(
+            self,
+            spec: BuildSpec,
+            cancel: threading.Event,
+            on_step: Callable[[str], None] | None = None,
+        ) -> ImageInfo:
             log = [f"step {n}" for n in range(20)]
             raise ImageBuildFailed("The command '/bin/sh -c false' returned 1", log)
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.docker.dialect import PODMAN, Dialect
 from runner.engine.docker.hardening import container_config, init_volume, seccomp_profile
 from runner.errors import PolicyDenied
 
@@ -165,3 +166,25 @@ def test_seccomp_without_memfd_create_where_an_interpreter_is_allowed() -> None:
 def test_config_is_deterministic() -> None:
     first = json.dumps(container_config(spec()), sort_keys=True)
     assert first == json.dumps(container_config(spec()), sort_keys=True)
+
+
+def test_a_history_volume_is_mounted_read_only_at_the_workspace_git_and_podman_too() -> None:
+    config = container_config(spec(history_volume="hist"))
+    assert config["mounts"][1:] == [
+        {
+            "Type": "volume",
+            "Source": "ws",
+            "Target": "/workspace",
+            "ReadOnly": False,
+            "VolumeOptions": {"NoCopy": True},
+        },
+        {
+            "Type": "volume",
+            "Source": "hist",
+            "Target": "/workspace/.git",
+            "ReadOnly": True,
+            "VolumeOptions": {"NoCopy": True},
+        },
+    ]
+    podman = container_config(spec(history_volume="hist"), Dialect(PODMAN), init_dir="/i")
+    assert podman["binds"][-1] == "hist:/workspace/.git:ro,nosuid,nodev,nocopy"

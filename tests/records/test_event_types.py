@@ -21,6 +21,7 @@ from runner.records.events import (
     Event,
     GroupFinished,
     GroupStarted,
+    ImageBuild,
     JobFinished,
     JobStarted,
     OutputLine,
@@ -44,6 +45,10 @@ SAMPLES: list[tuple[RunEvent, dict[str, Any]]] = [
     (
         RunStarted(run_id="r1", mission="ci", event="push", jobs=("lint", "test (os=a)")),
         {"run_id": "r1", "mission": "ci", "event": "push", "jobs": ["lint", "test (os=a)"]},
+    ),
+    (
+        ImageBuild(name="app", tag="runner/app:ab", phase="step", line="Step 1/2 : FROM x"),
+        {"name": "app", "tag": "runner/app:ab", "phase": "step", "line": "Step 1/2 : FROM x"},
     ),
     (JobStarted(job="lint"), {"job": "lint"}),
     (

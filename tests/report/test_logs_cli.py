@@ -242,3 +242,20 @@ def test_logs_shows_groups_and_cleans_what_steps_printed(tmp_path: Path) -> None
         "[b/build] retry (exit code 1): attempt 2 in 0.5s",
         "[b] artifact.stored name=r path=out/r sha256=ab size=3",
     ]
+
+
+def test_logs_replays_image_builds(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    log = EventLog(state / "runs" / "r1" / "events.jsonl", Redactor([]))
+    log.emit("run.started", run_id="r1", mission="ci", event="push")
+    log.emit("image.build", name="app", tag="runner/app:ab", phase="started", line="")
+    log.emit("image.build", name="app", tag="runner/app:ab", phase="step", line="Step 1/1 : FROM x")
+    log.emit("image.build", name="app", tag="runner/app:ab", phase="finished", line="")
+    log.close()
+    result = invoke(state, "logs", "r1")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[1:] == [
+        "image app: building runner/app:ab",
+        "image app: Step 1/1 : FROM x",
+        "image app: built",
+    ]

@@ -12,6 +12,7 @@ from runner.records.events import (
     Annotation,
     GroupFinished,
     GroupStarted,
+    ImageBuild,
     JobFinished,
     JobStarted,
     OutputLine,
@@ -494,3 +495,44 @@ def test_summary_in_ascii_marks_continue_on_error() -> None:
     assert "  x test (1)  failure: step failed (3.0s) [continue-on-error]" in lines
     assert not any(line.startswith("verify") for line in lines)
     assert lines[-1] == "+ ci: success (12.3s) - run r9"
+
+
+def build_events(tag: str) -> list[RunEvent]:
+    return [
+        ImageBuild(name="app", tag=tag, phase="started"),
+        ImageBuild(name="app", tag=tag, phase="step", line="Step 1/2 : FROM debian"),
+        ImageBuild(name="app", tag=tag, phase="step", line="Step 2/2 : RUN make \x1b[2Jall"),
+    ]
+
+
+def test_plain_view_shows_which_image_is_built_and_each_build_step() -> None:
+    stream = io.StringIO()
+    sink = Sink([PlainView(Output(stdout=stream, color="never"))])
+    for event in build_events("runner/app:abc"):
+        sink.emit(event)
+    sink.emit(ImageBuild(name="app", tag="runner/app:abc", phase="finished"))
+    sink.emit(ImageBuild(name="bad", tag="runner/bad:d", phase="finished", line="build failed: x"))
+    assert stream.getvalue().splitlines() == [
+        "image app: building runner/app:abc",
+        "image app: Step 1/2 : FROM debian",
+        "image app: Step 2/2 : RUN make all",  # a Dockerfile's escapes never reach a terminal
+        "image app: built",
+        "image bad: build failed: x",
+    ]
+
+
+def test_live_view_shows_an_image_build_on_its_step_until_it_is_built() -> None:
+    stream = FakeTTY()
+    view = LiveView(Output(stdout=stream, color="never"), interval=60, clock=Clock())
+    sink = Sink([view])
+    sink.emit(RunStarted(run_id="r", mission="m", event="push", jobs=("build",)))
+    for event in build_events("runner/app:abc"):
+        sink.emit(event)
+    frame = [ANSI.sub("", line) for line in view.render()]
+    assert len(frame) == 3
+    assert frame[1].endswith(" image app: Step 2/2 : RUN make all")
+    assert frame[2].endswith("waiting")
+    sink.emit(ImageBuild(name="app", tag="runner/app:abc", phase="finished"))
+    frame = [ANSI.sub("", line) for line in view.render()]
+    assert len(frame) == 2 and "image app" not in "".join(frame)
+    view.close()

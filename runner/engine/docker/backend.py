@@ -679,8 +679,13 @@ class DockerBackend:
     def inspect_image(self, image: str) -> ImageInfo | None:
         return images.inspect(self.api, image)
 
-    def build_image(self, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
-        return images.build(self.api, spec, cancel)
+    def build_image(
+        self,
+        spec: BuildSpec,
+        cancel: threading.Event,
+        on_step: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        return images.build(self.api, spec, cancel, on_step)
 
     def pull_image(self, reference: str) -> ImageInfo:
         return images.pull(self.api, reference)

@@ -160,6 +160,8 @@ def container_config(
     volumes = [(init, contract.DIRECTORY, False, False)]
     if spec.workspace_volume is not None:
         volumes.append((spec.workspace_volume, spec.workspace_path, True, spec.workspace_exec))
+        if spec.history_volume is not None:  # mounted after the workspace, read-only
+            volumes.append((spec.history_volume, f"{spec.workspace_path}/.git", False, False))
     extra: dict[str, Any] = {}
     if spec.network is not None:  # no IPv6, so not the host's link-local addresses either
         extra["sysctls"] = {

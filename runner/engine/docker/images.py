@@ -11,14 +11,17 @@ A build (`build`) is bounded like a step: the engine's own limits on its RUN con
 on failure, and a deadline. Its progress is read in a thread while the caller's thread
 watches the deadline and the cancel event; either closes the connection
 (`sdk.BuildStream.cancel`), which makes dockerd cancel the build and kill its running step.
+The lines that announce a build step (`STEP_LINE`: Docker's `Step 3/7 : RUN ...`, Podman's
+`STEP 3/7: RUN ...`) are handed to the caller's `on_step` as they arrive.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
 import docker
@@ -41,6 +44,7 @@ from runner.errors import Interrupted, RunnerError
 EXPORT_CHUNK = 1 << 20
 CPU_PERIOD_US = 100_000
 WATCH_S = 0.2  # how often a build's deadline and cancel event are looked at
+STEP_LINE = re.compile(r"(Step|STEP) \d+/\d+ ?:")  # a build step starts (Docker, Podman)
 
 
 def inspect(api: docker.APIClient, image: str) -> ImageInfo | None:
@@ -76,7 +80,12 @@ def build_params(spec: BuildSpec) -> dict[str, Any]:
     }
 
 
-def build(api: docker.APIClient, spec: BuildSpec, cancel: threading.Event) -> ImageInfo:
+def build(
+    api: docker.APIClient,
+    spec: BuildSpec,
+    cancel: threading.Event,
+    on_step: Callable[[str], None] | None = None,
+) -> ImageInfo:
     log: list[str] = []
     failure: list[BaseException] = []
     what = f"building {spec.tag}"
@@ -86,7 +95,11 @@ def build(api: docker.APIClient, spec: BuildSpec, cancel: threading.Event) -> Im
             with docker_errors(what):
                 for item in stream.items():
                     if "stream" in item:
-                        log.extend(ln for ln in str(item["stream"]).splitlines() if ln.strip())
+                        lines = [ln for ln in str(item["stream"]).splitlines() if ln.strip()]
+                        log.extend(lines)
+                        for line in lines:
+                            if on_step is not None and STEP_LINE.match(line):
+                                on_step(line.strip())
                     if "error" in item or "errorDetail" in item:
                         detail = item.get("error") or item["errorDetail"].get("message", "")
                         raise ImageBuildFailed(str(detail).strip(), log)
