@@ -16,6 +16,7 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `group.started`   | job, step, title (`::group::title`: the lines up to the end fold)  |
 | `group.finished`  | job, step (`::endgroup::`)                                         |
 | `step.retry`      | job, step, attempt (the next one), delay_s, reason                 |
+| `step.summary`    | job, step, markdown (the step's `$GITHUB_STEP_SUMMARY`, redacted)  |
 | `step.finished`   | job, step, name, status, reason, exit_code, duration_ms, attempts, |
 |                   | log_sha256 (absent for a step that never ran)                      |
 | `artifact.stored` | job, name, path, sha256, size                                      |
@@ -188,6 +189,14 @@ class StepRetry(StepEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepSummary(StepEvent):
+    """What the step wrote to `$GITHUB_STEP_SUMMARY` (Markdown, redacted by its job)."""
+
+    kind: ClassVar[str] = "step.summary"
+    markdown: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepFinished(StepEvent):
     kind: ClassVar[str] = "step.finished"
     name: str
@@ -208,6 +217,7 @@ RunEvent: TypeAlias = (
     | GroupStarted
     | GroupFinished
     | StepRetry
+    | StepSummary
     | StepFinished
     | ArtifactStored
     | JobFinished

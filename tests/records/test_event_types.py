@@ -30,6 +30,7 @@ from runner.records.events import (
     StepFinished,
     StepRetry,
     StepStarted,
+    StepSummary,
     UnknownEvent,
     VerifyFinished,
     parse_event,
@@ -81,6 +82,10 @@ SAMPLES: list[tuple[RunEvent, dict[str, Any]]] = [
     (
         StepRetry(job="lint", step=0, attempt=2, delay_s=1.25, reason="timeout"),
         {"job": "lint", "step": 0, "attempt": 2, "delay_s": 1.25, "reason": "timeout"},
+    ),
+    (
+        StepSummary(job="lint", step=0, markdown="## Tests\n- 3 passed\n"),
+        {"job": "lint", "step": 0, "markdown": "## Tests\n- 3 passed\n"},
     ),
     (
         StepFinished(
