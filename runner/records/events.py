@@ -20,6 +20,8 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `step.finished`   | job, step, name, status, reason, exit_code, duration_ms, attempts, |
 |                   | log_sha256 (absent for a step that never ran)                      |
 | `artifact.stored` | job, name, path, sha256, size                                      |
+| `cache.restored`  | job, key, matched (the key found), event, ref (its scope), sha256  |
+| `cache.saved`     | job, key, event, ref (its scope), sha256 (the entry's), size       |
 | `job.finished`    | job, status, reason, duration_ms                                   |
 | `verify.finished` | checks (each: name, check, status, detail)                         |
 | `run.finished`    | run_id, result, reason, duration_ms                                |
@@ -125,6 +127,30 @@ class ArtifactStored(JobEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheRestored(JobEvent):
+    """`actions/cache` placed entry `matched` (saved by a run of `event` on `ref`)."""
+
+    kind: ClassVar[str] = "cache.restored"
+    key: str
+    matched: str
+    event: str
+    ref: str
+    sha256: str  # runner.run.cache.entry_digest
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSaved(JobEvent):
+    """`actions/cache` stored `key` for runs of `event` on `ref` at the end of the job."""
+
+    kind: ClassVar[str] = "cache.saved"
+    key: str
+    event: str
+    ref: str
+    sha256: str  # runner.run.cache.entry_digest
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobFinished(JobEvent):
     """A job instance ended: ran, or was skipped, cancelled or refused before it ran
     (then `duration_ms` is 0)."""
@@ -220,6 +246,8 @@ RunEvent: TypeAlias = (
     | StepSummary
     | StepFinished
     | ArtifactStored
+    | CacheRestored
+    | CacheSaved
     | JobFinished
     | VerifyFinished
     | RunFinished

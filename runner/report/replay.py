@@ -15,6 +15,8 @@ from __future__ import annotations
 from runner.records.events import (
     Annotation,
     ArtifactStored,
+    CacheRestored,
+    CacheSaved,
     GroupFinished,
     GroupStarted,
     JobEvent,
@@ -90,6 +92,9 @@ class ReplayView:
                 return "\n".join([*shown, *(f"  {bar} {text}" for text in summary_lines(markdown))])
             case StepRetry(attempt=attempt, delay_s=delay, reason=reason):
                 return f"{self._where(event)} retry{_why(reason)}: attempt {attempt} in {delay}s"
+            case CacheRestored() | CacheSaved():
+                cached = {k: v for k, v in event.fields().items() if k != "job"}
+                return f"{self._where(event)} {event.kind} {_pairs(**cached)}"
             case ArtifactStored():
                 stored = _pairs(
                     name=event.name, path=event.path, sha256=event.sha256, size=event.size

@@ -43,7 +43,7 @@ from runner.records.events import (
     StepSummary,
 )
 from runner.records.results import JobResult, Status, StepResult
-from runner.run import artifacts, builtin_actions
+from runner.run import artifacts, builtin_actions, cache
 from runner.run.contexts import hash_files, implicit_success
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
@@ -98,6 +98,7 @@ class JobRunner:
         self._steps_ctx: dict[str, Any] = {}
         self._env_files: dict[str, str] = {}
         self._path: list[str] = []  # from $RUNNER_PATH, the newest first, before PATH
+        self._caches: list[cache.Request] = []  # actions/cache misses, saved at the end
         self._failed = False
         self.containers: StepContainers | None = None  # set once the workspace exists
         self.workspace: Workspace | None = None
@@ -224,6 +225,7 @@ class JobRunner:
                 self._run_step(step, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
+                self._save_caches(workspace)
             self._finish_outputs()
         except RunnerError as exc:
             self._fail(self.redactor.message(exc.message))
@@ -488,6 +490,8 @@ class JobRunner:
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
         if kind in (actions.ActionKind.UPLOAD_ARTIFACT, actions.ActionKind.DOWNLOAD_ARTIFACT):
             return self._builtin(step, kind, with_)
+        if kind is actions.ActionKind.CACHE:
+            return self._cache(step, with_)
         if kind is actions.ActionKind.SETUP:
             return self._setup(step.uses, with_)
         if kind is actions.ActionKind.DOCKER:
@@ -548,6 +552,46 @@ class JobRunner:
                 )
             )
         return AttemptResult(Status.SUCCESS, outputs=dict(done.outputs))
+
+    def _cache(self, step: Step, with_: Mapping[str, str]) -> AttemptResult:
+        """actions/cache's restore (runner.run.cache); a miss is saved when the job ends."""
+        assert self.workspace is not None
+        try:
+            request = cache.request(with_)
+            restored = cache.restore(self.state, self.instance.key, self.workspace, request)
+        except RunnerError as exc:
+            said = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
+            return AttemptResult(Status.FAILURE, self.redactor.message(said))
+        if not restored.hit:
+            self._caches.append(request)
+        return AttemptResult(Status.SUCCESS, outputs=dict(restored.outputs))
+
+    def _save_caches(self, workspace: Workspace) -> None:
+        """GitHub's post step of actions/cache: each missed key, stored out of the job's
+        last container; what could not be saved is a warning, the job's result stands."""
+        last = self.containers.last if self.containers is not None else None
+        for request in self._caches:
+            if last is None:
+                break
+            warning = cache.save(
+                self.state,
+                self.instance.key,
+                workspace,
+                last,
+                request,
+                self.grants.limits,
+                self._scanner(),
+            )
+            if warning:
+                step = self.job.steps[-1].index if self.job.steps else 0
+                self.state.sink.emit(
+                    Annotation(
+                        job=self.instance.key,
+                        step=step,
+                        level="warning",
+                        message=self.redactor.message(warning),
+                    )
+                )
 
     def _docker_image(self, ref: str) -> ResolvedImage:
         """A `docker://` step's image, cut down to the job's tools like its own image

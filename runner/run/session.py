@@ -53,6 +53,8 @@ from runner.policy.model import Policy
 from runner.records.eventlog import EventLog
 from runner.records.events import (
     ArtifactStored,
+    CacheRestored,
+    CacheSaved,
     JobFinished,
     RunEvent,
     RunFinished,
@@ -74,7 +76,7 @@ from runner.run.verify import evaluate_checks
 from runner.secrets.redact import Redactor, redact_record
 from runner.trusted import Origin, invoker_ref
 
-LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, JobFinished)
+LEDGER_EVENTS = (StepStarted, StepFinished, ArtifactStored, CacheRestored, CacheSaved, JobFinished)
 
 
 @dataclass(frozen=True)
