@@ -15,7 +15,8 @@ Layout: `<state>/cache/blobs/<sha256>.tar`, each path's tar named by its digest 
 again when it is restored: a changed blob restores nothing), and
 `<state>/cache/scopes/<scope>/<sha256 of key>.json`, the entry: key, scope, paths with
 their blobs, and its digest (`entry_digest`), which the ledger records for every save
-(`cache.saved`) and restore (`cache.restored`).
+(`cache.saved`) and restore (`cache.restored`). An entry not of the shape runner writes
+(a path leaving the workspace, a digest that is not one) is a miss, never followed.
 
 Scopes, as GitHub scopes caches: a run writes only to its own, its (event, ref); it reads
 its own, then the push caches of the default branch (`refs/remotes/origin/HEAD`'s branch,
@@ -66,6 +67,7 @@ from runner.trusted import git_text
 MAX_KEY = 512  # GitHub's
 DEFAULT_BRANCH = "refs/heads/main"
 _PATTERN = re.compile(r"[*?\[\]!{}]")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,7 @@ def request(with_: Mapping[str, str]) -> Request:
 
 def entry_digest(entry: Mapping[str, Any]) -> str:
     """What the ledger records of an entry: the digest of its key, scope and blobs."""
-    return json_digest(
-        {k: entry[k] for k in ("key", "event", "ref", "paths")},
-    )
+    return json_digest({k: entry[k] for k in ("key", "event", "ref", "paths")})
 
 
 def _root(state: RunState) -> Path:
@@ -161,11 +161,32 @@ def _blob(state: RunState, digest: str) -> Path:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
+    """The entry at `path`; None when there is none, or none runner wrote (unreadable, or
+    not of the shape `save` writes: a changed entry is never followed out of its paths)."""
     try:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return entry if isinstance(entry, dict) and isinstance(entry.get("key"), str) else None
+    if not isinstance(entry, dict) or not all(
+        isinstance(entry.get(k), str) for k in ("key", "event", "ref")
+    ):
+        return None
+    parts = entry.get("paths")
+    if not isinstance(parts, list) or not parts or not all(_part_ok(p) for p in parts):
+        return None
+    return entry
+
+
+def _part_ok(part: object) -> bool:
+    if not isinstance(part, dict) or part.get("type") not in ("file", "dir"):
+        return False
+    path, digest = part.get("path"), part.get("sha256")
+    if not isinstance(path, str) or not isinstance(digest, str) or not _DIGEST.match(digest):
+        return False
+    try:
+        return check_relative(path, "cache path") == path and isinstance(part.get("size"), int)
+    except InvalidInput:
+        return False
 
 
 def _find(state: RunState, req: Request) -> dict[str, Any] | None:

@@ -156,3 +156,26 @@ def test_a_cache_holding_a_link_out_of_its_directory_is_not_saved(tmp_path: Path
     assert warning.startswith("cache 'evil' not saved: "), warning
     assert "passwd" in warning or "up" in warning
     assert not list((state / "cache" / "scopes").glob("*/*.json"))
+
+
+def test_a_changed_blob_restores_nothing_and_a_changed_entry_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    repo, state = _repo(tmp_path, MISSION), tmp_path / "state"
+    main = ("--event", "push", "--ref", "refs/heads/main")
+    _run(repo, state, *main)
+    (entry_file,) = (state / "cache" / "scopes").glob("*/*.json")
+    entry = json.loads(entry_file.read_text())
+    blob = state / "cache" / "blobs" / f"{entry['paths'][0]['sha256']}.tar"
+    original = blob.read_bytes()
+    blob.write_bytes(original.replace(b"lib of push", b"lib of evil"))
+    done = runner_cli(repo, state, "run", "--json", *main)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    job = json.loads(done.stdout)["jobs"]["build"]
+    assert "is missing or changed since it was saved" in job["reason"], job["reason"]
+    blob.write_bytes(original)
+    entry["paths"][0]["path"] = "../../escape"  # a changed entry: a miss, never followed
+    entry_file.write_text(json.dumps(entry))
+    _, events = _run(repo, state, *main)
+    assert _printed(events)[:2] == ["hit=false matched=", "nothing cached"]
