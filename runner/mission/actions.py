@@ -46,7 +46,7 @@ from runner.mission.yaml_loader import load_yaml
 CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
 UPLOAD_ARTIFACT = re.compile(r"^actions/upload-artifact(@.*)?$", re.IGNORECASE)
 DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECASE)
-CACHE = re.compile(r"^actions/cache(@.*)?$", re.IGNORECASE)
+CACHE = re.compile(r"^actions/cache(/restore|/save)?(@.*)?$", re.IGNORECASE)
 HARDEN_RUNNER = re.compile(r"^step-security/harden-runner(@.*)?$", re.IGNORECASE)
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
 

@@ -493,6 +493,8 @@ BUILTIN_ACTIONS = {  # runner runs these itself, with no network: no grant neede
     "actions/upload-artifact": "actions/upload-artifact is built in: it stores a run artifact",
     "actions/download-artifact": "actions/download-artifact is built in: it places a run artifact",
     "actions/cache": "actions/cache is built in: runner's own cache, scoped by event and ref",
+    "actions/cache/restore": "actions/cache/restore is built in: it restores from runner's cache",
+    "actions/cache/save": "actions/cache/save is built in: it saves to runner's cache",
 }
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")

@@ -9,7 +9,8 @@ no network and no code from the marketplace.
                       `cache-hit` (`true` only for `key` itself), `cache-primary-key`,
                       `cache-matched-key`. At the end of the job, as GitHub's post step:
                       when the job succeeded and `key` missed, each path is stored out of
-                      the job's last container.
+                      the job's last container. `actions/cache/restore@*` only
+                      restores; `actions/cache/save@*` (`key`, `path`) saves at its step.
 
 Layout: `<state>/cache/blobs/<sha256>.tar`, each path's tar named by its digest (checked
 again when it is restored: a changed blob restores nothing), and

@@ -554,25 +554,36 @@ class JobRunner:
         return AttemptResult(Status.SUCCESS, outputs=dict(done.outputs))
 
     def _cache(self, step: Step, with_: Mapping[str, str]) -> AttemptResult:
-        """actions/cache's restore (runner.run.cache); a miss is saved when the job ends."""
+        """actions/cache (runner.run.cache): restore here, and save a miss when the job
+        ends; actions/cache/restore only restores; actions/cache/save saves here."""
         assert self.workspace is not None
+        action = (step.uses or "").partition("@")[0].lower()
         try:
             request = cache.request(with_)
+            if action == "actions/cache/save":
+                self._save_cache(self.workspace, request, step.index)
+                return AttemptResult(Status.SUCCESS)
             restored = cache.restore(self.state, self.instance.key, self.workspace, request)
         except RunnerError as exc:
             said = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
             return AttemptResult(Status.FAILURE, self.redactor.message(said))
-        if not restored.hit:
+        if not restored.hit and action == "actions/cache":
             self._caches.append(request)
         return AttemptResult(Status.SUCCESS, outputs=dict(restored.outputs))
 
     def _save_caches(self, workspace: Workspace) -> None:
         """GitHub's post step of actions/cache: each missed key, stored out of the job's
         last container; what could not be saved is a warning, the job's result stands."""
-        last = self.containers.last if self.containers is not None else None
+        last = self.job.steps[-1].index if self.job.steps else 0
         for request in self._caches:
-            if last is None:
-                break
+            self._save_cache(workspace, request, last)
+
+    def _save_cache(self, workspace: Workspace, request: cache.Request, step: int) -> None:
+        """Save `request` out of the job's last container; a warning (at `step`) when it
+        cannot be saved."""
+        last = self.containers.last if self.containers is not None else None
+        warning = f"cache {request.key!r} not saved: no step ran before, nothing was written"
+        if last is not None:
             warning = cache.save(
                 self.state,
                 self.instance.key,
@@ -582,16 +593,15 @@ class JobRunner:
                 self.grants.limits,
                 self._scanner(),
             )
-            if warning:
-                step = self.job.steps[-1].index if self.job.steps else 0
-                self.state.sink.emit(
-                    Annotation(
-                        job=self.instance.key,
-                        step=step,
-                        level="warning",
-                        message=self.redactor.message(warning),
-                    )
+        if warning:
+            self.state.sink.emit(
+                Annotation(
+                    job=self.instance.key,
+                    step=step,
+                    level="warning",
+                    message=self.redactor.message(warning),
                 )
+            )
 
     def _docker_image(self, ref: str) -> ResolvedImage:
         """A `docker://` step's image, cut down to the job's tools like its own image

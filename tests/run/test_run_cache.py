@@ -179,3 +179,41 @@ def test_a_changed_blob_restores_nothing_and_a_changed_entry_is_not_followed(
     entry_file.write_text(json.dumps(entry))
     _, events = _run(repo, state, *main)
     assert _printed(events)[:2] == ["hit=false matched=", "nothing cached"]
+
+
+SPLIT = """\
+name: ci
+on: [push]
+jobs:
+  build:
+    tools: [sh, cat, mkdir]
+    steps:
+      - id: restore
+        uses: actions/cache/restore@v4
+        with: {path: out, key: split-1}
+      - run: |
+          echo "hit=${{ steps.restore.outputs.cache-hit }}"
+          cat out/made.txt 2>/dev/null || echo "nothing cached"
+          mkdir -p out && echo made > out/made.txt
+      - uses: actions/cache/save@v4
+        with: {path: out, key: split-1}
+      - run: echo "after the save" > out/late.txt
+"""
+
+
+def test_cache_restore_and_cache_save_restore_and_save_at_their_own_steps(
+    tmp_path: Path,
+) -> None:
+    repo, state = _repo(tmp_path, SPLIT), tmp_path / "state"
+    main = ("--event", "push", "--ref", "refs/heads/main")
+    _, first = _run(repo, state, *main)
+    assert _printed(first) == ["hit=false", "nothing cached"]
+    (saved,) = [e for e in first if e["kind"] == "cache.saved"]  # by the save step only
+    assert saved["key"] == "split-1"
+    (repo / ".missions" / "ci.yml").write_text(
+        SPLIT.replace("cat out/made.txt", "cat out/made.txt out/late.txt")
+    )
+    _, second = _run(repo, state, *main)
+    # saved at its step: the file written after it is not in the cache
+    assert _printed(second)[:2] == ["hit=true", "made"]
+    assert "after the save" not in _printed(second)
