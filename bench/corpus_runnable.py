@@ -4,7 +4,8 @@ For each workflow in ../shared/corpus/github-workflows/: it must validate (as `r
 validate` does: `load_mission`, no error); then each job instance (after matrix
 expansion) whose `runs-on` names no macOS or Windows runner is a Linux job, and it is
 runnable when every step is: a `run:` step, or a `uses:` runner runs itself
-(`actions/checkout`, `actions/upload-artifact`, `actions/download-artifact`, the setup
+(`actions/checkout`, `actions/upload-artifact`, `actions/download-artifact`,
+`actions/cache` (and its `/restore`, `/save`), the setup
 actions of `runner.mission.actions.SETUP`, `step-security/harden-runner`), a local action or a `docker://` image ("given
 images": an image, a toolchain image or a tool the policy would have to allow is not
 counted against it). A job calling a reusable workflow, or one with
@@ -38,6 +39,7 @@ RUNNABLE = {ActionKind.LOCAL, ActionKind.DOCKER, ActionKind.CHECKOUT}
 BUILT_IN_SINCE = {
     ActionKind.UPLOAD_ARTIFACT,
     ActionKind.DOWNLOAD_ARTIFACT,
+    ActionKind.CACHE,
     ActionKind.SETUP,
     ActionKind.HARDEN_RUNNER,
 }

@@ -186,7 +186,17 @@ def cli(
         app.check_state_dir()
 
 
-# -- validate / plan ----------------------------------------------------------------------
+# -- init / validate / plan ---------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, json_: bool) -> None:
+    """Write a starter policy, tool catalog and mission here (never overwriting a file)."""
+    from runner.commands import init as command
+
+    ctx.exit(command.main(_app(ctx, json_)))
 
 
 @cli.command()

@@ -14,6 +14,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     step.finished    job, step, name, status, reason, exit_code, duration_ms, attempts,
                      [log_sha256]
     artifact.stored  job, name, path, sha256, size
+    cache.restored   job, key, matched, event, ref, sha256 (actions/cache: the entry's digest)
+    cache.saved      job, key, event, ref, sha256, size
     job.finished     job, status, reason, duration_ms
     verify.summary   checks
     run.finished     result, reason, [duration_ms, events_sha256, artifacts] (a run denied
@@ -263,6 +265,26 @@ class ArtifactStored(Declared):
     job = Field(str)
     name = Field(str)
     path = Field(str)
+    sha256 = Field(str)
+    size = Field(int)
+
+
+class CacheRestored(Declared):
+    TYPE = "cache.restored"
+    job = Field(str)
+    key = Field(str)
+    matched = Field(str)  # the key of the entry placed (a restore key's match)
+    event = Field(str)  # the scope it was saved in
+    ref = Field(str)
+    sha256 = Field(str)  # runner.run.cache.entry_digest
+
+
+class CacheSaved(Declared):
+    TYPE = "cache.saved"
+    job = Field(str)
+    key = Field(str)
+    event = Field(str)
+    ref = Field(str)
     sha256 = Field(str)
     size = Field(int)
 

@@ -46,6 +46,7 @@ from runner.mission.yaml_loader import load_yaml
 CHECKOUT = re.compile(r"^actions/checkout(@.*)?$", re.IGNORECASE)
 UPLOAD_ARTIFACT = re.compile(r"^actions/upload-artifact(@.*)?$", re.IGNORECASE)
 DOWNLOAD_ARTIFACT = re.compile(r"^actions/download-artifact(@.*)?$", re.IGNORECASE)
+CACHE = re.compile(r"^actions/cache(/restore|/save)?(@.*)?$", re.IGNORECASE)
 HARDEN_RUNNER = re.compile(r"^step-security/harden-runner(@.*)?$", re.IGNORECASE)
 MARKETPLACE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@.+$")
 
@@ -95,6 +96,7 @@ class ActionKind(enum.Enum):
     CHECKOUT = "checkout"
     UPLOAD_ARTIFACT = "upload-artifact"
     DOWNLOAD_ARTIFACT = "download-artifact"
+    CACHE = "cache"
     SETUP = "setup"
     HARDEN_RUNNER = "harden-runner"
     LOCAL = "local"
@@ -109,6 +111,8 @@ def kind_of(uses: str) -> ActionKind:
         return ActionKind.UPLOAD_ARTIFACT
     if DOWNLOAD_ARTIFACT.match(uses):
         return ActionKind.DOWNLOAD_ARTIFACT
+    if CACHE.match(uses):
+        return ActionKind.CACHE
     if "@" in uses and setup_of(uses) is not None:
         return ActionKind.SETUP
     if HARDEN_RUNNER.match(uses):

@@ -21,7 +21,7 @@ time, `secrets[expr]`, `toJSON(secrets)`, a timeout from an input) is `unresolve
 policy denies it, whatever it grants. Some requests need no grant and are marked
 `builtin`: the actions runner runs itself (`BUILTIN_ACTIONS`: `actions/checkout`, the
 workspace already is the checkout; `actions/upload-artifact` and `download-artifact`, on
-the run's artifact store) and `secrets.GITHUB_TOKEN` (it means nothing here and evaluates
+the run's artifact store; `actions/cache`, on runner's cache, `runner.run.cache`) and `secrets.GITHUB_TOKEN` (it means nothing here and evaluates
 to empty).
 """
 
@@ -492,6 +492,9 @@ BUILTIN_ACTIONS = {  # runner runs these itself, with no network: no grant neede
     "actions/checkout": "actions/checkout is built in: the workspace already is the checkout",
     "actions/upload-artifact": "actions/upload-artifact is built in: it stores a run artifact",
     "actions/download-artifact": "actions/download-artifact is built in: it places a run artifact",
+    "actions/cache": "actions/cache is built in: runner's own cache, scoped by event and ref",
+    "actions/cache/restore": "actions/cache/restore is built in: it restores from runner's cache",
+    "actions/cache/save": "actions/cache/save is built in: it saves to runner's cache",
 }
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")

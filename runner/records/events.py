@@ -20,9 +20,12 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `group.started`   | job, step, title (`::group::title`: the lines up to the end fold)  |
 | `group.finished`  | job, step (`::endgroup::`)                                         |
 | `step.retry`      | job, step, attempt (the next one), delay_s, reason                 |
+| `step.summary`    | job, step, markdown (the step's `$GITHUB_STEP_SUMMARY`, redacted)  |
 | `step.finished`   | job, step, name, status, reason, exit_code, duration_ms, attempts, |
 |                   | log_sha256 (absent for a step that never ran)                      |
 | `artifact.stored` | job, name, path, sha256, size                                      |
+| `cache.restored`  | job, key, matched (the key found), event, ref (its scope), sha256  |
+| `cache.saved`     | job, key, event, ref (its scope), sha256 (the entry's), size       |
 | `job.finished`    | job, status, reason, duration_ms                                   |
 | `verify.finished` | checks (each: name, check, status, detail)                         |
 | `run.finished`    | run_id, result, reason, duration_ms                                |
@@ -139,6 +142,30 @@ class ArtifactStored(JobEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheRestored(JobEvent):
+    """`actions/cache` placed entry `matched` (saved by a run of `event` on `ref`)."""
+
+    kind: ClassVar[str] = "cache.restored"
+    key: str
+    matched: str
+    event: str
+    ref: str
+    sha256: str  # runner.run.cache.entry_digest
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSaved(JobEvent):
+    """`actions/cache` stored `key` for runs of `event` on `ref` at the end of the job."""
+
+    kind: ClassVar[str] = "cache.saved"
+    key: str
+    event: str
+    ref: str
+    sha256: str  # runner.run.cache.entry_digest
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobFinished(JobEvent):
     """A job instance ended: ran, or was skipped, cancelled or refused before it ran
     (then `duration_ms` is 0)."""
@@ -218,6 +245,14 @@ class StepRetry(StepEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepSummary(StepEvent):
+    """What the step wrote to `$GITHUB_STEP_SUMMARY` (Markdown, redacted by its job)."""
+
+    kind: ClassVar[str] = "step.summary"
+    markdown: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepFinished(StepEvent):
     kind: ClassVar[str] = "step.finished"
     name: str
@@ -240,8 +275,11 @@ RunEvent: TypeAlias = (
     | GroupStarted
     | GroupFinished
     | StepRetry
+    | StepSummary
     | StepFinished
     | ArtifactStored
+    | CacheRestored
+    | CacheSaved
     | JobFinished
     | VerifyFinished
     | RunFinished

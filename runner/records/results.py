@@ -47,10 +47,12 @@ class StepResult:
     outcome: Status = Status.PENDING  # before continue-on-error (GitHub's steps.x.outcome)
     tail: list[str] = field(default_factory=list)  # last output lines (redacted) for reports
     log_sha256: str = ""  # digest of the last attempt's redacted output
+    summary: str = ""  # its $GITHUB_STEP_SUMMARY (Markdown, redacted by its job)
 
     def redacted(self, run: Redactor, job: Redactor) -> StepResult:
         return dataclasses.replace(
             self,
+            summary=job(self.summary),
             name=run(self.name),
             id=run(self.id) if self.id is not None else None,
             reason=job(self.reason),

@@ -130,6 +130,12 @@ def clean_line(text: str) -> str:
     return _CONTROL.sub("", ESCAPE_SEQUENCE.sub("", text))
 
 
+def summary_lines(markdown: str) -> list[str]:
+    """A step's `$GITHUB_STEP_SUMMARY` as lines to show under it: each cleaned as an
+    output line (`clean_line`), without the blank lines around it."""
+    return [clean_line(line) for line in markdown.strip("\n").split("\n")]
+
+
 def format_duration(seconds: float) -> str:
     """`0.3s`, `12.5s`, `1m05s`, `2h03m`."""
     seconds = max(seconds, 0.0)

@@ -2,7 +2,8 @@
 
 One `<testsuite>` per job instance, one `<testcase>` per step: `<failure>` carrying the
 reason and the step's last output lines, `<skipped>` for a skipped (or cancelled, or never
-started) step. A job that failed without a failing step (denied, a missing artifact, ...)
+started) step; `<testsuites>` carries only the totals strict junit-10.xsd allows there
+(tests, failures, errors: no `skipped`). A job that failed without a failing step (denied, a missing artifact, ...)
 gets a testcase of its own so that the failure is not lost. ElementTree escapes markup;
 characters XML 1.0 cannot hold at all (most control characters) are removed first, with
 the escape sequences the redactor saw through (`runner.secrets.normalise`), once the text
@@ -22,6 +23,11 @@ from runner.secrets.normalise import ESCAPE_SEQUENCE
 
 # everything outside XML 1.0's Char production
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+# The totals `<testsuites>` carries: strict junit-10.xsd allows name, time, tests,
+# failures, disabled and errors there, not `skipped` (each `<testsuite>` has its own).
+TESTSUITES_TOTALS = ("tests", "failures", "errors")
 
 
 def xml_text(text: str) -> str:
@@ -101,7 +107,7 @@ def build_junit(run: RunResult) -> ET.ElementTree[ET.Element]:
     root = ET.Element("testsuites", {"name": xml_text(run.mission)})
     for job in run.jobs.values():
         root.append(_suite(run, job))
-    for attribute in ("tests", "failures", "errors", "skipped"):
+    for attribute in TESTSUITES_TOTALS:
         root.set(attribute, str(sum(int(suite.get(attribute, "0")) for suite in root)))
     root.set("time", _seconds(run.duration_s))
     ET.indent(root)

@@ -10,6 +10,8 @@ Both views are `Sink` subscribers and write only through `runner.output.Output`.
   `[job] ▶ step`, `[job] │ output`, `[job] │ ▾ group` (its lines indented under it),
   `[job] ✓ step (1.2s)`, `::error title=job::message`.
 - JSON mode shows nothing live: the command prints the final document.
+- `summary` after the run: the jobs, each failed step, each step's `$GITHUB_STEP_SUMMARY`
+  (its Markdown as written, cleaned line by line), the verify checks, the result.
 
 Glyphs fall back to ASCII when the stream's encoding is not a Unicode one. Output lines
 of steps are untrusted: escape sequences and control characters are removed before they
@@ -47,6 +49,7 @@ from runner.report.display import (
     format_duration,
     glyphs_for,
     stream_encoding,
+    summary_lines,
 )
 from runner.report.live import LiveView
 
@@ -166,7 +169,8 @@ def make_view(out: Output) -> Subscriber | None:
 
 
 def summary(run: RunResult, out: Output) -> None:
-    """The human summary after a run: jobs, verify checks, the result."""
+    """The human summary after a run: jobs, the steps' `$GITHUB_STEP_SUMMARY` Markdown
+    (as text), verify checks, the result."""
     g = glyphs_for(out.stdout)
     encoding = stream_encoding(out.stdout)
 
@@ -191,6 +195,12 @@ def summary(run: RunResult, out: Output) -> None:
             if step.status is Status.FAILURE:
                 reason = f": {step.reason}" if step.reason else ""
                 line(f"  {' ' * width}    {mark(step.status)} {step.name}{reason}")
+    for key, job in run.jobs.items():
+        for step in job.steps:
+            if step.summary.strip():
+                line(f"summary of {key} {g.arrow} {step.name}:")
+                for text in summary_lines(step.summary):
+                    line(f"  {g.bar} {text}")
     if run.checks:
         counts = collections.Counter(check.status for check in run.checks)
         line(

@@ -4,9 +4,10 @@ Output lines are prefixed by where they come from, `[job/step name]` (a step kno
 `step.started` or `step.finished`, else `step N`); transitions say what happened
 (`[job] started`, `[job/step] failure (exit code 1) in 0.3s`, `run finished: success in
 2.0s`; no duration for what never ran). A `::group::` is its header, `[job/step] ▾ title`,
-the group's lines indented under it, as in the plain view; its end shows nothing. Lines of steps are cleaned as
-the views clean them (`display.clean_line`): the log keeps what the step printed, escape
-sequences included, and a replay must not let them reach a terminal.
+the group's lines indented under it, as in the plain view; its end shows nothing. A
+step's summary is `[job/step] summary:`, its Markdown lines under it. Lines of steps are
+cleaned as the views clean them (`display.clean_line`): the log keeps what the step
+printed, escape sequences included, and a replay must not let them reach a terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from runner.records.events import (
     Annotation,
     ArtifactStored,
+    CacheRestored,
+    CacheSaved,
     GroupFinished,
     GroupStarted,
     ImageBuild,
@@ -29,11 +32,12 @@ from runner.records.events import (
     StepPlaced,
     StepRetry,
     StepStarted,
+    StepSummary,
     UnknownEvent,
     VerifyFinished,
 )
 from runner.records.results import Status
-from runner.report.display import Glyphs, OpenGroups, build_progress, clean_line
+from runner.report.display import Glyphs, OpenGroups, build_progress, clean_line, summary_lines
 
 
 class ReplayView:
@@ -88,8 +92,15 @@ class ReplayView:
             case Annotation(level=level, message=message):
                 text = " ".join(clean_line(part) for part in message.splitlines())
                 return f"{self._where(event)} {level}: {text}"
+            case StepSummary(markdown=markdown):
+                bar = self._glyphs.bar
+                shown = [f"{self._where(event)} summary:"]
+                return "\n".join([*shown, *(f"  {bar} {text}" for text in summary_lines(markdown))])
             case StepRetry(attempt=attempt, delay_s=delay, reason=reason):
                 return f"{self._where(event)} retry{_why(reason)}: attempt {attempt} in {delay}s"
+            case CacheRestored() | CacheSaved():
+                cached = {k: v for k, v in event.fields().items() if k != "job"}
+                return f"{self._where(event)} {event.kind} {_pairs(**cached)}"
             case ArtifactStored():
                 stored = _pairs(
                     name=event.name, path=event.path, sha256=event.sha256, size=event.size

@@ -9,7 +9,8 @@ calls outside the `Backend`, no time but the run's `Clock`.
 Secrets stay in the job: the job redacts with its own redactor (the run's secrets and
 the masks its steps register, `Redactor.for_job`); a job output that holds any of them is
 not passed on (a warning names it, as GitHub's "Skip output 'x' since it may contain
-secret"); `$RUNNER_ENV` values reach only the job's own later steps; an artifact holding a
+secret"); `$RUNNER_ENV` values and `$RUNNER_PATH` directories reach only the job's own
+later steps; a step's `$RUNNER_STEP_SUMMARY` is kept redacted; an artifact holding a
 secret granted to the job, or one of its masks, is not stored (`artifacts.refuse_secrets`).
 """
 
@@ -27,15 +28,22 @@ from runner import expressions
 from runner.engine.backend import EgressUnavailable, run_labels
 from runner.engine.catalog import load_catalog
 from runner.engine.images import present
-from runner.engine.toolsets import build_toolset
+from runner.engine.toolsets import PATH, build_toolset
 from runner.errors import InvalidInput, RunnerError
 from runner.mission import actions, shells
 from runner.mission.model import Job, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
-from runner.records.events import Annotation, JobFinished, JobStarted, StepFinished, StepRetry
+from runner.records.events import (
+    Annotation,
+    JobFinished,
+    JobStarted,
+    StepFinished,
+    StepRetry,
+    StepSummary,
+)
 from runner.records.results import JobResult, Status, StepResult
-from runner.run import artifacts, builtin_actions
+from runner.run import artifacts, builtin_actions, cache
 from runner.run.contexts import hash_files, implicit_success
 from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
@@ -90,6 +98,8 @@ class JobRunner:
         )
         self._steps_ctx: dict[str, Any] = {}
         self._env_files: dict[str, str] = {}
+        self._path: list[str] = []  # from $RUNNER_PATH, the newest first, before PATH
+        self._caches: list[cache.Request] = []  # actions/cache misses, saved at the end
         self._failed = False
         self.containers: StepContainers | None = None  # set once the workspace exists
         self.workspace: Workspace | None = None
@@ -224,6 +234,7 @@ class JobRunner:
                 self._run_step(step, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
+                self._save_caches(workspace)
             self._finish_outputs()
         except RunnerError as exc:
             self._fail(self.redactor.message(exc.message))
@@ -361,6 +372,8 @@ class JobRunner:
         sr.duration_s = clock.monotonic() - started
         if status is Status.SUCCESS:
             self._env_files.update(outcome.env)
+            self._prepend_path(outcome.path)
+        self._file_commands(step, sr, outcome)
         continue_on_error = step.continue_on_error
         if isinstance(continue_on_error, str):
             continue_on_error = expressions.truthy(
@@ -392,6 +405,26 @@ class JobRunner:
                 log_sha256=sr.log_sha256,
             )
         )
+
+    def _prepend_path(self, directories: list[str]) -> None:
+        """GitHub's order: each directory goes before those added earlier."""
+        for directory in directories:
+            if directory in self._path:
+                self._path.remove(directory)
+            self._path.insert(0, directory)
+
+    def _file_commands(self, step: Step, sr: StepResult, outcome: AttemptResult) -> None:
+        """The step's summary, redacted by the job, kept with the run (its event and its
+        result); what runner did not keep, as warnings."""
+        for warning in outcome.warnings:
+            self.state.sink.emit(
+                Annotation(job=self.instance.key, step=step.index, level="warning", message=warning)
+            )
+        if outcome.summary.strip():
+            sr.summary = self.redactor(outcome.summary)
+            self.state.sink.emit(
+                StepSummary(job=self.instance.key, step=step.index, markdown=sr.summary)
+            )
 
     def _quota_hit(self) -> str | None:
         return self.workspace.quota_hit() if self.workspace is not None else None
@@ -444,6 +477,8 @@ class JobRunner:
     ) -> AttemptResult:
         """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
         base_env = {**self.state.info.step_environment(), **env}
+        if self._path:  # $RUNNER_PATH's directories before the image's (or the step's) PATH
+            base_env["PATH"] = ":".join([*self._path, base_env.get("PATH", PATH)])
         if step.uses is None:
             default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
             return self._containers.run(
@@ -472,6 +507,8 @@ class JobRunner:
         with_ = {k: self._interpolate(v, ctx) for k, v in step.with_.items()}
         if kind in (actions.ActionKind.UPLOAD_ARTIFACT, actions.ActionKind.DOWNLOAD_ARTIFACT):
             return self._builtin(step, kind, with_)
+        if kind is actions.ActionKind.CACHE:
+            return self._cache(step, with_)
         if kind is actions.ActionKind.SETUP:
             return self._setup(step.uses, with_)
         if kind is actions.ActionKind.DOCKER:
@@ -533,6 +570,56 @@ class JobRunner:
             )
         return AttemptResult(Status.SUCCESS, outputs=dict(done.outputs))
 
+    def _cache(self, step: Step, with_: Mapping[str, str]) -> AttemptResult:
+        """actions/cache (runner.run.cache): restore here, and save a miss when the job
+        ends; actions/cache/restore only restores; actions/cache/save saves here."""
+        assert self.workspace is not None
+        action = (step.uses or "").partition("@")[0].lower()
+        try:
+            request = cache.request(with_)
+            if action == "actions/cache/save":
+                self._save_cache(self.workspace, request, step.index)
+                return AttemptResult(Status.SUCCESS)
+            restored = cache.restore(self.state, self.instance.key, self.workspace, request)
+        except RunnerError as exc:
+            said = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
+            return AttemptResult(Status.FAILURE, self.redactor.message(said))
+        if not restored.hit and action == "actions/cache":
+            self._caches.append(request)
+        return AttemptResult(Status.SUCCESS, outputs=dict(restored.outputs))
+
+    def _save_caches(self, workspace: Workspace) -> None:
+        """GitHub's post step of actions/cache: each missed key, stored out of the job's
+        last container; what could not be saved is a warning, the job's result stands."""
+        last = self.job.steps[-1].index if self.job.steps else 0
+        for request in self._caches:
+            self._save_cache(workspace, request, last)
+
+    def _save_cache(self, workspace: Workspace, request: cache.Request, step: int) -> None:
+        """Save `request` out of the job's last container; a warning (at `step`) when it
+        cannot be saved."""
+        last = self.containers.last if self.containers is not None else None
+        warning = f"cache {request.key!r} not saved: no step ran before, nothing was written"
+        if last is not None:
+            warning = cache.save(
+                self.state,
+                self.instance.key,
+                workspace,
+                last,
+                request,
+                self.grants.limits,
+                self._scanner(),
+            )
+        if warning:
+            self.state.sink.emit(
+                Annotation(
+                    job=self.instance.key,
+                    step=step,
+                    level="warning",
+                    message=self.redactor.message(warning),
+                )
+            )
+
     def _docker_image(self, ref: str) -> ResolvedImage:
         """A `docker://` step's image, cut down to the job's tools like its own image
         (`tools: all`, which needs its grant, keeps it whole)."""
@@ -588,6 +675,9 @@ class JobRunner:
             )
             env.update(outcome.env)
             result.env.update(outcome.env)
+            result.path.extend(outcome.path)
+            result.summary += outcome.summary
+            result.warnings.extend(outcome.warnings)
             result.tail, result.log_sha256 = outcome.tail, outcome.log_sha256
             if inner.id:
                 inner_steps[inner.id] = {

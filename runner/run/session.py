@@ -53,6 +53,8 @@ from runner.policy.model import Policy
 from runner.records.eventlog import EventLog
 from runner.records.events import (
     ArtifactStored,
+    CacheRestored,
+    CacheSaved,
     ImageBuild,
     JobFinished,
     RunEvent,
@@ -76,7 +78,15 @@ from runner.run.verify import evaluate_checks
 from runner.secrets.redact import Redactor, redact_record
 from runner.trusted import Origin, invoker_ref
 
-LEDGER_EVENTS = (StepStarted, StepPlaced, StepFinished, ArtifactStored, JobFinished)
+LEDGER_EVENTS = (
+    StepStarted,
+    StepPlaced,
+    StepFinished,
+    ArtifactStored,
+    CacheRestored,
+    CacheSaved,
+    JobFinished,
+)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 create -> (the previous step's container is reaped off the critical path) -> start ->
 output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
-`$RUNNER_OUTPUT` / `$RUNNER_ENV` read back. The job's last container is kept until its
-artifacts are collected. Deadlines are read on the run's clock.
+`$RUNNER_OUTPUT` / `$RUNNER_ENV` / `$RUNNER_PATH` / `$RUNNER_STEP_SUMMARY` read back. The
+job's last container is kept until its artifacts are collected. Deadlines are read on the
+run's clock.
 
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
@@ -29,7 +30,11 @@ from runner.records.events import StepPlaced, StepStarted
 from runner.records.results import Status
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step_output import OutputPump
-from runner.run.workflow_commands import parse_file_command
+from runner.run.workflow_commands import (
+    MAX_SUMMARY_BYTES,
+    parse_file_command,
+    parse_path_file,
+)
 from runner.run.workspace import IO_DIR, WORKSPACE_DIR
 
 POLL_S = 0.25
@@ -64,6 +69,9 @@ class AttemptResult:
     exit_code: int | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # from $RUNNER_ENV
+    path: list[str] = field(default_factory=list)  # from $RUNNER_PATH, in the file's order
+    summary: str = ""  # $RUNNER_STEP_SUMMARY's Markdown, as the step wrote it
+    warnings: list[str] = field(default_factory=list)  # what runner did not keep, and why
     tail: list[str] = field(default_factory=list)
     log_sha256: str = ""
 
@@ -74,8 +82,12 @@ def io_paths(step: int, number: int) -> dict[str, str]:
     return {
         "RUNNER_OUTPUT": f"{base}.output",
         "RUNNER_ENV": f"{base}.env",
+        "RUNNER_PATH": f"{base}.path",
+        "RUNNER_STEP_SUMMARY": f"{base}.summary",
         "GITHUB_OUTPUT": f"{base}.output",
         "GITHUB_ENV": f"{base}.env",
+        "GITHUB_PATH": f"{base}.path",
+        "GITHUB_STEP_SUMMARY": f"{base}.summary",
     }
 
 
@@ -174,7 +186,7 @@ class StepContainers:
             result.status = Status.CANCELLED if reason == "interrupted" else Status.FAILURE
             return result
         try:
-            result.outputs, result.env = self._read_io(cid, f"{attempt.step}-{attempt.number}")
+            self._read_io(cid, f"{attempt.step}-{attempt.number}", result)
         except InvalidInput as exc:
             result.reason = state.redactor(exc.message)
             return result
@@ -223,10 +235,12 @@ class StepContainers:
         except RunnerError:
             return
 
-    def _read_io(self, cid: str, io_name: str) -> tuple[dict[str, str], dict[str, str]]:
-        """The step's output and env files: from the volume when the engine allows it,
-        else out of its stopped container."""
-        wanted = {f"{io_name}.output": "output", f"{io_name}.env": "env"}
+    def _read_io(self, cid: str, io_name: str, result: AttemptResult) -> None:
+        """The step's file commands into `result`: from the volume when the engine allows
+        it, else out of its stopped container. A summary over `MAX_SUMMARY_BYTES` is not
+        kept (GitHub's limit; a warning says so), as GitHub does not fail the step for it."""
+        kinds = ("output", "env", "path", "summary")
+        wanted = {f"{io_name}.{kind}": kind for kind in kinds}
         direct = self.state.backend.read_files(
             self.volume, posixpath.relpath(IO_DIR, WORKSPACE_DIR), list(wanted), MAX_IO_BYTES
         )
@@ -247,6 +261,18 @@ class StepContainers:
                         files[kind] = handle.read()
         text = {kind: data.decode("utf-8", "replace") for kind, data in files.items()}
         redact = self.state.redactor
-        outputs = parse_file_command(text.get("output", ""), what="$RUNNER_OUTPUT", redact=redact)
-        env = parse_file_command(text.get("env", ""), what="$RUNNER_ENV", redact=redact, env=True)
-        return outputs, env
+        result.outputs = parse_file_command(
+            text.get("output", ""), what="$RUNNER_OUTPUT", redact=redact
+        )
+        result.env = parse_file_command(
+            text.get("env", ""), what="$RUNNER_ENV", redact=redact, env=True
+        )
+        result.path = parse_path_file(text.get("path", ""), redact=redact)
+        summary = files.get("summary", b"")
+        if len(summary) > MAX_SUMMARY_BYTES:
+            result.warnings.append(
+                f"$GITHUB_STEP_SUMMARY not kept: it holds {len(summary)} bytes, more than "
+                f"the {MAX_SUMMARY_BYTES // 1024} KiB a step may write (GitHub's limit too)"
+            )
+        else:
+            result.summary = text.get("summary", "")

@@ -1,16 +1,23 @@
 """GitHub's step-to-runner protocol: file commands and workflow commands on stdout.
 
-File commands (`$RUNNER_OUTPUT`, `$RUNNER_ENV`; `$GITHUB_OUTPUT`, `$GITHUB_ENV` name the
-same files): `name=value` lines, or `name<<DELIM` ... `DELIM` heredocs for multi-line
-values. Workflow commands on stdout: `::add-mask::VALUE`, `::error ...::msg`,
-`::warning ...::msg`, `::notice ...::msg`, `::group::title`, `::endgroup::`.
+File commands (`$RUNNER_OUTPUT`, `$RUNNER_ENV`, `$RUNNER_PATH`, `$RUNNER_STEP_SUMMARY`;
+`$GITHUB_OUTPUT`, `$GITHUB_ENV`, `$GITHUB_PATH`, `$GITHUB_STEP_SUMMARY` name the same
+files): outputs and env are `name=value` lines, or `name<<DELIM` ... `DELIM` heredocs for
+multi-line values; the path file is one directory a line, prepended to `PATH` for the
+job's later steps (`parse_path_file`); the summary is Markdown, kept with the run, at
+most `MAX_SUMMARY_BYTES` (GitHub's limit). Workflow commands on stdout:
+`::add-mask::VALUE`, `::error ...::msg`, `::warning ...::msg`, `::notice ...::msg`,
+`::group::title`, `::endgroup::`.
 
 `$RUNNER_ENV` sets variables for the job's later steps, so it may not set what would run
 code in them that their commands did not name (`HOOKS`): the dynamic loader's variables
 (`LD_*`), shell start-up files (`BASH_ENV`, `ENV`), and the options and module paths of
 interpreters (`PYTHONPATH`, `PYTHONSTARTUP`, `PERL5OPT`, `NODE_OPTIONS`, `RUBYOPT`,
 `JAVA_TOOL_OPTIONS`, ...). `PYTHONPATH` is one of them: Python imports `sitecustomize`
-from it at every start, so it is a hook like `PERL5OPT`, not just a search path.
+from it at every start, so it is a hook like `PERL5OPT`, not just a search path. `PATH`
+is one too: `$RUNNER_PATH` is the one sanctioned way to change it, an absolute directory
+a line, never a list (`:`), a relative or empty entry (the step's working directory), or
+anything but a path.
 
 Errors quote what the step wrote only once it is redacted (`redact`, the job's
 redactor): a line holding a secret is quoted masked, whole, never a piece of it (a name
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -31,6 +39,8 @@ from runner.secrets.redact import MASK, Redactor, shorten
 # names must also be usable as environment variables.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_FILE_COMMAND_BYTES = 1024 * 1024
+MAX_SUMMARY_BYTES = 1024 * 1024  # per step, as GitHub's
+_PATH_LINE = re.compile(r"^/[^\x00-\x1f\x7f:]*$")
 QUOTE_LIMIT = 80
 
 _LOADER = "the dynamic loader reads it: it would load code into every program of later steps"
@@ -183,6 +193,32 @@ def parse_file_command(
             _check_env_name(name, line, what)
         values[name] = value
     return values
+
+
+def parse_path_file(text: str, *, redact: Redactor | None = None) -> list[str]:
+    """The directories of a `$RUNNER_PATH` file, in its order (blank lines skipped): each
+    absolute, normalised, without `:` or control characters, so that it adds one
+    directory to PATH and nothing else. Errors quote the line as `redact` masks it."""
+    what = "$RUNNER_PATH"
+    if len(text.encode("utf-8", "replace")) > MAX_FILE_COMMAND_BYTES:
+        raise FileCommandError(f"{what} is larger than {MAX_FILE_COMMAND_BYTES} bytes")
+    file = _File(text, redact)
+    lines = text.split("\n")
+    starts = list(itertools.accumulate((len(line) + 1 for line in lines), initial=0))
+    found: list[str] = []
+    for number, (start, raw) in enumerate(zip(starts, lines, strict=False), start=1):
+        line = _Line(file, number, start, raw.rstrip("\r"))
+        entry = line.text.strip()
+        if not entry:
+            continue
+        if not _PATH_LINE.match(entry):
+            raise FileCommandError(
+                f"{what}: line {number}: {line.quote()} is not one absolute directory (a "
+                "line must start with / and hold no ':' or control character); PATH was "
+                "not changed"
+            )
+        found.append(posixpath.normpath(entry))
+    return found
 
 
 def hook_reason(name: str) -> str | None:

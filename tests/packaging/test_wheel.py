@@ -47,7 +47,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         check=True,
         capture_output=True,
     )
-    (wheel,) = dist.glob("runner-*.whl")
+    (wheel,) = dist.glob("runner_missions-*.whl")  # distribution runner-missions
     env_dir = base / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     subprocess.run(

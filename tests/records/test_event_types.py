@@ -18,6 +18,8 @@ from runner.records.events import (
     EVENT_TYPES,
     Annotation,
     ArtifactStored,
+    CacheRestored,
+    CacheSaved,
     Event,
     GroupFinished,
     GroupStarted,
@@ -32,6 +34,7 @@ from runner.records.events import (
     StepPlaced,
     StepRetry,
     StepStarted,
+    StepSummary,
     UnknownEvent,
     VerifyFinished,
     parse_event,
@@ -111,6 +114,34 @@ SAMPLES: list[tuple[RunEvent, dict[str, Any]]] = [
     (
         StepRetry(job="lint", step=0, attempt=2, delay_s=1.25, reason="timeout"),
         {"job": "lint", "step": 0, "attempt": 2, "delay_s": 1.25, "reason": "timeout"},
+    ),
+    (
+        CacheRestored(
+            job="lint", key="k-2", matched="k-1", event="push", ref="refs/heads/main", sha256="c"
+        ),
+        {
+            "job": "lint",
+            "key": "k-2",
+            "matched": "k-1",
+            "event": "push",
+            "ref": "refs/heads/main",
+            "sha256": "c",
+        },
+    ),
+    (
+        CacheSaved(job="lint", key="k-2", event="push", ref="refs/heads/main", sha256="d", size=9),
+        {
+            "job": "lint",
+            "key": "k-2",
+            "event": "push",
+            "ref": "refs/heads/main",
+            "sha256": "d",
+            "size": 9,
+        },
+    ),
+    (
+        StepSummary(job="lint", step=0, markdown="## Tests\n- 3 passed\n"),
+        {"job": "lint", "step": 0, "markdown": "## Tests\n- 3 passed\n"},
     ),
     (
         StepFinished(
