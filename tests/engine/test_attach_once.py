@@ -14,6 +14,8 @@ so nothing needs replaying.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import uuid
 from collections import Counter
@@ -33,6 +35,7 @@ class _Api:
 
     def __init__(self) -> None:
         self.posted: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.sockets: list[socket.socket] = []
 
     def _url(self, path: str, *args: str) -> str:
         return path.format(*args)
@@ -45,14 +48,16 @@ class _Api:
         pass
 
     def _get_raw_response_socket(self, response: Any) -> Any:
-        return self
-
-    def _read_from_socket(self, response: Any, stream: bool, tty: bool) -> Any:
-        assert (stream, tty) == (True, False)
-        return iter([b"frame"])
+        """A real socket holding one multiplexed stdout frame, then the end of stream."""
+        ours, theirs = socket.socketpair()
+        theirs.sendall(struct.pack(">BxxxL", 1, 5) + b"frame")
+        theirs.close()
+        self.sockets.append(ours)
+        return ours
 
     def close(self) -> None:
-        pass
+        for sock in self.sockets:
+            sock.close()
 
 
 def test_the_attach_asks_for_the_stream_only_and_carries_the_steps_stdin() -> None:
@@ -65,6 +70,7 @@ def test_the_attach_asks_for_the_stream_only_and_carries_the_steps_stdin() -> No
     assert headers == {"Connection": "Upgrade", "Upgrade": "tcp"}
     sdk.attach_stdin(api, "c2")  # type: ignore[arg-type]
     assert api.posted[1][1]["logs"] == 0
+    api.close()
     config = container_config(_spec("r", ["true"]))
     assert config["log_config"] == {"type": "none", "config": {}}  # nothing to replay
     assert config["stdin_open"] is True
