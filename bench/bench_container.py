@@ -75,21 +75,26 @@ def hardened_config(
     return config
 
 
+def start(container: Any) -> None:
+    """Start a container made by `hardened_config`: runner-init waits for the step's
+    environment on stdin (Podman keeps it open), so it is handed an empty one."""
+    stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
+    try:
+        container.start()
+        raw = getattr(stdin, "_sock", stdin)
+        raw.sendall(contract.encode_env({}))
+        raw.shutdown(socket.SHUT_WR)
+    finally:
+        stdin.close()
+
+
 def bare_sdk_step(client: docker.DockerClient, image: str, cmd: list[str]) -> float:
     """Seconds for one create+start+wait+remove of a hardened container (exit code 0 required)."""
     config = hardened_config(image, cmd, client=client)
     started = time.perf_counter()
     container = client.containers.create(**config)
     try:
-        # runner-init waits for the step's environment on stdin (Podman keeps it open)
-        stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
-        try:
-            container.start()
-            raw = getattr(stdin, "_sock", stdin)
-            raw.sendall(contract.encode_env({}))
-            raw.shutdown(socket.SHUT_WR)
-        finally:
-            stdin.close()
+        start(container)
         code = container.wait()["StatusCode"]
     finally:
         container.remove(force=True)

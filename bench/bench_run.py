@@ -51,6 +51,7 @@ from bench_container import (
     bare_sdk_throughput,
     bench_client,
     hardened_config,
+    start,
 )
 
 from runner.engine.docker.dialect import detect
@@ -266,7 +267,7 @@ def docker_logs_rate(client: docker.DockerClient, image: str, command: list[str]
     config["log_config"] = {"type": "json-file", "config": {}}
     container = client.containers.create(**config)
     try:
-        container.start()
+        start(container)
         if container.wait()["StatusCode"] != 0:
             raise RuntimeError("the flood container failed")
         started = time.perf_counter()
