@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -208,11 +209,15 @@ def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[in
     and wait for it: (its exit code, or None when `timeout_s` passed and it was killed;
     everything it printed on stdout and stderr)."""
     output = backend.attach_output(cid)
+    read: list[bytes] = []
+    reader = threading.Thread(target=read.extend, args=(output,), daemon=True)
+    reader.start()  # read as it comes, as runner does: an engine may not hold it for later
     backend.start(cid)
     code = backend.wait(cid, timeout_s)
     if code is None:
         backend.kill(cid)
-    return code, b"".join(output).decode()
+    reader.join(timeout=30)
+    return code, b"".join(read).decode()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ the kubelet's termination-log file): refused by default, run once the policy acc
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,7 @@ def test_outputs_matrix_failure_timeout_retry_and_artifacts(
         tmp_path / "repo",
         """\
         name: semantics
-        on: [manual]
+        on: [push]
         jobs:
           a:
             tools: [sh, cat]
@@ -197,7 +199,7 @@ def test_secrets_are_masked_and_the_hardening_holds_inside_a_step_pod(
         tmp_path / "repo",
         """\
         name: hardened
-        on: [manual]
+        on: [push]
         jobs:
           look:
             tools: [sh, cat, printf, cp, chmod]
@@ -244,7 +246,7 @@ def test_an_unenforced_network_policy_and_the_termination_log_fail_closed(
 ) -> None:
     mission = """\
         name: closed
-        on: [manual]
+        on: [push]
         jobs:
           quiet: {steps: [{run: echo should-not-run}]}
         """
@@ -270,9 +272,12 @@ def test_an_unenforced_network_policy_and_the_termination_log_fail_closed(
     assert "unenforced-network-policy" in plan.stdout, plan.stdout
 
 
-def _start(kube: Kube, repo: Path, state: Path) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def _started(kube: Kube, repo: Path, state: Path) -> Iterator[subprocess.Popen[str]]:
+    """`runner run` in the background; killed and reaped, its pipes closed, whatever the
+    test found (a failed assertion leaves no process or pipe behind)."""
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true", **kube.env()}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*RUNNER, "run", *kube.args],
         cwd=repo,
         env=env,
@@ -280,6 +285,13 @@ def _start(kube: Kube, repo: Path, state: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    with proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
 
 
 def _wait_for_step(kube: Kube, state: Path, deadline_s: float = 120) -> None:
@@ -296,7 +308,7 @@ def _wait_for_step(kube: Kube, state: Path, deadline_s: float = 120) -> None:
 
 SLEEPER = """\
     name: sleeper
-    on: [manual]
+    on: [push]
     jobs:
       long:
         tools: [sh, sleep]
@@ -307,11 +319,11 @@ SLEEPER = """\
 def test_ctrl_c_leaves_no_pod_claim_or_other_object(kube: Kube, tmp_path: Path) -> None:
     state = tmp_path / "state-int"
     repo = make_repo(tmp_path / "repo", SLEEPER)
-    proc = _start(kube, repo, state)
-    _wait_for_step(kube, state)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    with _started(kube, repo, state) as proc:
+        _wait_for_step(kube, state)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert time.monotonic() - sent < 60
@@ -322,10 +334,10 @@ def test_ctrl_c_leaves_no_pod_claim_or_other_object(kube: Kube, tmp_path: Path) 
 def test_a_crash_then_gc_leaves_nothing_and_the_ledger_verifies(kube: Kube, tmp_path: Path) -> None:
     state = tmp_path / "state-kill"
     repo = make_repo(tmp_path / "repo", SLEEPER)
-    proc = _start(kube, repo, state)
-    _wait_for_step(kube, state)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    with _started(kube, repo, state) as proc:
+        _wait_for_step(kube, state)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
     run_id = next((state / "runs").iterdir()).name
     assert kube.objects(f"runner.run-id={run_id}"), "the crash left nothing to collect"
     gc = runner_cli(
@@ -344,7 +356,7 @@ def test_audit_verify_passes_on_the_ledger_of_a_kubernetes_run(kube: Kube, tmp_p
         tmp_path / "repo",
         """\
         name: audited
-        on: [manual]
+        on: [push]
         jobs:
           one: {steps: [{run: echo audited}]}
         """,

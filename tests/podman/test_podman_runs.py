@@ -53,7 +53,7 @@ def sleeper(root: Path, timeout_minutes: float = 5) -> Path:
         textwrap.dedent(
             f"""\
             name: sleeper
-            on: [manual]
+            on: [push]
             jobs:
               long:
                 tools: [sh, sleep]
