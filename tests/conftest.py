@@ -140,13 +140,13 @@ def runner_cli(
 @pytest.fixture(scope="session")
 def podman_host() -> str:
     """`DOCKER_HOST` for Podman's Docker API. Podman not installed: the tests that need it
-    are skipped, saying so (scripts/test.sh installs it); installed but not answering: a
+    are skipped, saying so (scripts/ensure-podman.sh installs it); installed but not answering: a
     failure, never a skip."""
     import docker
 
     if shutil.which("podman") is None:
         pytest.skip(
-            "Podman is not installed (scripts/test.sh installs it: scripts/ensure-podman.sh)"
+            "Podman is not installed (install it and start its API with scripts/ensure-podman.sh)"
         )
     try:
         client = docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=30)
