@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import run_container
 from engine.test_isolation import (  # the same tests, run here against Podman
     test_a_step_runs_hardened,
     test_a_uid_from_the_policy_owns_workspace_and_tmp,
@@ -16,11 +15,13 @@ from engine.test_isolation import (  # the same tests, run here against Podman
     test_limits_stop_a_fork_bomb_and_a_memory_hog,
     test_workspace_noexec_holds_against_the_loader_and_memfd,
 )
-from engine.test_mount_check import (
+from engine.test_mount_check import (  # one hardened busybox step, run and removed
+    run,
+    spec,
     test_every_writable_executable_mount_is_named_with_its_escaped_path,
 )
 
-from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.backend import LABEL_RUN
 from runner.engine.docker import hardening
 from runner.engine.docker.backend import DockerBackend
 from runner.engine.stepinit import contract
@@ -34,33 +35,10 @@ __all__ = [  # collected here too, with DOCKER_HOST on Podman's socket
     "test_limits_stop_a_fork_bomb_and_a_memory_hog",
     "test_workspace_noexec_holds_against_the_loader_and_memfd",
 ]
-BUSYBOX = "runner-base/busybox:latest"
 RUNS = 100
 AT_ONCE = 8  # the engine's own pace (ENGINE_CONCURRENCY): a run of parallel jobs
 ATTACK = ["sh", "-c", "cp /bin/busybox . && ./busybox echo the-binary-ran"]
 REFUSAL = "runner-init: refused: /workspace (overlay) is writable by uid 65534 and not noexec\n"
-
-
-def spec(run_id: str, command: list[str], **changes: Any) -> ContainerSpec:
-    fields: dict[str, Any] = {
-        "image": BUSYBOX,
-        "command": command,
-        "env": {},
-        "labels": {LABEL_RUN: run_id},
-        "memory_bytes": 64 * 1024 * 1024,
-        "cpus": 1,
-        "pids": 16,
-    }
-    fields.update(changes)
-    return ContainerSpec(**fields)
-
-
-def run(backend: DockerBackend, step: ContainerSpec) -> tuple[int | None, str]:
-    cid = backend.create(step)
-    try:
-        return run_container(backend, cid, 30)
-    finally:
-        backend.remove(cid)
 
 
 def mounts_of(output: str) -> dict[str, tuple[set[str], str]]:
