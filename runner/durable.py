@@ -55,13 +55,18 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
         handle.write(data)
 
 
+def write_fd(fd: int, data: bytes) -> None:
+    """All of `data` to `fd`: `os.write` may write less than it was given."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_new(path: Path, data: bytes, mode: int) -> None:
     """Create `path` (it must not exist) durably, with `mode` from the start."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_fd(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

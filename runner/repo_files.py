@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from runner.durable import write_fd
 from runner.errors import InvalidInput
 
 PRIVATE = (".git", ".runner")  # never read through, whatever a path or a link says
@@ -485,9 +486,7 @@ def write_new_file(root: Path, rel: str, data: bytes, *, mode: int = 0o644) -> b
         except FileExistsError:
             return False
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_fd(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

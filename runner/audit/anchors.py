@@ -39,7 +39,7 @@ from pathlib import Path
 from runner.audit import checkpoint as notes
 from runner.audit.files import first_entry_origin, ledger_dir, read_origin
 from runner.audit.verify import AnchorNote
-from runner.durable import fsync_dir
+from runner.durable import fsync_dir, write_fd
 from runner.errors import InvalidInput, StorageFailed
 
 ENV_VAR = "RUNNER_ANCHOR_STORE"
@@ -119,9 +119,7 @@ def append(store: Path, note: str) -> Path:
 def _write_all(fd: int, data: bytes, end: int) -> None:
     """The whole note, or nothing: a failed write is cut off again."""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_fd(fd, data)
     except OSError:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, end)
