@@ -95,6 +95,23 @@ def merged(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in found.items() if k.startswith("runner.")}
 
 
+def _pod(
+    name: str,
+    labels: Mapping[str, str],
+    owner: Mapping[str, str],
+    role: str,
+    spec: dict[str, Any],
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Pod of `role` (step, keeper, probe) with `spec` and its `volumes`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(name, labels, owner, role),
+        "spec": {**spec, "volumes": volumes},
+    }
+
+
 def _metadata(
     name: str, labels: Mapping[str, str], owner: Mapping[str, str] | None, role: str
 ) -> dict[str, Any]:
@@ -273,13 +290,7 @@ def step_pod(
     }
     grace = 0.0 if spec.deadline_s is None else spec.deadline_s + 5
     pod_spec = _pod_spec(uid, grace or None, node, [container])
-    pod_spec["volumes"] = volumes
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(name, labels, owner, "step"),
-        "spec": pod_spec,
-    }
+    return _pod(name, labels, owner, "step", pod_spec, volumes)
 
 
 def keeper_pod(
@@ -308,16 +319,11 @@ def keeper_pod(
         ],
     }
     spec = _pod_spec(uid, None, None, [container])
-    spec["volumes"] = [
+    volumes = [
         {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": claims[0]}},
         {"name": SCRATCH_VOLUME, "persistentVolumeClaim": {"claimName": claims[1]}},
     ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(name, labels, owner, "keeper"),
-        "spec": spec,
-    }
+    return _pod(name, labels, owner, "keeper", spec, volumes)
 
 
 def probe_pod(
@@ -351,13 +357,7 @@ def probe_pod(
         "volumeMounts": [{"name": INIT_VOLUME, "mountPath": contract.DIRECTORY, "readOnly": True}],
     }
     spec = _pod_spec(uid, 30, None, [container])
-    spec["volumes"] = [init_volume(owner["name"])]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(name, labels, owner, "probe"),
-        "spec": spec,
-    }
+    return _pod(name, labels, owner, "probe", spec, [init_volume(owner["name"])])
 
 
 def deny_all(
