@@ -91,7 +91,8 @@ def main(
         app.out.line("  kept the repository snapshots: a run is live")
     for evicted in caches or []:
         why = "unused" if evicted.reason == "unused" else "over the cache size cap"
-        app.out.line(f"  evicted cache {evicted.key!r} ({evicted.event} {evicted.ref}): {why}")
+        scope = " ".join(part for part in (evicted.event, evicted.ref) if part)
+        app.out.line(f"  evicted cache {evicted.key!r} ({scope}): {why}")
     if caches is None:
         app.out.line("  kept the caches: a run is using them")
     for run_id in sorted(set(swept.alive_runs)):
