@@ -192,7 +192,7 @@ def test_nothing_is_evicted_while_a_run_uses_the_cache_and_a_killed_run_does_not
     assert not entry.exists() and blobs(tmp_path) == set()
 
 
-def test_a_restore_waits_for_gc_and_gc_never_waits_for_a_restore(tmp_path: Path) -> None:
+def test_gc_never_waits_for_a_run_using_the_cache_it_leaves_it(tmp_path: Path) -> None:
     save(tmp_path, "k")
     held = flock(tmp_path / "state" / "cache" / "lock", fcntl.LOCK_SH)  # a run restoring
     try:
