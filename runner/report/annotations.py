@@ -108,9 +108,6 @@ class StepAnnotations:
         with self._lock:
             return list(self._kept)
 
-    def of_step(self, job: str, step: int) -> list[Annotation]:
-        return [a for a in self.kept if a.job == job and a.step == step]
-
     def redacted(self, redactor: Redactor) -> list[Annotation]:
         """The kept annotations fit to write and show: the job key through the run's
         `redactor`, the text through the job's (masks registered after an annotation
