@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.app import App
-from runner.commands.recording import append_entry
+from runner.commands.recording import append_entries, append_entry
 from runner.engine.backend import Backend
 from runner.engine.docker.backend import connect
 from runner.policy.model import Policy
@@ -62,8 +62,7 @@ def main(
         "caches": [evicted.serialize() for evicted in caches or []],
         "caches_in_use": caches is None,
     }
-    for evicted in caches or []:
-        append_entry(app, "cache.evicted", evicted.serialize())
+    append_entries(app, [("cache.evicted", evicted.serialize()) for evicted in caches or []])
     if swept.containers or swept.volumes or swept.networks or pruned or snapshots:
         append_entry(
             app,
