@@ -2,7 +2,8 @@
 commands honoured, redacted, digested, and emitted as `output` events.
 
 `::error`, `::warning` and `::notice` lines are emitted as `annotation` events too (and
-stay output), with their location and title (`workflow_commands.annotation`). `::group::title` and `::endgroup::` lines are emitted as `group.started` and
+stay output), with their location and title (`workflow_commands.annotation`).
+`::group::title` and `::endgroup::` lines are emitted as `group.started` and
 `group.finished` events instead of output, in line order, so that a view can fold the
 lines between them; they are read from the redacted line (a title shows `***` where it
 held a secret) and only from a whole line, never from a piece of an overlong one. Every
