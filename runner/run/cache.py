@@ -36,7 +36,7 @@ Bounds: what a job stores is an artifact's, through `artifacts.store_checked` (t
 streamed out of the stopped container, counted against `limits.artifact-size`, its
 members checked by `workspace.safe_members`, so links leaving the path, devices and
 too many or too deep files refuse it; a secret granted to the job or a value it masked
-refuses it too, as a cache outlives the run). A refused save is a warning, as on GitHub,
+refuses it too, in the paths or in the key, as a cache outlives the run). A refused save is a warning, as on GitHub,
 and the job's result stands. Nothing is ever extracted on the host.
 """
 
@@ -308,6 +308,11 @@ def _save(
     limits: Limits,
     scanner: Redactor,
 ) -> str:
+    if scanner.masks(req.key):
+        return (
+            "cache not saved: its key holds a secret or a masked value, and a cache outlives "
+            "the run (make the key from file hashes and versions instead)"
+        )
     scope = Scope(state.info.event, state.info.ref)
     target = _entry_path(state, scope, req.key)
     if target.exists():

@@ -19,8 +19,11 @@ from conftest import invoke
 from fake_run import run_mission
 
 from runner.durable import flock
+from runner.records.events import Annotation
+from runner.records.sink import Recorder, Sink
 from runner.run.cache import MAX_TOTAL_BYTES, MAX_UNUSED_DAYS, Evicted, collect
 from runner.run.gc import collect_caches
+from runner.secrets.redact import Redactor
 
 DAY = 86400.0
 MISSION = """\
@@ -254,3 +257,22 @@ def test_gc_json_reports_each_eviction_and_the_ledger_records_it(tmp_path: Path)
     human = invoke(state, "gc", "--cache-max-size", "0")
     assert human.code == 0, human.err
     assert "  evicted cache 'kept' (manual): over the cache size cap" in human.out.splitlines()
+
+
+def test_a_key_holding_a_secret_is_never_written_to_the_cache(tmp_path: Path) -> None:
+    """The cache outlives the run: a key made from a secret would put it on disk."""
+    secret = "s3cr3t-'quoted\\-value"
+    mission = MISSION.format(key="'deps-${{ secrets.TOKEN }}'", text="x").replace(
+        "  j:\n", "  j:\n    permissions: {secrets: [TOKEN]}\n"
+    )
+    recorder = Recorder()
+    outcome = run_mission(tmp_path, mission, secrets={"TOKEN": secret}, sink=Sink([recorder]))
+    assert outcome.status() == {"j": ("success", "")}  # a refused save is a warning
+    warnings = [e.message for e in recorder.events if isinstance(e, Annotation)]
+    assert any("cache not saved: its key holds a secret" in w for w in warnings), warnings
+    assert all(secret not in w for w in warnings)
+    cache = tmp_path / "state" / "cache"
+    held = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    forms = Redactor([secret])  # the secret in any form: raw, JSON-escaped, base64 ...
+    assert not any(forms.masks(p.read_bytes().decode("utf-8", "replace")) for p in held)
+    assert not list(cache.glob("scopes/*/*.json"))
