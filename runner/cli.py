@@ -574,6 +574,14 @@ def images_build(ctx: click.Context, names: tuple[str, ...], json_: bool) -> Non
 @cli.command()
 @click.option("--older-than", help="Prune runs older than this (e.g. 7d, 12h).")
 @click.option("--keep", type=click.IntRange(min=0), help="Keep this many newest runs.")
+@click.option(
+    "--cache-days",
+    type=click.IntRange(min=0),
+    help="Evict cache entries not used for this many days (default 7).",
+)
+@click.option(
+    "--cache-max-size", help="Then evict the least recently used above this (default 10g)."
+)
 @engine_options(images=False)
 @json_option
 @click.pass_context
@@ -581,15 +589,27 @@ def gc(
     ctx: click.Context,
     older_than: str | None,
     keep: int | None,
+    cache_days: int | None,
+    cache_max_size: str | None,
     backend: str,
     namespace: str | None,
     json_: bool,
 ) -> None:
-    """Remove containers and volumes of dead runs; prune old runs (never the ledger)."""
+    """Remove containers and volumes of dead runs; prune old runs and caches (never the
+    ledger)."""
     from runner.commands import gc as command
 
     connector = _connector(Engine(backend=backend, namespace=namespace))
-    ctx.exit(command.main(_app(ctx, json_), older_than=older_than, keep=keep, connector=connector))
+    ctx.exit(
+        command.main(
+            _app(ctx, json_),
+            older_than=older_than,
+            keep=keep,
+            cache_days=cache_days,
+            cache_max_size=cache_max_size,
+            connector=connector,
+        )
+    )
 
 
 def main() -> None:

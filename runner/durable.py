@@ -1,6 +1,9 @@
 """Files runner writes: one way to write a file atomically (and, where it must not be lost,
 durably), one way to digest a file or a JSON value.
 
+`flock` is the one way to hold an advisory lock on a file (the repository snapshots' and
+the `actions/cache` store's: runs share it, `runner gc` takes it alone).
+
 `atomic_output` is the only place runner writes a file by replacing it: a temporary file
 in the same directory, `mode` from the start (never briefly world-readable), renamed over
 the target only when complete, removed on any failure. With `durable=True` the data and
@@ -11,6 +14,7 @@ the syncs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +22,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+def flock(path: Path, operation: int) -> int | None:
+    """An open fd of `path` (created if missing) holding the `fcntl.flock` `operation`;
+    None when `operation` has LOCK_NB and the lock is taken. Closing the fd releases it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def fsync_dir(path: Path) -> None:

@@ -16,6 +16,8 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     artifact.stored  job, name, path, sha256, size
     cache.restored   job, key, matched, event, ref, sha256 (actions/cache: the entry's digest)
     cache.saved      job, key, event, ref, sha256, size
+    cache.evicted    key, event, ref, sha256, size, last_used, reason (`runner gc`: unused
+                     for its days, or the least recently used over its size cap)
     job.finished     job, status, reason, duration_ms
     verify.summary   checks
     run.finished     result, reason, [duration_ms, events_sha256, artifacts] (a run denied
@@ -287,6 +289,17 @@ class CacheSaved(Declared):
     ref = Field(str)
     sha256 = Field(str)
     size = Field(int)
+
+
+class CacheEvicted(Declared):
+    TYPE = "cache.evicted"
+    key = Field(str)
+    event = Field(str)
+    ref = Field(str)
+    sha256 = Field(str)  # the entry's, as `cache.saved` recorded it
+    size = Field(int)
+    last_used = Field(int)  # Unix time it was saved or last restored
+    reason = Field(str)  # unused (for --cache-days) or size (over --cache-max-size)
 
 
 class JobFinished(Declared):

@@ -55,7 +55,7 @@ from runner.secrets.redact import Redactor, is_own_key, redact_record, redact_st
 RESERVED = frozenset({"seq", "ts", "kind"})
 _encode: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps's, for str
 POLL_S = 0.05
-TEXT_FIELDS = frozenset({"line", "message", "title", "reason"})  # a job's own text
+TEXT_FIELDS = frozenset({"line", "message", "title", "reason", "file"})  # a job's own text
 DECLARED = frozenset(f.name for cls in EVENT_TYPES for f in dataclasses.fields(cls))
 
 

@@ -16,7 +16,8 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `step.placed`     | job, step, attempt, backend, node, pod, pod_spec_digest, image,    |
 |                   | image_digest (where the engine ran it: Kubernetes)                 |
 | `output`          | job, step, line (one redacted line the step printed)               |
-| `annotation`      | job, step, level (error, warning, notice), message                 |
+| `annotation`      | job, step, level (error, warning, notice), message; file, line,    |
+|                   | end_line, col, end_column, title (each only when the step gave it) |
 | `group.started`   | job, step, title (`::group::title`: the lines up to the end fold)  |
 | `group.finished`  | job, step (`::endgroup::`)                                         |
 | `step.retry`      | job, step, attempt (the next one), delay_s, reason                 |
@@ -212,11 +213,21 @@ class OutputLine(StepEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class Annotation(StepEvent):
-    """`::error ::msg`, `::warning ::msg` or `::notice ::msg` (its line is output too)."""
+    """`::error ::msg`, `::warning ::msg` or `::notice ::msg` (its line is output too),
+    with where it points when the step said so (`::error file=a.py,line=3,col=5,title=T::`):
+    `file` repository-relative as far as runner could make it (a name to show, never a
+    path runner opens), positions from 1. Each location field is left out of the JSON
+    while it is None, so an annotation without one is stored as before."""
 
     kind: ClassVar[str] = "annotation"
     level: str
     message: str
+    file: str | None = field(default=None, metadata=OMIT_NONE)
+    line: int | None = field(default=None, metadata=OMIT_NONE)
+    end_line: int | None = field(default=None, metadata=OMIT_NONE)
+    col: int | None = field(default=None, metadata=OMIT_NONE)
+    end_column: int | None = field(default=None, metadata=OMIT_NONE)
+    title: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,11 @@
 """A JUnit XML report of a run (`runner run --junit PATH`), for CI systems that show them.
 
 One `<testsuite>` per job instance, one `<testcase>` per step: `<failure>` carrying the
-reason and the step's last output lines, `<skipped>` for a skipped (or cancelled, or never
-started) step; `<testsuites>` carries only the totals strict junit-10.xsd allows there
+reason and the step's annotations and last output lines, `<skipped>` for a skipped (or
+cancelled, or never started) step; a step's annotations are lines of its failure (the
+first error's also in its message) or of its `<system-out>`, compiler style when they have
+a file (`src/a.py:3:5: error: Title: message`), and the first error's file and line are
+the testcase's `file` and `line` attributes (both in junit-10.xsd); `<testsuites>` carries only the totals strict junit-10.xsd allows there
 (tests, failures, errors: no `skipped`). A job that failed without a failing step (denied, a missing artifact, ...)
 gets a testcase of its own so that the failure is not lost. ElementTree escapes markup;
 characters XML 1.0 cannot hold at all (most control characters) are removed first, with
@@ -14,11 +17,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 from runner.durable import atomic_output
 from runner.errors import InvalidInput
+from runner.records.events import Annotation
 from runner.records.results import JobResult, RunResult, Status, StepResult
+from runner.report.annotations import compiler_line, headline, level_of
 from runner.secrets.normalise import ESCAPE_SEQUENCE
 
 # everything outside XML 1.0's Char production
@@ -47,18 +53,31 @@ def _testcase(parent: ET.Element, classname: str, name: str, seconds: float) -> 
     )
 
 
-def _step_case(suite: ET.Element, classname: str, step: StepResult) -> str:
+def _note(event: Annotation) -> str:
+    return compiler_line(event) or f"{level_of(event)}: {headline(event)}"
+
+
+def _step_case(
+    suite: ET.Element, classname: str, step: StepResult, notes: Sequence[Annotation]
+) -> str:
     """Adds the step's testcase; returns its outcome: passed, failure or skipped."""
     case = _testcase(suite, classname, step.name, step.duration_s)
+    shown = [_note(event) for event in notes]
+    first = next((e for e in notes if level_of(e) == "error"), notes[0] if notes else None)
+    if first is not None and first.file:  # the schema's own location attributes
+        case.set("file", xml_text(first.file))
+        if first.line is not None and first.line > 0:
+            case.set("line", str(first.line))
     if step.status is Status.FAILURE:
-        failure = ET.SubElement(
-            case, "failure", {"message": xml_text(step.reason or "failed"), "type": "failure"}
-        )
-        failure.text = xml_text("\n".join(step.tail))
+        message = step.reason or "failed"
+        if first is not None:
+            message += f" ({_note(first)})"
+        failure = ET.SubElement(case, "failure", {"message": xml_text(message), "type": "failure"})
+        failure.text = xml_text("\n".join([*shown, *step.tail]))
         return "failure"
     if step.status is Status.SUCCESS:
-        if step.tail:
-            ET.SubElement(case, "system-out").text = xml_text("\n".join(step.tail))
+        if step.tail or shown:
+            ET.SubElement(case, "system-out").text = xml_text("\n".join([*shown, *step.tail]))
         return "passed"
     why = step.reason or step.status.serialize()
     if step.status is Status.CANCELLED:
@@ -69,7 +88,7 @@ def _step_case(suite: ET.Element, classname: str, step: StepResult) -> str:
     return "skipped"
 
 
-def _suite(run: RunResult, job: JobResult) -> ET.Element:
+def _suite(run: RunResult, job: JobResult, notes: Sequence[Annotation]) -> ET.Element:
     suite = ET.Element("testsuite", {"name": xml_text(job.key)})
     properties = ET.SubElement(suite, "properties")  # first, as the schema wants
     for name, value in (
@@ -80,7 +99,10 @@ def _suite(run: RunResult, job: JobResult) -> ET.Element:
     ):
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
     classname = f"{run.mission}.{job.key}"
-    outcomes = [_step_case(suite, classname, step) for step in job.steps]
+    outcomes = [
+        _step_case(suite, classname, step, [n for n in notes if n.step == step.index])
+        for step in job.steps
+    ]
     if job.status is Status.FAILURE and "failure" not in outcomes:
         case = _testcase(suite, classname, f"job {job.key}", job.duration_s)
         failure = ET.SubElement(
@@ -103,10 +125,10 @@ def _suite(run: RunResult, job: JobResult) -> ET.Element:
     return suite
 
 
-def build_junit(run: RunResult) -> ET.ElementTree[ET.Element]:
+def build_junit(run: RunResult, notes: Sequence[Annotation] = ()) -> ET.ElementTree[ET.Element]:
     root = ET.Element("testsuites", {"name": xml_text(run.mission)})
     for job in run.jobs.values():
-        root.append(_suite(run, job))
+        root.append(_suite(run, job, [n for n in notes if n.job == job.key]))
     for attribute in TESTSUITES_TOTALS:
         root.set(attribute, str(sum(int(suite.get(attribute, "0")) for suite in root)))
     root.set("time", _seconds(run.duration_s))
@@ -114,10 +136,11 @@ def build_junit(run: RunResult) -> ET.ElementTree[ET.Element]:
     return ET.ElementTree(root)
 
 
-def write_junit(run: RunResult, path: Path) -> None:
-    """Writes the report of `run` (redacted by the caller: `RunResult.redacted`) to `path`
-    (atomically; missing parent folders are created)."""
-    tree = build_junit(run)
+def write_junit(run: RunResult, path: Path, notes: Sequence[Annotation] = ()) -> None:
+    """Writes the report of `run` and its annotations `notes` (redacted by the caller:
+    `RunResult.redacted`, `StepAnnotations.redacted`) to `path` (atomically; missing
+    parent folders are created)."""
+    tree = build_junit(run, notes)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path) as handle:

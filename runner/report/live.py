@@ -3,7 +3,9 @@ time, the step it is on and the `::group::` it is in), and one per image being b
 build step it is on), redrawn in place with ANSI
 cursor-up + clear-line by a background ticker at most `1 / interval` times a second, so
 that durations tick while steps run. After the run it prints the last output lines of
-every failed step and the annotations.
+every failed step and the annotations: one with a file compiler style,
+`src/a.py:3:5: error: Title: message [job > step]`, so that an editor jumps to it, at most
+as many as GitHub keeps (`runner.report.annotations`), saying how many more there were.
 
 Groups fold as on GitHub: in a failed step's last lines, a group that ended is one line,
 its header and how many lines it held (`▸ Install (120 lines)`); the group the step was in
@@ -39,6 +41,14 @@ from runner.records.events import (
     StepStarted,
 )
 from runner.records.results import Status
+from runner.report.annotations import (
+    PER_JOB,
+    PER_STEP,
+    StepAnnotations,
+    headline,
+    level_of,
+    location,
+)
 from runner.report.display import (
     STATUS_COLOR,
     STATUS_VERB,
@@ -176,7 +186,7 @@ class LiveView:
         self._tails: dict[tuple[str, int], _Tail] = {}
         self._step_names: dict[tuple[str, int], str] = {}
         self._failures: list[_Failure] = []
-        self._annotations: list[tuple[str, str, str]] = []  # level, where, message
+        self._annotations = StepAnnotations()  # shown after the run, bounded
         self._drawn = 0  # lines of the last frame, to move back over
         self._dirty = False
         self._closed = False
@@ -232,12 +242,8 @@ class LiveView:
             case GroupFinished(job=job, step=index):
                 self._tail(job, index).end_group()
                 self._row(job).group = ""
-            case Annotation(job=job, step=index):
-                where = job
-                if (job, index) in self._step_names:
-                    where = f"{job} {self._glyphs.arrow} {self._step_names[(job, index)]}"
-                message = " ".join(clean_line(line) for line in event.message.splitlines())
-                self._annotations.append((event.level, where, message))
+            case Annotation():
+                self._annotations.add(event)
             case StepRetry(job=job):
                 row = self._row(job)
                 row.retry_at = now + event.delay_s
@@ -417,9 +423,29 @@ class LiveView:
             )
             for line in failure.lines:
                 out.line(encodable(f"  {out.paint(g.bar, 'dim')} {line}", self._encoding))
-        if self._annotations:
+        annotations = self._annotations.kept
+        if annotations:
             out.line("")
         colors = {"error": "red", "warning": "yellow"}
-        for level, where, message in self._annotations:
+        for event in annotations:
+            where = event.job
+            if (event.job, event.step) in self._step_names:
+                where = f"{event.job} {g.arrow} {self._step_names[(event.job, event.step)]}"
+            level = level_of(event)
             label = out.paint(level, colors.get(level, "blue"))
-            out.line(encodable(f"{label}: {where}: {message}", self._encoding))
+            located = location(event)
+            if located:
+                text = f"{located}: {label}: {headline(event)} [{where}]"
+            else:
+                text = f"{label}: {where}: {headline(event)}"
+            out.line(encodable(text, self._encoding))
+        if self._annotations.dropped:
+            more = self._annotations.dropped
+            out.line(
+                encodable(
+                    f"{g.dot}{g.dot}{g.dot} {more} more annotation{'' if more == 1 else 's'} "
+                    f"(at most {PER_STEP} of each level a step and {PER_JOB} a job are "
+                    "listed here; `runner logs` shows them all)",
+                    self._encoding,
+                )
+            )

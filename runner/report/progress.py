@@ -8,7 +8,9 @@ Both views are `Sink` subscribers and write only through `runner.output.Output`.
   run it prints the last output lines of every failed step and the annotations.
 - `PlainView` (CI, a pipe): one prefixed line per thing that happened, in order:
   `[job] ▶ step`, `[job] │ output`, `[job] │ ▾ group` (its lines indented under it),
-  `[job] ✓ step (1.2s)`, `::error title=job::message`.
+  `[job] ✓ step (1.2s)`; an annotation with a file compiler style,
+  `src/a.py:3:5: error: Title: message [job > step]`, one without as the workflow
+  command `::error title=job > step::message` (`runner.report.annotations`).
 - JSON mode shows nothing live: the command prints the final document.
 - `summary` after the run: the jobs, each failed step, each step's `$GITHUB_STEP_SUMMARY`
   (its Markdown as written, cleaned line by line), the verify checks, the result.
@@ -39,6 +41,7 @@ from runner.records.events import (
 )
 from runner.records.results import CheckStatus, RunResult, Status
 from runner.records.sink import Subscriber
+from runner.report.annotations import compiler_line, level_of
 from runner.report.display import (
     STATUS_COLOR,
     STATUS_VERB,
@@ -147,13 +150,20 @@ class PlainView:
         return text + (f" ({', '.join(details)})" if details else "")
 
     def _annotation(self, event: Annotation) -> None:
-        level = event.level if event.level in ("error", "warning", "notice") else "error"
         job, step = event.job, event.step
         title = job
         if (job, step) in self._step_names:
             title = f"{job} {self._glyphs.arrow} {self._step_names[(job, step)]}"
+        located = compiler_line(event)
+        if located:
+            self._line(f"{located} [{title}]")
+            return
         message = "\n".join(clean_line(line) for line in event.message.splitlines())
-        self._line(f"::{level} title={_command_property(title)}::{_command_data(message)}")
+        if event.title:
+            message = f"{clean_line(event.title)}: {message}"
+        self._line(
+            f"::{level_of(event)} title={_command_property(title)}::{_command_data(message)}"
+        )
 
 
 def make_view(out: Output) -> Subscriber | None:

@@ -5,7 +5,9 @@ Output lines are prefixed by where they come from, `[job/step name]` (a step kno
 (`[job] started`, `[job/step] failure (exit code 1) in 0.3s`, `run finished: success in
 2.0s`; no duration for what never ran). A `::group::` is its header, `[job/step] ▾ title`,
 the group's lines indented under it, as in the plain view; its end shows nothing. A
-step's summary is `[job/step] summary:`, its Markdown lines under it. Lines of steps are
+step's summary is `[job/step] summary:`, its Markdown lines under it. An annotation is
+`[job/step] error: Title: message`, compiler style when it has a file
+(`[job/step] src/a.py:3:5: error: Title: message`; `runner.report.annotations`). Lines of steps are
 cleaned as the views clean them (`display.clean_line`): the log keeps what the step
 printed, escape sequences included, and a replay must not let them reach a terminal.
 """
@@ -37,6 +39,7 @@ from runner.records.events import (
     VerifyFinished,
 )
 from runner.records.results import Status
+from runner.report.annotations import compiler_line, headline
 from runner.report.display import Glyphs, OpenGroups, build_progress, clean_line, summary_lines
 
 
@@ -89,9 +92,11 @@ class ReplayView:
                 return _finished(self._where(event), status, reason, event.duration_ms)
             case JobFinished(status=status, reason=reason, duration_ms=millis):
                 return _finished(self._where(event), status, reason, millis)
-            case Annotation(level=level, message=message):
-                text = " ".join(clean_line(part) for part in message.splitlines())
-                return f"{self._where(event)} {level}: {text}"
+            case Annotation():
+                located = compiler_line(event)
+                if located:
+                    return f"{self._where(event)} {located}"
+                return f"{self._where(event)} {clean_line(event.level)}: {headline(event)}"
             case StepSummary(markdown=markdown):
                 bar = self._glyphs.bar
                 shown = [f"{self._where(event)} summary:"]

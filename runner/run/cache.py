@@ -24,16 +24,28 @@ its own, then the push caches of the default branch (`refs/remotes/origin/HEAD`'
 else `refs/heads/main`). So a pull_request run may restore what a push to main saved,
 never the other way: nothing it writes is where a push run reads.
 
+Housekeeping (`collect`, run by `runner gc`), as GitHub evicts caches: an entry is last
+used when it was saved or last restored (its file's mtime, touched by every restore);
+entries unused for `MAX_UNUSED_DAYS` (7) are evicted, then the least recently used until
+the blobs the rest need take at most `MAX_TOTAL_BYTES` (10 GiB, GitHub's per-repository
+cap); blobs no entry needs and the partial blobs of a save that died go with them. A run
+holds the store's lock shared while it restores or saves (`<state>/cache/lock`), and
+`collect` takes it alone or does nothing, so an entry never goes while a run reads it.
+
 Bounds: what a job stores is an artifact's, through `artifacts.store_checked` (the tar
 streamed out of the stopped container, counted against `limits.artifact-size`, its
 members checked by `workspace.safe_members`, so links leaving the path, devices and
 too many or too deep files refuse it; a secret granted to the job or a value it masked
-refuses it too, as a cache outlives the run). A refused save is a warning, as on GitHub,
+refuses it too, in the paths or in the key, as a cache outlives the run). A refused save is a warning, as on GitHub,
 and the job's result stands. Nothing is ever extracted on the host.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -41,12 +53,12 @@ import re
 import secrets
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.durable import file_sha256, json_digest, write_atomic
+from runner.durable import file_sha256, flock, json_digest, write_atomic
 from runner.errors import InvalidInput
 from runner.mission.model import Artifact
 from runner.policy.model import Limits
@@ -66,6 +78,8 @@ from runner.secrets.redact import Redactor
 from runner.trusted import git_text
 
 MAX_KEY = 512  # GitHub's
+MAX_UNUSED_DAYS = 7  # GitHub evicts a cache not used for 7 days
+MAX_TOTAL_BYTES = 10 * 1024**3  # GitHub's cap per repository: 10 GiB
 DEFAULT_BRANCH = "refs/heads/main"
 _PATTERN = re.compile(r"[*?\[\]!{}]")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -161,6 +175,20 @@ def _blob(state: RunState, digest: str) -> Path:
     return _root(state) / "blobs" / f"{digest}.tar"
 
 
+@contextlib.contextmanager
+def _using(state: RunState) -> Iterator[None]:
+    """The store's lock, shared with other runs, for a restore or a save: `collect` evicts
+    nothing meanwhile."""
+    root = _root(state)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = flock(root / "lock", fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     """The entry at `path`; None when there is none, or none runner wrote (unreadable, or
     not of the shape `save` writes: a changed entry is never followed out of its paths)."""
@@ -190,27 +218,41 @@ def _part_ok(part: object) -> bool:
         return False
 
 
-def _find(state: RunState, req: Request) -> dict[str, Any] | None:
-    """The entry for `req`: its key in each scope in turn, then each restore key's newest."""
+def _find(state: RunState, req: Request) -> tuple[Path, dict[str, Any]] | None:
+    """The entry for `req` and its file: its key in each scope in turn, then each restore
+    key's newest."""
     for scope in scopes(state):
-        exact = _read(_entry_path(state, scope, req.key))
+        path = _entry_path(state, scope, req.key)
+        exact = _read(path)
         if exact is not None and exact["key"] == req.key:
-            return exact
+            return path, exact
         folder = _root(state) / "scopes" / scope.id
-        held = [e for p in sorted(folder.glob("*.json")) if (e := _read(p)) is not None]
+        held = [(p, e) for p in sorted(folder.glob("*.json")) if (e := _read(p)) is not None]
         for prefix in req.restore_keys:
-            matches = [e for e in held if e["key"].startswith(prefix)]
+            matches = [(p, e) for p, e in held if e["key"].startswith(prefix)]
             if matches:
-                return max(matches, key=lambda e: float(e.get("created", 0)))
+                return max(matches, key=lambda found: _created(found[1]))
     return None
 
 
+def _created(entry: Mapping[str, Any]) -> float:
+    created = entry.get("created", 0)
+    return float(created) if isinstance(created, int | float) else 0.0
+
+
 def restore(state: RunState, job_key: str, workspace: Workspace, req: Request) -> Restored:
-    """Place the entry `req` finds into the workspace; a changed blob is a clear error."""
+    """Place the entry `req` finds into the workspace and mark it used now; a changed blob
+    is a clear error."""
+    with _using(state):
+        return _restore(state, job_key, workspace, req)
+
+
+def _restore(state: RunState, job_key: str, workspace: Workspace, req: Request) -> Restored:
     outputs = {"cache-primary-key": req.key, "cache-hit": "false", "cache-matched-key": ""}
-    entry = _find(state, req)
-    if entry is None:
+    found = _find(state, req)
+    if found is None:
         return Restored(outputs, hit=False)
+    path, entry = found
     for part in entry["paths"]:
         blob = _blob(state, str(part["sha256"]))
         if not blob.is_file() or file_sha256(blob) != part["sha256"]:
@@ -225,6 +267,8 @@ def restore(state: RunState, job_key: str, workspace: Workspace, req: Request) -
         with _blob(state, str(part["sha256"])).open("rb") as source:
             tar = rewrite_archive(source, prefix, workspace.uid, contents=is_dir)
             workspace.backend.put_workspace(workspace.volume, ".", tar, workspace.labels)
+    with contextlib.suppress(OSError):  # used now: `collect` keeps it longest
+        os.utime(path)
     state.sink.emit(
         CacheRestored(
             job=job_key,
@@ -251,6 +295,24 @@ def save(
 ) -> str:
     """Store `req`'s paths out of the stopped `container` in the run's own scope, unless
     the key is there already; "" or a warning saying why nothing was saved."""
+    with _using(state):
+        return _save(state, job_key, workspace, container, req, limits, scanner)
+
+
+def _save(
+    state: RunState,
+    job_key: str,
+    workspace: Workspace,
+    container: str,
+    req: Request,
+    limits: Limits,
+    scanner: Redactor,
+) -> str:
+    if scanner.masks(req.key):
+        return (
+            "cache not saved: its key holds a secret or a masked value, and a cache outlives "
+            "the run (make the key from file hashes and versions instead)"
+        )
     scope = Scope(state.info.event, state.info.ref)
     target = _entry_path(state, scope, req.key)
     if target.exists():
@@ -301,3 +363,109 @@ def _kind(stored: Path) -> str:
     with tarfile.open(stored, mode="r:") as tar:
         members = tar.getmembers()
     return "file" if len(members) == 1 and members[0].isfile() else "dir"
+
+
+# -- housekeeping (`runner gc`) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """An entry `collect` removed, and why: `unused` (not used for the days given) or
+    `size` (the least recently used while the store was over its cap)."""
+
+    key: str
+    event: str
+    ref: str
+    sha256: str  # entry_digest, as `cache.saved` recorded it
+    size: int  # the bytes its paths held when saved
+    last_used: int  # Unix time: saved, or last restored
+    reason: str
+
+    def serialize(self) -> dict[str, str | int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _Held:
+    path: Path
+    entry: dict[str, Any]
+    last_used: float
+
+    @property
+    def blobs(self) -> set[str]:
+        return {str(part["sha256"]) for part in self.entry["paths"]}
+
+
+def collect(
+    state_dir: Path, *, max_unused_s: float, max_bytes: int, now: float
+) -> list[Evicted] | None:
+    """Evict the entries of `state_dir`'s cache unused for `max_unused_s`, then the least
+    recently used until what the rest need is at most `max_bytes`; remove the blobs no
+    entry needs. What was evicted, oldest first, or None when a run is using the cache
+    (nothing is removed then)."""
+    root = state_dir / "cache"
+    if not root.is_dir():
+        return []
+    exclusive = flock(root / "lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if exclusive is None:
+        return None
+    try:
+        held = sorted(_held(root), key=lambda h: h.last_used)
+        evicted: list[tuple[_Held, str]] = []
+        kept = [h for h in held if now - h.last_used <= max_unused_s]
+        evicted += [(h, "unused") for h in held if now - h.last_used > max_unused_s]
+        users = collections.Counter(digest for h in kept for digest in h.blobs)
+        sizes = {digest: _size(root / "blobs" / f"{digest}.tar") for digest in users}
+        total = sum(sizes.values())  # each blob once: entries share them
+        while kept and total > max_bytes:
+            oldest = kept.pop(0)
+            evicted.append((oldest, "size"))
+            for digest in oldest.blobs:
+                users[digest] -= 1
+                total -= sizes[digest] if users[digest] == 0 else 0
+        for entry, _ in evicted:
+            entry.path.unlink(missing_ok=True)
+        needed = set().union(*(h.blobs for h in kept))
+        _sweep(root, needed)
+    finally:
+        os.close(exclusive)
+    return [
+        Evicted(
+            key=str(h.entry["key"]),
+            event=str(h.entry["event"]),
+            ref=str(h.entry["ref"]),
+            sha256=entry_digest(h.entry),
+            size=sum(int(part["size"]) for part in h.entry["paths"]),
+            last_used=int(h.last_used),
+            reason=reason,
+        )
+        for h, reason in evicted
+    ]
+
+
+def _held(root: Path) -> Iterator[_Held]:
+    """The entries of the store that runner wrote (others are never followed: misses)."""
+    for path in root.glob("scopes/*/*.json"):
+        entry = _read(path)
+        if entry is None:
+            continue
+        with contextlib.suppress(OSError):
+            yield _Held(path, entry, path.stat().st_mtime)
+
+
+def _size(blob: Path) -> int:
+    try:
+        return blob.stat().st_size
+    except OSError:
+        return 0  # gone: a restore of its entry fails and says so
+
+
+def _sweep(root: Path, needed: set[str]) -> None:
+    """Remove the blobs no kept entry needs, partial blobs (no save is running: the lock is
+    held alone), and scope directories left empty."""
+    for blob in (root / "blobs").glob("*.tar"):
+        if blob.name.startswith(".") or blob.name.removesuffix(".tar") not in needed:
+            blob.unlink(missing_ok=True)
+    for folder in (root / "scopes").glob("*"):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty

@@ -1,5 +1,6 @@
 """The garbage runs leave: labelled containers and volumes of runs that are no longer live,
-old run directories, and repository snapshots no run has used for a while.
+old run directories, repository snapshots no run has used for a while, and `actions/cache`
+entries unused for days or beyond the store's cap (`runner.run.cache.collect`).
 
 Whether a run is live is `runner.records.rundirs`'s one rule (its lock is held), the same
 `runner runs` and `runner logs --follow` ask; this module only decides what to remove.
@@ -15,7 +16,9 @@ from typing import Any
 from runner.engine.backend import LABEL_RUN, LABEL_STATE, Backend
 from runner.errors import InvalidInput, RunnerError
 from runner.mission.durations import AGE_UNITS, parse_duration
+from runner.policy.loader import memory_bytes
 from runner.records.rundirs import RunDir, is_live, list_runs
+from runner.run.cache import MAX_TOTAL_BYTES, MAX_UNUSED_DAYS, Evicted, collect
 from runner.run.snapshot import DEFAULT_KEEP, DEFAULT_MAX_AGE_S, SnapshotCache
 
 
@@ -127,5 +130,28 @@ def collect_snapshots(
     return SnapshotCache(backend, state_dir).collect(
         keep=DEFAULT_KEEP if keep is None else keep,
         older_than_s=DEFAULT_MAX_AGE_S if older_than_s is None else older_than_s,
+        now=now,
+    )
+
+
+def parse_size(text: str) -> int:
+    """ "10g", "500m", "10GiB", "1024" (bytes) -> bytes; InvalidInput otherwise."""
+    size = memory_bytes(text) if isinstance(text, str) else None
+    if size is None:
+        raise InvalidInput(
+            f"--cache-max-size {text!r} is not a size", hint="use e.g. 500m, 10g or 10GiB"
+        )
+    return size
+
+
+def collect_caches(
+    state_dir: Path, *, days: float | None, max_bytes: int | None, now: float
+) -> list[Evicted] | None:
+    """Evict the `actions/cache` entries unused for `days` (default 7) and then the least
+    recently used beyond `max_bytes` (default 10 GiB); None when a run is using the cache."""
+    return collect(
+        state_dir,
+        max_unused_s=(MAX_UNUSED_DAYS if days is None else days) * 86400,
+        max_bytes=MAX_TOTAL_BYTES if max_bytes is None else max_bytes,
         now=now,
     )

@@ -68,6 +68,7 @@ from runner.records.events import (
 from runner.records.results import RunResult, Status
 from runner.records.rundirs import RunDir, hold_run_lock
 from runner.records.sink import Sink
+from runner.report.annotations import StepAnnotations
 from runner.report.junit import write_junit
 from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
@@ -410,6 +411,8 @@ def _run(
     cancel = threading.Event()
     failures = Failures(cancel)
     sink = Sink([EventLogSubscriber(log, failures), LedgerRecorder(ledger, run_id, failures)])
+    notes = StepAnnotations()  # for JUnit and the JSON result
+    sink.subscribe(notes)
     view = make_view(app.out)
     if view is not None:
         sink.subscribe(view)
@@ -505,10 +508,11 @@ def _run(
     )
     shown = result.redacted(redactor)
     run_dir.write_record(shown)
+    shown_notes = notes.redacted(redactor)
     if options.junit is not None:
-        write_junit(shown, options.junit)
+        write_junit(shown, options.junit, shown_notes)
     if app.out.json_mode:
-        app.out.json(shown.serialize())
+        app.out.json({**shown.serialize(), "annotations": [n.fields() for n in shown_notes]})
     else:
         summary(shown, app.out)
     if result.status is Status.CANCELLED:

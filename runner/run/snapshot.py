@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO
 
 from runner import repo_files
+from runner.durable import flock as _flock
 from runner.durable import write_atomic
 from runner.engine.backend import (
     LABEL_SNAPSHOT,
@@ -321,20 +322,6 @@ class RepoSnapshot:
             yield from tarstream.content(handle, st.st_size, str(path), seen)
             if digest is not None and digest.hexdigest() != entry.blob:
                 raise changed
-
-
-def _flock(path: Path, operation: int) -> int | None:
-    """An open fd of `path` holding `operation`; None when LOCK_NB and it is taken."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, operation)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 @dataclass

@@ -2,7 +2,8 @@
 commands honoured, redacted, digested, and emitted as `output` events.
 
 `::error`, `::warning` and `::notice` lines are emitted as `annotation` events too (and
-stay output). `::group::title` and `::endgroup::` lines are emitted as `group.started` and
+stay output), with their location and title (`workflow_commands.annotation`).
+`::group::title` and `::endgroup::` lines are emitted as `group.started` and
 `group.finished` events instead of output, in line order, so that a view can fold the
 lines between them; they are read from the redacted line (a title shows `***` where it
 held a secret) and only from a whole line, never from a piece of an overlong one. Every
@@ -41,7 +42,11 @@ from runner.records.events import (
     RunEvent,
 )
 from runner.records.sink import Sink
-from runner.run.workflow_commands import parse_workflow_command
+from runner.run.workflow_commands import (
+    ANNOTATION_LEVELS,
+    annotation,
+    parse_workflow_command,
+)
 from runner.secrets.redact import MIN_MASK, Redactor
 
 MAX_LINE = 64 * 1024
@@ -132,11 +137,12 @@ class OutputPump:
                         "characters (it would mask every occurrence of it): not masked",
                     )
                 )
-        elif command.name in ("error", "warning", "notice"):
-            message = self._redactor(command.value)
-            self._block.append(
-                Annotation(job=self._job, step=self._step, level=command.name, message=message)
+        elif command.name in ANNOTATION_LEVELS:
+            note = annotation(
+                line.rstrip("\n"), job=self._job, step=self._step, redact=self._redactor
             )
+            if note is not None:
+                self._block.append(note)
 
     def _pass(self, raw: str) -> None:
         if raw:

@@ -7,7 +7,22 @@ multi-line values; the path file is one directory a line, prepended to `PATH` fo
 job's later steps (`parse_path_file`); the summary is Markdown, kept with the run, at
 most `MAX_SUMMARY_BYTES` (GitHub's limit). Workflow commands on stdout:
 `::add-mask::VALUE`, `::error ...::msg`, `::warning ...::msg`, `::notice ...::msg`,
-`::group::title`, `::endgroup::`.
+`::group::title`, `::endgroup::`, parsed as GitHub's runner parses them: the command's
+properties end at the first `::`, property names are matched in any case, values are
+unescaped (`%0D`, `%0A`, `%3A`, `%2C`, `%25`) and so is the message (`%0D`, `%0A`, `%25`).
+
+Annotations (`annotation`): `::error file=app.py,line=3,endLine=4,col=5,endColumn=7,
+title=Bad::message` becomes an `Annotation` event carrying the location and the title.
+Every field is read from the line as the job's redactor masks it, then unescaped and
+masked again (a secret printed escaped or not, whole or cut by a `,`, never shows in a
+field). Property values are untrusted and checked, never used: a `file=` is a name to
+show, repository-relative; one under the workspace mount (`/workspace/src/a.py`) is shown
+relative to it, anything else (`..`, other absolute paths) as given, and runner never
+opens or resolves it. A bad value (a position that is not a decimal from 1 to
+`MAX_POSITION`, a file or title with a control character or longer than `MAX_PROPERTY`)
+is dropped and the annotation kept; positions are made consistent as GitHub makes them
+(no column without a line, columns only on a one-line range, no range that ends before it
+starts).
 
 `$RUNNER_ENV` sets variables for the job's later steps, so it may not set what would run
 code in them that their commands did not name (`HOOKS`): the dynamic loader's variables
@@ -32,7 +47,9 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from runner.engine.backend import WORKSPACE_PATH
 from runner.errors import InvalidInput
+from runner.records.events import Annotation
 from runner.secrets.redact import MASK, Redactor, shorten
 
 # Names a step may set: GitHub accepts any non-empty name without "=" for outputs; env
@@ -260,11 +277,17 @@ def check_env_names(
 class WorkflowCommand:
     name: str  # add-mask, error, warning, notice, group, endgroup, debug
     value: str
-    properties: dict[str, str]
+    properties: dict[str, str]  # names as written (GitHub matches them in any case)
 
 
-_COMMAND = re.compile(r"^::([A-Za-z-]+)(?: ([^:]*))?::(.*)$")
+# The command and its properties end at the first `::` after the leading one (GitHub's).
+_COMMAND = re.compile(r"^::([A-Za-z-]+)(?: (.*?))?::(.*)$")
 KNOWN_COMMANDS = frozenset({"add-mask", "error", "warning", "notice", "group", "endgroup", "debug"})
+ANNOTATION_LEVELS = ("error", "warning", "notice")
+MAX_PROPERTY = 1024  # characters of an annotation's file or title; a longer one is dropped
+MAX_POSITION = 2**31 - 1  # a line or column (GitHub's: a 32-bit integer)
+_DECIMAL = re.compile(r"^[0-9]{1,10}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _unescape(value: str) -> str:
@@ -288,3 +311,60 @@ def parse_workflow_command(line: str) -> WorkflowCommand | None:
         if sep and key:
             props[key] = _unescape_property(value)
     return WorkflowCommand(match.group(1), _unescape(match.group(3)), props)
+
+
+def annotation(line: str, *, job: str, step: int, redact: Redactor) -> Annotation | None:
+    """The `Annotation` an `::error`, `::warning` or `::notice` line makes (None for any
+    other line), every field masked by `redact`, bad property values dropped (see the
+    module docstring)."""
+    command = parse_workflow_command(redact(line))
+    if command is None or command.name not in ANNOTATION_LEVELS:
+        return None
+    props = {key.lower(): redact(value) for key, value in command.properties.items()}
+    line_, end_line = _position(props.get("line")), _position(props.get("endline"))
+    col, end_column = _position(props.get("col")), _position(props.get("endcolumn"))
+    if line_ is None:
+        line_, end_line = end_line, None  # GitHub: an end line alone is the line
+    if line_ is None or (end_line is not None and end_line != line_):
+        col = end_column = None  # columns need a line, and only one
+    if line_ is not None and end_line is not None and end_line < line_:
+        end_line = None
+    if col is None or (end_column is not None and end_column < col):
+        end_column = None
+    file = _text(props.get("file"))
+    return Annotation(
+        job=job,
+        step=step,
+        level=command.name,
+        message=redact(command.value),
+        file=_relative(file) if file is not None else None,
+        line=line_,
+        end_line=end_line,
+        col=col,
+        end_column=end_column,
+        title=_text(props.get("title")),
+    )
+
+
+def _position(value: str | None) -> int | None:
+    """A line or column: a decimal from 1 to `MAX_POSITION`, else None (dropped)."""
+    if value is None or not _DECIMAL.match(value):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_POSITION else None
+
+
+def _text(value: str | None) -> str | None:
+    """A file or title to show: None when empty, too long or holding a control character."""
+    if not value or len(value) > MAX_PROPERTY or _CONTROL.search(value):
+        return None
+    return value
+
+
+def _relative(file: str) -> str:
+    """`file` relative to the repository when it names a path under the workspace mount
+    without `..`; as given otherwise. A string operation only: never resolved or opened."""
+    rest = file.removeprefix(WORKSPACE_PATH + "/")
+    if rest == file or not rest.strip("/") or ".." in rest.split("/"):
+        return file
+    return rest.lstrip("/")

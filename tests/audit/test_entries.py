@@ -166,7 +166,7 @@ def test_every_entry_runner_writes_is_declared_and_every_declared_type_is_writte
     with (state / "ledger" / ENTRIES).open("ab") as torn:
         torn.write(b'{"kid":"x","log":"runn')  # a crash mid-write
     cli("audit", "checkpoint")  # opening the ledger recovers the torn tail
-    cli("gc", "--keep", "0")
+    cli("gc", "--keep", "0", "--cache-days", "0")  # evicts the cache the runs used
     try:
         cli("images", "build")
     finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InvalidInput
+from runner.records.events import Annotation
 from runner.records.results import JobResult, RunResult, Status, StepResult
 from runner.report.junit import write_junit, xml_text
 
@@ -178,3 +179,49 @@ def test_every_attribute_is_one_strict_junit_10_xsd_allows(tmp_path: Path) -> No
     for element in root.iter():
         allowed = XSD_ATTRIBUTES.get(element.tag, set())
         assert set(element.attrib) <= allowed, (element.tag, set(element.attrib) - allowed)
+
+
+NOTES = [
+    Annotation(job="test (1, linux)", step=0, level="warning", message="slow", title="Perf"),
+    Annotation(
+        job="test (1, linux)",
+        step=0,
+        level="error",
+        message="bad <x> \x1b[31m&",
+        file="src/a.py",
+        line=3,
+        col=5,
+        title="Bad",
+    ),
+    Annotation(job="lint", step=0, level="notice", message="n", file="docs/x.md", line=7),
+    Annotation(job="nobody", step=0, level="error", message="of no job", file="z.py", line=1),
+]
+
+
+def test_annotations_name_their_location_in_the_steps_testcase(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    write_junit(_run(), path, NOTES)
+    root = ET.parse(path).getroot()
+    lint, test = root.findall("testsuite")[:2]
+    unit = test.findall("testcase")[0]
+    failure = unit.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "exit code 2 (src/a.py:3:5: error: Bad: bad <x> &)"
+    assert failure.text == "\n".join(
+        [
+            "warning: Perf: slow",
+            "src/a.py:3:5: error: Bad: bad <x> &",
+            "line 1",
+            xml_text(HOSTILE),
+        ]
+    )
+    assert (unit.get("file"), unit.get("line")) == ("src/a.py", "3")  # the first error's
+    style = lint.findall("testcase")[0]
+    assert style.findtext("system-out") == "docs/x.md:7: notice: n\nfine"
+    assert (style.get("file"), style.get("line")) == ("docs/x.md", "7")
+    assert "of no job" not in path.read_text()
+    for element in root.iter():  # still only what strict junit-10.xsd allows
+        allowed = XSD_ATTRIBUTES.get(element.tag, set())
+        assert set(element.attrib) <= allowed, (element.tag, set(element.attrib) - allowed)
+    for case in root.iter("testcase"):
+        assert case.get("line") is None or case.get("line", "").isdigit()
