@@ -16,6 +16,10 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     artifact.stored  job, name, path, sha256, size
     cache.restored   job, key, matched, event, ref, sha256 (actions/cache: the entry's digest)
     cache.saved      job, key, event, ref, sha256, size
+    service.started  job, service, image, image_digest, config_digest, health (a job's
+                     service, started and waited for: healthy, running, unhealthy, exited,
+                     timeout, cancelled)
+    service.stopped  job, service, image, image_digest (removed with its job)
     job.finished     job, status, reason, duration_ms
     verify.summary   checks
     run.finished     result, reason, [duration_ms, events_sha256, artifacts] (a run denied
@@ -287,6 +291,24 @@ class CacheSaved(Declared):
     ref = Field(str)
     sha256 = Field(str)
     size = Field(int)
+
+
+class ServiceStarted(Declared):
+    TYPE = "service.started"
+    job = Field(str)
+    service = Field(str)
+    image = Field(str)
+    image_digest = Field(str)
+    config_digest = Field(str)
+    health = Field(str)
+
+
+class ServiceStopped(Declared):
+    TYPE = "service.stopped"
+    job = Field(str)
+    service = Field(str)
+    image = Field(str)
+    image_digest = Field(str)
 
 
 class JobFinished(Declared):

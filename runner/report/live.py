@@ -34,6 +34,7 @@ from runner.records.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    ServiceStarted,
     StepFinished,
     StepRetry,
     StepStarted,
@@ -238,6 +239,8 @@ class LiveView:
                     where = f"{job} {self._glyphs.arrow} {self._step_names[(job, index)]}"
                 message = " ".join(clean_line(line) for line in event.message.splitlines())
                 self._annotations.append((event.level, where, message))
+            case ServiceStarted(job=job, service=service, health=health):
+                self._row(job).step = f"service {service}: {health}"
             case StepRetry(job=job):
                 row = self._row(job)
                 row.retry_at = now + event.delay_s
