@@ -1,7 +1,7 @@
 """A job's services on the real engine (backend.Sidecars): hardened like a step, their
 environment never in the engine's configuration, Docker's own health check, and a
 private network on which they answer to their names but reach neither the outside nor
-the host (runner.run.services starts them; tests/run/test_services.py runs whole jobs)."""
+the host (runner.run.services starts them; tests/run/test_run_services.py runs whole jobs)."""
 
 from __future__ import annotations
 
