@@ -668,9 +668,9 @@ class DockerBackend:
     def services_refused(self) -> str | None:
         if self.dialect.podman:
             return (
-                "services are not supported on Podman yet: a service's name is served by "
-                "netavark's DNS server, which runs on the host, where runner keeps a job's "
-                "network away from"
+                "services are not supported on Podman yet: a service's name would be served "
+                "by netavark's DNS server, which runs on the host, and runner keeps every "
+                "job's network away from the host"
             )
         return None
 
