@@ -155,32 +155,43 @@ db:
     assert left_behind(state) == ([], [])
 
 
-def test_ctrl_c_while_a_service_starts_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
-    services = """\
+WAITING = """\
 db:
   image: python
   command: [sleep, "600"]
   options: --health-cmd "exit 1" --health-interval 60s --health-start-period 300s
 """
-    repo = make_repo(tmp_path / "repo", services, "- run: echo the step ran\n")
-    state = tmp_path / "state"
+
+
+def start_waiting(repo: Path, state: Path) -> subprocess.Popen[str]:
+    """`runner run` in the background, returned once its service runs (and is waited for)."""
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "DB_PASSWORD": SECRET}
     process = subprocess.Popen(
-        [*RUNNER, "run", "--secret", "DB_PASSWORD"],
+        [*RUNNER, "run"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    labels = ["--filter", f"label=runner.state-dir={state.resolve()}"]
+    labels += ["--filter", "label=runner.role=service"]
+    deadline = time.monotonic() + 600
+    while not subprocess.run(
+        ["docker", "ps", "-q", *labels], capture_output=True, text=True, check=True
+    ).stdout.split():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"no service started: {process.communicate()}")
+        time.sleep(0.3)
+    return process
+
+
+def test_ctrl_c_while_a_service_starts_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", WAITING, "- run: echo the step ran\n")
+    state = tmp_path / "state"
+    process = start_waiting(repo, state)
     try:
-        deadline = time.monotonic() + 600
-        while not left_behind(state)[0] or not any(
-            "service" in line for line in _labels_of(left_behind(state)[0])
-        ):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
@@ -193,11 +204,14 @@ db:
     assert left_behind(state) == ([], [])
 
 
-def _labels_of(containers: list[str]) -> list[str]:
-    found = subprocess.run(
-        ["docker", "inspect", "--format", "{{json .Config.Labels}}", *containers],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return found.splitlines()
+def test_kill_9_while_a_service_runs_then_gc_leaves_nothing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", WAITING, "- run: echo the step ran\n")
+    state = tmp_path / "state"
+    process = start_waiting(repo, state)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    containers, nets = left_behind(state)
+    assert containers and nets, "the crash left nothing to collect"
+    gc = runner_cli(repo, state, "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert left_behind(state) == ([], [])
