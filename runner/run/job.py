@@ -234,7 +234,7 @@ class JobRunner:
                     self.stop,
                 )
                 private = volume_name(self.state.info.run_id, self.instance.key) + "-svc"
-                steps_network = services.open(network, private, self._service_env, deadline)
+                steps_network = services.open(network, private, self._evaluated, deadline)
             if wants_history(self.job):  # runner.run.history
                 history.open(self.state.info.root, self.grants.limits.user)
             self.containers = StepContainers(
@@ -303,13 +303,23 @@ class JobRunner:
             ) from exc
         return name
 
-    def _service_env(self, service: Service) -> dict[str, str]:
-        """A service's `env:`, its expressions evaluated as the job's env is."""
-        ctx = self.contexts()
-        return {
-            self._interpolate(name, ctx): self._interpolate(value, ctx)
-            for name, value in service.env.items()
-        }
+    def _evaluated(self, service: Service) -> Service:
+        """A service with the expressions of its `env:`, `command:` and `entrypoint:`
+        evaluated, as the job's env is (`env` the job's)."""
+        ctx = self.contexts(self._env(None))
+        return dataclasses.replace(
+            service,
+            env={
+                self._interpolate(name, ctx): self._interpolate(value, ctx)
+                for name, value in service.env.items()
+            },
+            command=None
+            if service.command is None
+            else tuple(self._interpolate(word, ctx) for word in service.command),
+            entrypoint=None
+            if service.entrypoint is None
+            else self._interpolate(service.entrypoint, ctx),
+        )
 
     def _fail(self, reason: str) -> None:
         self._failed = True

@@ -135,12 +135,12 @@ class JobServices:
         self,
         network: str | None,
         name: str,
-        env_of: Callable[[Service], Mapping[str, str]],
+        evaluate: Callable[[Service], Service],
         deadline: float,
     ) -> str:
-        """Start every service on `network` (the job's egress network), or on a private
-        network called `name` made here when None; wait until each is ready. Returns the
-        network the steps join."""
+        """Start every service (`evaluate`d: its expressions replaced by their values) on
+        `network` (the job's egress network), or on a private network called `name` made
+        here when None; wait until each is ready. Returns the network the steps join."""
         sidecars = self._sidecars()
         if network is None:
             try:
@@ -155,7 +155,7 @@ class JobServices:
                 ) from exc
             self.network = network = name
         for service in self.services.values():
-            self._start(sidecars, service, network, env_of(service), deadline)
+            self._start(sidecars, evaluate(service), network, deadline)
         self._await_ready(sidecars, deadline)
         return network
 
@@ -164,12 +164,11 @@ class JobServices:
         sidecars: Sidecars,
         service: Service,
         network: str,
-        env: Mapping[str, str],
         deadline: float,
     ) -> None:
         backend = self.state.backend
         image = self.images[service.name]
-        spec = self._spec(sidecars, service, image, network, env, deadline)
+        spec = self._spec(sidecars, service, image, network, deadline)
         cid = backend.create(spec)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         try:
@@ -189,7 +188,6 @@ class JobServices:
         service: Service,
         image: ResolvedImage,
         network: str,
-        env: Mapping[str, str],
         deadline: float,
     ) -> ContainerSpec:
         """The container of `service`: its image's program (or its own entrypoint and
@@ -211,7 +209,7 @@ class JobServices:
         return ContainerSpec(
             image=image.ref,
             command=command,
-            env=dict(env),
+            env=dict(service.env),
             labels={**self.labels, LABEL_ROLE: "service", LABEL_SERVICE: service.name},
             memory_bytes=limits.memory_bytes,
             cpus=limits.cpus,

@@ -131,7 +131,7 @@ def test_a_service_that_never_turns_healthy_fails_the_job_before_any_step(
 db:
   image: python
   env: {PASSWORD: "${{ secrets.DB_PASSWORD }}"}
-  command: [sh, -c, 'echo "db starting with $PASSWORD"; exec sleep 600']
+  command: [sh, -c, 'echo "db starting on ${{ github.event_name }} with $PASSWORD"; exec sleep 600']
   options: --health-cmd "echo no database here; exit 1" --health-interval 300ms --health-retries 2
 """
     repo = make_repo(tmp_path / "repo", services, "- run: echo the step ran\n")
@@ -144,7 +144,7 @@ db:
     assert job["status"] == "failure"
     assert job["reason"] == (
         "service 'db' (python) turned unhealthy; its last health check said: no database "
-        "here; its last lines: db starting with ***"
+        "here; its last lines: db starting on push with ***"
     )
     events = events_of(state, result["run_id"])
     assert not [e for e in events if e["kind"] == "step.started"]
