@@ -122,6 +122,32 @@ def test_a_step_reaches_its_service_by_name_and_the_service_is_in_the_ledger(
     assert (stopped["service"], stopped["image_digest"]) == ("web", started["image_digest"])
     assert SECRET not in json.dumps(ledger) and SECRET not in json.dumps(events)
     assert left_behind(state) == ([], [])
+    replay = runner_cli(repo, state, "logs", run_id).stdout.splitlines()
+    assert [line for line in replay if "service web" in line] == [
+        "[test] service web: healthy",
+        "[test] service web: removed",
+    ]
+
+
+def test_a_service_that_exits_fails_the_job_with_its_exit_code_and_last_lines(
+    tmp_path: Path,
+) -> None:
+    services = """\
+db:
+  image: python
+  command: [sh, -c, 'echo "cannot start: no config"; exit 3']
+  options: --health-cmd "true" --health-interval 1s --health-start-period 30s
+"""
+    repo = make_repo(tmp_path / "repo", services, "- run: echo the step ran\n")
+    state = tmp_path / "state"
+    done = run(repo, state)
+    assert done.returncode == 1, done.stderr
+    (job,) = json.loads(done.stdout)["jobs"].values()
+    assert job["reason"] == (
+        "service 'db' (python) exited with code 3; its last lines: cannot start: no config"
+    )
+    assert "the step ran" not in done.stdout + done.stderr
+    assert left_behind(state) == ([], [])
 
 
 def test_a_service_that_never_turns_healthy_fails_the_job_before_any_step(
