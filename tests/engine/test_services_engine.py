@@ -26,6 +26,7 @@ from runner.engine.backend import (
     LABEL_ROLE,
     LABEL_RUN,
     ContainerSpec,
+    EgressUnavailable,
     Healthcheck,
     ServiceState,
     Sidecars,
@@ -190,4 +191,15 @@ def test_a_private_network_reaches_its_services_by_name_but_not_the_outside_nor_
     assert f"runner-egress:{networks.bridge_name(network)}" not in (
         networks._run(["iptables", "-w", "-S"]).stdout
     )
+    assert backend.list_networks(f"{LABEL_RUN}={run_id}") == {}
+
+
+def test_without_root_a_private_network_fails_closed_and_leaves_nothing(
+    backend: DockerBackend, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(networks.os, "geteuid", lambda: 1000)
+    name = f"runner-{run_id}-svc"
+    with pytest.raises(EgressUnavailable, match="runner is not root") as caught:
+        backend.create_private_network(name, {LABEL_RUN: run_id}, host_reachable=False)
+    assert "accept: [egress-to-host]" in str(caught.value)
     assert backend.list_networks(f"{LABEL_RUN}={run_id}") == {}
