@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from runner.mission.durations import parse_go_duration
 from runner.mission.model import Health
 
+MAX_SERVICES = 16  # sidecars of one job: each has the job's limits, and the job waits for all
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")  # a DNS label: the name steps resolve
 NAME_RULE = "a service name is its host name on the job's network: 1 to 63 letters, digits, _ and -"
 ENTRYPOINT_OPTION = "--entrypoint"

@@ -157,3 +157,11 @@ def test_go_durations_as_docker_takes_them() -> None:
         0.0,
     ]
     assert [parse_go_duration(t) for t in ("10", "", "s", "1x", "-1s", "1s2")] == [None] * 6
+
+
+def test_a_job_has_at_most_sixteen_services() -> None:
+    many = "".join(f"s{index}: {{image: base}}\n" for index in range(17))
+    assert shown(many) == [
+        "m.yml:5:5: jobs.t.services: the job has 17 services; a job has at most 16 [limit]"
+    ]
+    assert shown("".join(f"s{index}: {{image: base}}\n" for index in range(16))) == []

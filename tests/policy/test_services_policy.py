@@ -13,9 +13,10 @@ from conftest import invoke
 from runner.engine.fake import FakeBackend
 from runner.errors import PolicyDenied
 from runner.mission.loader import parse_mission
+from runner.mission.model import Health, Service
 from runner.policy.decisions import Decision, decide, granted
 from runner.policy.loader import load_policy
-from runner.run.services import refuse_unsupported
+from runner.run.services import refuse_unsupported, wait_bound
 
 POLICY = """\
 version: 1
@@ -156,3 +157,11 @@ def test_a_backend_without_services_refuses_their_jobs_before_anything_runs() ->
     backend = Cluster()
     refuse_unsupported(backend, [])  # no job with services: nothing to refuse
     assert backend.created == []
+
+
+def test_a_service_is_waited_for_as_long_as_its_check_allows_and_no_longer() -> None:
+    check = Health(cmd="true", interval_s=2, timeout_s=1, retries=5, start_period_s=10)
+    assert wait_bound(Service(name="db", image="x", health=check)) == 10 + 5 * 3 + 5
+    slow = Health(cmd="true", interval_s=3600, timeout_s=1, retries=9)
+    assert wait_bound(Service(name="db", image="x", health=slow)) == 600
+    assert wait_bound(Service(name="db", image="x")) == 30  # to be running

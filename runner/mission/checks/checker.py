@@ -42,8 +42,9 @@ once), and so never trust a value's type. Rules and message formats:
                 warning (the policy refuses it), .ports a note, services itself a note
                 saying how they run; an option other than the health ones is an error at the
                 option itself (runner.mission.services)
-    limit       more than MAX_JOBS jobs, MAX_STEPS steps in a job, MAX_MISSION_INSTANCES
-                job instances; matrix: more than 256 instances (counted, never expanded)
+    limit       more than MAX_JOBS jobs, MAX_STEPS steps in a job, MAX_SERVICES services
+                in a job, MAX_MISSION_INSTANCES job instances; matrix: more than 256
+                instances (counted, never expanded)
     name        (warning) no "name": the mission is named after its file, "ci"
 
 The checks of what a mission holds (artifacts, credentials) and of its expressions live
@@ -458,6 +459,13 @@ class Checker(ExpressionChecks, ContentChecks):
         registry login is a warning here (GitHub runs it) and a denial of the policy."""
         if isinstance(services, dict) and services:
             self.add(keypath, svc.SERVICES_NOTE, "service", Severity.NOTE, key=True)
+        if isinstance(services, dict) and len(services) > svc.MAX_SERVICES:
+            self.add(
+                keypath,
+                f"the job has {len(services)} services; a job has at most {svc.MAX_SERVICES}",
+                "limit",
+                key=True,
+            )
         for name, service in dict_of(services).items():
             sub = join(keypath, name)
             if not svc.NAME_RE.match(name):
