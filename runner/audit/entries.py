@@ -18,6 +18,10 @@ An entry is the envelope the ledger writes (`ENVELOPE`: `v`, `log`, `seq`, `ts`,
     cache.saved      job, key, event, ref, sha256, size
     cache.evicted    key, event, ref, sha256, size, last_used, reason (`runner gc`: unused
                      for its days, or the least recently used over its size cap)
+    service.started  job, service, image, image_digest, config_digest, health (a job's
+                     service, started and waited for: healthy, running, unhealthy, exited,
+                     timeout, cancelled)
+    service.stopped  job, service, image, image_digest (removed with its job)
     job.finished     job, status, reason, duration_ms
     verify.summary   checks
     run.finished     result, reason, [duration_ms, events_sha256, artifacts] (a run denied
@@ -300,6 +304,24 @@ class CacheEvicted(Declared):
     size = Field(int)
     last_used = Field(int)  # Unix time it was saved or last restored
     reason = Field(str)  # unused (for --cache-days) or size (over --cache-max-size)
+
+
+class ServiceStarted(Declared):
+    TYPE = "service.started"
+    job = Field(str)
+    service = Field(str)
+    image = Field(str)
+    image_digest = Field(str)
+    config_digest = Field(str)
+    health = Field(str)
+
+
+class ServiceStopped(Declared):
+    TYPE = "service.stopped"
+    job = Field(str)
+    service = Field(str)
+    image = Field(str)
+    image_digest = Field(str)
 
 
 class JobFinished(Declared):

@@ -18,6 +18,7 @@ from runner.commands.probe import image_probe
 from runner.mission.loader import load_mission
 from runner.mission.model import Mission
 from runner.mission.plan import instances, levels
+from runner.policy.capabilities import service_of
 from runner.policy.decisions import Decision, decide
 from runner.policy.model import EXECUTABLE_TERMINATION_LOG, UNENFORCED_NETWORK_POLICY, Policy
 from runner.policy.tools import tool_findings
@@ -39,7 +40,15 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
             job = mission.jobs[job_id]
             for inst in expanded[job_id]:
                 mine = by_job.get(inst.key, [])
-                image = next((d.value for d in mine if d.capability == "image"), job.container)
+                images = [d for d in mine if d.capability == "image"]
+                image = next((d.value for d in images if not service_of(d.keypath)), None)
+                services = {
+                    name: next(
+                        (d.value for d in images if service_of(d.keypath) == name),
+                        service.image,
+                    )
+                    for name, service in job.services.items()
+                }
                 entries.append(
                     {
                         "key": inst.key,
@@ -47,7 +56,8 @@ def build(mission: Mission, decisions: list[Decision]) -> dict[str, Any]:
                         "needs": list(job.needs),
                         "matrix": dict(inst.matrix),
                         "dynamic_matrix": inst.dynamic,
-                        "image": image or "base",
+                        "image": image or job.container or "base",
+                        "services": services,
                         "tools": "all"
                         if job.tools == "all"
                         else [d.value for d in mine if d.capability == "tool"] or list(job.tools),
@@ -89,9 +99,11 @@ def render_text(plan: dict[str, Any]) -> list[str]:
                     lines.append(f"  {job['key']}  skipped: {job['skipped']}")
                     continue
                 needs = f"  needs: {', '.join(job['needs'])}" if job["needs"] else ""
+                services = ", ".join(f"{name} ({image})" for name, image in job["services"].items())
                 lines.append(
                     f"  {job['key']}  image: {job['image']}  tools: {tools}  "
                     f"steps: {job['steps']}  policy: {verdict}{needs}"
+                    + (f"  services: {services}" if services else "")
                 )
                 for d in job["decisions"]:
                     if not d["allowed"]:

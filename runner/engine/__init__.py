@@ -1,7 +1,7 @@
 """The container engine behind one protocol, and what runner builds with it.
 
 `backend` (the `Backend` protocol: containers, volumes, archives, images, the mount
-check; `ContainerSpec` and its ledger digest), `clock` (the time deadlines and retries are
+check; `ContainerSpec` and its ledger digest; `Sidecars`, a backend that runs services), `clock` (the time deadlines and retries are
 read on), `images` (`containers/<name>/Dockerfile` builds, tagged by content, within the
 policy's rules) with `dockerfile` (the images a Dockerfile uses), `toolsets`
 (pruned FROM-scratch images) with `catalog`, `elf` and `rootfs` (an exported image

@@ -15,7 +15,9 @@ ledger records of it. Every step container runs under runner-init (`runner.engin
 the backend delivers the program and hands it the spec's environment at start, so that no
 environment value is stored in the engine's configuration; runner-init refuses a writable
 and executable mount before the step runs (SPEC 6) and kills the container at
-`deadline_s`. `BuildSpec` is an image build, bounded like a step.
+`deadline_s`. `BuildSpec` is an image build, bounded like a step. A job's services
+(runner.run.services) are containers of the same kind, hardened the same way, on a
+backend that is also `Sidecars`.
 
 Nothing a step or the repository shaped is ever written by runner on the host: a
 snapshot's files and a consumed artifact enter a volume through the engine
@@ -104,6 +106,22 @@ class ContainerSpec:
     tmp_bytes: int | None = None  # size of the noexec /tmp; None = min(64 MiB, memory / 4)
     # seconds after its start when runner-init kills the whole container, runner or not
     deadline_s: float | None = None
+    # a service (`Sidecars`): its names on `network`, and the engine's health check
+    aliases: tuple[str, ...] = ()
+    health: Healthcheck | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Healthcheck:
+    """The engine's own health check of a service: `cmd` through the image's `/bin/sh -c`
+    inside the container, every `interval_s`, unhealthy after `retries` failures in a
+    row (failures within `start_period_s` of the start do not count)."""
+
+    cmd: str
+    interval_s: float
+    timeout_s: float
+    retries: int
+    start_period_s: float
 
 
 def check_spec(spec: ContainerSpec) -> None:
@@ -138,6 +156,9 @@ def spec_digest(spec: ContainerSpec) -> str:
     document["command"] = list(spec.command)
     document["env"] = {name: _sha256(value) for name, value in spec.env.items()}
     document["labels"] = dict(spec.labels)
+    document["aliases"] = list(spec.aliases)
+    if spec.health is not None:
+        document["health"] = {f.name: getattr(spec.health, f.name) for f in fields(spec.health)}
     return json_digest(document)
 
 
@@ -345,6 +366,55 @@ class Backend(Protocol):
 
     def remove_image(self, image: str) -> None:
         """Remove the image (or this tag of it); a missing image is not an error."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageCommand:
+    """What an image runs when nothing else is asked: its entrypoint, command and working
+    directory (a service runs them under runner-init)."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    workdir: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A service container as the engine sees it: `health` is "starting", "healthy" or
+    "unhealthy" (its check's verdict), or "" without a check; `checked` the output of its
+    last check."""
+
+    running: bool
+    exit_code: int | None = None
+    health: str = ""
+    checked: str = ""
+
+
+@runtime_checkable
+class Sidecars(Protocol):
+    """A backend that can run a job's services (runner.run.services): containers made by
+    `create` from a spec with `aliases` and `health`, on a private network of the job. A
+    backend without it refuses every job with services before anything runs."""
+
+    def services_refused(self) -> str | None:
+        """Why this engine cannot run services (None: it can)."""
+        ...
+
+    def create_private_network(
+        self, name: str, labels: Mapping[str, str], *, host_reachable: bool
+    ) -> None:
+        """A network of one job's steps and services with no way out (no egress), never
+        another job's containers, and, unless `host_reachable`, not this host;
+        `EgressUnavailable` when the host cannot be kept out. `remove_network` removes it."""
+        ...
+
+    def image_command(self, image: str) -> ImageCommand:
+        """The entrypoint, command and working directory of `image` (present)."""
+        ...
+
+    def service_state(self, cid: str) -> ServiceState:
+        """Whether the started container runs, its exit code, and its health."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 Holds the safe YAML loader with positions, the Cerberus schema of a mission, the semantic
 checks (`checks/`), the frozen records the rest of runner works on (`model`), the expanded
-plan (matrix instances, DAG levels), typed inputs and the `uses:` action files.
+plan (matrix instances, DAG levels), typed inputs, the `uses:` action files and what
+`services:` may ask for (`services`).
 May import: `runner.expressions`, `runner.secrets`, and the base modules (`errors`,
 `findings`, `output`, `durable`).
 """

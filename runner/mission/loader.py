@@ -46,10 +46,12 @@ from runner.mission.model import (
     Permissions,
     Retry,
     RunDefaults,
+    Service,
     Step,
     Strategy,
     VerifyCheck,
 )
+from runner.mission.services import ParsedOptions, command_words, parse_options
 from runner.mission.yaml_loader import YamlDocument, join, parse_yaml, read_bytes
 
 __all__ = ["discover_missions", "load_mission", "parse_mission", "unique_names"]
@@ -344,6 +346,28 @@ def _job(doc: YamlDocument, job_id: str, value: dict[str, Any], mission_shell: s
         uses=value.get("uses"),
         with_=_strings(doc, f"{keypath}.with", value.get("with")),
         runs_on=_runner_labels(value.get("runs-on")),
+        services={
+            name: _service(doc, f"{keypath}.services.{name}", name, service)
+            for name, service in (value.get("services") or {}).items()
+        },
+    )
+
+
+def _service(doc: YamlDocument, keypath: str, name: str, value: dict[str, Any]) -> Service:
+    """One `services.<name>` (runner.mission.services): ports and volumes were noted or
+    refused by the checks and are not kept; credentials only as being there (the policy
+    refuses them)."""
+    options = value.get("options")
+    parsed = parse_options(options)[0] if isinstance(options, str) else ParsedOptions()
+    command = value.get("command")
+    return Service(
+        name=name,
+        image=value["image"],
+        env=_strings(doc, f"{keypath}.env", value.get("env")),
+        command=command_words(command) if command is not None else None,
+        entrypoint=value.get("entrypoint") or parsed.entrypoint,
+        health=parsed.health,
+        credentials="credentials" in value,
     )
 
 

@@ -141,6 +141,34 @@ class RunDefaults:
 
 
 @dataclass(frozen=True)
+class Health:
+    """A service's health check, from its `--health-*` options (Docker's own check: the
+    engine runs `cmd` through the image's `/bin/sh -c` inside the service's container)."""
+
+    cmd: str
+    interval_s: float = 30.0  # Docker's defaults
+    timeout_s: float = 30.0
+    retries: int = 3
+    start_period_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """One `jobs.<id>.services.<name>` sidecar: its image (may hold `${{ matrix.X }}`),
+    environment (expressions evaluated as the job's env), command and entrypoint (replacing
+    the image's, as `docker create` does), and its health check (None: ready once
+    running). Ports and volumes are not kept: see runner.mission.services."""
+
+    name: str
+    image: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None  # None: the image's CMD
+    entrypoint: str | None = None  # None: the image's ENTRYPOINT
+    health: Health | None = None
+    credentials: bool = False  # asks for a registry login, which runner refuses
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     name: str | None = None
@@ -161,6 +189,7 @@ class Job:
     uses: str | None = None  # a reusable workflow call: well-formed, cannot run locally
     with_: Mapping[str, str] = field(default_factory=dict)
     runs_on: tuple[str, ...] = ()  # GitHub runner labels (may hold `${{ matrix.X }}`)
+    services: Mapping[str, Service] = field(default_factory=dict)  # in file order
 
 
 @dataclass(frozen=True)

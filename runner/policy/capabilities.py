@@ -3,7 +3,8 @@
 One job instance (after matrix expansion, `runner.mission.plan`) asks for:
 
     image       its container (`container:`; else its `runs-on` label's image in the
-                policy's `runs-on:` map; else `base`), resolved per matrix value
+                policy's `runs-on:` map; else `base`), resolved per matrix value; and
+                each service's (`services.<name>.image`: `service_of` tells them apart)
     tool        each entry of `tools:` (`${{ matrix.NAME }}` resolved per instance, as
                 images are)                       tools-all   `tools: all`
     network     `permissions.network: egress`     exec        `permissions.exec: true`
@@ -43,6 +44,7 @@ from runner.expressions import parser as ep
 from runner.mission import actions
 from runner.mission.model import Job, Mission, container_problem
 from runner.mission.plan import JobInstance, instances
+from runner.mission.services import CREDENTIALS_REFUSED
 from runner.secrets.sources import GITHUB_TOKEN, GITHUB_TOKEN_NOTE
 
 DEFAULT_IMAGE = "base"
@@ -393,7 +395,33 @@ def job_capabilities(
             if actions.kind_of(step.uses) is actions.ActionKind.HARDEN_RUNNER:
                 cap = _harden_runner(cap, step.with_, perms.network == "egress")
             caps.append(cap)
-    return _dedupe(caps)
+    return [*_dedupe(caps), *_service_images(job, inst, jp)]
+
+
+def _service_images(job: Job, inst: JobInstance, jp: str) -> list[Capability]:
+    """The image of each of the job's services (`services.<name>.image`, its matrix values
+    resolved), decided like the job's own; one with `credentials:` refused, since runner
+    logs in to no registry. Each service keeps its own decision, even when two share an
+    image (`granted` maps each service's name to its image)."""
+    caps = []
+    for name, service in job.services.items():
+        keypath = f"{jp}.services.{name}.image"
+        image, why = resolve(service.image, inst.matrix, dynamic=inst.dynamic)
+        if not why:
+            why = container_problem(image) or ""
+        if not why and service.credentials:
+            keypath, why = f"{jp}.services.{name}.credentials", CREDENTIALS_REFUSED
+        caps.append(Capability(Kind.IMAGE, image or service.image, keypath, refused=why))
+    return caps
+
+
+_SERVICE_KEYPATH = re.compile(r"jobs\.[^.]+\.services\.([A-Za-z0-9_-]+)\.(?:image|credentials)")
+
+
+def service_of(keypath: str) -> str | None:
+    """The service whose image a decision at `keypath` is about; None for the job's."""
+    found = _SERVICE_KEYPATH.fullmatch(keypath)
+    return found.group(1) if found else None
 
 
 def _harden_runner(cap: Capability, with_: Mapping[str, str], egress: bool) -> Capability:

@@ -37,6 +37,7 @@ from runner.policy.capabilities import (
     is_image_reference,
     is_pinned,
     mission_capabilities,
+    service_of,
 )
 from runner.policy.model import BASE, BUILTIN, Grants, Limits, Policy, Rule, Subject, allow_key
 from runner.policy.security_checks import SecurityCheck, enforced_findings, with_enforcement
@@ -370,6 +371,7 @@ def granted(decisions: Sequence[Decision], job_key: str, *, mission: str | None 
             f"denied by the policy:\n{denials_message(refused)}"
         )
     image: Decision | None = None
+    services: dict[str, str] = {}
     tools: list[str] = []
     all_tools = network = exec_ = False
     secrets: set[str] = set()
@@ -377,7 +379,11 @@ def granted(decisions: Sequence[Decision], job_key: str, *, mission: str | None 
     for d in mine:
         match d.capability:
             case Kind.IMAGE:
-                image = d
+                service = service_of(d.keypath)
+                if service is None:
+                    image = d
+                else:
+                    services[service] = d.value
             case Kind.TOOL:
                 tools.append(d.value)
             case Kind.TOOLS_ALL:
@@ -407,4 +413,5 @@ def granted(decisions: Sequence[Decision], job_key: str, *, mission: str | None 
         exec=exec_,
         limits=image.limits if image.limits is not None else Limits(),
         uses=frozenset(uses),
+        services=services,
     )

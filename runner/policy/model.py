@@ -311,3 +311,4 @@ class Grants:
     exec: bool
     limits: Limits
     uses: frozenset[str] = frozenset()
+    services: Mapping[str, str] = field(default_factory=dict)  # service name -> its image

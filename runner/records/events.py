@@ -27,6 +27,10 @@ fields, in this order, after the log's own `seq`, `ts` and `kind`:
 | `artifact.stored` | job, name, path, sha256, size                                      |
 | `cache.restored`  | job, key, matched (the key found), event, ref (its scope), sha256  |
 | `cache.saved`     | job, key, event, ref (its scope), sha256 (the entry's), size       |
+| `service.started` | job, service, image, image_digest, config_digest, health (how the  |
+|                   | wait for it ended: healthy, running (no check), unhealthy, exited, |
+|                   | timeout, cancelled)                                                |
+| `service.stopped` | job, service, image, image_digest (removed with its job)           |
 | `job.finished`    | job, status, reason, duration_ms                                   |
 | `verify.finished` | checks (each: name, check, status, detail)                         |
 | `run.finished`    | run_id, result, reason, duration_ms                                |
@@ -167,6 +171,29 @@ class CacheSaved(JobEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServiceStarted(JobEvent):
+    """A service of the job (runner.run.services) was started and waited for; `health`
+    says how the wait ended (only "healthy" and "running" let the steps start)."""
+
+    kind: ClassVar[str] = "service.started"
+    service: str
+    image: str
+    image_digest: str
+    config_digest: str  # runner.engine.backend.spec_digest
+    health: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceStopped(JobEvent):
+    """A service of the job was removed with it."""
+
+    kind: ClassVar[str] = "service.stopped"
+    service: str
+    image: str
+    image_digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobFinished(JobEvent):
     """A job instance ended: ran, or was skipped, cancelled or refused before it ran
     (then `duration_ms` is 0)."""
@@ -291,6 +318,8 @@ RunEvent: TypeAlias = (
     | ArtifactStored
     | CacheRestored
     | CacheSaved
+    | ServiceStarted
+    | ServiceStopped
     | JobFinished
     | VerifyFinished
     | RunFinished

@@ -36,6 +36,7 @@ from runner.records.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    ServiceStarted,
     StepFinished,
     StepRetry,
     StepStarted,
@@ -244,6 +245,8 @@ class LiveView:
                 self._row(job).group = ""
             case Annotation():
                 self._annotations.add(event)
+            case ServiceStarted(job=job, service=service, health=health):
+                self._row(job).step = f"service {service}: {health}"
             case StepRetry(job=job):
                 row = self._row(job)
                 row.retry_at = now + event.delay_s

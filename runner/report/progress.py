@@ -35,6 +35,7 @@ from runner.records.events import (
     OutputLine,
     RunEvent,
     RunStarted,
+    ServiceStarted,
     StepFinished,
     StepRetry,
     StepStarted,
@@ -130,6 +131,8 @@ class PlainView:
                     event.status, event.reason, event.duration_ms, event.attempts, name
                 )
                 self._line(f"[{job}] {finished}")
+            case ServiceStarted(job=job, service=service, health=health):
+                self._line(f"[{job}] service {service}: {health}")
             case JobFinished(job=job, status=status, reason=reason, duration_ms=millis):
                 what = f"job {STATUS_VERB[status]}"
                 self._line(f"[{job}] {self._finished(status, reason, millis, 1, what)}")

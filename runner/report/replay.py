@@ -29,6 +29,8 @@ from runner.records.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    ServiceStarted,
+    ServiceStopped,
     StepEvent,
     StepFinished,
     StepPlaced,
@@ -106,6 +108,10 @@ class ReplayView:
             case CacheRestored() | CacheSaved():
                 cached = {k: v for k, v in event.fields().items() if k != "job"}
                 return f"{self._where(event)} {event.kind} {_pairs(**cached)}"
+            case ServiceStarted(service=service, health=health):
+                return f"{self._where(event)} service {service}: {health}"
+            case ServiceStopped(service=service):
+                return f"{self._where(event)} service {service}: removed"
             case ArtifactStored():
                 stored = _pairs(
                     name=event.name, path=event.path, sha256=event.sha256, size=event.size

@@ -1,6 +1,8 @@
 """One job instance, start to end: its workspace (and, when granted egress, a network of
-its own; when it asks for the history, a read-only `.git`: runner.run.history), then each step in a fresh hardened container, with `if`, retries, timeouts,
-output/env files and artifacts.
+its own; when it asks for the history, a read-only `.git`: runner.run.history; its
+services, started and ready before the first step: runner.run.services), then each step
+in a fresh hardened container, with `if`, retries, timeouts, output/env files and
+artifacts.
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
@@ -31,7 +33,7 @@ from runner.engine.images import present
 from runner.engine.toolsets import PATH, build_toolset
 from runner.errors import InvalidInput, RunnerError
 from runner.mission import actions, shells
-from runner.mission.model import Job, Step
+from runner.mission.model import Job, Service, Step
 from runner.mission.plan import JobInstance
 from runner.policy.model import Grants
 from runner.records.events import (
@@ -47,6 +49,7 @@ from runner.run import artifacts, builtin_actions, cache
 from runner.run.contexts import hash_files, implicit_success
 from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
+from runner.run.services import JobServices
 from runner.run.state import ResolvedImage, RunState
 from runner.run.step import Attempt, AttemptResult, StepContainers
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
@@ -190,6 +193,7 @@ class JobRunner:
         coe = self.job.continue_on_error
         workspace: Workspace | None = None
         network: str | None = None
+        services: JobServices | None = None
         history = History(
             self.state.backend,
             volume_name(self.state.info.run_id, self.instance.key) + "-git",
@@ -218,6 +222,19 @@ class JobRunner:
             workspace.prepare(self._consumed())
             if self.grants.network:
                 network = self._create_network()
+            steps_network = network
+            if self.job.services:  # runner.run.services: on the job's network, or their own
+                services = JobServices(
+                    self.state,
+                    self.instance.key,
+                    self.job.services,
+                    self.image.services,
+                    self.grants,
+                    self._labels(),
+                    self.stop,
+                )
+                private = volume_name(self.state.info.run_id, self.instance.key) + "-svc"
+                steps_network = services.open(network, private, self._evaluated, deadline)
             if wants_history(self.job):  # runner.run.history
                 history.open(self.state.info.root, self.grants.limits.user)
             self.containers = StepContainers(
@@ -227,7 +244,7 @@ class JobRunner:
                 workspace.volume,
                 self._labels(),
                 self.stop,
-                network,
+                steps_network,
                 history.volume,
             )
             for step in self.job.steps:
@@ -240,6 +257,9 @@ class JobRunner:
             self._fail(self.redactor.message(exc.message))
         finally:
             problem = self.containers.close() if self.containers is not None else None
+            if problem is not None:
+                self._fail(problem)
+            problem = services.close() if services is not None else None
             if problem is not None:
                 self._fail(problem)
             if network is not None:
@@ -282,6 +302,24 @@ class JobRunner:
                 f"refused: job {self.instance.key!r} is granted egress, but {exc.message}{how}"
             ) from exc
         return name
+
+    def _evaluated(self, service: Service) -> Service:
+        """A service with the expressions of its `env:`, `command:` and `entrypoint:`
+        evaluated, as the job's env is (`env` the job's)."""
+        ctx = self.contexts(self._env(None))
+        return dataclasses.replace(
+            service,
+            env={
+                self._interpolate(name, ctx): self._interpolate(value, ctx)
+                for name, value in service.env.items()
+            },
+            command=None
+            if service.command is None
+            else tuple(self._interpolate(word, ctx) for word in service.command),
+            entrypoint=None
+            if service.entrypoint is None
+            else self._interpolate(service.entrypoint, ctx),
+        )
 
     def _fail(self, reason: str) -> None:
         self._failed = True

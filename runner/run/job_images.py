@@ -1,8 +1,10 @@
 """The image a job instance's steps run in: the granted image (containers/<name> built,
-or a reference), cut down to the granted tools. Built once per distinct request per run."""
+or a reference), cut down to the granted tools; and its services' images, whole (a
+service runs its image's own program). Built once per distinct request per run."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -35,6 +37,24 @@ def resolver(
     lock = threading.Lock()
 
     def resolve(instance: JobInstance, grants: Grants) -> ResolvedImage:
+        steps = resolve_steps(grants)
+        if not grants.services:
+            return steps
+        services = {name: resolve_service(image) for name, image in grants.services.items()}
+        return dataclasses.replace(steps, services=services)
+
+    def resolve_service(image: str) -> ResolvedImage:
+        key = (image, None)
+        with lock:
+            if key in cache:
+                return cache[key]
+        ref = resolve_container(image, root, backend=backend, builds=builds)
+        resolved = ResolvedImage(ref=ref, digest=present(backend, ref).id)
+        with lock:
+            cache[key] = resolved
+        return resolved
+
+    def resolve_steps(grants: Grants) -> ResolvedImage:
         key = (grants.image, grants.tools)
         with lock:
             if key in cache:

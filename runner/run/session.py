@@ -60,6 +60,8 @@ from runner.records.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    ServiceStarted,
+    ServiceStopped,
     StepFinished,
     StepPlaced,
     StepStarted,
@@ -73,6 +75,7 @@ from runner.report.junit import write_junit
 from runner.report.progress import make_view, summary
 from runner.run.contexts import RunInfo
 from runner.run.scheduler import Executor, Resolve, default_parallelism
+from runner.run.services import refuse_unsupported
 from runner.run.snapshot import RepoSnapshot, RunSnapshots, SnapshotCache
 from runner.run.state import RunState
 from runner.run.verify import evaluate_checks
@@ -86,6 +89,8 @@ LEDGER_EVENTS = (
     ArtifactStored,
     CacheRestored,
     CacheSaved,
+    ServiceStarted,
+    ServiceStopped,
     JobFinished,
 )
 
@@ -355,6 +360,8 @@ def execute(
         backend = connect()
         if isinstance(backend, Described):  # the cluster a Kubernetes run used
             ledger.append("engine.connected", run_id, backend.describe())
+        chosen = select_jobs(mission, options.jobs)
+        refuse_unsupported(backend, [job for job in mission.jobs.values() if job.id in chosen])
         with hold_run_lock(state_dir, run_id) as run:
             return _run(
                 app,

@@ -23,6 +23,8 @@ class ResolvedImage:
     digest: str  # the image id (sha256:...)
     manifest_digest: str = ""  # the toolset manifest's digest, when pruned
     interpreter: bool = True  # an interpreter among the tools: deny memfd_create
+    # the job's services' images (runner.run.services), whole: name -> image
+    services: Mapping[str, ResolvedImage] = field(default_factory=dict)
 
 
 @dataclass

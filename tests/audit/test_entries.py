@@ -109,6 +109,8 @@ jobs:
     needs: [make]
     consumes: [report]
     tools: [sh, cat]
+    services:
+      side: {image: base, command: [sleep, "300"]}
     steps:
       - run: cat report.txt
   never:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from runner.engine import backend
-from runner.engine.backend import LABEL_RUN, ContainerSpec, spec_digest
+from runner.engine.backend import LABEL_RUN, ContainerSpec, Healthcheck, spec_digest
 
 MiB = 1024 * 1024
 
@@ -49,6 +49,10 @@ def test_the_digest_covers_every_field_of_the_spec() -> None:
         "seccomp_deny_memfd": True,
         "tmp_bytes": MiB,
         "deadline_s": 70.0,
+        "aliases": ("db",),
+        "health": Healthcheck(
+            cmd="true", interval_s=1.0, timeout_s=1.0, retries=1, start_period_s=0.0
+        ),
     }
     assert set(changed) == {f.name for f in dataclasses.fields(ContainerSpec)}
     digests = {name: spec_digest(spec(**{name: value})) for name, value in changed.items()}

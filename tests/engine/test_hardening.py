@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runner.engine.backend import LABEL_RUN, ContainerSpec
+from runner.engine.backend import LABEL_RUN, ContainerSpec, Healthcheck
 from runner.engine.docker.dialect import PODMAN, Dialect
 from runner.engine.docker.hardening import container_config, init_volume, seccomp_profile
 from runner.errors import PolicyDenied
@@ -188,3 +188,27 @@ def test_a_history_volume_is_mounted_read_only_at_the_workspace_git_and_podman_t
     ]
     podman = container_config(spec(history_volume="hist"), Dialect(PODMAN), init_dir="/i")
     assert podman["binds"][-1] == "hist:/workspace/.git:ro,nosuid,nodev,nocopy"
+
+
+def test_a_service_is_a_step_with_its_names_on_the_network_and_a_health_check() -> None:
+    check = Healthcheck(
+        cmd="pg_isready", interval_s=1.5, timeout_s=0.5, retries=4, start_period_s=2
+    )
+    service = spec(
+        workspace_volume=None, network="net1", aliases=("db",), health=check, env={"PW": "s"}
+    )
+    config = container_config(service)
+    step = container_config(spec(workspace_volume=None, network="net1", env={"PW": "s"}))
+    extra = {key: config[key] for key in config.keys() - step.keys()}
+    assert extra == {
+        "networking_config": {"EndpointsConfig": {"net1": {"Aliases": ["db"]}}},
+        "healthcheck": {
+            "test": ["CMD-SHELL", "pg_isready"],
+            "interval": 1_500_000_000,
+            "timeout": 500_000_000,
+            "retries": 4,
+            "start_period": 2_000_000_000,
+        },
+    }
+    assert {key: config[key] for key in step} == step  # hardened exactly like a step
+    assert config["environment"] == {}

@@ -30,6 +30,8 @@ from runner.records.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    ServiceStarted,
+    ServiceStopped,
     StepFinished,
     StepPlaced,
     StepRetry,
@@ -138,6 +140,28 @@ SAMPLES: list[tuple[RunEvent, dict[str, Any]]] = [
             "sha256": "d",
             "size": 9,
         },
+    ),
+    (
+        ServiceStarted(
+            job="lint",
+            service="db",
+            image="postgres:16",
+            image_digest="sha256:e",
+            config_digest="f",
+            health="healthy",
+        ),
+        {
+            "job": "lint",
+            "service": "db",
+            "image": "postgres:16",
+            "image_digest": "sha256:e",
+            "config_digest": "f",
+            "health": "healthy",
+        },
+    ),
+    (
+        ServiceStopped(job="lint", service="db", image="postgres:16", image_digest="sha256:e"),
+        {"job": "lint", "service": "db", "image": "postgres:16", "image_digest": "sha256:e"},
     ),
     (
         StepSummary(job="lint", step=0, markdown="## Tests\n- 3 passed\n"),

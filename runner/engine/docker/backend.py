@@ -69,9 +69,11 @@ from runner.engine.backend import (
     WORKSPACE_PATH,
     BuildSpec,
     ContainerSpec,
+    ImageCommand,
     ImageConfig,
     ImageInfo,
     NotFound,
+    ServiceState,
     check_spec,
 )
 from runner.engine.docker import images, networks, sdk, volume_dir
@@ -147,6 +149,7 @@ def connect(*, pool_size: int = POOL_SIZE, timeout_s: float = 120) -> DockerBack
 CREATE_KEYS = frozenset(
     {"image", "command", "entrypoint", "environment", "working_dir", "labels", "user"}
     | {"stdin_open", "tty", "network_disabled", "hostname", "domainname", "stop_signal"}
+    | {"healthcheck", "networking_config"}
 )
 
 
@@ -659,6 +662,60 @@ class DockerBackend:
     def remove_network(self, name: str) -> None:
         with self._admit:
             networks.remove(self.api, name)
+
+    # -- services (backend.Sidecars) --------------------------------------------------------
+
+    def services_refused(self) -> str | None:
+        if self.dialect.podman:
+            return (
+                "services are not supported on Podman yet: a service's name would be served "
+                "by netavark's DNS server, which runs on the host, and runner keeps every "
+                "job's network away from the host"
+            )
+        return None
+
+    def create_private_network(
+        self, name: str, labels: Mapping[str, str], *, host_reachable: bool
+    ) -> None:
+        with self._admit:
+            networks.create(
+                self.api,
+                name,
+                labels,
+                host_reachable=host_reachable,
+                local=self._local,
+                dialect=self.dialect,
+                internal=True,
+            )
+
+    def image_command(self, image: str) -> ImageCommand:
+        with docker_errors(f"inspecting image {image}"):
+            try:
+                attrs: dict[str, Any] = cast(Any, self.api).inspect_image(image)
+            except docker.errors.ImageNotFound as exc:
+                raise NotFound(f"image {image} does not exist") from exc
+        config = attrs.get("Config") or {}
+        return ImageCommand(
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            cmd=tuple(config.get("Cmd") or ()),
+            workdir=str(config.get("WorkingDir") or ""),
+        )
+
+    def service_state(self, cid: str) -> ServiceState:
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            try:
+                state = (self.api.inspect_container(cid).get("State")) or {}
+            except docker.errors.NotFound:
+                return ServiceState(running=False)
+        health = state.get("Health") or {}
+        log = health.get("Log") or []
+        running = bool(state.get("Running"))
+        return ServiceState(
+            running=running,
+            exit_code=None if running else int(state.get("ExitCode") or 0),
+            health=str(health.get("Status") or ""),
+            checked=str(log[-1].get("Output") or "") if log else "",
+        )
 
     def list_networks(self, label: str) -> dict[str, dict[str, str]]:
         return networks.labelled(self.api, label)

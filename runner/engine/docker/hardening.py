@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.durable import write_atomic
-from runner.engine.backend import LABEL_ROLE, ContainerSpec, check_spec
+from runner.engine.backend import LABEL_ROLE, ContainerSpec, Healthcheck, check_spec
 from runner.engine.docker.dialect import DOCKER_DIALECT, PODMAN_ENV, Dialect
 from runner.engine.stepinit import contract
 from runner.engine.stepinit.image import tag as init_tag
@@ -170,6 +170,12 @@ def container_config(
         }
     if dialect.podman:
         extra["binds"] = [_bind(*volume) for volume in volumes]
+    if spec.aliases and spec.network is not None:  # a service: its names on the network
+        extra["networking_config"] = {
+            "EndpointsConfig": {spec.network: {"Aliases": list(spec.aliases)}}
+        }
+    if spec.health is not None:
+        extra["healthcheck"] = healthcheck(spec.health)
     labels = dict(spec.labels)
     labels.setdefault(LABEL_ROLE, "step")
     labels["runner.workspace-exec"] = "true" if spec.workspace_exec else "false"
@@ -209,6 +215,21 @@ def container_config(
         "tty": False,
         **extra,
     }
+
+
+def healthcheck(health: Healthcheck) -> dict[str, Any]:
+    """A service's health check as the create call's `Healthcheck` (durations in ns)."""
+    return {
+        "test": ["CMD-SHELL", health.cmd],
+        "interval": _ns(health.interval_s),
+        "timeout": _ns(health.timeout_s),
+        "retries": health.retries,
+        "start_period": _ns(health.start_period_s),
+    }
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
 
 
 def _mount(source: str, target: str, writable: bool, exec_allowed: bool) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Egress that is not the host's: a network of its own per job granted egress.
+"""Egress that is not the host's: a network of its own per job granted egress (and, for a
+job with services but no egress, an `internal` one with no way out, firewalled alike).
 
 Docker's default bridge lets a container reach every other container on it and every
 address of the host (its bridge gateway, its other interfaces). So a job granted egress
@@ -126,7 +127,11 @@ def create(
     host_reachable: bool,
     local: bool,
     dialect: Dialect,
+    internal: bool = False,
 ) -> None:
+    """The job's network; `internal`: with no way out at all (a job with services but no
+    egress: its steps and services reach each other only), firewalled from the host the
+    same way."""
     bridge = bridge_name(name)
     if not host_reachable:
         if dialect.podman:
@@ -151,6 +156,7 @@ def create(
                 options={BRIDGE_OPTION: bridge},
                 labels={**labels, LABEL_ROLE: "network"},
                 check_duplicate=True,
+                internal=internal,
             )
     except RunnerError:
         if not host_reachable:

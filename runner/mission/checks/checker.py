@@ -37,8 +37,14 @@ once), and so never trust a value's type. Rules and message formats:
                 image reference; container.options / .volumes are errors (they would undo
                 the hardening); .credentials / .ports are notes (not used); .env is applied
                 as the job's env (the job's own env wins)
-    limit       more than MAX_JOBS jobs, MAX_STEPS steps in a job, MAX_MISSION_INSTANCES
-                job instances; matrix: more than 256 instances (counted, never expanded)
+    service     service name "a.b" is not valid (a host name: letters, digits, _ and -);
+                a service needs an image; services.x.volumes is an error, .credentials a
+                warning (the policy refuses it), .ports a note, services itself a note
+                saying how they run; an option other than the health ones is an error at the
+                option itself (runner.mission.services)
+    limit       more than MAX_JOBS jobs, MAX_STEPS steps in a job, MAX_SERVICES services
+                in a job, MAX_MISSION_INSTANCES job instances; matrix: more than 256
+                instances (counted, never expanded)
     name        (warning) no "name": the mission is named after its file, "ci"
 
 The checks of what a mission holds (artifacts, credentials) and of its expressions live
@@ -53,6 +59,7 @@ from typing import Any
 
 from runner.expressions import ExpressionError, find_expressions
 from runner.findings import Finding, Severity
+from runner.mission import services as svc
 from runner.mission import shells
 from runner.mission.checks.base import dict_of, list_of, names_of, one_expression, show
 from runner.mission.checks.content import ContentChecks
@@ -88,7 +95,7 @@ INPUT_TYPES = {  # the input types GitHub knows for each event that takes inputs
     "workflow_dispatch": ("boolean", "choice", "environment", "number", "string"),
     "workflow_call": ("boolean", "number", "string"),
 }
-GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "services", "snapshot")
+GITHUB_ONLY_JOB = ("runs-on", "environment", "concurrency", "snapshot")
 EXT_PERMISSIONS = frozenset({"network", "secrets", "exec"})
 
 
@@ -373,6 +380,7 @@ class Checker(ExpressionChecks, ContentChecks):
         if isinstance(container, dict):
             self._env(container.get("env"), f"{keypath}.container.env")
         self._container(container, f"{keypath}.container")
+        self._services(job.get("services"), f"{keypath}.services")
         self._number(job, keypath, "timeout-minutes")
         self._flag(job, keypath, "continue-on-error")
         self.instances += self._strategy(job.get("strategy"), f"{keypath}.strategy")
@@ -444,6 +452,68 @@ class Checker(ExpressionChecks, ContentChecks):
         for key, message in CONTAINER_NOTES.items():
             if key in container:
                 self.add(join(keypath, key), message, "container", Severity.NOTE, key=True)
+
+    def _services(self, services: Any, keypath: str) -> None:
+        """Each service of `services:` (runner.mission.services): a host name, an image
+        runner can find, no host mounts, only health options (and `--entrypoint`); a
+        registry login is a warning here (GitHub runs it) and a denial of the policy."""
+        if isinstance(services, dict) and services:
+            self.add(keypath, svc.SERVICES_NOTE, "service", Severity.NOTE, key=True)
+        if isinstance(services, dict) and len(services) > svc.MAX_SERVICES:
+            self.add(
+                keypath,
+                f"the job has {len(services)} services; a job has at most {svc.MAX_SERVICES}",
+                "limit",
+                key=True,
+            )
+        for name, service in dict_of(services).items():
+            sub = join(keypath, name)
+            if not svc.NAME_RE.match(name):
+                self.add(
+                    sub, f'service name "{name}" is not valid: {svc.NAME_RULE}', "service", key=True
+                )
+            if not isinstance(service, dict):
+                continue
+            image = service.get("image")
+            if image is None:
+                self.add(sub, f'service "{name}" needs an image', "service", key=True)
+            elif isinstance(image, str) and "${{" not in image:
+                problem = container_problem(image)
+                if problem is not None:
+                    self.add(join(sub, "image"), problem, "service")
+            if "volumes" in service:
+                self.add(join(sub, "volumes"), svc.VOLUMES_REFUSED, "service", key=True)
+            if "credentials" in service:
+                self.add(
+                    join(sub, "credentials"),
+                    svc.CREDENTIALS_REFUSED,
+                    "service",
+                    Severity.WARNING,
+                    key=True,
+                )
+            if "ports" in service:
+                self.add(
+                    join(sub, "ports"),
+                    svc.PORTS_NOTE.format(name=name),
+                    "service",
+                    Severity.NOTE,
+                    key=True,
+                )
+            self._env(service.get("env"), join(sub, "env"))
+            command = service.get("command")
+            if isinstance(command, str):
+                try:
+                    svc.command_words(command)
+                except ValueError as exc:
+                    self.add(
+                        join(sub, "command"), f"command does not split into words: {exc}", "service"
+                    )
+            options = service.get("options")
+            if isinstance(options, str):
+                at = join(sub, "options")
+                for bad in svc.parse_options(options)[1]:
+                    where = self.doc.locate(at, bad.offset)
+                    self.add(at, bad.message, "service", at=where)
 
     def _number(self, mapping: dict[str, Any], keypath: str, key: str) -> None:
         value = mapping.get(key)
