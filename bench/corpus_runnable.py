@@ -8,9 +8,9 @@ runnable when every step is: a `run:` step, or a `uses:` runner runs itself
 `actions/cache` (and its `/restore`, `/save`), the setup
 actions of `runner.mission.actions.SETUP`, `step-security/harden-runner`), a local action or a `docker://` image ("given
 images": an image, a toolchain image or a tool the policy would have to allow is not
-counted against it). A job calling a reusable workflow, or one with
-`services:` (not run yet), is not runnable. The `before` column counts only
-`actions/checkout` as built in, as runner did when issue 13 was filed.
+counted against it; a service's image likewise). A job calling a reusable workflow is not
+runnable. The `before` column counts only `actions/checkout` as built in and no
+`services:`, as runner did when issue 13 was filed.
 
     .venv/bin/python bench/corpus_runnable.py [--corpus DIR] [--json]
 """
@@ -63,11 +63,13 @@ def _runs_on(raw: Any, matrix: Mapping[str, Any]) -> str:
     return MATRIX_REF.sub(lambda m: str(matrix.get(m.group(1), "")), text)
 
 
-def _blockers(job: Job, raw: Mapping[str, Any], runnable: set[ActionKind]) -> list[str]:
+def _blockers(
+    job: Job, raw: Mapping[str, Any], runnable: set[ActionKind], *, services: bool
+) -> list[str]:
     found = []
     if job.uses:
         found.append(f"reusable workflow {job.uses}")
-    if raw.get("services"):
+    if raw.get("services") and not services:
         found.append("services:")
     for step in job.steps:
         if step.uses and kind_of(step.uses) not in runnable:
@@ -92,8 +94,8 @@ def figures(path: Path) -> Figures:
             if NOT_LINUX.search(_runs_on(raw.get("runs-on", ""), inst.matrix)):
                 continue
             linux += 1
-            before += not _blockers(job, raw, RUNNABLE)
-            still = _blockers(job, raw, RUNNABLE | BUILT_IN_SINCE)
+            before += not _blockers(job, raw, RUNNABLE, services=False)
+            still = _blockers(job, raw, RUNNABLE | BUILT_IN_SINCE, services=True)
             now += not still
             blockers.update(dict.fromkeys(still))
     return Figures(path.name, True, linux, before, now, tuple(blockers))

@@ -249,7 +249,7 @@ class JobServices:
                     continue
                 waiting.remove(running)
                 self._emit_started(running, outcome)
-                if outcome not in (HEALTHY, RUNNING):
+                if outcome not in (HEALTHY, RUNNING) and not exited_cleanly(service, state):
                     raise RunnerError(self._failure(running, outcome, state))
             if waiting:
                 self.stop.wait(POLL_S)
@@ -322,6 +322,14 @@ def _outcome(state: ServiceState, service: Service) -> str | None:
     if state.health in (HEALTHY, "unhealthy"):
         return state.health
     return None
+
+
+def exited_cleanly(service: Service, state: ServiceState) -> bool:
+    """A service with no health check that exited with code 0 before the first step: the
+    job goes on, as GitHub's runner checks only a declared health check (a workflow's
+    service may be a container it never talks to); a non-zero exit is a crash and fails
+    the job with the service's last lines."""
+    return service.health is None and not state.running and state.exit_code == 0
 
 
 def _keep_tail(frames: Iterator[bytes], tail: collections.deque[str]) -> None:
