@@ -60,6 +60,11 @@ class NotFound(RunnerError):
     """A container, volume, image or path inside a container that does not exist."""
 
 
+class OutputIncomplete(RunnerError):
+    """A step's output ended before its end: the engine lost what the step printed last
+    (the step fails with this reason: never a silent success with part of its log)."""
+
+
 class EgressUnavailable(RunnerError):
     """This engine or host cannot give a job egress without also giving it the host."""
 
@@ -231,7 +236,9 @@ class Backend(Protocol):
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Connect to a created container's stdout and stderr; call before `start` so
-        that nothing is missed. The iterator ends when the container exits."""
+        that nothing is missed. The iterator ends when the container exits; it raises
+        `OutputIncomplete` when the engine lost the end of the output (unless runner killed
+        or removed the container)."""
         ...
 
     def wait(self, cid: str, timeout_s: float | None) -> int | None:

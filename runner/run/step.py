@@ -8,9 +8,10 @@ run's clock.
 
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
-step with "refused: ..." and is never retried. The container also carries its own
-deadline, the step's plus `INIT_GRACE_S`, so that it dies even if runner does not live to
-kill it.
+step with "refused: ..." and is never retried. Output whose end the engine lost
+(`OutputIncomplete` from the backend's reader) fails the step too, saying so. The
+container also carries its own deadline, the step's plus `INIT_GRACE_S`, so that it dies
+even if runner does not live to kill it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.backend import ContainerSpec, Described, check_spec, spec_digest
+from runner.engine.backend import (
+    ContainerSpec,
+    Described,
+    OutputIncomplete,
+    check_spec,
+    spec_digest,
+)
 from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
@@ -157,7 +164,8 @@ class StepContainers:
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
         output = backend.attach_output(cid)
         head = bytearray()
-        reader = threading.Thread(target=self._pump, args=(output, pump, head), daemon=True)
+        lost: list[str] = []  # the engine lost the end of the output (OutputIncomplete)
+        reader = threading.Thread(target=self._pump, args=(output, pump, head, lost), daemon=True)
         reader.start()
         backend.start(cid)
         reason = ""
@@ -189,6 +197,9 @@ class StepContainers:
             self._read_io(cid, f"{attempt.step}-{attempt.number}", result)
         except InvalidInput as exc:
             result.reason = state.redactor(exc.message)
+            return result
+        if lost:  # never a success with part of its output
+            result.reason = state.redactor(lost[0])
             return result
         if code != 0:
             result.reason = f"exit code {code}"
@@ -226,12 +237,16 @@ class StepContainers:
         except RunnerError as exc:
             self._reap_errors.append(exc.message)
 
-    def _pump(self, output: Iterator[bytes], pump: OutputPump, head: bytearray) -> None:
+    def _pump(
+        self, output: Iterator[bytes], pump: OutputPump, head: bytearray, lost: list[str]
+    ) -> None:
         try:
             for chunk in output:
                 if len(head) < HEAD_BYTES:
                     head += chunk[: HEAD_BYTES - len(head)]
                 pump.feed(chunk)
+        except OutputIncomplete as exc:
+            lost.append(exc.message)
         except RunnerError:
             return
 

@@ -68,3 +68,27 @@ def test_the_c_source_says_the_same() -> None:
     assert defines["ENV_MAX"] == "(4u * 1024u * 1024u)"
     assert contract.ENV_MAX_BYTES == 4 * 1024 * 1024
     assert f'"{contract.REFUSAL_PREFIX.decode()}%s\\n"' in source
+
+
+def test_the_trailer_nonce_travels_in_a_reserved_entry_first() -> None:
+    blob = contract.encode_env({"A": "b"}, nonce="ab" * 16)
+    assert blob[8:] == b"runner-init-trailer=" + b"ab" * 16 + b"\0A=b\0"
+    with pytest.raises(InvalidInput, match="runner-init reserves that name"):
+        contract.encode_env({contract.TRAILER_ENTRY: "x"})
+    assert contract.argv(env_stdin=True, deadline_s=None, trailer=True) == [
+        contract.PATH,
+        "--env-stdin",
+        "--trailer",
+        "--",
+    ]
+    with pytest.raises(ValueError, match="needs --env-stdin"):
+        contract.argv(env_stdin=False, deadline_s=None, trailer=True)
+
+
+def test_the_c_source_says_the_same_of_the_trailer() -> None:
+    source = (resources.files("runner.engine.stepinit") / "runner-init.c").read_text()
+    defines = dict(re.findall(r"^#define (\w+) (.+)$", source, re.M))
+    assert defines["TRAILER_ENTRY"] == f'"{contract.TRAILER_ENTRY}"'
+    assert defines["TRAILER_PREFIX"] == '"\\0' + contract.TRAILER_PREFIX[1:].decode() + '"'
+    assert int(defines["NONCE_HEX"]) == 2 * contract.NONCE_BYTES
+    assert int(defines["ACK_WAIT_MS"]) == contract.ACK_WAIT_S * 1000

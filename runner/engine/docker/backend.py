@@ -8,6 +8,13 @@ the step's environment in memory only; `start` hands it to runner-init over the 
 connection's stdin (the one `attach_output` opened, or one of its own), after the
 container started, so no environment value is ever in the container's configuration.
 
+Every step's runner-init runs with `--trailer` (`runner.engine.stepinit.contract`): it ends
+stdout and stderr with a mark holding a nonce made per container, and exits only once
+`attach_output`'s reader has acked it (`sdk.attach`), so the engine (Docker or Podman)
+cannot end the attach before the last bytes arrived. A stream that ends without the mark
+raises `OutputIncomplete` at the end of `attach_output`, unless runner killed or removed
+the container itself (a timeout, a cancel: there is no end to wait for).
+
 Docker and requests errors are translated where they happen (`errors.docker_errors`): an
 engine that does not answer is `EngineUnavailable` (exit 4) with how to start one. Only
 the SDK's public API is used: containers are created with the low-level client's
@@ -73,6 +80,7 @@ from runner.engine.backend import (
     ImageConfig,
     ImageInfo,
     NotFound,
+    OutputIncomplete,
     ServiceState,
     check_spec,
 )
@@ -87,6 +95,7 @@ from runner.engine.docker.hardening import (
 )
 from runner.engine.stepinit import contract
 from runner.engine.stepinit.image import ensure_image
+from runner.engine.stepinit.trailer import StreamEnds
 from runner.errors import EngineUnavailable, RunnerError
 
 DATA_SUFFIX = "-data"
@@ -184,6 +193,9 @@ class DockerBackend:
         self._init_lock = threading.Lock()
         self._env: dict[str, bytes] = {}  # created, not started: runner-init's stdin
         self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
+        self._nonces: dict[str, str] = {}  # runner-init's trailer nonce, until removed
+        self._reading: set[str] = set()  # containers whose output is being read
+        self._stopped: set[str] = set()  # of those, killed or removed by runner
         self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
         self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
         self._image_env: dict[str, frozenset[str]] = {}  # Podman: image -> its variables
@@ -196,9 +208,10 @@ class DockerBackend:
 
     def create(self, spec: ContainerSpec) -> str:
         check_spec(spec)
-        env = contract.encode_env(spec.env)
+        nonce = contract.new_nonce()
+        env = contract.encode_env(spec.env, nonce=nonce)
         self._await_init()
-        config = container_config(spec, self.dialect, init_dir=self._init_dir)
+        config = container_config(spec, self.dialect, init_dir=self._init_dir, trailer=True)
         with docker_errors(f"creating a container of {spec.image}"):
             body = self.api.create_container_config(**create_arguments(self.api, config))
             if self.dialect.podman:
@@ -208,6 +221,7 @@ class DockerBackend:
         cid = cast(str, created["Id"])
         with self._lock:
             self._env[cid] = env
+            self._nonces[cid] = nonce
         return cid
 
     def _variables_of(self, image: str) -> frozenset[str]:
@@ -354,10 +368,13 @@ class DockerBackend:
         yield cid
 
     def start(self, cid: str) -> None:
-        """Start, then send runner-init the step's environment (it waits for it)."""
+        """Start, then send runner-init the step's environment (it waits for it); the
+        attach's reader acks its trailer later, or, when nobody reads the output, the ack
+        goes with the environment."""
         with self._lock:
             env = self._env.pop(cid, None)
             stdin = self._stdin.pop(cid, None)
+        read = stdin is not None
         with docker_errors(f"starting container {cid[:12]}"):
             if env is not None and stdin is None:
                 stdin = sdk.attach_stdin(self.api, cid)
@@ -369,7 +386,7 @@ class DockerBackend:
                     stdin.close()
                 raise
             if stdin is not None:
-                stdin.send(env if env is not None else b"")
+                stdin.send(env if env is not None else b"", then_ack=not read)
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Attach to a created container's stdout and stderr *before* it starts, as
@@ -378,16 +395,50 @@ class DockerBackend:
         connection carries runner-init's environment at `start`."""
         with self._lock:
             pending = cid in self._env
+            nonce = self._nonces.get(cid)
+        ends = StreamEnds(nonce) if nonce is not None else None
         with docker_errors(f"attaching to container {cid[:12]}"):
-            frames, stdin = sdk.attach(self.api, cid, stdin=pending)
-        if stdin is not None:
-            with self._lock:
+            frames, stdin = sdk.attach(self.api, cid, stdin=pending, ends=ends)
+        with self._lock:
+            if stdin is not None:
                 self._stdin[cid] = stdin
-        return self._frames(cid, frames)
+            self._reading.add(cid)
+        return self._frames(cid, frames, ends)
 
-    def _frames(self, cid: str, frames: Iterator[bytes]) -> Iterator[bytes]:
-        with docker_errors(f"reading the output of container {cid[:12]}"):
-            yield from frames
+    def _frames(
+        self, cid: str, frames: Iterator[bytes], ends: StreamEnds | None
+    ) -> Iterator[bytes]:
+        """The output of `cid`, then `OutputIncomplete` if it lacks its end (see the
+        module docstring)."""
+        try:
+            with docker_errors(f"reading the output of container {cid[:12]}"):
+                yield from frames
+        except RunnerError as exc:
+            if ends is None or self._stopped_by_runner(cid):
+                raise
+            raise self._incomplete(cid, f"reading it failed: {exc.message}") from exc
+        finally:
+            stopped = self._stopped_by_runner(cid, forget=True)
+        if ends is not None and ends.missing and not stopped:
+            raise self._incomplete(
+                cid, f"its {' and '.join(ends.missing)} ended without runner-init's trailer"
+            )
+
+    def _stopped_by_runner(self, cid: str, *, forget: bool = False) -> bool:
+        with self._lock:
+            stopped = cid in self._stopped
+            if forget:
+                self._reading.discard(cid)
+                self._stopped.discard(cid)
+        return stopped
+
+    def _incomplete(self, cid: str, why: str) -> OutputIncomplete:
+        return OutputIncomplete(
+            f"the output of container {cid[:12]} is incomplete: {why}, so the engine "
+            f"({self.dialect.describe()}) lost the end of what the step printed, or the "
+            "container was stopped from outside runner",
+            hint="run it again; if it happens again, the engine is losing output under load",
+        )
 
     def wait(self, cid: str, timeout_s: float | None) -> int | None:
         with docker_errors(f"waiting for container {cid[:12]}"):
@@ -401,6 +452,9 @@ class DockerBackend:
         return int(result["StatusCode"])
 
     def kill(self, cid: str) -> None:
+        with self._lock:
+            if cid in self._reading:
+                self._stopped.add(cid)
         with docker_errors(f"killing container {cid[:12]}"):
             try:
                 self.api.kill(cid)
@@ -412,6 +466,9 @@ class DockerBackend:
         with self._lock:
             self._env.pop(cid, None)
             self._stdin.pop(cid, None)
+            self._nonces.pop(cid, None)
+            if cid in self._reading:
+                self._stopped.add(cid)
         with self._admit, docker_errors(f"removing container {cid[:12]}"):
             try:
                 self.api.remove_container(cid, force=True, v=True)

@@ -23,6 +23,10 @@ socket), with differences runner handles where they matter, keyed on `Dialect.po
 - its networks (netavark) put their own firewall rules ahead of Docker's `DOCKER-USER`
   chain, so runner cannot keep an egress network away from the host
   (`networks.create` fails closed).
+- its attach (4.3) could end as the container exited, before the last bytes of a fast
+  step reached runner: on both engines runner-init ends each stream with a trailer and
+  exits only once runner acked it (`sdk.attach`, `runner.engine.stepinit.trailer`), and a
+  stream without it is `OutputIncomplete`, never a silent success.
 
 Everything else (hardening, limits, attach, wait, images) is the same calls on both.
 """

@@ -143,13 +143,19 @@ def tmp_size(spec: ContainerSpec) -> int:
 
 
 def container_config(
-    spec: ContainerSpec, dialect: Dialect = DOCKER_DIALECT, *, init_dir: str | None = None
+    spec: ContainerSpec,
+    dialect: Dialect = DOCKER_DIALECT,
+    *,
+    init_dir: str | None = None,
+    trailer: bool = False,
 ) -> dict[str, Any]:
     """The Docker SDK `containers.create(**config)` keyword arguments of a hardened step,
     on the engine `dialect` speaks for. On Podman, `init_dir` is the runner-init volume's
     directory on the host, bound in place of the volume: Podman 4.3 can deadlock when
     containers set up at the same time share named volumes (containers/podman#20313), and
-    every step of every job would share that one."""
+    every step of every job would share that one. `trailer`: runner-init ends the output
+    with its trailer and waits for the ack (the backend's steps; the bare baseline of
+    bench/ without it)."""
     check_spec(spec)
     uid = spec.user
     tmp = f"rw,noexec,nosuid,nodev,size={tmp_size(spec)},mode=1777"
@@ -186,6 +192,7 @@ def container_config(
             env_stdin=True,
             deadline_s=spec.deadline_s,
             exec_mounts=[spec.workspace_path] if spec.workspace_exec else [],
+            trailer=trailer,
         ),
         "environment": {},  # sent on stdin (`contract.encode_env`), never stored
         "working_dir": spec.workdir,

@@ -11,7 +11,12 @@ response closed when the reader is done. The frames are read a block at a time
 (`payloads`: up to `READ_BYTES` a read, every payload that read completed joined into one
 chunk, both streams in arrival order), not with the SDK's two polled reads per frame: a
 step printing small writes is read at the socket's speed. `attach_stdin` is the same connection for stdin
-only, and `send` writes to an attached stdin and closes its direction. Containers run
+only, and `send` writes to an attached stdin and closes its direction. With `ends` (a
+`runner.engine.stepinit.trailer.StreamEnds`), each stream's payloads go through it, so
+runner-init's trailer is stripped from the end of stdout and stderr, and the attach's
+stdin gets runner-init's ack (`Stdin.ack`) the moment both streams have ended with it:
+only then does runner-init exit, so the engine cannot close the attach before the last
+bytes reached runner (Podman 4.3 did, on fast steps under load). Containers run
 with the `none` log driver, so there are no logs to replay: attaching happens before
 start, and nothing is missed. The attach asks for the stream only (`logs=0`): with
 `logs=1`, dockerd subscribes the connection to the output, replays the log, then streams
@@ -27,12 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, cast
 
 import docker
 from docker.utils.json_stream import json_stream
 from docker.utils.socket import read as socket_read
+
+from runner.engine.stepinit.contract import ACK
+from runner.engine.stepinit.trailer import StreamEnds
 
 # the private members used below, checked by the test that pins them
 PRIVATE = ("_post", "_url", "_raise_for_status", "_read_from_socket", "_get_raw_response_socket")
@@ -48,16 +56,29 @@ class Stdin:
         self._response = response
         self._owns = owns  # a stdin-only connection: closed once sent
 
-    def send(self, data: bytes) -> None:
-        """Write `data` and half-close: runner-init reads its length-prefixed blob; a
-        container that already died leaves the step's own error to be reported."""
+    def send(self, data: bytes, *, then_ack: bool = True) -> None:
+        """Write `data` (runner-init reads its length-prefixed blob); unless `then_ack`
+        is False, then what `ack` writes, for runner-init to find once the step is done
+        (nobody reads this container's output: there is nothing to wait for). A container
+        that already died leaves the step's own error to be reported."""
         try:
-            self._raw.sendall(data)
-            self._raw.shutdown(socket.SHUT_WR)
+            self._raw.sendall(data + ACK if then_ack else data)
         except OSError:
-            pass
-        finally:
             self.close()
+            return
+        if then_ack:
+            self._done()
+
+    def ack(self) -> None:
+        """Tell runner-init its trailers arrived (so it may exit), and half-close."""
+        with contextlib.suppress(OSError):
+            self._raw.sendall(ACK)
+        self._done()
+
+    def _done(self) -> None:
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_WR)
+        self.close()
 
     def close(self) -> None:
         """Close a stdin-only connection (an output one closes with its reader)."""
@@ -82,41 +103,53 @@ def _post_attach(api: docker.APIClient, cid: str, params: dict[str, int]) -> Any
 
 
 def attach(
-    api: docker.APIClient, cid: str, *, stdin: bool = False
+    api: docker.APIClient, cid: str, *, stdin: bool = False, ends: StreamEnds | None = None
 ) -> tuple[Iterator[bytes], Stdin | None]:
     """stdout and stderr of container `cid`, as they come, until it exits (the connection
-    is closed when the iterator is), and its stdin when `stdin`."""
+    is closed when the iterator is), and its stdin when `stdin`. With `ends`, runner-init's
+    trailer is stripped and acked on that stdin (see the module docstring)."""
     client = cast(Any, api)
     response = _post_attach(api, cid, {"stdout": 1, "stderr": 1, "stdin": int(stdin)})
     try:
         writer = None
         if stdin:
             writer = Stdin(client._get_raw_response_socket(response), response, owns=False)
-        frames = payloads(client._get_raw_response_socket(response))
+        ack = writer.ack if writer is not None else None
+        frames = payloads(client._get_raw_response_socket(response), ends, ack)
     except BaseException:
         response.close()
         raise
     return _closing(frames, response), writer
 
 
-def payloads(sock: Any) -> Iterator[bytes]:
+def payloads(
+    sock: Any, ends: StreamEnds | None = None, ack: Callable[[], None] | None = None
+) -> Iterator[bytes]:
     """The payloads of a multiplexed attach stream (no TTY), in order, as they come: each
     chunk is what one read brought of them, frame headers taken out, a frame cut across
-    reads continued in the next chunk. Ends at end of stream."""
+    reads continued in the next chunk. Ends at end of stream. With `ends`, each stream's
+    payloads go through it (runner-init's trailer held back and stripped), `ack` is called
+    once both streams have ended with the trailer, and what `ends` held back that was
+    output comes last."""
     header = b""
     remaining = 0  # bytes of the current frame's payload still to come
+    stream = 1  # the current frame's
+    acked = ack is None
     while True:
         data = socket_read(sock, READ_BYTES)
         if data is None:  # interrupted (EINTR, EAGAIN): read again
             continue
         if not data:
+            rest = ends.finish() if ends is not None else b""
+            if rest:
+                yield rest
             return
         out: list[bytes] = []
         pos, size = 0, len(data)
         while pos < size:
             if remaining:
                 piece = data[pos : pos + remaining]
-                out.append(piece)
+                out.append(piece if ends is None else ends.feed(stream, piece))
                 remaining -= len(piece)
                 pos += len(piece)
                 continue
@@ -124,10 +157,15 @@ def payloads(sock: Any) -> Iterator[bytes]:
             header += take
             pos += len(take)
             if len(header) == HEADER:
+                stream = header[0]
                 remaining = int.from_bytes(header[4:], "big")
                 header = b""
-        if out:
-            yield out[0] if len(out) == 1 else b"".join(out)
+        if not acked and ends is not None and ends.ended:
+            acked = True
+            cast(Callable[[], None], ack)()
+        chunk = out[0] if len(out) == 1 else b"".join(out)
+        if chunk:
+            yield chunk
 
 
 def attach_stdin(api: docker.APIClient, cid: str) -> Stdin:

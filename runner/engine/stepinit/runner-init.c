@@ -22,7 +22,17 @@
  *      it), killing whatever the step left behind;
  *   4. with --deadline S, kills every process of the container (kill(-1, SIGKILL)) and
  *      exits 137 once S seconds have passed since it started, so that a step outlives
- *      a killed runner by its timeout and a grace at most.
+ *      a killed runner by its timeout and a grace at most;
+ *   5. with --trailer (and --env-stdin), takes the reserved entry TRAILER_ENTRY=<nonce>
+ *      out of the environment it received, keeps its original stdin (the attach
+ *      connection) on a close-on-exec descriptor, and makes itself non-dumpable (so the
+ *      step, its child with the same uid, cannot read the nonce from /proc/1/mem).
+ *      Whenever it exits after that (the step's status, a refusal, the deadline), it first
+ *      kills and reaps everything else (so nothing else holds stdout or stderr), then
+ *      writes TRAILER_PREFIX and the nonce last on stdout and on stderr, and waits for
+ *      runner's acknowledgement (a byte or end of file on that stdin, ACK_WAIT_MS at
+ *      most): the container is still alive while the engine delivers the last bytes, and
+ *      runner knows a stream that does not end with the trailer is incomplete.
  *
  * It adds no capability to a step that runs it by hand: it opens no file but
  * /proc/self/mountinfo (which it only reports mount points of) and /dev/null, runs only
@@ -42,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,21 +68,104 @@
 #define ENV_MAX (4u * 1024u * 1024u)
 #define MOUNTINFO_MAX (4u * 1024u * 1024u)
 #define MAX_EXEC_MOUNTS 16
+#define TRAILER_ENTRY "runner-init-trailer"
+#define TRAILER_PREFIX "\0runner-init-end:"
+#define NONCE_HEX 32
+#define ACK_WAIT_MS 5000
+#define REAP_WAIT_MS 5000
 
 extern char **environ;
 
 static double deadline_s = 0; /* 0: none */
 static struct timespec started;
-
-static void fail(int code, const char *what) {
-    fprintf(stderr, "runner-init: %s\n", what);
-    exit(code);
-}
+static int trailer_wanted = 0;                      /* --trailer */
+static char trailer[sizeof TRAILER_PREFIX + NONCE_HEX]; /* prefix (with its NUL) + nonce */
+static size_t trailer_size = 0;                     /* 0: no nonce received (yet) */
+static int ack_fd = -1;                             /* the original stdin, for the ack */
 
 static double elapsed(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - started.tv_sec) + (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+}
+
+/* milliseconds left until `until` (seconds since start), 0 when it passed */
+static int ms_until(double until) {
+    double left = until - elapsed();
+    return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
+}
+
+/* with --trailer, once nothing but runner-init is left: every child reaped (SIGKILLed
+   processes die at once; one stuck in the kernel is waited for REAP_WAIT_MS at most) */
+static void reap_all(void) {
+    sigset_t child;
+    sigemptyset(&child);
+    sigaddset(&child, SIGCHLD);
+    double until = elapsed() + REAP_WAIT_MS / 1000.0;
+    for (;;) {
+        pid_t reaped = waitpid(-1, NULL, WNOHANG);
+        if (reaped > 0 || (reaped < 0 && errno == EINTR))
+            continue;
+        if (reaped < 0)
+            return; /* ECHILD: none left */
+        int left = ms_until(until);
+        if (left == 0)
+            return;
+        struct timespec wait = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000L};
+        sigtimedwait(&child, NULL, &wait); /* SIGCHLD is blocked: taken here */
+    }
+}
+
+/* write all of `data` to `fd` before `until`; what cannot be written is left unwritten */
+static void write_before(int fd, const char *data, size_t size, double until) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return; /* closed: there is no stream to end */
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n > 0) {
+            data += n;
+            size -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            return;
+        struct pollfd out = {.fd = fd, .events = POLLOUT};
+        int left = ms_until(until);
+        if (left == 0 || poll(&out, 1, left) <= 0)
+            return;
+    }
+}
+
+/* exit with `code`: with --trailer and its nonce received, end both streams with the
+   trailer first and wait (ACK_WAIT_MS at most) for runner to say it has read them */
+__attribute__((noreturn)) static void finish(int code) {
+    if (trailer_size > 0) {
+        signal(SIGPIPE, SIG_IGN); /* a closed stream: EPIPE, never a signal */
+        double until = elapsed() + ACK_WAIT_MS / 1000.0;
+        write_before(1, trailer, trailer_size, until);
+        write_before(2, trailer, trailer_size, until);
+        while (ack_fd >= 0) {
+            struct pollfd in = {.fd = ack_fd, .events = POLLIN};
+            int ready = poll(&in, 1, ms_until(until));
+            if (ready < 0 && errno == EINTR)
+                continue;
+            if (ready > 0) {
+                char byte;
+                ssize_t ignored = read(ack_fd, &byte, 1); /* the ack, or end of file */
+                (void)ignored;
+            }
+            break;
+        }
+    }
+    exit(code);
+}
+
+__attribute__((noreturn)) static void fail(int code, const char *what) {
+    fprintf(stderr, "runner-init: %s\n", what);
+    finish(code);
 }
 
 /* milliseconds left before the deadline (-1: no deadline; 0: passed) */
@@ -87,9 +181,21 @@ static int remaining_ms(void) {
 static void deadline_passed(void) {
     if (getpid() == 1)
         kill(-1, SIGKILL); /* every other process of this PID namespace */
+    if (trailer_size > 0)
+        reap_all();
     fprintf(stderr, "runner-init: the step's deadline (%.0f s) passed: its processes were killed\n",
             deadline_s);
-    exit(EXIT_DEADLINE);
+    finish(EXIT_DEADLINE);
+}
+
+/* the trailer's nonce, from the reserved entry's value: NONCE_HEX lowercase hex digits */
+static void take_nonce(const char *value) {
+    size_t length = strlen(value);
+    if (length != NONCE_HEX || strspn(value, "0123456789abcdef") != NONCE_HEX)
+        fail(EXIT_SETUP, "the trailer nonce received is malformed");
+    memcpy(trailer, TRAILER_PREFIX, sizeof TRAILER_PREFIX - 1);
+    memcpy(trailer + sizeof TRAILER_PREFIX - 1, value, NONCE_HEX);
+    trailer_size = sizeof TRAILER_PREFIX - 1 + NONCE_HEX;
 }
 
 /* read exactly n bytes from stdin before the deadline; 0 on success */
@@ -143,12 +249,18 @@ static char **receive_environment(void) {
     size_t count = 0;
     for (size_t i = 0; i < inherited; i++)
         env[count++] = environ[i];
+    const char *nonce = NULL;
     for (size_t at = 0; at < size; at += strlen(blob + at) + 1) {
         char *entry = blob + at;
         char *equals = strchr(entry, '=');
         if (equals == NULL || equals == entry)
             fail(EXIT_SETUP, "the environment received is malformed");
         size_t name = (size_t)(equals - entry) + 1; /* with the '=' */
+        if (trailer_wanted && name == sizeof TRAILER_ENTRY &&
+            strncmp(entry, TRAILER_ENTRY "=", name) == 0) {
+            nonce = equals + 1; /* runner-init's own: never the step's */
+            continue;
+        }
         size_t i = 0;
         while (i < count && strncmp(env[i], entry, name) != 0)
             i++;
@@ -156,6 +268,14 @@ static char **receive_environment(void) {
     }
     env[count] = NULL;
 
+    if (trailer_wanted) {
+        if (nonce == NULL)
+            fail(EXIT_SETUP, "no trailer nonce was received on stdin");
+        ack_fd = fcntl(0, F_DUPFD_CLOEXEC, 3); /* the step never gets it */
+        if (ack_fd < 0)
+            fail(EXIT_SETUP, "cannot keep stdin for runner's acknowledgement");
+        take_nonce(nonce);
+    }
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0)
         fail(EXIT_SETUP, "cannot reopen stdin on /dev/null");
@@ -265,12 +385,12 @@ static void check_mounts(char *const *exec_mounts, int exec_count) {
     free(text);
     if (found) {
         fprintf(stderr, "runner-init: refused: %s\n", report);
-        exit(EXIT_REFUSED);
+        finish(EXIT_REFUSED);
     }
 }
 
 static void usage(void) {
-    fail(EXIT_SETUP, "usage: runner-init [--env-stdin] [--deadline SECONDS] "
+    fail(EXIT_SETUP, "usage: runner-init [--env-stdin [--trailer]] [--deadline SECONDS] "
                      "[--exec-mount PATH]... -- COMMAND [ARG]...");
 }
 
@@ -281,6 +401,8 @@ int main(int argc, char **argv) {
     for (; at < argc && strcmp(argv[at], "--") != 0; at++) {
         if (strcmp(argv[at], "--env-stdin") == 0) {
             env_stdin = 1;
+        } else if (strcmp(argv[at], "--trailer") == 0) {
+            trailer_wanted = 1;
         } else if (strcmp(argv[at], "--deadline") == 0 && at + 1 < argc) {
             char *end = NULL;
             deadline_s = strtod(argv[++at], &end);
@@ -293,9 +415,11 @@ int main(int argc, char **argv) {
             usage();
         }
     }
-    if (at + 1 >= argc)
+    if (at + 1 >= argc || (trailer_wanted && !env_stdin))
         usage();
     char **command = argv + at + 1;
+    if (trailer_wanted && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fail(EXIT_SETUP, "cannot make runner-init non-dumpable");
 
     /* the signals to forward and SIGCHLD are taken synchronously, never by a handler */
     sigset_t handled, original;
@@ -345,9 +469,11 @@ int main(int argc, char **argv) {
     }
     if (getpid() == 1)
         kill(-1, SIGKILL); /* nothing outlives the step */
-    while (waitpid(-1, NULL, WNOHANG) > 0)
-        ;
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
+    if (trailer_size > 0)
+        reap_all(); /* nothing but runner-init holds stdout or stderr now */
+    else
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    finish(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+    return 0; /* not reached */
 }
