@@ -1,6 +1,8 @@
 """One job instance, start to end: its workspace (and, when granted egress, a network of
 its own; when it asks for the history, a read-only `.git`: runner.run.history), then each step in a fresh hardened container, with `if`, retries, timeouts,
-output/env files and artifacts.
+output/env files and artifacts. While a step runs, the next one's container is prepared
+(`_upcoming`: the next `run` step as it would run if nothing changed, when its `if:` holds
+now; `StepContainers` uses it only if that is what the step turns out to need).
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
@@ -48,7 +50,7 @@ from runner.run.contexts import hash_files, implicit_success
 from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
-from runner.run.step import Attempt, AttemptResult, StepContainers
+from runner.run.step import Attempt, AttemptResult, StepContainers, Upcoming
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
 
@@ -102,6 +104,7 @@ class JobRunner:
         self._caches: list[cache.Request] = []  # actions/cache misses, saved at the end
         self._failed = False
         self.containers: StepContainers | None = None  # set once the workspace exists
+        self._position = 0  # of the step running, in the job's steps
         self.workspace: Workspace | None = None
 
     # -- contexts --------------------------------------------------------------------
@@ -230,7 +233,8 @@ class JobRunner:
                 network,
                 history.volume,
             )
-            for step in self.job.steps:
+            for position, step in enumerate(self.job.steps):
+                self._position = position
                 self._run_step(step, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
@@ -328,6 +332,7 @@ class JobRunner:
         attempts = retry.max_attempts if retry else 1
         rng = step_rng(self.state.retry_seed, self.instance.key, step.index)
         outcome = AttemptResult(Status.FAILURE)
+        upcoming = self._upcoming(deadline)
         for attempt in range(1, attempts + 1):
             sr.attempts = attempt
             step_deadline = deadline
@@ -336,7 +341,7 @@ class JobRunner:
                     deadline, clock.monotonic() + self._timeout_s(step.timeout_minutes)
                 )
             try:
-                outcome = self._attempt(step, env, ctx, attempt, step_deadline)
+                outcome = self._attempt(step, env, ctx, attempt, step_deadline, upcoming)
             except InvalidInput as exc:  # a step the runner cannot start: never retried
                 outcome = AttemptResult(Status.FAILURE, self.redactor.message(exc.message))
                 break
@@ -426,6 +431,39 @@ class JobRunner:
                 StepSummary(job=self.instance.key, step=step.index, markdown=sr.summary)
             )
 
+    def _upcoming(self, deadline: float) -> Upcoming | None:
+        """The step after the current one, as it would run if nothing changed: a `run`
+        step whose `if:` holds now (its container is prepared while this one runs)."""
+        steps = self.job.steps
+        if self._position + 1 >= len(steps):
+            return None
+        step = steps[self._position + 1]
+        if step.uses is not None:
+            return None
+        try:
+            env = self._env(step)
+            ctx = self.contexts(env)
+            functions = self._functions(not self._failed)
+            if not expressions.truthy(
+                expressions.evaluate_condition(implicit_success(step.if_), ctx, functions)
+            ):
+                return None
+            default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+            attempt = Attempt(
+                step.index,
+                step.display_name,
+                1,
+                self.image,
+                self._command(step, ctx, default_shell),
+                {**self.state.info.step_environment(), **env},
+                self._workdir(step),
+            )
+            minutes = step.timeout_minutes
+            timeout = None if minutes is None else self._timeout_s(minutes)
+        except RunnerError:
+            return None  # it fails the same way when it comes
+        return Upcoming(attempt, deadline, timeout)
+
     def _quota_hit(self) -> str | None:
         return self.workspace.quota_hit() if self.workspace is not None else None
 
@@ -474,6 +512,7 @@ class JobRunner:
         ctx: Mapping[str, Any],
         attempt: int,
         deadline: float,
+        upcoming: Upcoming | None = None,
     ) -> AttemptResult:
         """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
         base_env = {**self.state.info.step_environment(), **env}
@@ -492,6 +531,7 @@ class JobRunner:
                     self._workdir(step),
                 ),
                 deadline,
+                upcoming,
             )
         kind = actions.kind_of(step.uses)
         if kind is actions.ActionKind.CHECKOUT:

@@ -6,6 +6,16 @@ output pumped through the redactor -> wait, killed on timeout or cancel -> the s
 job's last container is kept until its artifacts are collected. Deadlines are read on the
 run's clock.
 
+The next step is prepared while the current one runs: once a step's container has
+started, the container the job expects to run next (an `Upcoming`: its attempt as known
+now) is created and attached in the background, never started. When that step comes, its
+container is the prepared one only if the spec it needs now is the spec prepared (its
+`$RUNNER_ENV`, outputs and command as they turned out; runner-init's own deadline, which
+counts from the start, may differ by at most `PREPARED_SLACK_S`); otherwise, and for a
+step that is skipped, cancelled or never reached, the prepared container is removed off
+the critical path (and at the latest by `close`). A prepared container has recorded
+nothing: its `step.started` is emitted when it is used, with the spec it was created with.
+
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
 step with "refused: ..." and is never retried. The container also carries its own
@@ -15,6 +25,7 @@ kill it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 import tarfile
@@ -49,6 +60,7 @@ PLACEMENT = (
     "image",
     "image_digest",
 )  # of a step's raw output, where runner-init's refusal line is
+PREPARED_SLACK_S = 2.0  # how much later a prepared container's own deadline may fall
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,24 @@ class AttemptResult:
     warnings: list[str] = field(default_factory=list)  # what runner did not keep, and why
     tail: list[str] = field(default_factory=list)
     log_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """The attempt a job expects to run next, as it is known before the current one ends,
+    and its deadlines: the job's, and the step's own timeout (from its start) if any."""
+
+    attempt: Attempt
+    deadline: float
+    timeout_s: float | None = None
+
+
+@dataclass
+class _Prepared:
+    spec: ContainerSpec
+    cid: str | None = None
+    output: Iterator[bytes] | None = None
+    error: RunnerError | None = None
 
 
 def io_paths(step: int, number: int) -> dict[str, str]:
@@ -114,11 +144,11 @@ class StepContainers:
         self.last: str | None = None  # kept for the artifacts
         self._reapers: list[threading.Thread] = []
         self._reap_errors: list[str] = []
+        self._preparing: tuple[threading.Thread, _Prepared] | None = None
 
-    def run(self, attempt: Attempt, deadline: float) -> AttemptResult:
-        state, backend, clock = self.state, self.state.backend, self.state.clock
-        limits = self.grants.limits
-        spec = ContainerSpec(
+    def _spec(self, attempt: Attempt, deadline: float) -> ContainerSpec:
+        limits, clock = self.grants.limits, self.state.clock
+        return ContainerSpec(
             image=attempt.image.ref,
             command=attempt.command,
             env={**attempt.env, **io_paths(attempt.step, attempt.number)},
@@ -135,31 +165,49 @@ class StepContainers:
             seccomp_deny_memfd=attempt.image.interpreter,
             deadline_s=max(0.0, deadline - clock.monotonic()) + INIT_GRACE_S,
         )
+
+    def run(
+        self, attempt: Attempt, deadline: float, upcoming: Upcoming | None = None
+    ) -> AttemptResult:
+        """Run one attempt; once it has started, prepare `upcoming` in the background."""
+        state, backend, clock = self.state, self.state.backend, self.state.clock
+        spec = self._spec(attempt, deadline)
         check_spec(spec)  # refused before it is recorded as started
-        config_digest = spec_digest(spec)
-        state.sink.emit(
-            StepStarted(
-                job=self.job_key,
-                step=attempt.step,
-                name=attempt.name,
-                attempt=attempt.number,
-                image=attempt.image.ref,
-                image_digest=attempt.image.digest,
-                config_digest=config_digest,
+        prepared = self._take_prepared(spec)
+        if prepared is not None:
+            spec = prepared.spec  # what the container was created with
+        try:
+            state.sink.emit(
+                StepStarted(
+                    job=self.job_key,
+                    step=attempt.step,
+                    name=attempt.name,
+                    attempt=attempt.number,
+                    image=attempt.image.ref,
+                    image_digest=attempt.image.digest,
+                    config_digest=spec_digest(spec),
+                )
             )
-        )
-        cid = backend.create(spec)
+        except BaseException:
+            if prepared is not None:
+                self._discard(prepared)
+            raise
+        if prepared is not None and prepared.cid is not None and prepared.output is not None:
+            cid, output = prepared.cid, prepared.output
+        else:
+            cid, output = backend.create(spec), None
         previous, self.last = self.last, cid
         if previous is not None:  # off the critical path; joined before the volume goes
-            reaper = threading.Thread(target=self._reap, args=(previous,), daemon=True)
-            reaper.start()
-            self._reapers.append(reaper)
+            self._reap_later(previous, None)
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
-        output = backend.attach_output(cid)
+        if output is None:
+            output = backend.attach_output(cid)
         head = bytearray()
         reader = threading.Thread(target=self._pump, args=(output, pump, head), daemon=True)
         reader.start()
         backend.start(cid)
+        if upcoming is not None and not self.stop.is_set():
+            self._prepare(upcoming)
         reason = ""
         code: int | None = None
         while not reason:
@@ -209,8 +257,59 @@ class StepContainers:
                 )
             )
 
+    def _prepare(self, upcoming: Upcoming) -> None:
+        """Create and attach `upcoming`'s container in the background (never started)."""
+        deadline = upcoming.deadline
+        if upcoming.timeout_s is not None:
+            deadline = min(deadline, self.state.clock.monotonic() + upcoming.timeout_s)
+        spec = self._spec(upcoming.attempt, deadline)
+        try:
+            check_spec(spec)
+        except RunnerError:
+            return  # refused when it comes, by `run`
+        prepared = _Prepared(spec)
+        thread = threading.Thread(target=self._create, args=(prepared,), daemon=True)
+        thread.start()
+        self._preparing = (thread, prepared)
+
+    def _create(self, prepared: _Prepared) -> None:
+        backend = self.state.backend
+        try:
+            prepared.cid = backend.create(prepared.spec)
+            prepared.output = backend.attach_output(prepared.cid)
+        except RunnerError as exc:
+            prepared.error = exc
+
+    def _take_prepared(self, spec: ContainerSpec) -> _Prepared | None:
+        """The prepared container if it is the one `spec` needs; any other is discarded."""
+        if self._preparing is None:
+            return None
+        thread, prepared = self._preparing
+        self._preparing = None
+        thread.join()
+        ours, theirs = spec.deadline_s or 0.0, prepared.spec.deadline_s or 0.0
+        same = dataclasses.replace(prepared.spec, deadline_s=spec.deadline_s) == spec
+        if same and abs(theirs - ours) <= PREPARED_SLACK_S and prepared.output is not None:
+            return prepared
+        self._discard(prepared)
+        return None
+
+    def _discard(self, prepared: _Prepared) -> None:
+        if prepared.cid is not None:
+            self._reap_later(prepared.cid, prepared.output)
+
+    def _reap_later(self, cid: str, output: Iterator[bytes] | None) -> None:
+        reaper = threading.Thread(target=self._reap, args=(cid, output), daemon=True)
+        reaper.start()
+        self._reapers.append(reaper)
+
     def close(self) -> str | None:
-        """Remove every container of the job; the first error, if any."""
+        """Remove every container of the job (a prepared one too); the first error, if any."""
+        if self._preparing is not None:
+            thread, prepared = self._preparing
+            self._preparing = None
+            thread.join()
+            self._discard(prepared)
         for reaper in self._reapers:
             reaper.join()
         if self.last is not None:
@@ -220,9 +319,14 @@ class StepContainers:
                 self._reap_errors.append(exc.message)
         return self._reap_errors[0] if self._reap_errors else None
 
-    def _reap(self, cid: str) -> None:
+    def _reap(self, cid: str, output: Iterator[bytes] | None) -> None:
+        """Remove a container; an unused attach stream then ends, and is drained so that
+        its connection closes."""
         try:
             self.state.backend.remove(cid)
+            if output is not None:
+                for _ in output:
+                    pass
         except RunnerError as exc:
             self._reap_errors.append(exc.message)
 

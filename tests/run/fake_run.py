@@ -94,7 +94,7 @@ class Outcome:
     state: RunState
     real_s: float  # wall-clock time the run took
     clock_s: float  # time that passed on the run's clock
-    specs: dict[str, list[ContainerSpec]] = field(default_factory=dict)  # job -> containers
+    specs: dict[str, list[ContainerSpec]] = field(default_factory=dict)  # job -> started ones
 
     @property
     def clock(self) -> FakeClock:
@@ -178,6 +178,8 @@ def run_mission(
         engine.clock.monotonic() - clock_started,
     )
     for container in engine.created:
+        if container.state == "created":  # prepared for a step that did not use it
+            continue
         job = container.spec.labels.get("runner.job", "")
         outcome.specs.setdefault(job, []).append(container.spec)
     return outcome

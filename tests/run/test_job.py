@@ -231,6 +231,60 @@ def test_step_conditions_after_a_failure(tmp_path: Path) -> None:
     ]
 
 
+def test_the_next_step_is_prepared_while_one_runs_and_removed_unstarted_when_skipped(
+    tmp_path: Path,
+) -> None:
+    """While a step runs, the next one's container is created (never started); a step
+    that is then skipped never starts it, and it is removed with the job."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - {run: hang, timeout-minutes: 0.05}
+              - {run: print next}
+        """,
+    )
+    assert [s.status for s in done.jobs["j"].steps] == [Status.FAILURE, Status.SKIPPED]
+    assert [script_of(c.spec) for c in done.backend.created] == ["hang", "print next"]
+    prepared = done.backend.created[1]
+    assert prepared.state == "created" and prepared.removed
+    assert [script_of(s) for s in done.specs["j"]] == ["hang"]
+
+
+def test_a_prepared_container_is_used_when_the_step_needs_that_spec(tmp_path: Path) -> None:
+    """Steps whose specs do not change are run in the containers prepared for them; one
+    whose env a step's $RUNNER_ENV changed gets a new container, the prepared one removed."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: print one
+              - run: print two
+              - run: env LATE=set
+              - run: print three
+        """,
+    )
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == [
+        "print one",
+        "print two",
+        "env LATE=set",
+        "print three",  # prepared before LATE was set: not used
+        "print three",
+    ]
+    assert [c.state != "created" for c in created] == [True, True, True, False, True]
+    assert all(c.removed for c in created)
+    assert "LATE" not in created[3].spec.env and created[4].spec.env["LATE"] == "set"
+
+
 def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:
     backend = FakeBackend(scripted)
     backend.mount_problems = ["/workspace (overlay) is writable by uid 65534 and not noexec"]
