@@ -198,7 +198,7 @@ class StepContainers:
             cid, output = backend.create(spec), None
         previous, self.last = self.last, cid
         if previous is not None:  # off the critical path; joined before the volume goes
-            self._reap_later(previous, None)
+            self._reap_later(previous)
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
         if output is None:
             output = backend.attach_output(cid)
@@ -296,10 +296,10 @@ class StepContainers:
 
     def _discard(self, prepared: _Prepared) -> None:
         if prepared.cid is not None:
-            self._reap_later(prepared.cid, prepared.output)
+            self._reap_later(prepared.cid)
 
-    def _reap_later(self, cid: str, output: Iterator[bytes] | None) -> None:
-        reaper = threading.Thread(target=self._reap, args=(cid, output), daemon=True)
+    def _reap_later(self, cid: str) -> None:
+        reaper = threading.Thread(target=self._reap, args=(cid,), daemon=True)
         reaper.start()
         self._reapers.append(reaper)
 
@@ -319,14 +319,10 @@ class StepContainers:
                 self._reap_errors.append(exc.message)
         return self._reap_errors[0] if self._reap_errors else None
 
-    def _reap(self, cid: str, output: Iterator[bytes] | None) -> None:
-        """Remove a container; an unused attach stream then ends, and is drained so that
-        its connection closes."""
+    def _reap(self, cid: str) -> None:
+        """Remove a container (the backend closes the attach of one never started)."""
         try:
             self.state.backend.remove(cid)
-            if output is not None:
-                for _ in output:
-                    pass
         except RunnerError as exc:
             self._reap_errors.append(exc.message)
 

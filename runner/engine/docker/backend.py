@@ -406,9 +406,13 @@ class DockerBackend:
                     raise
 
     def remove(self, cid: str) -> None:
+        """Remove a container; one attached but never started (a step prepared and not
+        used) has its attach connection closed too, which ends its output stream."""
         with self._lock:
             self._env.pop(cid, None)
-            self._stdin.pop(cid, None)
+            stdin = self._stdin.pop(cid, None)
+        if stdin is not None:
+            stdin.abandon()
         with self._admit, docker_errors(f"removing container {cid[:12]}"):
             try:
                 self.api.remove_container(cid, force=True, v=True)
