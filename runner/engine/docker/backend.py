@@ -181,6 +181,7 @@ class DockerBackend:
         self._init_lock = threading.Lock()
         self._env: dict[str, bytes] = {}  # created, not started: runner-init's stdin
         self._stdin: dict[str, sdk.Stdin] = {}  # attached, not started
+        self._booted: set[str] = set()  # runner-init started, waiting for its environment
         self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
         self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
         self._image_env: dict[str, frozenset[str]] = {}  # Podman: image -> its variables
@@ -351,22 +352,40 @@ class DockerBackend:
         yield cid
 
     def start(self, cid: str) -> None:
-        """Start, then send runner-init the step's environment (it waits for it)."""
+        """Start (unless `boot` did), then send runner-init the step's environment (it
+        waits for it)."""
         with self._lock:
             env = self._env.pop(cid, None)
             stdin = self._stdin.pop(cid, None)
+            booted = cid in self._booted
+            self._booted.discard(cid)
         with docker_errors(f"starting container {cid[:12]}"):
             if env is not None and stdin is None:
                 stdin = sdk.attach_stdin(self.api, cid)
             try:
-                with self._admit:
-                    self.api.start(cid)
+                if not booted:
+                    with self._admit:
+                        self.api.start(cid)
             except BaseException:
                 if stdin is not None:
                     stdin.close()
                 raise
             if stdin is not None:
                 stdin.send(env if env is not None else b"")
+
+    def boot(self, cid: str) -> bool:
+        """`Boots.boot`: the engine's start of an attached container, its environment
+        kept for `start`. Only where runner-init's stdin closes with runner's connection
+        (the container's `StdinOnce`, which the SDK sets for an attachable stdin): not on
+        Podman, which keeps it open (a booted container would outlive a killed runner)."""
+        with self._lock:
+            if self.dialect.podman or cid not in self._stdin or cid in self._booted:
+                return False
+        with self._admit, docker_errors(f"starting container {cid[:12]}"):
+            self.api.start(cid)
+        with self._lock:
+            self._booted.add(cid)
+        return True
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Attach to a created container's stdout and stderr *before* it starts, as
@@ -411,6 +430,7 @@ class DockerBackend:
         with self._lock:
             self._env.pop(cid, None)
             stdin = self._stdin.pop(cid, None)
+            self._booted.discard(cid)
         if stdin is not None:
             stdin.abandon()
         with self._admit, docker_errors(f"removing container {cid[:12]}"):
