@@ -455,7 +455,7 @@ class JobRunner:
                 1,
                 self.image,
                 self._command(step, ctx, default_shell),
-                {**self.state.info.step_environment(), **env},
+                self._step_env(env),
                 self._workdir(step),
             )
             minutes = step.timeout_minutes
@@ -505,6 +505,14 @@ class JobRunner:
             raise InvalidInput(f"working-directory {wd!r} leaves the workspace")
         return joined
 
+    def _step_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """What a step's container gets: runner's variables, `env`, and `$RUNNER_PATH`'s
+        directories before the image's (or the step's) PATH."""
+        step_env = {**self.state.info.step_environment(), **env}
+        if self._path:
+            step_env["PATH"] = ":".join([*self._path, step_env.get("PATH", PATH)])
+        return step_env
+
     def _attempt(
         self,
         step: Step,
@@ -515,9 +523,7 @@ class JobRunner:
         upcoming: Upcoming | None = None,
     ) -> AttemptResult:
         """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
-        base_env = {**self.state.info.step_environment(), **env}
-        if self._path:  # $RUNNER_PATH's directories before the image's (or the step's) PATH
-            base_env["PATH"] = ":".join([*self._path, base_env.get("PATH", PATH)])
+        base_env = self._step_env(env)
         if step.uses is None:
             default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
             return self._containers.run(

@@ -6,15 +6,20 @@ output pumped through the redactor -> wait, killed on timeout or cancel -> the s
 job's last container is kept until its artifacts are collected. Deadlines are read on the
 run's clock.
 
-The next step is prepared while the current one runs: once a step's container has
-started, the container the job expects to run next (an `Upcoming`: its attempt as known
-now) is created and attached in the background, never started. When that step comes, its
-container is the prepared one only if the spec it needs now is the spec prepared (its
-`$RUNNER_ENV`, outputs and command as they turned out; runner-init's own deadline, which
-counts from the start, may differ by at most `PREPARED_SLACK_S`); otherwise, and for a
-step that is skipped, cancelled or never reached, the prepared container is removed off
-the critical path (and at the latest by `close`). A prepared container has recorded
-nothing: its `step.started` is emitted when it is used, with the spec it was created with.
+The next step is prepared while the current one runs: once the current step's container
+exists, the container the job expects to run next (an `Upcoming`: its attempt as known
+now) is created and attached in the background and, where the backend `Boots`, booted:
+the engine starts it and runner-init waits for its environment. So the engine's start,
+most of a container's cost, is off the critical path, while the step's command cannot
+run, and its environment (secrets included) does not leave runner, before `start` hands
+it over. When that step comes, its container is the prepared one only if the spec it
+needs now is the spec prepared (its `$RUNNER_ENV`, outputs and command as they turned
+out) and runner-init's own deadline falls when the step's needs it or at most
+`PREPARED_SLACK_S` later, never earlier (`_kill_time`). Otherwise, and for a step that is
+skipped, cancelled or never reached, the prepared container is removed off the critical
+path (at the latest by `close`), its step never run. A prepared container has recorded
+nothing: its `step.started` is emitted when it is used, with the spec it was created with,
+before its environment is handed over.
 
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
@@ -33,7 +38,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.backend import ContainerSpec, Described, check_spec, spec_digest
+from runner.engine.backend import Boots, ContainerSpec, Described, check_spec, spec_digest
 from runner.engine.stepinit import contract
 from runner.errors import InvalidInput, RunnerError
 from runner.policy.model import Grants
@@ -60,7 +65,7 @@ PLACEMENT = (
     "image",
     "image_digest",
 )  # of a step's raw output, where runner-init's refusal line is
-PREPARED_SLACK_S = 2.0  # how much later a prepared container's own deadline may fall
+PREPARED_SLACK_S = 2.0  # how much later a prepared container's runner-init may kill it
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class _Prepared:
     spec: ContainerSpec
     cid: str | None = None
     output: Iterator[bytes] | None = None
-    error: RunnerError | None = None
+    booted_at: float | None = None  # on the run's clock, just before the engine's start
 
 
 def io_paths(step: int, number: int) -> dict[str, str]:
@@ -169,11 +174,12 @@ class StepContainers:
     def run(
         self, attempt: Attempt, deadline: float, upcoming: Upcoming | None = None
     ) -> AttemptResult:
-        """Run one attempt; once it has started, prepare `upcoming` in the background."""
+        """Run one attempt, and meanwhile prepare `upcoming`'s container in the
+        background."""
         state, backend, clock = self.state, self.state.backend, self.state.clock
         spec = self._spec(attempt, deadline)
         check_spec(spec)  # refused before it is recorded as started
-        prepared = self._take_prepared(spec)
+        prepared = self._take_prepared(spec, deadline)
         if prepared is not None:
             spec = prepared.spec  # what the container was created with
         try:
@@ -196,6 +202,8 @@ class StepContainers:
             cid, output = prepared.cid, prepared.output
         else:
             cid, output = backend.create(spec), None
+        if upcoming is not None and not self.stop.is_set():
+            self._prepare(upcoming)  # from now on, beside this one
         previous, self.last = self.last, cid
         if previous is not None:  # off the critical path; joined before the volume goes
             self._reap_later(previous)
@@ -206,8 +214,6 @@ class StepContainers:
         reader = threading.Thread(target=self._pump, args=(output, pump, head), daemon=True)
         reader.start()
         backend.start(cid)
-        if upcoming is not None and not self.stop.is_set():
-            self._prepare(upcoming)
         reason = ""
         code: int | None = None
         while not reason:
@@ -258,10 +264,14 @@ class StepContainers:
             )
 
     def _prepare(self, upcoming: Upcoming) -> None:
-        """Create and attach `upcoming`'s container in the background (never started)."""
+        """Create, attach and boot `upcoming`'s container in the background. A step with
+        its own timeout counts it from its start, unknown yet: its runner-init deadline
+        is set `PREPARED_SLACK_S` later than if it started now, so that the container is
+        still the one it needs if it starts within that time."""
         deadline = upcoming.deadline
         if upcoming.timeout_s is not None:
-            deadline = min(deadline, self.state.clock.monotonic() + upcoming.timeout_s)
+            timeout = upcoming.timeout_s + PREPARED_SLACK_S
+            deadline = min(deadline, self.state.clock.monotonic() + timeout)
         spec = self._spec(upcoming.attempt, deadline)
         try:
             check_spec(spec)
@@ -273,26 +283,42 @@ class StepContainers:
         self._preparing = (thread, prepared)
 
     def _create(self, prepared: _Prepared) -> None:
-        backend = self.state.backend
+        """The prepared container, in the background; what fails is left to `run`, which
+        creates the step's container itself."""
+        backend, clock = self.state.backend, self.state.clock
         try:
             prepared.cid = backend.create(prepared.spec)
             prepared.output = backend.attach_output(prepared.cid)
-        except RunnerError as exc:
-            prepared.error = exc
+            if isinstance(backend, Boots) and not self.stop.is_set():
+                booted_at = clock.monotonic()
+                if backend.boot(prepared.cid):
+                    prepared.booted_at = booted_at
+        except RunnerError:
+            return
 
-    def _take_prepared(self, spec: ContainerSpec) -> _Prepared | None:
-        """The prepared container if it is the one `spec` needs; any other is discarded."""
+    def _take_prepared(self, spec: ContainerSpec, deadline: float) -> _Prepared | None:
+        """The prepared container if it is the one `spec` (of a step due at `deadline`)
+        needs; any other is discarded."""
         if self._preparing is None:
             return None
         thread, prepared = self._preparing
         self._preparing = None
         thread.join()
-        ours, theirs = spec.deadline_s or 0.0, prepared.spec.deadline_s or 0.0
         same = dataclasses.replace(prepared.spec, deadline_s=spec.deadline_s) == spec
-        if same and abs(theirs - ours) <= PREPARED_SLACK_S and prepared.output is not None:
-            return prepared
+        if same and prepared.output is not None:
+            due = deadline + INIT_GRACE_S  # when runner-init must kill, on the run's clock
+            if due <= self._kill_time(prepared) <= due + PREPARED_SLACK_S:
+                return prepared
         self._discard(prepared)
         return None
+
+    def _kill_time(self, prepared: _Prepared) -> float:
+        """When runner-init kills the prepared container, on the run's clock: its
+        deadline counts from its start, which was at boot, or is now."""
+        started = prepared.booted_at
+        if started is None:
+            started = self.state.clock.monotonic()
+        return started + (prepared.spec.deadline_s or 0.0)
 
     def _discard(self, prepared: _Prepared) -> None:
         if prepared.cid is not None:

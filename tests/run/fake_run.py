@@ -9,6 +9,7 @@ the step's `run:` text as a tiny language, one command a line:
     sleep S            run S seconds of clock time (then exit as the other lines say)
     print TEXT         print a line
     out K=V / env K=V  write K=V to $RUNNER_OUTPUT / $RUNNER_ENV
+    path DIR           write DIR to $RUNNER_PATH
     write PATH TEXT    write TEXT to the workspace file PATH
     hang               run until killed
 
@@ -60,8 +61,8 @@ def scripted(spec: ContainerSpec) -> Behaviour:
             seconds += float(rest)
         elif verb == "print":
             output.append(rest.encode() + b"\n")
-        elif verb in ("out", "env"):
-            path = spec.env["RUNNER_OUTPUT" if verb == "out" else "RUNNER_ENV"]
+        elif verb in ("out", "env", "path"):
+            path = spec.env[{"out": "RUNNER_OUTPUT", "env": "RUNNER_ENV"}.get(verb, "RUNNER_PATH")]
             writes[path] = writes.get(path, b"") + rest.encode() + b"\n"
         elif verb == "write":
             name, text = shlex.split(rest)
@@ -178,7 +179,7 @@ def run_mission(
         engine.clock.monotonic() - clock_started,
     )
     for container in engine.created:
-        if container.state == "created":  # prepared for a step that did not use it
+        if container.state in ("created", "booted"):  # prepared, never started
             continue
         job = container.spec.labels.get("runner.job", "")
         outcome.specs.setdefault(job, []).append(container.spec)

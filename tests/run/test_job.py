@@ -234,8 +234,9 @@ def test_step_conditions_after_a_failure(tmp_path: Path) -> None:
 def test_the_next_step_is_prepared_while_one_runs_and_removed_unstarted_when_skipped(
     tmp_path: Path,
 ) -> None:
-    """While a step runs, the next one's container is created (never started); a step
-    that is then skipped never starts it, and it is removed with the job."""
+    """While a step runs, the next one's container is created and booted (runner-init
+    waiting for its environment); a step that is then skipped never starts it (its
+    command never runs), and it is removed with the job."""
     done = run_mission(
         tmp_path,
         """\
@@ -251,7 +252,9 @@ def test_the_next_step_is_prepared_while_one_runs_and_removed_unstarted_when_ski
     assert [s.status for s in done.jobs["j"].steps] == [Status.FAILURE, Status.SKIPPED]
     assert [script_of(c.spec) for c in done.backend.created] == ["hang", "print next"]
     prepared = done.backend.created[1]
-    assert prepared.state == "created" and prepared.removed
+    assert prepared.state == "booted" and prepared.removed
+    assert (prepared.id,) in done.backend.called("boot")
+    assert (prepared.id,) not in done.backend.called("start")
     assert [script_of(s) for s in done.specs["j"]] == ["hang"]
 
 
@@ -280,9 +283,39 @@ def test_a_prepared_container_is_used_when_the_step_needs_that_spec(tmp_path: Pa
         "print three",  # prepared before LATE was set: not used
         "print three",
     ]
-    assert [c.state != "created" for c in created] == [True, True, True, False, True]
+    assert [c.state for c in created] == ["exited", "exited", "exited", "booted", "exited"]
+    assert [(c.id,) in done.backend.called("boot") for c in created] == [False, *[True] * 3, False]
     assert all(c.removed for c in created)
     assert "LATE" not in created[3].spec.env and created[4].spec.env["LATE"] == "set"
+
+
+def test_a_prepared_container_has_the_path_runner_path_gave_the_steps_before(
+    tmp_path: Path,
+) -> None:
+    """The container prepared for a step gets the PATH it will need: `$RUNNER_PATH`'s
+    directories first, as a container made when the step comes would."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: path /opt/tool/bin
+              - run: print two
+              - run: print three
+        """,
+    )
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == [
+        "path /opt/tool/bin",
+        "print two",  # prepared before the PATH changed: not used
+        "print two",
+        "print three",  # prepared with it, and used
+    ]
+    assert [c.state for c in created] == ["exited", "booted", "exited", "exited"]
+    assert created[3].spec.env["PATH"].startswith("/opt/tool/bin:")
 
 
 def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:
