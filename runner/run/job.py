@@ -1,8 +1,9 @@
 """One job instance, start to end: its workspace (and, when granted egress, a network of
 its own; when it asks for the history, a read-only `.git`: runner.run.history), then each step in a fresh hardened container, with `if`, retries, timeouts,
-output/env files and artifacts. While a step runs, the next one's container is prepared
-(`_upcoming`: the next `run` step as it would run if nothing changed, when its `if:` holds
-now; `StepContainers` uses it only if that is what the step turns out to need).
+output/env files and artifacts. While a step runs, the containers of the next ones are
+prepared (`_upcoming`: the next `run` steps as they would run if nothing changed, while
+their `if:` holds now; `StepContainers` uses one only if that is what its step turns out
+to need).
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
@@ -22,7 +23,7 @@ import dataclasses
 import posixpath
 import shlex
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from runner.run.contexts import hash_files, implicit_success
 from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.state import ResolvedImage, RunState
-from runner.run.step import Attempt, AttemptResult, StepContainers, Upcoming
+from runner.run.step import PREPARE_AHEAD, Attempt, AttemptResult, StepContainers, Upcoming
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
 
@@ -431,38 +432,38 @@ class JobRunner:
                 StepSummary(job=self.instance.key, step=step.index, markdown=sr.summary)
             )
 
-    def _upcoming(self, deadline: float) -> Upcoming | None:
-        """The step after the current one, as it would run if nothing changed: a `run`
-        step whose `if:` holds now (its container is prepared while this one runs)."""
-        steps = self.job.steps
-        if self._position + 1 >= len(steps):
-            return None
-        step = steps[self._position + 1]
-        if step.uses is not None:
-            return None
-        try:
-            env = self._env(step)
-            ctx = self.contexts(env)
-            functions = self._functions(not self._failed)
-            if not expressions.truthy(
-                expressions.evaluate_condition(implicit_success(step.if_), ctx, functions)
-            ):
-                return None
-            default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
-            attempt = Attempt(
-                step.index,
-                step.display_name,
-                1,
-                self.image,
-                self._command(step, ctx, default_shell),
-                self._step_env(env),
-                self._workdir(step),
-            )
-            minutes = step.timeout_minutes
-            timeout = None if minutes is None else self._timeout_s(minutes)
-        except RunnerError:
-            return None  # it fails the same way when it comes
-        return Upcoming(attempt, deadline, timeout)
+    def _upcoming(self, deadline: float) -> list[Upcoming]:
+        """The steps after the current one (up to `PREPARE_AHEAD`), as they would run if
+        nothing changed: `run` steps whose `if:` holds now, in a row (their containers
+        are prepared while this one runs)."""
+        upcoming: list[Upcoming] = []
+        for step in self.job.steps[self._position + 1 : self._position + 1 + PREPARE_AHEAD]:
+            if step.uses is not None:
+                break
+            try:
+                env = self._env(step)
+                ctx = self.contexts(env)
+                functions = self._functions(not self._failed)
+                if not expressions.truthy(
+                    expressions.evaluate_condition(implicit_success(step.if_), ctx, functions)
+                ):
+                    break
+                shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+                attempt = Attempt(
+                    step.index,
+                    step.display_name,
+                    1,
+                    self.image,
+                    self._command(step, ctx, shell),
+                    self._step_env(env),
+                    self._workdir(step),
+                )
+                minutes = step.timeout_minutes
+                timeout = None if minutes is None else self._timeout_s(minutes)
+            except RunnerError:
+                break  # it fails the same way when it comes
+            upcoming.append(Upcoming(attempt, deadline, timeout))
+        return upcoming
 
     def _quota_hit(self) -> str | None:
         return self.workspace.quota_hit() if self.workspace is not None else None
@@ -520,7 +521,7 @@ class JobRunner:
         ctx: Mapping[str, Any],
         attempt: int,
         deadline: float,
-        upcoming: Upcoming | None = None,
+        upcoming: Sequence[Upcoming] = (),
     ) -> AttemptResult:
         """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
         base_env = self._step_env(env)

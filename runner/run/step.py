@@ -35,7 +35,7 @@ import io
 import posixpath
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runner.engine.backend import Boots, ContainerSpec, Described, check_spec, spec_digest
@@ -65,6 +65,7 @@ PLACEMENT = (
     "image",
     "image_digest",
 )  # of a step's raw output, where runner-init's refusal line is
+PREPARE_AHEAD = 2  # steps whose containers are prepared while one runs
 PREPARED_SLACK_S = 2.0  # how much later a prepared container's runner-init may kill it
 
 
@@ -105,7 +106,10 @@ class Upcoming:
 
 @dataclass
 class _Prepared:
+    step: int  # of the attempt it is for
+    number: int
     spec: ContainerSpec
+    ready: threading.Event = field(default_factory=threading.Event)  # its preparation ended
     cid: str | None = None
     output: Iterator[bytes] | None = None
     booted_at: float | None = None  # on the run's clock, just before the engine's start
@@ -149,7 +153,7 @@ class StepContainers:
         self.last: str | None = None  # kept for the artifacts
         self._reapers: list[threading.Thread] = []
         self._reap_errors: list[str] = []
-        self._preparing: tuple[threading.Thread, _Prepared] | None = None
+        self._preparing: list[_Prepared] = []  # in step order
 
     def _spec(self, attempt: Attempt, deadline: float) -> ContainerSpec:
         limits, clock = self.grants.limits, self.state.clock
@@ -172,14 +176,14 @@ class StepContainers:
         )
 
     def run(
-        self, attempt: Attempt, deadline: float, upcoming: Upcoming | None = None
+        self, attempt: Attempt, deadline: float, upcoming: Sequence[Upcoming] = ()
     ) -> AttemptResult:
-        """Run one attempt, and meanwhile prepare `upcoming`'s container in the
-        background."""
+        """Run one attempt, and meanwhile prepare the containers of `upcoming` (the
+        attempts expected next, in order) in the background."""
         state, backend, clock = self.state, self.state.backend, self.state.clock
         spec = self._spec(attempt, deadline)
         check_spec(spec)  # refused before it is recorded as started
-        prepared = self._take_prepared(spec, deadline)
+        prepared = self._take_prepared(attempt, spec, deadline)
         if prepared is not None:
             spec = prepared.spec  # what the container was created with
         try:
@@ -202,8 +206,8 @@ class StepContainers:
             cid, output = prepared.cid, prepared.output
         else:
             cid, output = backend.create(spec), None
-        if upcoming is not None and not self.stop.is_set():
-            self._prepare(upcoming)  # from now on, beside this one
+        for expected in upcoming:  # from now on, beside this one
+            self._prepare(expected)
         previous, self.last = self.last, cid
         if previous is not None:  # off the critical path; joined before the volume goes
             self._reap_later(previous)
@@ -264,10 +268,14 @@ class StepContainers:
             )
 
     def _prepare(self, upcoming: Upcoming) -> None:
-        """Create, attach and boot `upcoming`'s container in the background. A step with
-        its own timeout counts it from its start, unknown yet: its runner-init deadline
-        is set `PREPARED_SLACK_S` later than if it started now, so that the container is
-        still the one it needs if it starts within that time."""
+        """Create, attach and boot `upcoming`'s container in the background, unless one
+        of that spec is being prepared already (one of another spec, made with what was
+        known earlier, is replaced). A step with its own timeout counts it from its
+        start, unknown yet: its runner-init deadline is set `PREPARED_SLACK_S` later than
+        if it started now, so that the container is still the one it needs if it starts
+        within that time."""
+        if self.stop.is_set():
+            return
         deadline = upcoming.deadline
         if upcoming.timeout_s is not None:
             timeout = upcoming.timeout_s + PREPARED_SLACK_S
@@ -277,15 +285,27 @@ class StepContainers:
             check_spec(spec)
         except RunnerError:
             return  # refused when it comes, by `run`
-        prepared = _Prepared(spec)
-        thread = threading.Thread(target=self._create, args=(prepared,), daemon=True)
-        thread.start()
-        self._preparing = (thread, prepared)
+        prepared = _Prepared(upcoming.attempt.step, upcoming.attempt.number, spec)
+        after = self._preparing[-1] if self._preparing else None
+        for at, earlier in enumerate(self._preparing):
+            if (earlier.step, earlier.number) == (prepared.step, prepared.number):
+                if dataclasses.replace(earlier.spec, deadline_s=spec.deadline_s) == spec:
+                    return
+                self._discard(earlier)
+                self._preparing[at] = prepared
+                after = self._preparing[at - 1] if at else None
+                break
+        else:
+            self._preparing.append(prepared)
+        threading.Thread(target=self._create, args=(prepared, after), daemon=True).start()
 
-    def _create(self, prepared: _Prepared) -> None:
-        """The prepared container, in the background; what fails is left to `run`, which
-        creates the step's container itself."""
+    def _create(self, prepared: _Prepared, after: _Prepared | None) -> None:
+        """The prepared container, in the background, once the one prepared for the step
+        before it is ready (the engine gets them in step order); what fails is left to
+        `run`, which creates the step's container itself."""
         backend, clock = self.state.backend, self.state.clock
+        if after is not None:
+            after.ready.wait()
         try:
             prepared.cid = backend.create(prepared.spec)
             prepared.output = backend.attach_output(prepared.cid)
@@ -295,21 +315,32 @@ class StepContainers:
                     prepared.booted_at = booted_at
         except RunnerError:
             return
+        finally:
+            prepared.ready.set()
 
-    def _take_prepared(self, spec: ContainerSpec, deadline: float) -> _Prepared | None:
-        """The prepared container if it is the one `spec` (of a step due at `deadline`)
-        needs; any other is discarded."""
-        if self._preparing is None:
+    def _take_prepared(
+        self, attempt: Attempt, spec: ContainerSpec, deadline: float
+    ) -> _Prepared | None:
+        """The container prepared for `attempt` if it is the one `spec` (due at
+        `deadline`) needs. Those prepared for it or for earlier steps are discarded
+        otherwise (a step skipped, a retry: an attempt no one expected); those of later
+        steps are kept for them."""
+        found = None
+        while self._preparing and self._preparing[0].step <= attempt.step:
+            prepared = self._preparing.pop(0)
+            if (prepared.step, prepared.number) == (attempt.step, attempt.number):
+                found = prepared
+                break
+            self._discard(prepared)
+        if found is None:
             return None
-        thread, prepared = self._preparing
-        self._preparing = None
-        thread.join()
-        same = dataclasses.replace(prepared.spec, deadline_s=spec.deadline_s) == spec
-        if same and prepared.output is not None:
+        found.ready.wait()
+        same = dataclasses.replace(found.spec, deadline_s=spec.deadline_s) == spec
+        if same and found.output is not None:
             due = deadline + INIT_GRACE_S  # when runner-init must kill, on the run's clock
-            if due <= self._kill_time(prepared) <= due + PREPARED_SLACK_S:
-                return prepared
-        self._discard(prepared)
+            if due <= self._kill_time(found) <= due + PREPARED_SLACK_S:
+                return found
+        self._discard(found)
         return None
 
     def _kill_time(self, prepared: _Prepared) -> float:
@@ -321,8 +352,15 @@ class StepContainers:
         return started + (prepared.spec.deadline_s or 0.0)
 
     def _discard(self, prepared: _Prepared) -> None:
+        """Remove a prepared container off the critical path, once its preparation ends."""
+        reaper = threading.Thread(target=self._reap_prepared, args=(prepared,), daemon=True)
+        reaper.start()
+        self._reapers.append(reaper)
+
+    def _reap_prepared(self, prepared: _Prepared) -> None:
+        prepared.ready.wait()
         if prepared.cid is not None:
-            self._reap_later(prepared.cid)
+            self._reap(prepared.cid)
 
     def _reap_later(self, cid: str) -> None:
         reaper = threading.Thread(target=self._reap, args=(cid,), daemon=True)
@@ -330,12 +368,10 @@ class StepContainers:
         self._reapers.append(reaper)
 
     def close(self) -> str | None:
-        """Remove every container of the job (a prepared one too); the first error, if any."""
-        if self._preparing is not None:
-            thread, prepared = self._preparing
-            self._preparing = None
-            thread.join()
-            self._discard(prepared)
+        """Remove every container of the job (the prepared ones too); the first error, if
+        any."""
+        while self._preparing:
+            self._discard(self._preparing.pop(0))
         for reaper in self._reapers:
             reaper.join()
         if self.last is not None:

@@ -307,15 +307,59 @@ def test_a_prepared_container_has_the_path_runner_path_gave_the_steps_before(
               - run: print three
         """,
     )
-    created = done.backend.created
-    assert [script_of(c.spec) for c in created] == [
-        "path /opt/tool/bin",
-        "print two",  # prepared before the PATH changed: not used
-        "print two",
-        "print three",  # prepared with it, and used
+    kept = {(script_of(c.spec), c.state, c.removed) for c in done.backend.created}
+    assert sorted(kept) == [
+        ("path /opt/tool/bin", "exited", True),
+        ("print three", "booted", True),  # prepared before the PATH changed: not used
+        ("print three", "exited", True),  # prepared again with it, and used
+        ("print two", "booted", True),
+        ("print two", "exited", True),
     ]
-    assert [c.state for c in created] == ["exited", "booted", "exited", "exited"]
-    assert created[3].spec.env["PATH"].startswith("/opt/tool/bin:")
+    assert len(done.backend.created) == 5
+    assert [script_of(s) for s in done.specs["j"]] == [
+        "path /opt/tool/bin",
+        "print two",
+        "print three",
+    ]
+    (three,) = [
+        c
+        for c in done.backend.created
+        if script_of(c.spec) == "print three" and c.state == "exited"
+    ]
+    assert (three.id,) in done.backend.called("boot")  # a prepared one
+    assert three.spec.env["PATH"].startswith("/opt/tool/bin:")
+
+
+def test_containers_are_prepared_two_steps_ahead_and_a_skipped_steps_is_never_started(
+    tmp_path: Path,
+) -> None:
+    """While step 1 runs, steps 2 and 3 are prepared; step 1 fails, so step 2 is skipped
+    (its container, booted, is never started and is removed) and step 3 (`always()`)
+    runs in the container prepared for it."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: exit 1
+              - run: print two
+              - {run: print three, if: always()}
+        """,
+    )
+    assert [s.status for s in done.jobs["j"].steps] == [
+        Status.FAILURE,
+        Status.SKIPPED,
+        Status.SUCCESS,
+    ]
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == ["exit 1", "print two", "print three"]
+    assert [c.state for c in created] == ["exited", "booted", "exited"]
+    assert all(c.removed for c in created)
+    assert [(c.id,) in done.backend.called("boot") for c in created] == [False, True, True]
+    assert [script_of(s) for s in done.specs["j"]] == ["exit 1", "print three"]
 
 
 def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:

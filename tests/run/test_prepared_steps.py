@@ -104,8 +104,8 @@ def test_a_skipped_next_step_never_runs_in_its_booted_container_and_leaves_nothi
     steps = result["jobs"]["j"]["steps"]
     assert [s["status"] for s in steps] == ["failure", "skipped", "success"]
     label = f"runner.run-id={result['run_id']}"
-    # step 2's container was created and booted while step 1 slept, then never used:
-    # step 3 (not prepared: its `if:` was not the default) got a container of its own
+    # steps 2 and 3's containers were created and booted while step 1 slept; step 2's
+    # was never used, step 3 ran in its own
     created = step_containers(label, since, "create")
     assert len(created) == 3
     assert sorted(step_containers(label, since, "start")) == sorted(created)
@@ -116,8 +116,8 @@ def test_a_skipped_next_step_never_runs_in_its_booted_container_and_leaves_nothi
 
 def test_a_prepared_container_is_used_only_for_the_spec_it_was_made_for(tmp_path: Path) -> None:
     """Step 2's container, prepared before step 1 set LATE through $RUNNER_ENV, is not
-    the one step 2 needs: it gets a new one (and sees LATE); step 3, unchanged, runs in
-    the container prepared for it. The ledger of the run verifies."""
+    the one step 2 needs: it gets a new one (and sees LATE); step 3 runs in a container
+    prepared again once LATE was known. The ledger of the run verifies."""
     repo = make_repo(
         tmp_path / "repo",
         """\
@@ -132,7 +132,9 @@ def test_a_prepared_container_is_used_only_for_the_spec_it_was_made_for(tmp_path
     assert output_of(state, result) == ["late=set", "third, late=set"]
     label = f"runner.run-id={result['run_id']}"
     created = step_containers(label, since, "create")
-    assert len(created) == 4  # 1, 2 prepared (not used), 2 anew, 3 prepared (used)
+    # 1; 2 and 3 prepared while 1 ran (without LATE: not used); 2 anew; 3 prepared again
+    # while 2 ran, and used
+    assert len(created) == 5
     assert sorted(step_containers(label, since, "start")) == sorted(created)
     assert labelled(label) == ([], [])
     verified = runner_cli(repo, state, "audit", "verify")
