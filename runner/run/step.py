@@ -109,6 +109,7 @@ class _Prepared:
     step: int  # of the attempt it is for
     number: int
     spec: ContainerSpec
+    deadline: float  # what its runner-init's counts to (plus the grace), on the run's clock
     ready: threading.Event = field(default_factory=threading.Event)  # its preparation ended
     cid: str | None = None
     output: Iterator[bytes] | None = None
@@ -156,7 +157,7 @@ class StepContainers:
         self._preparing: list[_Prepared] = []  # in step order
 
     def _spec(self, attempt: Attempt, deadline: float) -> ContainerSpec:
-        limits, clock = self.grants.limits, self.state.clock
+        limits = self.grants.limits
         return ContainerSpec(
             image=attempt.image.ref,
             command=attempt.command,
@@ -172,8 +173,12 @@ class StepContainers:
             cpus=limits.cpus,
             pids=limits.pids,
             seccomp_deny_memfd=attempt.image.interpreter,
-            deadline_s=max(0.0, deadline - clock.monotonic()) + INIT_GRACE_S,
+            deadline_s=self._deadline_s(deadline),
         )
+
+    def _deadline_s(self, deadline: float) -> float:
+        """runner-init's own deadline, from now: the step's `deadline`, plus its grace."""
+        return max(0.0, deadline - self.state.clock.monotonic()) + INIT_GRACE_S
 
     def run(
         self, attempt: Attempt, deadline: float, upcoming: Sequence[Upcoming] = ()
@@ -285,7 +290,7 @@ class StepContainers:
             check_spec(spec)
         except RunnerError:
             return  # refused when it comes, by `run`
-        prepared = _Prepared(upcoming.attempt.step, upcoming.attempt.number, spec)
+        prepared = _Prepared(upcoming.attempt.step, upcoming.attempt.number, spec, deadline)
         after = self._preparing[-1] if self._preparing else None
         for at, earlier in enumerate(self._preparing):
             if (earlier.step, earlier.number) == (prepared.step, prepared.number):
@@ -306,6 +311,10 @@ class StepContainers:
         backend, clock = self.state.backend, self.state.clock
         if after is not None:
             after.ready.wait()
+        # counted from now, not from when it was asked for
+        prepared.spec = dataclasses.replace(
+            prepared.spec, deadline_s=self._deadline_s(prepared.deadline)
+        )
         try:
             prepared.cid = backend.create(prepared.spec)
             prepared.output = backend.attach_output(prepared.cid)

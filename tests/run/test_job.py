@@ -22,6 +22,7 @@ from runner.records.events import StepStarted
 from runner.records.results import Status
 from runner.records.sink import Recorder, Sink
 from runner.run.retry import attempt_delay, step_rng
+from runner.run.step import INIT_GRACE_S
 
 
 def attempt_of(spec: ContainerSpec) -> int:
@@ -360,6 +361,43 @@ def test_containers_are_prepared_two_steps_ahead_and_a_skipped_steps_is_never_st
     assert all(c.removed for c in created)
     assert [(c.id,) in done.backend.called("boot") for c in created] == [False, True, True]
     assert [script_of(s) for s in done.specs["j"]] == ["exit 1", "print three"]
+
+
+def test_a_prepared_container_is_used_only_if_runner_init_kills_it_no_earlier_than_due(
+    tmp_path: Path,
+) -> None:
+    """A step with its own timeout counts it from its start: its container, prepared
+    earlier, carries runner-init's deadline `PREPARED_SLACK_S` later than if it started
+    then. Step 2 starts 1 s after: that container is used. Step 4 starts over 5 s after
+    its container was prepared: runner-init would kill it before its time, so it gets a
+    new one, whose deadline counts from its own start."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: sleep 1
+              - {run: print two, timeout-minutes: 1}
+              - run: sleep 5
+              - {run: print four, timeout-minutes: 1}
+        """,
+    )
+    assert all(s.status is Status.SUCCESS for s in done.jobs["j"].steps)
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == [
+        "sleep 1",
+        "print two",
+        "sleep 5",
+        "print four",
+        "print four",
+    ]
+    assert [c.state for c in created] == ["exited", "exited", "exited", "booted", "exited"]
+    two, four = created[1].spec.deadline_s, created[4].spec.deadline_s
+    assert two is not None and 60 + INIT_GRACE_S + 1 <= two <= 60 + INIT_GRACE_S + 2
+    assert four == 60 + INIT_GRACE_S
 
 
 def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:
