@@ -110,6 +110,7 @@ class _Prepared:
     number: int
     spec: ContainerSpec
     deadline: float  # what its runner-init's counts to (plus the grace), on the run's clock
+    made: threading.Event = field(default_factory=threading.Event)  # its create returned
     ready: threading.Event = field(default_factory=threading.Event)  # its preparation ended
     cid: str | None = None
     output: Iterator[bytes] | None = None
@@ -305,18 +306,21 @@ class StepContainers:
         threading.Thread(target=self._create, args=(prepared, after), daemon=True).start()
 
     def _create(self, prepared: _Prepared, after: _Prepared | None) -> None:
-        """The prepared container, in the background, once the one prepared for the step
-        before it is ready (the engine gets them in step order); what fails is left to
-        `run`, which creates the step's container itself."""
+        """The prepared container, in the background, created once the one prepared for
+        the step before it is (the engine gets them in step order; they boot side by
+        side); what fails is left to `run`, which creates the step's container itself."""
         backend, clock = self.state.backend, self.state.clock
         if after is not None:
-            after.ready.wait()
+            after.made.wait()
         # counted from now, not from when it was asked for
         prepared.spec = dataclasses.replace(
             prepared.spec, deadline_s=self._deadline_s(prepared.deadline)
         )
         try:
-            prepared.cid = backend.create(prepared.spec)
+            try:
+                prepared.cid = backend.create(prepared.spec)
+            finally:
+                prepared.made.set()
             prepared.output = backend.attach_output(prepared.cid)
             if isinstance(backend, Boots) and not self.stop.is_set():
                 booted_at = clock.monotonic()
