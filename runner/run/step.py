@@ -1,25 +1,26 @@
 """One attempt of a step in its own hardened container, and the containers of a job.
 
-create -> (the previous step's container is reaped off the critical path) -> start ->
-output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
+create (or take the container prepared for the attempt) -> (the previous step's
+container is reaped off the critical path) -> start -> output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
 `$RUNNER_OUTPUT` / `$RUNNER_ENV` / `$RUNNER_PATH` / `$RUNNER_STEP_SUMMARY` read back. The
 job's last container is kept until its artifacts are collected. Deadlines are read on the
 run's clock.
 
-The next step is prepared while the current one runs: once the current step's container
-exists, the container the job expects to run next (an `Upcoming`: its attempt as known
-now) is created and attached in the background and, where the backend `Boots`, booted:
-the engine starts it and runner-init waits for its environment. So the engine's start,
-most of a container's cost, is off the critical path, while the step's command cannot
-run, and its environment (secrets included) does not leave runner, before `start` hands
-it over. When that step comes, its container is the prepared one only if the spec it
-needs now is the spec prepared (its `$RUNNER_ENV`, outputs and command as they turned
-out) and runner-init's own deadline falls when the step's needs it or at most
-`PREPARED_SLACK_S` later, never earlier (`_kill_time`). Otherwise, and for a step that is
-skipped, cancelled or never reached, the prepared container is removed off the critical
-path (at the latest by `close`), its step never run. A prepared container has recorded
-nothing: its `step.started` is emitted when it is used, with the spec it was created with,
-before its environment is handed over.
+The next steps are prepared while one runs: once the current step's container exists,
+the containers of the `PREPARE_AHEAD` attempts the job expects next (`Upcoming`: as
+known now) are created and attached in the background, in step order, and, where the
+backend `Boots`, booted side by side: the engine starts them and runner-init waits for
+its environment. So the engine's start, most of a container's cost, is off the critical
+path, while a step's command cannot run, and its environment (secrets included) does not
+leave runner, before `start` hands it over. A step's container is the one prepared for
+its attempt only if the spec it needs now is the spec prepared (its `$RUNNER_ENV`,
+outputs and command as they turned out) and runner-init's own deadline falls when the
+step's needs it or at most `PREPARED_SLACK_S` later, never earlier (`_kill_time`); a
+preparation that no longer matches what is known is made again. Any other prepared
+container (a step skipped, cancelled or never reached, a retry no one expected) is
+removed off the critical path, at the latest by `close`, its step never run. A prepared
+container has recorded nothing: its `step.started` is emitted when it is used, with the
+spec it was created with, before its environment is handed over.
 
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
