@@ -438,3 +438,19 @@ class Described(Protocol):
     def placement(self, cid: str) -> dict[str, str] | None:
         """Where and how container `cid` ran (recorded per attempt: `step.placed`)."""
         ...
+
+
+@runtime_checkable
+class Boots(Protocol):
+    """A backend that can start a created container's runner-init ahead of its step
+    (`boot`), so that the engine's start is off a job's critical path: runner-init then
+    waits for the environment `start` hands it, and the step's command cannot run, nor
+    see its environment, before that. A container booted and never started is removed
+    without its step ever running; and its runner-init exits by itself when runner dies
+    meanwhile (its stdin closes with runner's connection)."""
+
+    def boot(self, cid: str) -> bool:
+        """Start runner-init in container `cid`, created and attached (`attach_output`)
+        but not started, without the step's environment; False (nothing done) when the
+        engine cannot keep the promises above: then `start` does it all."""
+        ...

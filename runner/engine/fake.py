@@ -17,7 +17,8 @@ container yields a millisecond of real time per wait so that another thread can 
 
 Every call is recorded (`calls`), and so are the containers ever created (`created`), the
 most that ran at once (`peak_running`) and what is left (`containers`, `volumes`,
-`networks`). runner-init's contract is kept: with `mount_problems` set, a started
+`networks`). A container can be booted (`Boots.boot`: state "booted", its script not
+run until `start`). runner-init's contract is kept: with `mount_problems` set, a started
 container refuses as runner-init does (its line, exit `contract.REFUSED`) before its
 script runs; with `egress_unavailable` set, `create_network` fails closed unless the host
 may be reachable. What the fake cannot show (hardening, isolation, the kernel's mounts,
@@ -153,7 +154,7 @@ class _Output:
 class FakeContainer:
     id: str
     spec: ContainerSpec
-    state: str = "created"  # created -> running -> exited
+    state: str = "created"  # created -> (booted ->) running -> exited
     behaviour: Behaviour | None = None
     ends_at: float | None = None  # clock time an `Exit` container exits
     code: int | None = None
@@ -282,11 +283,21 @@ class FakeBackend:
             return self.volumes[spec.workspace_volume], "" if rel == "." else rel
         return None, clean.lstrip("/")
 
+    def boot(self, cid: str) -> bool:
+        """runner-init started, waiting for its environment: the script runs at `start`."""
+        self._record("boot", cid)
+        container = self._container(cid)
+        with self._lock:
+            if container.state != "created":
+                raise RunnerError(f"container {cid} was booted twice or after it started")
+            container.state = "booted"
+        return True
+
     def start(self, cid: str) -> None:
         self._record("start", cid)
         container = self._container(cid)
         with self._lock:
-            if container.state != "created":
+            if container.state not in ("created", "booted"):
                 raise RunnerError(f"container {cid} was started twice")
             container.state = "running"
             self.peak_running = max(self.peak_running, len(self.running()))
@@ -318,7 +329,7 @@ class FakeBackend:
 
     def wait(self, cid: str, timeout_s: float | None) -> int | None:
         container = self._container(cid)
-        if container.state == "created":
+        if container.state in ("created", "booted"):
             raise RunnerError(f"waiting for container {cid}, which was never started")
         while container.behaviour is None and container.state == "running":
             container.done.wait(HANG_SLICE_S)  # its script still runs

@@ -2,7 +2,9 @@
 its own; when it asks for the history, a read-only `.git`: runner.run.history; its
 services, started and ready before the first step: runner.run.services), then each step
 in a fresh hardened container, with `if`, retries, timeouts, output/env files and
-artifacts.
+artifacts. While a step runs, the containers of the next ones are prepared (`_upcoming`:
+the next `run` steps as they would run if nothing changed, while their `if:` holds now;
+`StepContainers` uses one only if that is what its step turns out to need).
 
 Everything the job reports goes through the run's `Sink`; everything it decides comes
 from the mission records, the policy grants and the contexts: no raw dicts, no Docker
@@ -22,7 +24,7 @@ import dataclasses
 import posixpath
 import shlex
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ from runner.run.history import History, wants_history
 from runner.run.retry import attempt_delay, step_rng
 from runner.run.services import JobServices
 from runner.run.state import ResolvedImage, RunState
-from runner.run.step import Attempt, AttemptResult, StepContainers
+from runner.run.step import PREPARE_AHEAD, Attempt, AttemptResult, StepContainers, Upcoming
 from runner.run.workspace import WORKSPACE_DIR, Workspace, volume_name
 from runner.secrets.redact import MIN_MASK, Redactor
 
@@ -105,6 +107,7 @@ class JobRunner:
         self._caches: list[cache.Request] = []  # actions/cache misses, saved at the end
         self._failed = False
         self.containers: StepContainers | None = None  # set once the workspace exists
+        self._position = 0  # of the step running, in the job's steps
         self.workspace: Workspace | None = None
 
     # -- contexts --------------------------------------------------------------------
@@ -247,7 +250,8 @@ class JobRunner:
                 steps_network,
                 history.volume,
             )
-            for step in self.job.steps:
+            for position, step in enumerate(self.job.steps):
+                self._position = position
                 self._run_step(step, deadline)
             if not self._failed:
                 self._collect_artifacts(workspace)
@@ -366,6 +370,7 @@ class JobRunner:
         attempts = retry.max_attempts if retry else 1
         rng = step_rng(self.state.retry_seed, self.instance.key, step.index)
         outcome = AttemptResult(Status.FAILURE)
+        upcoming = self._upcoming(deadline)
         for attempt in range(1, attempts + 1):
             sr.attempts = attempt
             step_deadline = deadline
@@ -374,7 +379,7 @@ class JobRunner:
                     deadline, clock.monotonic() + self._timeout_s(step.timeout_minutes)
                 )
             try:
-                outcome = self._attempt(step, env, ctx, attempt, step_deadline)
+                outcome = self._attempt(step, env, ctx, attempt, step_deadline, upcoming)
             except InvalidInput as exc:  # a step the runner cannot start: never retried
                 outcome = AttemptResult(Status.FAILURE, self.redactor.message(exc.message))
                 break
@@ -464,6 +469,39 @@ class JobRunner:
                 StepSummary(job=self.instance.key, step=step.index, markdown=sr.summary)
             )
 
+    def _upcoming(self, deadline: float) -> list[Upcoming]:
+        """The steps after the current one (up to `PREPARE_AHEAD`), as they would run if
+        nothing changed: `run` steps whose `if:` holds now, in a row (their containers
+        are prepared while this one runs)."""
+        upcoming: list[Upcoming] = []
+        for step in self.job.steps[self._position + 1 : self._position + 1 + PREPARE_AHEAD]:
+            if step.uses is not None:
+                break
+            try:
+                env = self._env(step)
+                ctx = self.contexts(env)
+                functions = self._functions(not self._failed)
+                if not expressions.truthy(
+                    expressions.evaluate_condition(implicit_success(step.if_), ctx, functions)
+                ):
+                    break
+                shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
+                attempt = Attempt(
+                    step.index,
+                    step.display_name,
+                    1,
+                    self.image,
+                    self._command(step, ctx, shell),
+                    self._step_env(env),
+                    self._workdir(step),
+                )
+                minutes = step.timeout_minutes
+                timeout = None if minutes is None else self._timeout_s(minutes)
+            except RunnerError:
+                break  # it fails the same way when it comes
+            upcoming.append(Upcoming(attempt, deadline, timeout))
+        return upcoming
+
     def _quota_hit(self) -> str | None:
         return self.workspace.quota_hit() if self.workspace is not None else None
 
@@ -505,6 +543,14 @@ class JobRunner:
             raise InvalidInput(f"working-directory {wd!r} leaves the workspace")
         return joined
 
+    def _step_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """What a step's container gets: runner's variables, `env`, and `$RUNNER_PATH`'s
+        directories before the image's (or the step's) PATH."""
+        step_env = {**self.state.info.step_environment(), **env}
+        if self._path:
+            step_env["PATH"] = ":".join([*self._path, step_env.get("PATH", PATH)])
+        return step_env
+
     def _attempt(
         self,
         step: Step,
@@ -512,11 +558,10 @@ class JobRunner:
         ctx: Mapping[str, Any],
         attempt: int,
         deadline: float,
+        upcoming: Sequence[Upcoming] = (),
     ) -> AttemptResult:
         """One attempt of a step: a `run` step, or what its `uses:` means (runner.mission.actions)."""
-        base_env = {**self.state.info.step_environment(), **env}
-        if self._path:  # $RUNNER_PATH's directories before the image's (or the step's) PATH
-            base_env["PATH"] = ":".join([*self._path, base_env.get("PATH", PATH)])
+        base_env = self._step_env(env)
         if step.uses is None:
             default_shell = self.job.defaults.shell or self.state.mission.defaults.shell or "sh"
             return self._containers.run(
@@ -530,6 +575,7 @@ class JobRunner:
                     self._workdir(step),
                 ),
                 deadline,
+                upcoming,
             )
         kind = actions.kind_of(step.uses)
         if kind is actions.ActionKind.CHECKOUT:

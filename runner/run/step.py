@@ -1,10 +1,26 @@
 """One attempt of a step in its own hardened container, and the containers of a job.
 
-create -> (the previous step's container is reaped off the critical path) -> start ->
-output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
+create (or take the container prepared for the attempt) -> (the previous step's
+container is reaped off the critical path) -> start -> output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
 `$RUNNER_OUTPUT` / `$RUNNER_ENV` / `$RUNNER_PATH` / `$RUNNER_STEP_SUMMARY` read back. The
 job's last container is kept until its artifacts are collected. Deadlines are read on the
 run's clock.
+
+The next steps are prepared while one runs: once the current step's container exists,
+the containers of the `PREPARE_AHEAD` attempts the job expects next (`Upcoming`: as
+known now) are created and attached in the background, in step order, and, where the
+backend `Boots`, booted side by side: the engine starts them and runner-init waits for
+its environment. So the engine's start, most of a container's cost, is off the critical
+path, while a step's command cannot run, and its environment (secrets included) does not
+leave runner, before `start` hands it over. A step's container is the one prepared for
+its attempt only if the spec it needs now is the spec prepared (its `$RUNNER_ENV`,
+outputs and command as they turned out) and runner-init's own deadline falls when the
+step's needs it or at most `PREPARED_SLACK_S` later, never earlier (`_kill_time`); a
+preparation that no longer matches what is known is made again. Any other prepared
+container (a step skipped, cancelled or never reached, a retry no one expected) is
+removed off the critical path, at the latest by `close`, its step never run. A prepared
+container has recorded nothing: its `step.started` is emitted when it is used, with the
+spec it was created with, before its environment is handed over.
 
 Every step runs under runner-init (`runner.engine.stepinit`), which checks the kernel's
 mount table before the step can execute anything: a refusal (`contract.refusal`) fails the
@@ -16,14 +32,16 @@ even if runner does not live to kill it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runner.engine.backend import (
+    Boots,
     ContainerSpec,
     Described,
     OutputIncomplete,
@@ -56,6 +74,8 @@ PLACEMENT = (
     "image",
     "image_digest",
 )  # of a step's raw output, where runner-init's refusal line is
+PREPARE_AHEAD = 2  # steps whose containers are prepared while one runs
+PREPARED_SLACK_S = 2.0  # how much later a prepared container's runner-init may kill it
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,29 @@ class AttemptResult:
     warnings: list[str] = field(default_factory=list)  # what runner did not keep, and why
     tail: list[str] = field(default_factory=list)
     log_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """The attempt a job expects to run next, as it is known before the current one ends,
+    and its deadlines: the job's, and the step's own timeout (from its start) if any."""
+
+    attempt: Attempt
+    deadline: float
+    timeout_s: float | None = None
+
+
+@dataclass
+class _Prepared:
+    step: int  # of the attempt it is for
+    number: int
+    spec: ContainerSpec
+    deadline: float  # what its runner-init's counts to (plus the grace), on the run's clock
+    made: threading.Event = field(default_factory=threading.Event)  # its create returned
+    ready: threading.Event = field(default_factory=threading.Event)  # its preparation ended
+    cid: str | None = None
+    output: Iterator[bytes] | None = None
+    booted_at: float | None = None  # on the run's clock, just before the engine's start
 
 
 def io_paths(step: int, number: int) -> dict[str, str]:
@@ -121,11 +164,11 @@ class StepContainers:
         self.last: str | None = None  # kept for the artifacts
         self._reapers: list[threading.Thread] = []
         self._reap_errors: list[str] = []
+        self._preparing: list[_Prepared] = []  # in step order
 
-    def run(self, attempt: Attempt, deadline: float) -> AttemptResult:
-        state, backend, clock = self.state, self.state.backend, self.state.clock
+    def _spec(self, attempt: Attempt, deadline: float) -> ContainerSpec:
         limits = self.grants.limits
-        spec = ContainerSpec(
+        return ContainerSpec(
             image=attempt.image.ref,
             command=attempt.command,
             env={**attempt.env, **io_paths(attempt.step, attempt.number)},
@@ -140,29 +183,52 @@ class StepContainers:
             cpus=limits.cpus,
             pids=limits.pids,
             seccomp_deny_memfd=attempt.image.interpreter,
-            deadline_s=max(0.0, deadline - clock.monotonic()) + INIT_GRACE_S,
+            deadline_s=self._deadline_s(deadline),
         )
+
+    def _deadline_s(self, deadline: float) -> float:
+        """runner-init's own deadline, from now: the step's `deadline`, plus its grace."""
+        return max(0.0, deadline - self.state.clock.monotonic()) + INIT_GRACE_S
+
+    def run(
+        self, attempt: Attempt, deadline: float, upcoming: Sequence[Upcoming] = ()
+    ) -> AttemptResult:
+        """Run one attempt, and meanwhile prepare the containers of `upcoming` (the
+        attempts expected next, in order) in the background."""
+        state, backend, clock = self.state, self.state.backend, self.state.clock
+        spec = self._spec(attempt, deadline)
         check_spec(spec)  # refused before it is recorded as started
-        config_digest = spec_digest(spec)
-        state.sink.emit(
-            StepStarted(
-                job=self.job_key,
-                step=attempt.step,
-                name=attempt.name,
-                attempt=attempt.number,
-                image=attempt.image.ref,
-                image_digest=attempt.image.digest,
-                config_digest=config_digest,
+        prepared = self._take_prepared(attempt, spec, deadline)
+        if prepared is not None:
+            spec = prepared.spec  # what the container was created with
+        try:
+            state.sink.emit(
+                StepStarted(
+                    job=self.job_key,
+                    step=attempt.step,
+                    name=attempt.name,
+                    attempt=attempt.number,
+                    image=attempt.image.ref,
+                    image_digest=attempt.image.digest,
+                    config_digest=spec_digest(spec),
+                )
             )
-        )
-        cid = backend.create(spec)
+        except BaseException:
+            if prepared is not None:
+                self._discard(prepared)
+            raise
+        if prepared is not None and prepared.cid is not None and prepared.output is not None:
+            cid, output = prepared.cid, prepared.output
+        else:
+            cid, output = backend.create(spec), None
+        for expected in upcoming:  # from now on, beside this one
+            self._prepare(expected)
         previous, self.last = self.last, cid
         if previous is not None:  # off the critical path; joined before the volume goes
-            reaper = threading.Thread(target=self._reap, args=(previous,), daemon=True)
-            reaper.start()
-            self._reapers.append(reaper)
+            self._reap_later(previous)
         pump = OutputPump(state.sink, state.redactor, self.job_key, attempt.step)
-        output = backend.attach_output(cid)
+        if output is None:
+            output = backend.attach_output(cid)
         head = bytearray()
         lost: list[str] = []  # the engine lost the end of the output (OutputIncomplete)
         reader = threading.Thread(target=self._pump, args=(output, pump, head, lost), daemon=True)
@@ -220,8 +286,118 @@ class StepContainers:
                 )
             )
 
+    def _prepare(self, upcoming: Upcoming) -> None:
+        """Create, attach and boot `upcoming`'s container in the background, unless one
+        of that spec is being prepared already (one of another spec, made with what was
+        known earlier, is replaced). A step with its own timeout counts it from its
+        start, unknown yet: its runner-init deadline is set `PREPARED_SLACK_S` later than
+        if it started now, so that the container is still the one it needs if it starts
+        within that time."""
+        if self.stop.is_set():
+            return
+        deadline = upcoming.deadline
+        if upcoming.timeout_s is not None:
+            timeout = upcoming.timeout_s + PREPARED_SLACK_S
+            deadline = min(deadline, self.state.clock.monotonic() + timeout)
+        spec = self._spec(upcoming.attempt, deadline)
+        try:
+            check_spec(spec)
+        except RunnerError:
+            return  # refused when it comes, by `run`
+        prepared = _Prepared(upcoming.attempt.step, upcoming.attempt.number, spec, deadline)
+        after = self._preparing[-1] if self._preparing else None
+        for at, earlier in enumerate(self._preparing):
+            if (earlier.step, earlier.number) == (prepared.step, prepared.number):
+                if dataclasses.replace(earlier.spec, deadline_s=spec.deadline_s) == spec:
+                    return
+                self._discard(earlier)
+                self._preparing[at] = prepared
+                after = self._preparing[at - 1] if at else None
+                break
+        else:
+            self._preparing.append(prepared)
+        threading.Thread(target=self._create, args=(prepared, after), daemon=True).start()
+
+    def _create(self, prepared: _Prepared, after: _Prepared | None) -> None:
+        """The prepared container, in the background, created once the one prepared for
+        the step before it is (the engine gets them in step order; they boot side by
+        side); what fails is left to `run`, which creates the step's container itself."""
+        backend, clock = self.state.backend, self.state.clock
+        if after is not None:
+            after.made.wait()
+        # counted from now, not from when it was asked for
+        prepared.spec = dataclasses.replace(
+            prepared.spec, deadline_s=self._deadline_s(prepared.deadline)
+        )
+        try:
+            try:
+                prepared.cid = backend.create(prepared.spec)
+            finally:
+                prepared.made.set()
+            prepared.output = backend.attach_output(prepared.cid)
+            if isinstance(backend, Boots) and not self.stop.is_set():
+                booted_at = clock.monotonic()
+                if backend.boot(prepared.cid):
+                    prepared.booted_at = booted_at
+        except RunnerError:
+            return
+        finally:
+            prepared.ready.set()
+
+    def _take_prepared(
+        self, attempt: Attempt, spec: ContainerSpec, deadline: float
+    ) -> _Prepared | None:
+        """The container prepared for `attempt` if it is the one `spec` (due at
+        `deadline`) needs. Those prepared for it or for earlier steps are discarded
+        otherwise (a step skipped, a retry: an attempt no one expected); those of later
+        steps are kept for them."""
+        found = None
+        while self._preparing and self._preparing[0].step <= attempt.step:
+            prepared = self._preparing.pop(0)
+            if (prepared.step, prepared.number) == (attempt.step, attempt.number):
+                found = prepared
+                break
+            self._discard(prepared)
+        if found is None:
+            return None
+        found.ready.wait()
+        same = dataclasses.replace(found.spec, deadline_s=spec.deadline_s) == spec
+        if same and found.output is not None:
+            due = deadline + INIT_GRACE_S  # when runner-init must kill, on the run's clock
+            if due <= self._kill_time(found) <= due + PREPARED_SLACK_S:
+                return found
+        self._discard(found)
+        return None
+
+    def _kill_time(self, prepared: _Prepared) -> float:
+        """When runner-init kills the prepared container, on the run's clock: its
+        deadline counts from its start, which was at boot, or is now."""
+        started = prepared.booted_at
+        if started is None:
+            started = self.state.clock.monotonic()
+        return started + (prepared.spec.deadline_s or 0.0)
+
+    def _discard(self, prepared: _Prepared) -> None:
+        """Remove a prepared container off the critical path, once its preparation ends."""
+        reaper = threading.Thread(target=self._reap_prepared, args=(prepared,), daemon=True)
+        reaper.start()
+        self._reapers.append(reaper)
+
+    def _reap_prepared(self, prepared: _Prepared) -> None:
+        prepared.ready.wait()
+        if prepared.cid is not None:
+            self._reap(prepared.cid)
+
+    def _reap_later(self, cid: str) -> None:
+        reaper = threading.Thread(target=self._reap, args=(cid,), daemon=True)
+        reaper.start()
+        self._reapers.append(reaper)
+
     def close(self) -> str | None:
-        """Remove every container of the job; the first error, if any."""
+        """Remove every container of the job (the prepared ones too); the first error, if
+        any."""
+        while self._preparing:
+            self._discard(self._preparing.pop(0))
         for reaper in self._reapers:
             reaper.join()
         if self.last is not None:
@@ -232,6 +408,7 @@ class StepContainers:
         return self._reap_errors[0] if self._reap_errors else None
 
     def _reap(self, cid: str) -> None:
+        """Remove a container (the backend closes the attach of one never started)."""
         try:
             self.state.backend.remove(cid)
         except RunnerError as exc:

@@ -9,6 +9,7 @@ the step's `run:` text as a tiny language, one command a line:
     sleep S            run S seconds of clock time (then exit as the other lines say)
     print TEXT         print a line
     out K=V / env K=V  write K=V to $RUNNER_OUTPUT / $RUNNER_ENV
+    path DIR           write DIR to $RUNNER_PATH
     write PATH TEXT    write TEXT to the workspace file PATH
     hang               run until killed
 
@@ -60,8 +61,8 @@ def scripted(spec: ContainerSpec) -> Behaviour:
             seconds += float(rest)
         elif verb == "print":
             output.append(rest.encode() + b"\n")
-        elif verb in ("out", "env"):
-            path = spec.env["RUNNER_OUTPUT" if verb == "out" else "RUNNER_ENV"]
+        elif verb in ("out", "env", "path"):
+            path = spec.env[{"out": "RUNNER_OUTPUT", "env": "RUNNER_ENV"}.get(verb, "RUNNER_PATH")]
             writes[path] = writes.get(path, b"") + rest.encode() + b"\n"
         elif verb == "write":
             name, text = shlex.split(rest)
@@ -94,7 +95,7 @@ class Outcome:
     state: RunState
     real_s: float  # wall-clock time the run took
     clock_s: float  # time that passed on the run's clock
-    specs: dict[str, list[ContainerSpec]] = field(default_factory=dict)  # job -> containers
+    specs: dict[str, list[ContainerSpec]] = field(default_factory=dict)  # job -> started ones
 
     @property
     def clock(self) -> FakeClock:
@@ -178,6 +179,8 @@ def run_mission(
         engine.clock.monotonic() - clock_started,
     )
     for container in engine.created:
+        if container.state in ("created", "booted"):  # prepared, never started
+            continue
         job = container.spec.labels.get("runner.job", "")
         outcome.specs.setdefault(job, []).append(container.spec)
     return outcome

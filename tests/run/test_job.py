@@ -22,6 +22,7 @@ from runner.records.events import StepStarted
 from runner.records.results import Status
 from runner.records.sink import Recorder, Sink
 from runner.run.retry import attempt_delay, step_rng
+from runner.run.step import INIT_GRACE_S
 
 
 def attempt_of(spec: ContainerSpec) -> int:
@@ -229,6 +230,174 @@ def test_step_conditions_after_a_failure(tmp_path: Path) -> None:
         "print on-failure",
         "print always",
     ]
+
+
+def test_the_next_step_is_prepared_while_one_runs_and_removed_unstarted_when_skipped(
+    tmp_path: Path,
+) -> None:
+    """While a step runs, the next one's container is created and booted (runner-init
+    waiting for its environment); a step that is then skipped never starts it (its
+    command never runs), and it is removed with the job."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - {run: hang, timeout-minutes: 0.05}
+              - {run: print next}
+        """,
+    )
+    assert [s.status for s in done.jobs["j"].steps] == [Status.FAILURE, Status.SKIPPED]
+    assert [script_of(c.spec) for c in done.backend.created] == ["hang", "print next"]
+    prepared = done.backend.created[1]
+    assert prepared.state == "booted" and prepared.removed
+    assert (prepared.id,) in done.backend.called("boot")
+    assert (prepared.id,) not in done.backend.called("start")
+    assert [script_of(s) for s in done.specs["j"]] == ["hang"]
+
+
+def test_a_prepared_container_is_used_when_the_step_needs_that_spec(tmp_path: Path) -> None:
+    """Steps whose specs do not change are run in the containers prepared for them; one
+    whose env a step's $RUNNER_ENV changed gets a new container, the prepared one removed."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: print one
+              - run: print two
+              - run: env LATE=set
+              - run: print three
+        """,
+    )
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == [
+        "print one",
+        "print two",
+        "env LATE=set",
+        "print three",  # prepared before LATE was set: not used
+        "print three",
+    ]
+    assert [c.state for c in created] == ["exited", "exited", "exited", "booted", "exited"]
+    assert [(c.id,) in done.backend.called("boot") for c in created] == [False, *[True] * 3, False]
+    assert all(c.removed for c in created)
+    assert "LATE" not in created[3].spec.env and created[4].spec.env["LATE"] == "set"
+
+
+def test_a_prepared_container_has_the_path_runner_path_gave_the_steps_before(
+    tmp_path: Path,
+) -> None:
+    """The container prepared for a step gets the PATH it will need: `$RUNNER_PATH`'s
+    directories first, as a container made when the step comes would."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: path /opt/tool/bin
+              - run: print two
+              - run: print three
+        """,
+    )
+    kept = {(script_of(c.spec), c.state, c.removed) for c in done.backend.created}
+    assert sorted(kept) == [
+        ("path /opt/tool/bin", "exited", True),
+        ("print three", "booted", True),  # prepared before the PATH changed: not used
+        ("print three", "exited", True),  # prepared again with it, and used
+        ("print two", "booted", True),
+        ("print two", "exited", True),
+    ]
+    assert len(done.backend.created) == 5
+    assert [script_of(s) for s in done.specs["j"]] == [
+        "path /opt/tool/bin",
+        "print two",
+        "print three",
+    ]
+    (three,) = [
+        c
+        for c in done.backend.created
+        if script_of(c.spec) == "print three" and c.state == "exited"
+    ]
+    assert (three.id,) in done.backend.called("boot")  # a prepared one
+    assert three.spec.env["PATH"].startswith("/opt/tool/bin:")
+
+
+def test_containers_are_prepared_two_steps_ahead_and_a_skipped_steps_is_never_started(
+    tmp_path: Path,
+) -> None:
+    """While step 1 runs, steps 2 and 3 are prepared; step 1 fails, so step 2 is skipped
+    (its container, booted, is never started and is removed) and step 3 (`always()`)
+    runs in the container prepared for it."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: exit 1
+              - run: print two
+              - {run: print three, if: always()}
+        """,
+    )
+    assert [s.status for s in done.jobs["j"].steps] == [
+        Status.FAILURE,
+        Status.SKIPPED,
+        Status.SUCCESS,
+    ]
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == ["exit 1", "print two", "print three"]
+    assert [c.state for c in created] == ["exited", "booted", "exited"]
+    assert all(c.removed for c in created)
+    assert [(c.id,) in done.backend.called("boot") for c in created] == [False, True, True]
+    assert [script_of(s) for s in done.specs["j"]] == ["exit 1", "print three"]
+
+
+def test_a_prepared_container_is_used_only_if_runner_init_kills_it_no_earlier_than_due(
+    tmp_path: Path,
+) -> None:
+    """A step with its own timeout counts it from its start: its container, prepared
+    earlier, carries runner-init's deadline `PREPARED_SLACK_S` later than if it started
+    then. Step 2 starts 1 s after: that container is used. Step 4 starts over 5 s after
+    its container was prepared: runner-init would kill it before its time, so it gets a
+    new one, whose deadline counts from its own start."""
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - run: sleep 1
+              - {run: print two, timeout-minutes: 1}
+              - run: sleep 5
+              - {run: print four, timeout-minutes: 1}
+        """,
+    )
+    assert all(s.status is Status.SUCCESS for s in done.jobs["j"].steps)
+    created = done.backend.created
+    assert [script_of(c.spec) for c in created] == [
+        "sleep 1",
+        "print two",
+        "sleep 5",
+        "print four",
+        "print four",
+    ]
+    assert [c.state for c in created] == ["exited", "exited", "exited", "booted", "exited"]
+    two, four = created[1].spec.deadline_s, created[4].spec.deadline_s
+    assert two is not None and 60 + INIT_GRACE_S + 1 <= two <= 60 + INIT_GRACE_S + 2
+    assert four == 60 + INIT_GRACE_S
 
 
 def test_a_mount_refusal_fails_the_job_and_is_never_retried(tmp_path: Path) -> None:

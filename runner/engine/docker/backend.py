@@ -196,6 +196,7 @@ class DockerBackend:
         self._nonces: dict[str, str] = {}  # runner-init's trailer nonce, until removed
         self._reading: set[str] = set()  # containers whose output is being read
         self._stopped: set[str] = set()  # of those, killed or removed by runner
+        self._booted: set[str] = set()  # runner-init started, waiting for its environment
         self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
         self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
         self._image_env: dict[str, frozenset[str]] = {}  # Podman: image -> its variables
@@ -368,25 +369,42 @@ class DockerBackend:
         yield cid
 
     def start(self, cid: str) -> None:
-        """Start, then send runner-init the step's environment (it waits for it); the
-        attach's reader acks its trailer later, or, when nobody reads the output, the ack
-        goes with the environment."""
+        """Start (unless `boot` did), then send runner-init the step's environment (it
+        waits for it); the attach's reader acks its trailer later, or, when nobody reads
+        the output, the ack goes with the environment."""
         with self._lock:
             env = self._env.pop(cid, None)
             stdin = self._stdin.pop(cid, None)
+            booted = cid in self._booted
+            self._booted.discard(cid)
         read = stdin is not None
         with docker_errors(f"starting container {cid[:12]}"):
             if env is not None and stdin is None:
                 stdin = sdk.attach_stdin(self.api, cid)
             try:
-                with self._admit:
-                    self.api.start(cid)
+                if not booted:
+                    with self._admit:
+                        self.api.start(cid)
             except BaseException:
                 if stdin is not None:
                     stdin.close()
                 raise
             if stdin is not None:
                 stdin.send(env if env is not None else b"", then_ack=not read)
+
+    def boot(self, cid: str) -> bool:
+        """`Boots.boot`: the engine's start of an attached container, its environment
+        kept for `start`. Only where runner-init's stdin closes with runner's connection
+        (the container's `StdinOnce`, which the SDK sets for an attachable stdin): not on
+        Podman, which keeps it open (a booted container would outlive a killed runner)."""
+        with self._lock:
+            if self.dialect.podman or cid not in self._stdin or cid in self._booted:
+                return False
+        with self._admit, docker_errors(f"starting container {cid[:12]}"):
+            self.api.start(cid)
+        with self._lock:
+            self._booted.add(cid)
+        return True
 
     def attach_output(self, cid: str) -> Iterator[bytes]:
         """Attach to a created container's stdout and stderr *before* it starts, as
@@ -463,12 +481,17 @@ class DockerBackend:
                     raise
 
     def remove(self, cid: str) -> None:
+        """Remove a container; one attached but never started (a step prepared and not
+        used) has its attach connection closed too, which ends its output stream."""
         with self._lock:
             self._env.pop(cid, None)
-            self._stdin.pop(cid, None)
+            stdin = self._stdin.pop(cid, None)
             self._nonces.pop(cid, None)
             if cid in self._reading:
                 self._stopped.add(cid)
+            self._booted.discard(cid)
+        if stdin is not None:
+            stdin.abandon()
         with self._admit, docker_errors(f"removing container {cid[:12]}"):
             try:
                 self.api.remove_container(cid, force=True, v=True)

@@ -85,6 +85,11 @@ class Stdin:
         if self._owns:
             self._response.close()
 
+    def abandon(self) -> None:
+        """Close the connection, output and all: its container will never start, and
+        the engine would keep an attach to it open after it is removed."""
+        self._response.close()
+
 
 def _post_attach(api: docker.APIClient, cid: str, params: dict[str, int]) -> Any:
     client = cast(Any, api)
