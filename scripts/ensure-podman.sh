@@ -28,7 +28,9 @@ command -v curl >/dev/null 2>&1 || {
 if ! pgrep -f "podman system service --time=0 unix://$socket" >/dev/null 2>&1; then
   log "starting podman system service in the background (log: /var/log/runner-podman.log)"
   mkdir -p "$(dirname "$socket")"
-  nohup podman system service --time=0 "unix://$socket" >/var/log/runner-podman.log 2>&1 &
+  # a session of its own: a signal to the caller's process group (Ctrl-C, a CI job's
+  # kill) does not stop the engine, which outlives the script by design
+  setsid nohup podman system service --time=0 "unix://$socket" >/var/log/runner-podman.log 2>&1 &
 fi
 
 for _ in $(seq 1 120); do
