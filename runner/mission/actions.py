@@ -124,11 +124,23 @@ def kind_of(uses: str) -> ActionKind:
     return ActionKind.MARKETPLACE
 
 
+def vendoring(uses: str) -> str:
+    """How to run what a marketplace action does: the one text the policy's denial and
+    the run's refusal give."""
+    name = uses.partition("@")[0].rstrip("/").rpartition("/")[2] or "NAME"
+    return (
+        f"vendor it as a local composite action: write ./actions/{name}/action.yml with "
+        "`runs: {using: composite, steps: [...]}` doing its work in `run:` steps (a "
+        "JavaScript or Docker action's code does not run as it is), use it as "
+        f"`uses: ./actions/{name}` and allow `./actions/*` in the policy's `uses:`; or "
+        "write its steps as `run:` in the job"
+    )
+
+
 def marketplace_refusal(uses: str) -> str:
     return (
         f"{uses!r} is a marketplace action, which this runner cannot run (it would fetch "
-        "and execute code no policy has seen); vendor it as a local composite action "
-        "(uses: ./actions/NAME) or write the steps as run:"
+        f"and execute code no policy has seen); {vendoring(uses)}"
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal, assert_never
 from runner.engine.catalog import Catalog
 from runner.errors import InvalidInput, PolicyDenied
 from runner.findings import Finding, Severity
+from runner.mission.actions import ActionKind, kind_of, vendoring
 from runner.mission.model import Mission
 from runner.mission.plan import JobInstance
 from runner.policy.capabilities import (
@@ -255,8 +256,11 @@ def _why_denied(policy: Policy, cap: Capability, subject: Subject) -> str:
             head = f"no rule matching {scope} grants it"
         case _:
             assert_never(cap.kind)
-    if cap.kind is Kind.USES and not cap.value.startswith(("./", "docker://")):
-        head += " (a marketplace action cannot run here anyway: vendor it under ./actions/)"
+    if cap.kind is Kind.USES and kind_of(cap.value) is ActionKind.MARKETPLACE:
+        # granting it would not make it run: say how to run what it does instead
+        return (
+            f"{cap.value} is a marketplace action, which runner never runs; {vendoring(cap.value)}"
+        )
     elsewhere = [r for r in policy.rules if r.grants(cap) and not r.matches(subject)]
     if elsewhere:
         names = ", ".join(r.name for r in elsewhere)

@@ -726,3 +726,18 @@ def test_enforced_checks_become_denials(tmp_path: Path) -> None:
     ]
     assert "not pinned by digest" in denied[0].reason
     assert "(the policy enforces template-injection)" in denied[1].reason
+
+
+def test_a_denied_marketplace_action_says_how_to_vendor_it_never_to_grant_it(
+    tmp_path: Path,
+) -> None:
+    """Granting a marketplace action would not make it run: the denial says how to run
+    what it does instead (the issue's "a hint that leads to a run that fails anyway")."""
+    policy = policy_of(tmp_path, "version: 1\nimages: [base]\n")
+    step = Step(index=0, uses="actions/dependency-review-action@v4")
+    decisions = decide(mission(job("lint", steps=(step,))), policy)
+    denied = next(d for d in decisions if d.capability == "uses")
+    assert not denied.allowed
+    assert "to allow it" not in denied.reason
+    assert "./actions/dependency-review-action/action.yml" in denied.reason
+    assert "allow `./actions/*` in the policy's `uses:`" in denied.reason
