@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from typing import cast
 
 import pytest
 from fake_run import run_mission, script_of, scripted
 
-from runner.engine.backend import ContainerSpec
+from runner.engine.backend import Boots, ContainerSpec
 from runner.engine.fake import Behaviour, Exit, FakeBackend, Script
 from runner.engine.stepinit import contract
 from runner.policy.model import Limits
@@ -257,6 +258,44 @@ def test_the_next_step_is_prepared_while_one_runs_and_removed_unstarted_when_ski
     assert (prepared.id,) in done.backend.called("boot")
     assert (prepared.id,) not in done.backend.called("start")
     assert [script_of(s) for s in done.specs["j"]] == ["hang"]
+
+
+class _StartsAtCreate:
+    """The in-memory backend without `boot`: one that cannot hold a started container
+    back, as Kubernetes, where a pod starts when it is created."""
+
+    def __init__(self, inner: FakeBackend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name == "boot":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_backend_that_cannot_boot_ahead_prepares_nothing(tmp_path: Path) -> None:
+    inner = FakeBackend(scripted)
+    backend = _StartsAtCreate(inner)
+    assert not isinstance(backend, Boots)
+    done = run_mission(
+        tmp_path,
+        """\
+        name: m
+        on: [manual]
+        jobs:
+          j:
+            steps:
+              - {run: sleep 0.3}
+              - {run: sleep 0.2}
+              - {run: print three}
+        """,
+        backend=cast(FakeBackend, backend),
+    )
+    assert [s.status for s in done.jobs["j"].steps] == [Status.SUCCESS] * 3
+    # each container created when its step came: none while the one before it ran
+    made = [c.method for c in inner.calls if c.method in ("create", "start")]
+    assert made == ["create", "start"] * 3
+    assert all(c.state != "booted" for c in inner.created)
 
 
 def test_a_prepared_container_is_used_when_the_step_needs_that_spec(tmp_path: Path) -> None:
