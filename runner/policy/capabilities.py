@@ -400,7 +400,9 @@ def job_capabilities(
 
 def _service_images(job: Job, inst: JobInstance, jp: str) -> list[Capability]:
     """The image of each of the job's services (`services.<name>.image`, its matrix values
-    resolved), decided like the job's own; one with `credentials:` refused, since runner
+    resolved), decided like the job's own, and `tools-all` for each (at
+    `services.<name>`: a service's image is not cut to the job's tools, so it needs that
+    grant; the job's steps stay cut); one with `credentials:` refused, since runner
     logs in to no registry. Each service keeps its own decision, even when two share an
     image (`granted` maps each service's name to its image)."""
     caps = []
@@ -412,6 +414,9 @@ def _service_images(job: Job, inst: JobInstance, jp: str) -> list[Capability]:
         if not why and service.credentials:
             keypath, why = f"{jp}.services.{name}.credentials", CREDENTIALS_REFUSED
         caps.append(Capability(Kind.IMAGE, image or service.image, keypath, refused=why))
+        # a service runs its image whole (its own program, or the mission's entrypoint and
+        # command), never cut to the job's tools: the audited exception `tools: all` is
+        caps.append(Capability(Kind.TOOLS_ALL, "all", f"{jp}.services.{name}"))
     return caps
 
 

@@ -252,6 +252,12 @@ def _why_denied(policy: Policy, cap: Capability, subject: Subject) -> str:
         case Kind.IMAGE | Kind.TOOL | Kind.USES:
             key = allow_key(cap.kind)
             head = f"neither the top-level `{key}:` nor a rule matching {scope} grants it"
+        case Kind.TOOLS_ALL if ".services." in cap.keypath:
+            head = (
+                "a service runs its image whole (its own program, or its entrypoint and "
+                f"command), not cut to the job's `tools:`, and no rule matching {scope} "
+                "grants that"
+            )
         case Kind.SECRET | Kind.NETWORK | Kind.EXEC | Kind.TOOLS_ALL:
             head = f"no rule matching {scope} grants it"
         case _:
@@ -391,7 +397,8 @@ def granted(decisions: Sequence[Decision], job_key: str, *, mission: str | None 
             case Kind.TOOL:
                 tools.append(d.value)
             case Kind.TOOLS_ALL:
-                all_tools = True
+                # a service's (at services.<name>) takes the image whole for it alone
+                all_tools = all_tools or d.keypath.endswith(".tools")
             case Kind.USES:
                 uses.add(d.value)
             case Kind.SECRET:

@@ -150,6 +150,10 @@ def test_every_entry_runner_writes_is_declared_and_every_declared_type_is_writte
             images: [base]
             tools: [sh, cat]
             limits: {timeout-minutes: 10, memory: 256m, cpus: 1, pids: 64}
+            rules:
+              - name: services-run-whole
+                match: {path: .missions/flow.yml, job: use}
+                allow: {tools-all: true}
             """)
     )
 

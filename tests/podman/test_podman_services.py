@@ -18,7 +18,11 @@ def test_a_job_with_services_is_refused_before_anything_runs(tmp_path: Path, pod
     repo, state = tmp_path / "repo", tmp_path / "state"
     (repo / ".missions").mkdir(parents=True)
     (repo / "policies").mkdir()
-    (repo / "policies" / "default.yml").write_text(POLICY)
+    (repo / "policies" / "default.yml").write_text(
+        POLICY
+        + "rules:\n  - name: services\n    match: {path: .missions/m.yml, job: test}\n"
+        + "    allow: {tools-all: true}\n"
+    )
     (repo / ".missions" / "m.yml").write_text(
         textwrap.dedent(
             """\

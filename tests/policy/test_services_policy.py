@@ -27,6 +27,9 @@ rules:
   - name: redis-for-test
     match: {path: m.yml, job: test}
     allow: {images: ["redis:*"]}
+  - name: services-run-whole
+    match: {path: m.yml, job: "*"}
+    allow: {tools-all: true}
 """
 MISSION = """\
 name: m
@@ -96,6 +99,37 @@ def test_grants_map_each_service_to_its_image_beside_the_jobs(tmp_path: Path) ->
         "m.yml:7:19: jobs.test.services.db.image: image postgres:17 denied to job 'test (17)'"
         in denied.value.message
     )
+
+
+def test_a_service_needs_tools_all_and_its_grant_leaves_the_steps_cut(tmp_path: Path) -> None:
+    """A service runs its image whole (its program, or the mission's entrypoint and
+    command), so it is the audited exception `tools: all`: denied without that grant, at
+    the service; granted, the job's steps still hold only their tools."""
+    (tmp_path / "policies").mkdir()
+    without = POLICY[: POLICY.index("  - name: services-run-whole")]
+    (tmp_path / "policies" / "default.yml").write_text(without)
+    loaded, warnings = parse_mission(MISSION.encode(), "m.yml")
+    decisions = decide(loaded, load_policy(None, tmp_path), warnings)
+    whole = {
+        (d.job, d.keypath): d.allowed
+        for d in decisions
+        if str(d.capability) == "tools-all" and d.job == "test (16)"
+    }
+    assert whole == {
+        ("test (16)", "jobs.test.services.db"): False,
+        ("test (16)", "jobs.test.services.cache"): False,
+        ("test (16)", "jobs.test.services.again"): False,
+    }
+    reason = next(d.reason for d in decisions if d.keypath == "jobs.test.services.db")
+    assert reason.startswith(
+        "a service runs its image whole (its own program, or its entrypoint and command), "
+        "not cut to the job's `tools:`"
+    )
+    assert "`allow: {tools-all: true}`" in reason
+    with pytest.raises(PolicyDenied):
+        granted(decisions, "test (16)")
+    grants = granted(decisions_of(tmp_path), "test (16)")  # the policy with the grant
+    assert grants.tools == ("sh",)
 
 
 def test_plan_and_policy_check_show_the_services(in_tmp: Path) -> None:

@@ -32,7 +32,7 @@ build: {from: [debian:bookworm-slim], network: [python]}
 rules:
   - name: db
     match: {path: .missions/m.yml, job: "*"}
-    allow: {secrets: [DB_PASSWORD]}
+    allow: {secrets: [DB_PASSWORD], tools-all: true}  # a service runs its image whole
 """
 SECRET = "pa\"ss'wo\\rd $(x) `y`"
 GET = (
