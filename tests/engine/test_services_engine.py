@@ -117,6 +117,9 @@ def test_a_service_is_hardened_like_a_step_and_its_env_is_never_in_its_configura
         assert attrs["Config"]["User"] == "65534:65534"
         assert attrs["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", check.cmd]
         assert "db" in attrs["NetworkSettings"]["Networks"][network]["Aliases"]
+        # names not the network's are forwarded from the container's namespace, where the
+        # internal network drops them, never from the host's (CVE-2024-29018)
+        assert host["Dns"] == [networks.NO_UPSTREAM_DNS]
         backend.kill(cid)
         output = b"".join(frames).decode()
         assert hashlib.sha256(SECRET.encode()).hexdigest() in output  # it did get it

@@ -197,6 +197,7 @@ class DockerBackend:
         self._reading: set[str] = set()  # containers whose output is being read
         self._stopped: set[str] = set()  # of those, killed or removed by runner
         self._booted: set[str] = set()  # runner-init started, waiting for its environment
+        self._private: set[str] = set()  # networks made by create_private_network
         self._quotas: set[str] = set()  # workspace volumes whose data directory has a quota
         self._mountpoints: dict[str, str] = {}  # snapshot volume -> its directory
         self._image_env: dict[str, frozenset[str]] = {}  # Podman: image -> its variables
@@ -213,6 +214,8 @@ class DockerBackend:
         env = contract.encode_env(spec.env, nonce=nonce)
         self._await_init()
         config = container_config(spec, self.dialect, init_dir=self._init_dir, trailer=True)
+        if spec.network is not None and spec.network in self._private:
+            config["dns"] = [networks.NO_UPSTREAM_DNS]  # no DNS way out (networks)
         with docker_errors(f"creating a container of {spec.image}"):
             body = self.api.create_container_config(**create_arguments(self.api, config))
             if self.dialect.podman:
@@ -767,6 +770,8 @@ class DockerBackend:
                 dialect=self.dialect,
                 internal=True,
             )
+        with self._lock:
+            self._private.add(name)
 
     def image_command(self, image: str) -> ImageCommand:
         with docker_errors(f"inspecting image {image}"):

@@ -28,6 +28,14 @@ its networks' traffic) ahead of `DOCKER-USER` in `FORWARD`, and runs a DNS serve
 network's gateway, on the host. So there a job granted egress is refused unless the
 policy accepts a host-reachable egress; the network is then Podman's bridge, which
 Podman isolates from its other networks (`isolate`).
+
+A private network's containers get `NO_UPSTREAM_DNS` as their DNS server. Docker's
+embedded resolver (127.0.0.11) still answers the network's own names (a service's
+alias), and forwards other names to that address from the container's own namespace,
+where the internal network drops them. Without it, an engine before Docker 26.0.0 /
+25.0.4 / 23.0.11 forwards them from the host's namespace when the host's resolver is on
+loopback (systemd-resolved's 127.0.0.53), so a step with no egress could leak data
+through DNS lookups (CVE-2024-29018; the advisory's workaround is this one).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ BRIDGE_OPTION = "com.docker.network.bridge.name"
 PREFIX = "rn-"  # runner's bridges; Docker's own are docker0 and br-<id>
 COMMENT = "runner-egress:"
 LINK_LOCAL = "169.254.0.0/16"
+NO_UPSTREAM_DNS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): nothing answers, the network drops it
 ACCEPT_HINT = (
     "run runner as root on the engine's host (with iptables), or accept a host-reachable "
     "egress in the policy: `accept: [egress-to-host]` (docs/policy.md)"
