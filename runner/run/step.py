@@ -1,10 +1,10 @@
 """One attempt of a step in its own hardened container, and the containers of a job.
 
 create (or take the container prepared for the attempt) -> (the previous step's
-container is reaped off the critical path) -> start -> output pumped through the redactor -> wait, killed on timeout or cancel -> the step's
-`$RUNNER_OUTPUT` / `$RUNNER_ENV` / `$RUNNER_PATH` / `$RUNNER_STEP_SUMMARY` read back. The
-job's last container is kept until its artifacts are collected. Deadlines are read on the
-run's clock.
+container is reaped off the critical path) -> start -> output pumped through the redactor
+-> wait, killed on timeout or cancel -> the step's `$RUNNER_OUTPUT` / `$RUNNER_ENV` /
+`$RUNNER_PATH` / `$RUNNER_STEP_SUMMARY` read back. The job's last container is kept until
+its artifacts are collected. Deadlines are read on the run's clock.
 
 The next steps are prepared while one runs, on a backend that `Boots` (Docker; Podman,
 whose containers are created and attached ahead, never booted): a backend that cannot
@@ -12,9 +12,9 @@ hold a started container back prepares nothing (Kubernetes, where a pod starts w
 created: the next steps' pods slowed the current one on the local cluster, 2.22x a bare
 pod per step against 1.53x without them). Once the current step's container exists,
 the containers of the `PREPARE_AHEAD` attempts the job expects next (`Upcoming`: as
-known now) are created and attached in the background, in step order, and, where the
-backend `Boots`, booted side by side: the engine starts them and runner-init waits for
-its environment. So the engine's start, most of a container's cost, is off the critical
+known now) are created and attached in the background, in step order, and booted side by
+side where the engine can (`Boots.boot`; not Podman): the engine starts them and
+runner-init waits for its environment. So the engine's start, most of a container's cost, is off the critical
 path, while a step's command cannot run, and its environment (secrets included) does not
 leave runner, before `start` hands it over. A step's container is the one prepared for
 its attempt only if the spec it needs now is the spec prepared (its `$RUNNER_ENV`,
@@ -41,8 +41,9 @@ import io
 import posixpath
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from runner.engine.backend import (
     Boots,
@@ -80,6 +81,7 @@ PLACEMENT = (
 )  # of a step's raw output, where runner-init's refusal line is
 PREPARE_AHEAD = 2  # steps whose containers are prepared while one runs
 PREPARED_SLACK_S = 2.0  # how much later a prepared container's runner-init may kill it
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class _Prepared:
     cid: str | None = None
     output: Iterator[bytes] | None = None
     booted_at: float | None = None  # on the run's clock, just before the engine's start
+
+
+def _same_but_deadline(prepared: ContainerSpec, needed: ContainerSpec) -> bool:
+    """Whether a container made with `prepared` is one `needed` describes: every field
+    equal but runner-init's deadline, which `_take_prepared` checks on its own."""
+    return dataclasses.replace(prepared, deadline_s=needed.deadline_s) == needed
 
 
 def io_paths(step: int, number: int) -> dict[str, str]:
@@ -312,7 +320,7 @@ class StepContainers:
         after = self._preparing[-1] if self._preparing else None
         for at, earlier in enumerate(self._preparing):
             if (earlier.step, earlier.number) == (prepared.step, prepared.number):
-                if dataclasses.replace(earlier.spec, deadline_s=spec.deadline_s) == spec:
+                if _same_but_deadline(earlier.spec, spec):
                     return
                 self._discard(earlier)
                 self._preparing[at] = prepared
@@ -365,8 +373,7 @@ class StepContainers:
         if found is None:
             return None
         found.ready.wait()
-        same = dataclasses.replace(found.spec, deadline_s=spec.deadline_s) == spec
-        if same and found.output is not None:
+        if _same_but_deadline(found.spec, spec) and found.output is not None:
             due = deadline + INIT_GRACE_S  # when runner-init must kill, on the run's clock
             if due <= self._kill_time(found) <= due + PREPARED_SLACK_S:
                 return found
@@ -383,9 +390,7 @@ class StepContainers:
 
     def _discard(self, prepared: _Prepared) -> None:
         """Remove a prepared container off the critical path, once its preparation ends."""
-        reaper = threading.Thread(target=self._reap_prepared, args=(prepared,), daemon=True)
-        reaper.start()
-        self._reapers.append(reaper)
+        self._reaper(self._reap_prepared, prepared)
 
     def _reap_prepared(self, prepared: _Prepared) -> None:
         prepared.ready.wait()
@@ -393,7 +398,11 @@ class StepContainers:
             self._reap(prepared.cid)
 
     def _reap_later(self, cid: str) -> None:
-        reaper = threading.Thread(target=self._reap, args=(cid,), daemon=True)
+        self._reaper(self._reap, cid)
+
+    def _reaper(self, target: Callable[[_T], None], arg: _T) -> None:
+        """Run `target(arg)` off the critical path; `close` joins it."""
+        reaper = threading.Thread(target=target, args=(arg,), daemon=True)
         reaper.start()
         self._reapers.append(reaper)
 
