@@ -774,17 +774,7 @@ class DockerBackend:
             self._private.add(name)
 
     def image_command(self, image: str) -> ImageCommand:
-        with docker_errors(f"inspecting image {image}"):
-            try:
-                attrs: dict[str, Any] = cast(Any, self.api).inspect_image(image)
-            except docker.errors.ImageNotFound as exc:
-                raise NotFound(f"image {image} does not exist") from exc
-        config = attrs.get("Config") or {}
-        return ImageCommand(
-            entrypoint=tuple(config.get("Entrypoint") or ()),
-            cmd=tuple(config.get("Cmd") or ()),
-            workdir=str(config.get("WorkingDir") or ""),
-        )
+        return images.command(self.api, image)
 
     def service_state(self, cid: str) -> ServiceState:
         with docker_errors(f"inspecting container {cid[:12]}"):

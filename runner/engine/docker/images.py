@@ -32,6 +32,7 @@ from runner.engine.backend import (
     LABEL_ROLE,
     BuildSpec,
     ImageBuildFailed,
+    ImageCommand,
     ImageConfig,
     ImageInfo,
     NotFound,
@@ -47,14 +48,34 @@ WATCH_S = 0.2  # how often a build's deadline and cancel event are looked at
 STEP_LINE = re.compile(r"(Step|STEP) \d+/\d+ ?:")  # a build step starts (Docker, Podman)
 
 
-def inspect(api: docker.APIClient, image: str) -> ImageInfo | None:
+def _attributes(api: docker.APIClient, image: str) -> dict[str, Any] | None:
+    """The engine's `GET /images/{image}/json`; None when it does not have `image`."""
     with docker_errors(f"inspecting image {image}"):
         try:
-            attrs: dict[str, Any] = cast(Any, api).inspect_image(image)
+            return cast(dict[str, Any], cast(Any, api).inspect_image(image))
         except docker.errors.ImageNotFound:
             return None
+
+
+def inspect(api: docker.APIClient, image: str) -> ImageInfo | None:
+    attrs = _attributes(api, image)
+    if attrs is None:
+        return None
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     return ImageInfo(str(attrs["Id"]), int(attrs.get("Size") or 0), dict(labels))
+
+
+def command(api: docker.APIClient, image: str) -> ImageCommand:
+    """What `image` runs when nothing else is asked (a service's program)."""
+    attrs = _attributes(api, image)
+    if attrs is None:
+        raise NotFound(f"image {image} does not exist")
+    config = attrs.get("Config") or {}
+    return ImageCommand(
+        entrypoint=tuple(config.get("Entrypoint") or ()),
+        cmd=tuple(config.get("Cmd") or ()),
+        workdir=str(config.get("WorkingDir") or ""),
+    )
 
 
 def _present(api: docker.APIClient, image: str) -> ImageInfo:
