@@ -22,6 +22,7 @@ from runner.app import App
 from runner.cli import cli
 from runner.engine.docker.dialect import PODMAN_HOST
 from runner.error_handler import Exit, handle_errors
+from runner.errors import RunnerError
 from runner.output import Output
 
 if TYPE_CHECKING:
@@ -210,13 +211,24 @@ def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[in
     everything it printed on stdout and stderr)."""
     output = backend.attach_output(cid)
     read: list[bytes] = []
-    reader = threading.Thread(target=read.extend, args=(output,), daemon=True)
+    failed: list[RunnerError] = []
+
+    def drain() -> None:
+        try:
+            read.extend(output)
+        except RunnerError as exc:  # OutputIncomplete: the test sees it, not a cut output
+            failed.append(exc)
+
+    reader = threading.Thread(target=drain, daemon=True)
     reader.start()  # read as it comes, as runner does: an engine may not hold it for later
     backend.start(cid)
     code = backend.wait(cid, timeout_s)
     if code is None:
         backend.kill(cid)
     reader.join(timeout=30)
+    if failed:
+        raise failed[0]
+    assert not reader.is_alive(), "the container's output did not end within 30 s"
     return code, b"".join(read).decode()
 
 
