@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,16 @@ def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[in
         raise failed[0]
     assert not reader.is_alive(), "the container's output did not end within 30 s"
     return code, b"".join(read).decode()
+
+
+def facts(output: str) -> dict[str, str]:
+    """The `@name=value` facts a probe step printed, one per line on stdout, each value
+    with its runs of whitespace made one space. stdout and stderr are two pipes that
+    reach runner as one stream in the order the engine delivers them, so a fragment of
+    stderr can come before a fact on the same line (busybox's `sh: ` is one write, the
+    rest of its message another: `sh: @sock=1`): a fact is read wherever it starts."""
+    found = re.findall(r"@(\w+)=(.*)$", output, re.M)
+    return {name: " ".join(value.split()) for name, value in found}
 
 
 @pytest.fixture

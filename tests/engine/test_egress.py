@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import run_container
+from conftest import facts, run_container
 
 from runner.engine.backend import LABEL_RUN, ContainerSpec, EgressUnavailable
 from runner.engine.docker import networks
@@ -147,12 +147,6 @@ def probe(targets: dict[str, tuple[str, int]]) -> str:
         f"echo @{name}=$(nc -w 3 {address} {port} </dev/null 2>&1; echo :$?)"
         for name, (address, port) in targets.items()
     )
-
-
-def facts(output: str) -> dict[str, str]:
-    return {
-        name: " ".join(value.split()) for name, value in re.findall(r"^@(\w+)=(.*)$", output, re.M)
-    }
 
 
 def firewall() -> str:

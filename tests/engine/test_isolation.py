@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from conftest import run_container
+from conftest import facts, run_container
 
 from runner.engine.backend import LABEL_RUN, NOBODY, ContainerSpec
 from runner.engine.docker.backend import DockerBackend
@@ -45,10 +44,6 @@ def step(
     finally:
         backend.remove(cid)
     return code, output
-
-
-def facts(output: str) -> dict[str, str]:
-    return dict(re.findall(r"^@(\w+)=(.*)$", output, re.M))
 
 
 def workspace(

@@ -10,11 +10,10 @@ import json
 import time
 
 import pytest
-from conftest import run_container
+from conftest import facts, run_container
 from test_egress import (  # the egress tests' outside world, host listener and probes
     HostListener,
     Outside,
-    facts,
     gateway,
     host_addresses,
     host_listener,
