@@ -35,6 +35,12 @@ def test_interleaved_partial_lines_of_both_streams_come_out_whole(
     finally:
         backend.remove(cid)
     assert (code, error) == (0, None)
+    assert_whole_lines(output)
+
+
+def assert_whole_lines(output: bytes) -> None:
+    """`SCRIPT`'s output, each stream's lines whole and in order (also on a cluster:
+    tests/kubernetes/test_kubernetes_backend.py)."""
     lines = output.decode().split("\n")
     assert [line for line in lines if line.startswith("@")] == [f"@out={i}" for i in range(ROUNDS)]
     assert [line for line in lines if line.startswith("sh:")] == [
