@@ -13,13 +13,12 @@ per stream. Both backends' readers merge through it (`runner.engine.docker.sdk.p
 of each stream, each on a line of its own, in the order their ends arrived, and the step's
 output pump (`runner.run.step_output`) splits them into lines as they are.
 
-Two things are passed on without their newline, so that memory stays flat and nothing is
-lost: a partial line longer than `LINE_BOUND` (64 KiB, the pump's `MAX_LINE`: the pump
-passes such a line on in pieces anyway), cut at a UTF-8 character boundary, and, from
-`finish()` at the end of the attach, each stream's unterminated last line (stdout's
-first). Where such a piece of one stream is followed by the other stream's bytes, a
-newline is put between them: a line of the merged output never holds two streams' bytes.
-A partial line waits here instead of in the pump, so nothing a user sees is later.
+Two things are passed on as they are, without their newline, so that memory stays flat
+and nothing is lost or added: a partial line longer than `LINE_BOUND` (64 KiB, the pump's
+`MAX_LINE`: the pump passes such a line on in pieces anyway), cut between UTF-8
+characters, and, from `finish()` at the end of the attach, each stream's unterminated
+last line, stdout's first. Only there can the other stream's bytes follow on the same
+line. A partial line waits here instead of in the pump, so nothing a user sees is later.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ class LineAligner:
     def __init__(self, bound: int = LINE_BOUND) -> None:
         self._bound = bound
         self._held: dict[int, bytearray] = {}  # each stream's partial line (grown in place)
-        self._open: int | None = None  # the stream whose piece ended the output, no newline
 
     def feed(self, stream: int, data: bytes) -> bytes:
         """What of `data` (the next bytes of `stream`, any stream number) to merge now."""
@@ -43,7 +41,7 @@ class LineAligner:
         end = data.rfind(b"\n") + 1
         if not end:
             held += data
-            return self._piece(stream, held) if len(held) > self._bound else b""
+            return self._piece(held) if len(held) > self._bound else b""
         if held:
             held += memoryview(data)[:end]
             lines = bytes(held)
@@ -52,39 +50,24 @@ class LineAligner:
             lines = data if end == len(data) else data[:end]
         if end < len(data):
             held += memoryview(data)[end:]
-        if self._open is not None:
-            lines = self._after_piece(stream, lines)
-        if len(held) > self._bound:
-            lines += self._piece(stream, held)
+            if len(held) > self._bound:
+                lines += self._piece(held)
         return lines
 
     def finish(self) -> bytes:
         """At the end of the output: each stream's unterminated last line, stdout's first
-        (by stream number), each on a line of its own."""
-        return b"".join(
-            self._piece(stream, self._held[stream], whole=True) for stream in sorted(self._held)
-        )
+        (by stream number), as it is."""
+        held, self._held = self._held, {}
+        return b"".join(bytes(held[stream]) for stream in sorted(held))
 
-    def _piece(self, stream: int, held: bytearray, *, whole: bool = False) -> bytes:
-        """The whole characters of `held` (all of it when `whole`), a line without its
-        end, passed on; the rest stays held."""
-        cut = len(held) if whole else _whole_chars(held)
+    @staticmethod
+    def _piece(held: bytearray) -> bytes:
+        """The whole characters of `held`, an overlong line's piece, passed on; the rest
+        (a character's first bytes) stays held."""
+        cut = _whole_chars(held)
         piece = bytes(held[:cut])
         del held[:cut]
-        if self._open is not None:
-            piece = self._after_piece(stream, piece)
-        if piece:
-            self._open = stream
         return piece
-
-    def _after_piece(self, stream: int, data: bytes) -> bytes:
-        """`data` of `stream`, after a piece of a line went out: on a line of its own if
-        that piece was another stream's. Only called with `self._open` set."""
-        if not data:
-            return data
-        other = self._open != stream
-        self._open = None
-        return b"\n" + data if other else data
 
 
 def _whole_chars(data: bytearray) -> int:

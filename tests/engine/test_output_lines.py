@@ -14,7 +14,7 @@ pytestmark = pytest.mark.docker
 ROUNDS = 200
 # a stderr fragment, a whole stdout line, then the rest of stderr's line; every 20th round
 # waits between the fragment and the stdout line, so stdout's line certainly arrives while
-# stderr's is open, whatever the engine's pace; both streams end unterminated
+# stderr's is open, whatever the engine's pace; stdout's last line is unterminated
 SCRIPT = (
     f"i=0; while [ $i -lt {ROUNDS} ]; do "
     'printf "sh: $i " >&2; '
@@ -22,7 +22,7 @@ SCRIPT = (
     'printf "@out=$i\\n"; '
     'printf "rest of $i\\n" >&2; '
     "i=$((i+1)); done; "
-    "printf 'last out'; printf 'last err' >&2"
+    "printf 'last out'; printf 'last err\\n' >&2"
 )
 
 
@@ -46,5 +46,5 @@ def assert_whole_lines(output: bytes) -> None:
     assert [line for line in lines if line.startswith("sh:")] == [
         f"sh: {i} rest of {i}" for i in range(ROUNDS)
     ]
-    assert lines[-2:] == ["last out", "last err"]  # the ends: stdout's, then stderr's
+    assert lines[-2:] == ["last err", "last out"]  # stdout's unterminated end comes last
     assert len(lines) == 2 * ROUNDS + 2  # nothing glued, nothing lost

@@ -49,7 +49,7 @@ class _Stream:
 def test_the_attach_stream_merges_stdout_and_stderr_by_whole_lines() -> None:
     frames = [(2, b"sh: "), (1, b"@a=1\n"), (3, b"{}"), (2, b"rest\nend"), (1, b"last")]
     got = list(Attached(_Stream(_Socket(frames))).output())
-    assert got == [b"@a=1\n", b"sh: rest\n", b"last\nend"]  # the ends at the close frame
+    assert got == [b"@a=1\n", b"sh: rest\n", b"lastend"]  # the ends at the close frame
 
 
 def test_a_broken_attach_stream_passes_on_what_it_held_then_fails() -> None:
@@ -57,4 +57,4 @@ def test_a_broken_attach_stream_passes_on_what_it_held_then_fails() -> None:
     got: list[bytes] = []
     with pytest.raises(RunnerError, match="the output stream broke"):
         got.extend(Attached(_Stream(_Socket(frames, breaks=True))).output())
-    assert got == [b"whole\n", b"half a li\nerr"]
+    assert got == [b"whole\n", b"half a lierr"]
