@@ -153,6 +153,9 @@ def test_an_overlong_partial_line_is_passed_on_and_not_held() -> None:
     assert aligner.feed(STDERR, b"err\n") == b"err\n"  # whole (after the piece, as it is)
     assert aligner.feed(STDOUT, b"end\n") == b"end\n"  # the rest of the overlong line
     assert aligner.finish() == b""
+    after_a_line = b"a line\n" + b"z" * (LINE_BOUND + 10)  # one payload: a line, then too much
+    assert aligner.feed(STDOUT, after_a_line) == after_a_line
+    assert aligner.finish() == b""
     fed = passed = 0
     for _ in range(200):  # 12.5 MiB without a newline: never more than the bound held
         fed += 50_000
