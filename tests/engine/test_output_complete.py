@@ -150,7 +150,7 @@ def test_runner_init_waits_for_the_ack_and_not_beyond_its_bound(
     cid = backend.create(spec(run_id, "echo out; echo err >&2; exit 3"))
     backend._env[cid] = contract.encode_env({}, nonce=nonce)  # a nonce this test knows
     try:
-        frames, stdin = sdk.attach(backend.api, cid, stdin=True)
+        frames, stdin = sdk.attach(backend.api, cid, stdin=True, aligned=False)
         assert stdin is not None
         backend.api.start(cid)
         started = time.monotonic()

@@ -24,6 +24,7 @@ from runner.engine.stepinit.trailer import STDERR, STDOUT, StreamEnds
 NONCE = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
 MARK = contract.trailer_of(NONCE)
+NOTHING = {STDOUT: b"", STDERR: b""}  # what `finish()` returns when no stream held output
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -62,7 +63,7 @@ def test_a_trailer_split_at_any_offset_is_stripped_and_ends_its_stream(cut: int)
     assert not ends.ended  # stderr's trailer is not whole yet
     out[STDERR] += ends.feed(STDERR, MARK[cut:])
     assert ends.ended
-    assert ends.finish() == b"" and ends.missing == []
+    assert ends.finish() == NOTHING and ends.missing == []
     assert out == {STDOUT: b"last line without newline", STDERR: b"err\n"}
 
 
@@ -72,7 +73,7 @@ def test_a_trailer_fed_a_few_bytes_at_a_time_is_stripped(size: int) -> None:
     wire = b"a\0b\0" + MARK
     out = b"".join(ends.feed(STDOUT, wire[at : at + size]) for at in range(0, len(wire), size))
     out += ends.feed(STDERR, MARK)
-    assert ends.ended and out == b"a\0b\0" and ends.finish() == b""
+    assert ends.ended and out == b"a\0b\0" and ends.finish() == NOTHING
 
 
 def test_a_trailer_with_another_nonce_is_output_and_the_stream_is_incomplete() -> None:
@@ -81,7 +82,8 @@ def test_a_trailer_with_another_nonce_is_output_and_the_stream_is_incomplete() -
     out = through(ends, [(STDOUT, b"x" + fake), (STDERR, fake[:10]), (STDERR, fake[10:])])
     assert not ends.ended
     rest = ends.finish()
-    assert out[STDOUT] + out[STDERR] + rest == b"x" + fake + fake
+    assert out[STDOUT] + out[STDERR] + rest[STDOUT] + rest[STDERR] == b"x" + fake + fake
+    assert out[STDOUT] + rest[STDOUT] == b"x" + fake  # each stream's own, with its stream
     assert ends.missing == ["stdout", "stderr"]
 
 
@@ -94,18 +96,18 @@ def test_the_trailer_mid_stream_is_output_and_only_the_last_one_ends_it() -> Non
     assert not ends.ended
     out = through(ends, [(STDOUT, MARK), (STDERR, MARK)])
     assert ends.ended and out == {STDOUT: b"", STDERR: b""}
-    assert ends.finish() == b"" and ends.missing == []
+    assert ends.finish() == NOTHING and ends.missing == []
 
 
 def test_an_output_without_trailers_is_incomplete_and_nothing_of_it_is_lost() -> None:
     ends = StreamEnds(NONCE)
     out = through(ends, [(STDOUT, b"partial\0runner-init-e"), (STDERR, MARK[:-1])])
     assert out == {STDOUT: b"partial", STDERR: b""}
-    assert ends.finish() == b"\0runner-init-e" + MARK[:-1]
+    assert ends.finish() == {STDOUT: b"\0runner-init-e", STDERR: MARK[:-1]}
     assert ends.missing == ["stdout", "stderr"]
     only_err = StreamEnds(NONCE)
     through(only_err, [(STDOUT, MARK)])
-    assert only_err.finish() == b"" and only_err.missing == ["stderr"]
+    assert only_err.finish() == NOTHING and only_err.missing == ["stderr"]
 
 
 def test_an_engines_own_stream_passes_through() -> None:
@@ -149,10 +151,11 @@ def test_any_output_cut_anywhere_comes_out_exact(
     assert ends.ended is complete
     rest = ends.finish()
     if complete:
-        assert got == {STDOUT: out, STDERR: err} and rest == b""
+        assert got == {STDOUT: out, STDERR: err} and rest == NOTHING
         assert ends.missing == []
     else:
-        assert got[STDOUT] == out and got[STDERR] + rest == err + tail
+        assert got[STDOUT] == out and rest[STDOUT] == b""
+        assert got[STDERR] + rest[STDERR] == err + tail
         assert ends.missing == ["stderr"]
 
 

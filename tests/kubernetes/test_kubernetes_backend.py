@@ -1,6 +1,7 @@
 """The Kubernetes backend on a real cluster, below `runner run`: what the API server stores
-of a step with a secret, the output stream's completeness, a pod that cannot start, and
-no stream's socket left open once it ended.
+of a step with a secret, the output stream's completeness and its lines kept whole when
+stdout and stderr are written at once, a pod that cannot start, and no stream's socket
+left open once it ended.
 
 runner talks to the cluster as the ServiceAccount bound to docs/kubernetes/role.yaml
 (tests/kubernetes/kubecluster.py); the administrator's kubeconfig only reads back what
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engine.test_output_lines import SCRIPT, assert_whole_lines
 from kubecluster import Kube, kube_fixture  # noqa: F401  (the session's cluster: `kube`)
 from localpv import kubectl
 
@@ -98,6 +100,22 @@ def test_no_secret_reaches_etcd_and_the_whole_output_comes_back(
     placed = backend.placement(cid)
     assert placed is not None and placed["node"] and len(placed["pod_spec_digest"]) == 64
     backend.remove(cid)
+
+
+def test_interleaved_partial_lines_of_stdout_and_stderr_come_out_whole(
+    backend: KubernetesBackend,
+) -> None:
+    """A stderr fragment, a stdout line, the rest of stderr's line, 200 times: the attach
+    stream's two channels are merged by whole lines, as on Docker."""
+    cid = backend.create(step(helper_tag(), SCRIPT, "t" + uuid.uuid4().hex[:10]))
+    try:
+        output = backend.attach_output(cid)
+        backend.start(cid)
+        received = b"".join(output)
+        assert backend.wait(cid, 60) == 0
+    finally:
+        backend.remove(cid)
+    assert_whole_lines(received)
 
 
 def test_a_pod_whose_image_the_node_lacks_fails_clearly_and_soon(

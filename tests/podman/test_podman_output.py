@@ -23,6 +23,9 @@ from engine.test_output_complete import (  # the same tests, run here against Po
     test_the_step_never_sees_the_nonce,
     test_the_steps_deadline_still_holds_and_ends_the_output,
 )
+from engine.test_output_lines import (  # stdout's and stderr's lines whole, here on Podman
+    test_interleaved_partial_lines_of_both_streams_come_out_whole,
+)
 
 from runner.engine.docker.backend import DockerBackend
 
@@ -33,6 +36,7 @@ __all__ = [  # collected here too, with DOCKER_HOST on Podman's socket
     "test_a_step_runner_kills_needs_no_trailer",
     "test_a_steps_output_comes_out_exact_and_complete",
     "test_an_acked_step_exits_at_once_and_so_does_one_nobody_reads",
+    "test_interleaved_partial_lines_of_both_streams_come_out_whole",
     "test_output_cut_by_a_container_stopped_outside_runner_is_reported",
     "test_runner_init_waits_for_the_ack_and_not_beyond_its_bound",
     "test_ten_megabytes_come_out_exact",

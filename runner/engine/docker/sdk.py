@@ -8,15 +8,19 @@ per step), and its stream's `close()` leaves the socket open once the stream has
 leaked socket per step). Here: the attach request (with stdin too when asked, for
 runner-init's environment), the multiplexed frames of a container without a TTY, and the
 response closed when the reader is done. The frames are read a block at a time
-(`payloads`: up to `READ_BYTES` a read, every payload that read completed joined into one
-chunk, both streams in arrival order), not with the SDK's two polled reads per frame: a
-step printing small writes is read at the socket's speed. `attach_stdin` is the same connection for stdin
-only, and `send` writes to an attached stdin and closes its direction. With `ends` (a
-`runner.engine.stepinit.trailer.StreamEnds`), each stream's payloads go through it, so
-runner-init's trailer is stripped from the end of stdout and stderr, and the attach's
-stdin gets runner-init's ack (`Stdin.ack`) the moment both streams have ended with it:
-only then does runner-init exit, so the engine cannot close the attach before the last
-bytes reached runner (Podman 4.3 did, on fast steps under load). Containers run
+(`payloads`: up to `READ_BYTES` a read, what that read completed of every payload joined
+into one chunk), not with the SDK's two polled reads per frame: a step printing small
+writes is read at the socket's speed. stdout and stderr are merged line by line, each
+stream's partial line held until its newline (`runner.engine.lines.LineAligner`), so a
+fragment of one never glues onto a line of the other (busybox `sh` writes `sh: ` and the
+rest of an error apart); only a test of the wire itself reads it unaligned. `attach_stdin`
+is the same connection for stdin only, and `send` writes to an attached stdin and closes
+its direction. With `ends` (a `runner.engine.stepinit.trailer.StreamEnds`), each stream's
+payloads go through it before they are aligned, so runner-init's trailer is stripped from
+the end of stdout and stderr, and the attach's stdin gets runner-init's ack (`Stdin.ack`)
+the moment both streams have ended with it, whatever line is still open: only then does
+runner-init exit, so the engine cannot close the attach before the last bytes reached
+runner (Podman 4.3 did, on fast steps under load). Containers run
 with the `none` log driver, so there are no logs to replay: attaching happens before
 start, and nothing is missed. The attach asks for the stream only (`logs=0`): with
 `logs=1`, dockerd subscribes the connection to the output, replays the log, then streams
@@ -39,6 +43,7 @@ import docker
 from docker.utils.json_stream import json_stream
 from docker.utils.socket import read as socket_read
 
+from runner.engine.lines import LineAligner
 from runner.engine.stepinit.contract import ACK
 from runner.engine.stepinit.trailer import StreamEnds
 
@@ -108,11 +113,17 @@ def _post_attach(api: docker.APIClient, cid: str, params: dict[str, int]) -> Any
 
 
 def attach(
-    api: docker.APIClient, cid: str, *, stdin: bool = False, ends: StreamEnds | None = None
+    api: docker.APIClient,
+    cid: str,
+    *,
+    stdin: bool = False,
+    ends: StreamEnds | None = None,
+    aligned: bool = True,
 ) -> tuple[Iterator[bytes], Stdin | None]:
-    """stdout and stderr of container `cid`, as they come, until it exits (the connection
-    is closed when the iterator is), and its stdin when `stdin`. With `ends`, runner-init's
-    trailer is stripped and acked on that stdin (see the module docstring)."""
+    """stdout and stderr of container `cid`, as they come, line by line, until it exits
+    (the connection is closed when the iterator is), and its stdin when `stdin`. With
+    `ends`, runner-init's trailer is stripped and acked on that stdin; `aligned=False`
+    reads the wire as the engine sent it (see the module docstring)."""
     client = cast(Any, api)
     response = _post_attach(api, cid, {"stdout": 1, "stderr": 1, "stdin": int(stdin)})
     try:
@@ -120,7 +131,7 @@ def attach(
         if stdin:
             writer = Stdin(client._get_raw_response_socket(response), response, owns=False)
         ack = writer.ack if writer is not None else None
-        frames = payloads(client._get_raw_response_socket(response), ends, ack)
+        frames = payloads(client._get_raw_response_socket(response), ends, ack, aligned=aligned)
     except BaseException:
         response.close()
         raise
@@ -128,24 +139,37 @@ def attach(
 
 
 def payloads(
-    sock: Any, ends: StreamEnds | None = None, ack: Callable[[], None] | None = None
+    sock: Any,
+    ends: StreamEnds | None = None,
+    ack: Callable[[], None] | None = None,
+    *,
+    aligned: bool = True,
 ) -> Iterator[bytes]:
-    """The payloads of a multiplexed attach stream (no TTY), in order, as they come: each
-    chunk is what one read brought of them, frame headers taken out, a frame cut across
-    reads continued in the next chunk. Ends at end of stream. With `ends`, each stream's
-    payloads go through it (runner-init's trailer held back and stripped), `ack` is called
-    once both streams have ended with the trailer, and what `ends` held back that was
-    output comes last."""
+    """The payloads of a multiplexed attach stream (no TTY), as they come: each chunk is
+    what one read brought of them, frame headers taken out, a frame cut across reads
+    continued in the next chunk, and both streams merged by whole lines (a stream's
+    partial line held until its newline; unless not `aligned`: in arrival order). Ends at
+    end of stream, or with the error that broke it once what was held is passed on. With
+    `ends`, each stream's payloads go through it first (runner-init's trailer held back
+    and stripped), `ack` is called once both streams have ended with the trailer, and what
+    `ends` held back that was output goes on with its stream at the end."""
+    lines = LineAligner() if aligned else None
     header = b""
     remaining = 0  # bytes of the current frame's payload still to come
     stream = 1  # the current frame's
     acked = ack is None
     while True:
-        data = socket_read(sock, READ_BYTES)
+        try:
+            data = socket_read(sock, READ_BYTES)
+        except OSError:
+            rest = _held(ends, lines)
+            if rest:
+                yield rest
+            raise
         if data is None:  # interrupted (EINTR, EAGAIN): read again
             continue
         if not data:
-            rest = ends.finish() if ends is not None else b""
+            rest = _held(ends, lines)
             if rest:
                 yield rest
             return
@@ -154,9 +178,11 @@ def payloads(
         while pos < size:
             if remaining:
                 piece = data[pos : pos + remaining]
-                out.append(piece if ends is None else ends.feed(stream, piece))
                 remaining -= len(piece)
                 pos += len(piece)
+                if ends is not None:
+                    piece = ends.feed(stream, piece)
+                out.append(piece if lines is None else lines.feed(stream, piece))
                 continue
             take = data[pos : pos + HEADER - len(header)]
             header += take
@@ -171,6 +197,17 @@ def payloads(
         chunk = out[0] if len(out) == 1 else b"".join(out)
         if chunk:
             yield chunk
+
+
+def _held(ends: StreamEnds | None, lines: LineAligner | None) -> bytes:
+    """What is held at the end of the stream that is output: what `ends` held back of
+    each stream, through that stream's `lines`, then what `lines` holds."""
+    held = ends.finish() if ends is not None else {}
+    if lines is None:
+        return b"".join(held.values())
+    out = [lines.feed(stream, rest) for stream, rest in held.items()]
+    out.append(lines.finish())
+    return b"".join(out)
 
 
 def attach_stdin(api: docker.APIClient, cid: str) -> Stdin:

@@ -9,8 +9,8 @@ what runner was doing and what the API server said (a missing RBAC verb reads as
 "forbidden: ... cannot create resource pods", with the Role to apply).
 
 Streams (`attach`, `run`): websockets through the API server to the kubelet, read as
-bytes. `attach` is a step's stdin (runner-init's environment) and its output, opened
-before the step can run (runner-init waits for its environment), so nothing it prints is
+bytes. `attach` is a step's stdin (runner-init's environment) and its output (stdout
+and stderr merged by whole lines, `runner.engine.lines`), opened before the step can run (runner-init waits for its environment), so nothing it prints is
 missed. `run` runs a command in a pod (`pods/exec`) with its stdin streamed in and its
 stdout streamed out; its exit status comes from the API server's status message, and a
 stream that ends without one is an error, never a success. A step's exit code never
@@ -36,6 +36,7 @@ from kubernetes.stream import stream
 from websocket import ABNF, WebSocketException
 
 from runner.engine.backend import NotFound
+from runner.engine.lines import LineAligner
 from runner.errors import EngineUnavailable, RunnerError
 
 KIND_NAMES = {
@@ -244,8 +245,9 @@ def _hang_up(ws: Any) -> None:
 
 class Attached:
     """A step's attach stream: `send` writes runner-init's environment on its stdin,
-    `output` yields what it prints (stdout and stderr in the order they came) until the
-    container's streams close."""
+    `output` yields what it prints until the container's streams close: stdout and stderr
+    merged by whole lines (`runner.engine.lines`: a stream's partial line waits for its
+    newline, so it never glues onto a line of the other), then their unterminated ends."""
 
     def __init__(self, ws: Any) -> None:
         self._ws = ws
@@ -256,14 +258,23 @@ class Attached:
             self._ws.write_stdin(data)
 
     def output(self) -> Iterator[bytes]:
+        lines = LineAligner()
+        broke: Exception | None = None
         try:
             for channel, data in _frames(self._ws):
                 if channel in (STDOUT, STDERR) and data:
-                    yield data
+                    whole = lines.feed(channel, data)
+                    if whole:
+                        yield whole
         except (WebSocketException, OSError) as exc:
-            raise RunnerError(f"the output stream broke: {exc}") from exc
+            broke = exc  # what was held is still output: passed on first
         finally:
             self.close()
+        rest = lines.finish()
+        if rest:
+            yield rest
+        if broke is not None:
+            raise RunnerError(f"the output stream broke: {broke}") from broke
 
     def close(self) -> None:
         _hang_up(self._ws)

@@ -10,8 +10,11 @@ frames and reads at any offset; only the exact trailer counts, and only at the e
 stream: the same bytes followed by more output were the step's (passed on whole), and a
 trailer with another nonce is output like any other. `ended` says both streams end with
 the trailer right now (runner then acks); after the end of the attach, `finish()` returns
-what was held back that was not the trailer (output, to pass on) and `missing` names the
-streams that did not end with it: their end was lost.
+what was held back of each stream that was not the trailer (output, to pass on with its
+stream: the reader aligns each stream's lines, `runner.engine.lines`) and `missing` names
+the streams that did not end with it: their end was lost. What is passed on is each
+stream's own bytes, not yet merged: the trailer is found per stream, and the ack never
+waits for a line to end.
 
 The trailer starts with a NUL, which text output rarely holds, so finding where it could
 start costs one `rfind` over the last few dozen bytes of each payload.
@@ -63,10 +66,11 @@ class StreamEnds:
         """Both streams end with the trailer (so far: the engine has delivered them)."""
         return all(held == self.trailer for held in self._held.values())
 
-    def finish(self) -> bytes:
-        """At the end of the attach: what was held back that is output (stdout's, then
-        stderr's), not a trailer; `missing` then names the streams without one."""
-        return b"".join(held for held in self._held.values() if held != self.trailer)
+    def finish(self) -> dict[int, bytes]:
+        """At the end of the attach: what was held back of each stream that is output
+        (stdout's, then stderr's; empty where it was the trailer), so that each goes on
+        with its own stream; `missing` then names the streams without one."""
+        return {key: b"" if held == self.trailer else held for key, held in self._held.items()}
 
     @property
     def missing(self) -> list[str]:
