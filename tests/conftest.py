@@ -235,10 +235,10 @@ def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[in
 
 def facts(output: str) -> dict[str, str]:
     """The `@name=value` facts a probe step printed, one per line on stdout, each value
-    with its runs of whitespace made one space. stdout and stderr are two pipes that
-    reach runner as one stream in the order the engine delivers them, so a fragment of
-    stderr can come before a fact on the same line (busybox's `sh: ` is one write, the
-    rest of its message another: `sh: @sock=1`): a fact is read wherever it starts."""
+    with its runs of whitespace made one space. A fact is read wherever it starts on its
+    line: before runner merged stdout and stderr by whole lines (`runner.engine.lines`),
+    a stderr fragment could come first (`sh: @sock=1`: busybox writes `sh: ` and the rest
+    of an error apart), and a test that reads a backend's raw wire can still see that."""
     found = re.findall(r"@(\w+)=(.*)$", output, re.M)
     return {name: " ".join(value.split()) for name, value in found}
 
