@@ -21,7 +21,11 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
   log "starting dockerd in the background (log: /var/log/runner-dockerd.log)"
   # a session of its own: a signal to the caller's process group (Ctrl-C, a CI job's
   # kill) does not stop the engine, which outlives the script by design
-  setsid nohup dockerd >/var/log/runner-dockerd.log 2>&1 &
+  # and from /, since it keeps its working directory: never a checkout that may be removed
+  (
+    cd /
+    setsid nohup dockerd >/var/log/runner-dockerd.log 2>&1 &
+  )
 fi
 
 for _ in $(seq 1 120); do

@@ -30,7 +30,12 @@ if ! pgrep -f "podman system service --time=0 unix://$socket" >/dev/null 2>&1; t
   mkdir -p "$(dirname "$socket")"
   # a session of its own: a signal to the caller's process group (Ctrl-C, a CI job's
   # kill) does not stop the engine, which outlives the script by design
-  setsid nohup podman system service --time=0 "unix://$socket" >/var/log/runner-podman.log 2>&1 &
+  # and from /, since it keeps its working directory: never a checkout that may be removed
+  # (conmon then fails "Failed to get working directory" for every container)
+  (
+    cd /
+    setsid nohup podman system service --time=0 "unix://$socket" >/var/log/runner-podman.log 2>&1 &
+  )
 fi
 
 for _ in $(seq 1 120); do

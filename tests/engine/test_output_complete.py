@@ -262,27 +262,26 @@ def test_a_run_whose_step_output_was_cut_fails_and_records_why(
     (repo / "policies" / "default.yml").write_text(POLICY)
     (repo / ".missions" / "m.yml").write_text(MISSION)
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
-    runner = subprocess.Popen(
+    with subprocess.Popen(  # its pipes closed at the end, whatever the test did
         [*RUNNER, "run", "--json", ".missions/m.yml"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        labels = [f"{LABEL_STATE}={state.resolve()}", f"{LABEL_ROLE}=step"]
-        deadline = time.monotonic() + 180
-        while not (steps := backend.api.containers(filters={"label": labels})):
-            assert time.monotonic() < deadline and runner.poll() is None, "the step never ran"
-            time.sleep(0.1)
-        time.sleep(1)  # "before" printed
-        backend.api.kill(steps[0]["Id"])  # from outside runner, as an engine losing the end
-        out, err = runner.communicate(timeout=120)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate()
+    ) as runner:
+        try:
+            labels = [f"{LABEL_STATE}={state.resolve()}", f"{LABEL_ROLE}=step"]
+            deadline = time.monotonic() + 180
+            while not (steps := backend.api.containers(filters={"label": labels})):
+                assert time.monotonic() < deadline and runner.poll() is None, "the step never ran"
+                time.sleep(0.1)
+            time.sleep(1)  # "before" printed
+            backend.api.kill(steps[0]["Id"])  # from outside runner, as an engine losing the end
+            out, err = runner.communicate(timeout=120)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
     assert runner.returncode == 1, err
     result = json.loads(out)
     step = result["jobs"]["cut"]["steps"][0]

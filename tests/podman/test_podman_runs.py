@@ -4,6 +4,7 @@ dies at its deadline and whose leftovers `runner gc` removes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +67,24 @@ def sleeper(root: Path, timeout_minutes: float = 5) -> Path:
     return root
 
 
-def start(repo: Path, state: Path) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def started(repo: Path, state: Path) -> Iterator[subprocess.Popen[str]]:
+    """`runner run` of the repository's mission, killed if still running at the end and
+    its pipes closed whatever the test did (a failed test leaves no open file behind)."""
     env = {**os.environ, "RUNNER_STATE_DIR": str(state), "CI": "true"}
-    return subprocess.Popen(
+    with subprocess.Popen(
         [*RUNNER, "run", ".missions/m.yml"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    ) as runner:
+        try:
+            yield runner
+        finally:
+            if runner.poll() is None:
+                runner.kill()
 
 
 def wait_for_a_step(podman: Any, state: Path, runner: subprocess.Popen[str]) -> None:
@@ -112,11 +122,11 @@ def test_the_demo_runs_on_podman_and_its_ledger_verifies(tmp_path: Path, podman:
 def test_ctrl_c_mid_step_exits_130_and_leaves_nothing(tmp_path: Path, podman: Any) -> None:
     repo = sleeper(tmp_path / "repo")
     state = tmp_path / "state"
-    runner = start(repo, state)
-    wait_for_a_step(podman, state, runner)
-    sent = time.monotonic()
-    runner.send_signal(signal.SIGINT)
-    _, err = runner.communicate(timeout=60)
+    with started(repo, state) as runner:
+        wait_for_a_step(podman, state, runner)
+        sent = time.monotonic()
+        runner.send_signal(signal.SIGINT)
+        _, err = runner.communicate(timeout=60)
     assert runner.returncode == 130, err
     assert time.monotonic() - sent < 15 and "Traceback" not in err
     assert labelled(podman, state) == []
@@ -129,22 +139,19 @@ def test_a_crashed_runners_step_dies_at_its_deadline_and_gc_removes_the_rest(
 ) -> None:
     repo = sleeper(tmp_path / "repo", timeout_minutes=0.1)
     state = tmp_path / "state"
-    runner = start(repo, state)
     try:
-        wait_for_a_step(podman, state, runner)
-        started = time.monotonic()
-        runner.send_signal(signal.SIGKILL)
-        runner.communicate(timeout=30)
-        limit = started + TIMEOUT_S + INIT_GRACE_S + 15
+        with started(repo, state) as runner:
+            wait_for_a_step(podman, state, runner)
+            began = time.monotonic()
+            runner.send_signal(signal.SIGKILL)
+            runner.communicate(timeout=30)
+        limit = began + TIMEOUT_S + INIT_GRACE_S + 15
         while running_steps(podman, state):  # runner-init kills it, alone
             assert time.monotonic() < limit, "the crashed runner's step is still running"
             time.sleep(0.5)
-        assert time.monotonic() - started > TIMEOUT_S - 1  # it ran until its deadline
+        assert time.monotonic() - began > TIMEOUT_S - 1  # it ran until its deadline
         assert labelled(podman, state), "the crash left nothing for gc"
     finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate()
         swept = runner_cli(repo, state, "gc")
     assert swept.returncode == 0, swept.stderr
     assert "removed 1 container(s) and 2 volume(s)" in swept.stdout
