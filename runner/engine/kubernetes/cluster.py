@@ -9,12 +9,13 @@ what runner was doing and what the API server said (a missing RBAC verb reads as
 "forbidden: ... cannot create resource pods", with the Role to apply).
 
 Streams (`attach`, `run`): websockets through the API server to the kubelet, read as
-bytes. `attach` is a step's stdin (runner-init's environment) and its output (stdout
-and stderr merged by whole lines, `runner.engine.lines`), opened before the step can run (runner-init waits for its environment), so nothing it prints is
-missed. `run` runs a command in a pod (`pods/exec`) with its stdin streamed in and its
-stdout streamed out; its exit status comes from the API server's status message, and a
-stream that ends without one is an error, never a success. A step's exit code never
-comes from a stream: the backend reads it from the pod's status.
+bytes. `attach` is a step's stdin (runner-init's environment) and its output (stdout and
+stderr merged by whole lines, `runner.engine.lines`), opened before the step can run
+(runner-init waits for its environment), so nothing it prints is missed. `run` runs a
+command in a pod (`pods/exec`) with its stdin streamed in and its stdout streamed out;
+its exit status comes from the API server's status message, and a stream that ends
+without one is an error, never a success. A step's exit code never comes from a stream:
+the backend reads it from the pod's status.
 """
 
 from __future__ import annotations
