@@ -235,11 +235,11 @@ def run_container(backend: Backend, cid: str, timeout_s: float = 60) -> tuple[in
 
 def facts(output: str) -> dict[str, str]:
     """The `@name=value` facts a probe step printed, one per line on stdout, each value
-    with its runs of whitespace made one space. A fact is read wherever it starts on its
-    line: before runner merged stdout and stderr by whole lines (`runner.engine.lines`),
-    a stderr fragment could come first (`sh: @sock=1`: busybox writes `sh: ` and the rest
-    of an error apart), and a test that reads a backend's raw wire can still see that."""
-    found = re.findall(r"@(\w+)=(.*)$", output, re.M)
+    with its runs of whitespace made one space. A fact counts only at the start of its
+    line: stdout and stderr reach runner merged by whole lines (`runner.engine.lines`), so
+    a stderr fragment glued before a fact (`sh: @sock=1`, as before that merge) fails the
+    probe test that reads it."""
+    found = re.findall(r"^@(\w+)=(.*)$", output, re.M)
     return {name: " ".join(value.split()) for name, value in found}
 
 
